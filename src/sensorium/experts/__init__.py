@@ -1,0 +1,110 @@
+"""The frozen pretrained experts, created lazily behind one small registry.
+
+`Experts(config)` builds each expert the first time it is asked for, so a process that only
+searches text never loads the image or speech models. Every expert reads its weights from an
+installed package, or from a local folder named in `ExpertConfig` (the user's own weights).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from functools import cached_property
+from pathlib import Path
+
+from .base import ModelInfo
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Where each expert's weights come from; None means the packaged default."""
+
+    text_dir: str | None = None  # a sentence-transformers folder
+    image_weights: str | None = None  # EfficientNet-Lite0 weights (.safetensors)
+    speech_dir: str | None = None  # a CTranslate2 Whisper folder
+    clip_dir: str | None = None  # a Hugging Face transformers CLIP checkpoint (adds the "clip" space)
+    ocr: bool = True  # read text in images (slower indexing)
+    people: bool = True  # detect people in images (ImageNet has no "person" class)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExpertConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+class Experts:
+    """Lazily created experts sharing one configuration."""
+
+    def __init__(self, config: ExpertConfig | None = None):
+        self.config = config or ExpertConfig()
+
+    @cached_property
+    def text(self):
+        from .text import TextEncoder
+
+        return TextEncoder(self.config.text_dir)
+
+    @cached_property
+    def image(self):
+        from .image import ImageExpert
+
+        return ImageExpert(self.config.image_weights)
+
+    @cached_property
+    def speech(self):
+        from .speech import SpeechRecognizer
+
+        return SpeechRecognizer(self.config.speech_dir)
+
+    @cached_property
+    def clip(self):
+        if not self.config.clip_dir:
+            return None
+        from .clip import ClipBackend
+
+        return ClipBackend(self.config.clip_dir)
+
+    @cached_property
+    def bridge(self):
+        """Images into the text-anchored shared space (label bridge + people + OCR)."""
+        from ..space.image_bridge import ImageBridge
+
+        return ImageBridge(
+            self.image, self.text,
+            people=self.person_detector if self.config.people else None,
+            ocr=self.ocr_reader if self.config.ocr else None,
+        )
+
+    @cached_property
+    def person_detector(self):
+        from .person import PersonDetector
+
+        return PersonDetector()
+
+    @cached_property
+    def ocr_reader(self):
+        from .ocr import OcrReader
+
+        return OcrReader()
+
+    def models(self) -> list[ModelInfo]:
+        """One ModelInfo per expert this configuration uses (loads no weights, hashes files)."""
+        infos = [self.text.info(), self.image.info(), self.speech.info()]
+        if self.clip is not None:
+            infos.append(self.clip.info())
+        if self.config.ocr:
+            infos.append(self.ocr_reader.info())
+        if self.config.people:
+            infos.append(self.person_detector.info())
+        from .tts import info as tts_info
+
+        infos.append(tts_info())
+        return infos
+
+
+def default_config_path() -> Path:
+    from ..paths import home
+
+    return home() / "experts.json"

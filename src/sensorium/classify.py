@@ -1,0 +1,122 @@
+"""Zero-shot classification over the shared space: rank free-text labels for any file.
+
+- image: the image's shared-space vector against label prompts (label bridge);
+- audio: each label is scored against the sound by the speech decoder (teacher-forced
+  likelihood), far more reliable for isolated spoken words than a free transcription;
+- video: the mean of its shots' vectors, combined with spoken-label scores of its sound track;
+- text: the note's embedding against the labels' embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QueryError, ReadError
+
+PROMPTS = ("a photo of a {}.", "a picture of {}.", "{}")
+IMAGE_TEMPERATURE = 0.02  # softmax temperature over cosine similarities
+
+
+@dataclass
+class LabelScore:
+    label: str
+    score: float  # probability over the given labels
+
+
+@dataclass
+class Classification:
+    path: str
+    modality: str
+    labels: list[LabelScore]
+    method: str
+    details: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> str:
+        return self.labels[0].label
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "modality": self.modality, "method": self.method,
+                "labels": [{"label": s.label, "score": round(s.score, 4)} for s in self.labels]}
+
+
+def clean_labels(labels) -> list[str]:
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    cleaned = []
+    for label in labels or []:
+        label = str(label).strip()
+        if label and label not in cleaned:
+            cleaned.append(label)
+    if len(cleaned) < 2:
+        raise QueryError("labels: give at least two distinct, non-empty labels")
+    return cleaned
+
+
+def classify(path: str | Path, labels, experts=None) -> Classification:
+    """Rank `labels` (a list or comma-separated string) for the file at `path`."""
+    from .experts import Experts
+    from .readers import read
+
+    labels = clean_labels(labels)
+    experts = experts or _default_experts()
+    try:
+        payload = read(Path(path))
+    except ReadError as error:
+        raise QueryError(f"cannot classify {error.path}: {error.reason}") from None
+    modality = payload.modality
+    if modality == "image":
+        probs = _visual(experts, [payload.pixels], labels)
+        method = "label bridge (image -> shared space)"
+    elif modality == "audio":
+        probs = _spoken(experts, payload, labels)
+        method = "spoken-label likelihood (Whisper, teacher-forced)"
+    elif modality == "video":
+        parts = []
+        if payload.frames:
+            parts.append(_visual(experts, [f.pixels for f in payload.frames], labels))
+        if payload.audio is not None:
+            parts.append(_spoken(experts, payload.audio, labels))
+        probs = np.mean(parts, axis=0)
+        method = "frames (label bridge) + sound track (spoken-label likelihood)"
+    else:
+        text_vector = experts.text.encode([payload.text])[0]
+        probs = _softmax(experts.text.encode(labels) @ text_vector / IMAGE_TEMPERATURE)
+        method = "text embedding"
+    order = np.argsort(-probs)
+    return Classification(path=str(path), modality=modality, method=method,
+                          labels=[LabelScore(labels[i], float(probs[i])) for i in order])
+
+
+_EXPERTS = None
+
+
+def _default_experts():
+    global _EXPERTS
+    if _EXPERTS is None:
+        from .experts import Experts
+
+        _EXPERTS = Experts()
+    return _EXPERTS
+
+
+def _visual(experts, images: list, labels: list[str]) -> np.ndarray:
+    shared = np.stack([d.shared for d in experts.bridge.describe(images)])
+    image_vector = shared.mean(axis=0)
+    image_vector /= np.linalg.norm(image_vector) or 1.0
+    prompts = [template.format(label) for label in labels for template in PROMPTS]
+    prompt_vectors = experts.bridge.embed_query(prompts).reshape(len(labels), len(PROMPTS), -1).mean(axis=1)
+    prompt_vectors /= np.linalg.norm(prompt_vectors, axis=1, keepdims=True)
+    return _softmax(prompt_vectors @ image_vector / IMAGE_TEMPERATURE)
+
+
+def _spoken(experts, audio, labels: list[str]) -> np.ndarray:
+    return _softmax(np.asarray(experts.speech.score_candidates(audio, labels), dtype=np.float64))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()

@@ -1,0 +1,225 @@
+"""The `sensorium` command line: index, search, classify, info, models, demo.
+
+Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
+3 `index` finished but at least one file failed (each listed with its reason).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import CollectionLockedError, QueryError, SensoriumError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FILES_FAILED = 3
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sensorium: offline multimodal search and understanding of your media.")
+
+CollectionOpt = typer.Option(..., "--collection", "-c", help="Folder holding the collection's index.")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> None:
+    _console(stderr=True).print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def index(
+    folder: Path = typer.Argument(..., help="Folder of photos, recordings, videos and notes."),
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="A local transformers CLIP checkpoint to add a CLIP space."),
+    no_ocr: bool = typer.Option(False, "--no-ocr", help="Do not read text inside images (faster)."),
+):
+    """Index FOLDER incrementally: new and changed files are embedded, deleted ones removed."""
+    from .collection import Collection
+    from .experts import ExpertConfig
+
+    if not folder.is_dir():
+        _fail(f"{folder}: not a folder", EXIT_USAGE)
+    config = None
+    if clip or no_ocr:
+        config = ExpertConfig(clip_dir=str(clip.resolve()) if clip else None, ocr=not no_ocr)
+    try:
+        col = Collection(collection, experts=config)
+        report = col.index(folder, progress=None if json_out else _progress_bar())
+    except CollectionLockedError as error:
+        _fail(str(error), EXIT_ERROR)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    finally:
+        _stop_progress()
+    if json_out:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        console = _console()
+        console.print(
+            f"indexed {report.folder}: {report.added} added, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {report.touched} touched, {report.removed} removed, "
+            f"{len(report.failed)} failed in {report.seconds:.1f} s")
+        for path, reason in report.failed:
+            console.print(f"  [yellow]failed[/yellow] {path}: {reason}", markup=True)
+    if report.failed:
+        raise typer.Exit(EXIT_FILES_FAILED)
+
+
+_BAR = {}
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[name]}", style="dim"), console=_console(stderr=True),
+                        transient=True)
+    progress.start()
+    task = progress.add_task("index", total=None, name="")
+    _BAR["progress"] = progress
+
+    def update(done: int, total: int, path: str) -> None:
+        progress.update(task, completed=done, total=total, name=Path(path).name if path else "")
+
+    return update
+
+
+def _stop_progress() -> None:
+    progress = _BAR.pop("progress", None)
+    if progress is not None:
+        progress.stop()
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="Text to search for."),
+    collection: Path = CollectionOpt,
+    image: Optional[Path] = typer.Option(None, "--image", help="Search by an example image."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Search by a spoken query (audio file)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only items of this kind: text, image, audio, video."),
+    k: int = typer.Option(10, "-k", help="How many results."),
+    json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
+):
+    """Search a collection by text, by an example image or by a spoken query."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        _fail(f"{collection}: no collection here (run `sensorium index FOLDER -c {collection}` first)", EXIT_USAGE)
+    try:
+        hits = Collection(collection).search(text=query, image=image, audio=audio, kind=kind, k=k)
+    except QueryError as error:
+        _fail(str(error), EXIT_USAGE)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if json_out:
+        print(json.dumps([h.as_dict() for h in hits], indent=2))
+        return
+    console = _console()
+    if not hits:
+        console.print("no results")
+    for rank, hit in enumerate(hits, 1):
+        when = f" [{hit.start:.1f}-{hit.end:.1f} s]" if hit.start is not None else ""
+        console.print(f"{rank:2d}. {hit.score:.3f}  {hit.kind:5s}  {hit.path}{when}")
+        console.print(f"      {hit.why}", style="dim")
+
+
+@app.command()
+def classify(
+    path: Path = typer.Argument(..., help="An image, audio, video or text file."),
+    labels: str = typer.Option(..., "--labels", help="Comma-separated candidate labels."),
+    json_out: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+):
+    """Rank free-text labels for a file (zero-shot)."""
+    from .classify import classify as run
+
+    try:
+        result = run(path, labels)
+    except QueryError as error:
+        _fail(str(error), EXIT_USAGE)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if json_out:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    console = _console()
+    console.print(f"{result.path} ({result.modality}, {result.method})")
+    for score in result.labels:
+        console.print(f"  {score.score:6.3f}  {score.label}")
+
+
+@app.command()
+def info(
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Counts of items by kind, and every failure with its file and reason."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        _fail(f"{collection}: no collection here", EXIT_USAGE)
+    data = Collection(collection).info()
+    if json_out:
+        print(json.dumps(data, indent=2))
+        return
+    console = _console()
+    console.print(f"collection {data['collection']}")
+    for kind, count in sorted(data["counts"].items()):
+        console.print(f"  {kind:6s} {count}")
+    if data["failures"]:
+        console.print(f"{len(data['failures'])} failed files:")
+        for failure in data["failures"]:
+            console.print(f"  {failure['path']}: {failure['reason']}")
+
+
+@app.command()
+def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """The pretrained models Sensorium uses: package, version, checksum, licence, size."""
+    from .experts import Experts
+
+    try:
+        infos = Experts().models()
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if json_out:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("model", "task", "package", "version", "licence", "size", "sha256")
+    for i in infos:
+        table.add_row(i.name, i.task, i.package, i.version, i.licence, f"{i.size_bytes / 1e6:.1f} MB", i.sha256[:16])
+    _console().print(table)
+
+
+@app.command()
+def demo(
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to build the sample collection."),
+):
+    """Build a sample collection from built-in data, index it and tour searches in every direction."""
+    from .demo.tour import run_tour
+
+    try:
+        run_tour(directory)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""A collection: a folder holding the catalog and vector indexes of the media a user indexed.
+
+`Collection(dir).index(folder)` walks a folder and embeds new and changed files, skips unchanged
+ones and forgets deleted ones; `search(...)` finds items by text, example image or spoken query.
+The SQLite catalog is the source of truth (vectors included); the ANN files are derived and are
+reconciled with it on open, so a `kill -9` at any moment loses at most the file being written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ReadError, SensoriumError, UnsupportedFileError
+from .experts import ExpertConfig, Experts
+from .space.segments import CLIP, IMAGE, SHARED
+
+CATALOG_FILE = "catalog.sqlite"
+CONFIG_FILE = "collection.json"
+SAVE_EVERY_SECONDS = 30.0
+IMAGE_BATCH = 16
+READ_AHEAD = 8
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class IndexReport:
+    """What one `index` run did. `failed` lists (path, reason) for each file that could not be read."""
+
+    folder: str
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    touched: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    read_seconds: float = 0.0
+    encode_seconds: dict[str, float] = field(default_factory=dict)
+    encoded_items: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in (
+            "folder", "scanned", "added", "updated", "unchanged", "touched", "removed", "seconds",
+            "read_seconds", "encode_seconds", "encoded_items")}
+        out["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
+        return out
+
+
+class Collection:
+    """A persistent, incrementally updated cross-modal index stored in one folder."""
+
+    def __init__(self, directory: str | Path, experts: ExpertConfig | None = None):
+        self.dir = Path(directory).expanduser().resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self._load_or_store_config(experts)
+        self.experts = Experts(self.config)
+        self._catalog = None
+        self._stores: dict[str, object] = {}
+
+    # --- configuration ----------------------------------------------------------------------
+    def _load_or_store_config(self, experts: ExpertConfig | None) -> ExpertConfig:
+        path = self.dir / CONFIG_FILE
+        if path.exists():
+            stored = ExpertConfig.from_json(json.loads(path.read_text())["experts"])
+            if experts is not None and experts != stored:
+                self._write_config(experts)
+                return experts
+            return stored
+        config = experts or ExpertConfig()
+        self._write_config(config)
+        return config
+
+    def _write_config(self, config: ExpertConfig) -> None:
+        path = self.dir / CONFIG_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"format": 1, "experts": config.to_json()}, indent=2))
+        os.replace(tmp, path)
+
+    # --- storage ----------------------------------------------------------------------------
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from .index.catalog import Catalog
+
+            self._catalog = Catalog(self.dir / CATALOG_FILE)
+        return self._catalog
+
+    def spaces(self) -> dict[str, int]:
+        """Space name -> dimension for every vector space this collection keeps."""
+        dims = {SHARED: 384, IMAGE: 1280}
+        if self.config.clip_dir:
+            dims[CLIP] = self.experts.clip.dim
+        return dims
+
+    def store(self, space: str):
+        """The ANN index of one space, reconciled with the catalog when first opened."""
+        if space not in self._stores:
+            from .index.vectors import VectorStore
+
+            store = VectorStore(self.dir / "vectors", space, self.spaces()[space])
+            store.sync_with(self.catalog)
+            self._stores[space] = store
+        return self._stores[space]
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        self._stores.clear()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- indexing ---------------------------------------------------------------------------
+    def index(self, folder: str | Path, progress: Progress | None = None) -> IndexReport:
+        """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
+        from .index.lock import WriterLock
+
+        with WriterLock(self.dir):
+            return self._index_locked(Path(folder).expanduser().resolve(), progress)
+
+    def _index_locked(self, folder: Path, progress: Progress | None) -> IndexReport:
+        from .index.catalog import FileState
+        from .index.scan import content_hash, scan
+
+        if not folder.is_dir():
+            raise SensoriumError(f"{folder}: not a folder")
+        started = time.perf_counter()
+        report = IndexReport(folder=str(folder))
+        catalog = self.catalog
+        stores = {space: self.store(space) for space in self.spaces()}
+
+        seen: set[str] = set()
+        todo: list[tuple[FileState, str]] = []
+        for scanned in scan(folder, exclude=self.dir):
+            path = str(scanned.path)
+            seen.add(path)
+            report.scanned += 1
+            known = catalog.item_state(path)
+            if known and known.size == scanned.size and known.mtime_ns == scanned.mtime_ns:
+                report.unchanged += 1
+                continue
+            state = FileState(path, scanned.size, scanned.mtime_ns, None)
+            try:
+                state.content_hash = content_hash(scanned.path)
+            except OSError as error:
+                catalog.record_failure(state, scanned.kind, f"cannot read file: {error.strerror or error}")
+                report.failed.append((path, f"cannot read file: {error.strerror or error}"))
+                continue
+            if known and known.content_hash == state.content_hash and catalog.has_item(path):
+                catalog.touch(path, scanned.size, scanned.mtime_ns)
+                report.touched += 1
+                continue
+            todo.append((state, scanned.kind))
+
+        gone = catalog.paths(under=str(folder)) - seen
+        if gone:
+            removed_ids = catalog.remove_paths(sorted(gone))
+            for store in stores.values():
+                store.remove(removed_ids)
+            report.removed = len(gone)
+
+        self._embed_all(todo, report, stores, progress)
+        for store in stores.values():
+            store.save()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _embed_all(self, todo, report: IndexReport, stores, progress: Progress | None) -> None:
+        from .space.embed import Embedder
+
+        embedder = Embedder(self.experts)
+        total = len(todo)
+        done = 0
+        last_save = time.perf_counter()
+        pending_images: list = []
+
+        def flush_images() -> None:
+            nonlocal done
+            if not pending_images:
+                return
+            began = time.perf_counter()
+            try:
+                results = embedder.embed_images([payload for _, _, payload in pending_images])
+            except Exception as error:  # one bad batch must not stop the run: retry one by one
+                results = None
+                failure = error
+            self._time(report, "image", began, len(pending_images))
+            for index, (state, kind, payload) in enumerate(pending_images):
+                if results is None:
+                    try:
+                        segments = embedder.embed_images([payload])[0]
+                    except Exception as error:  # noqa: BLE001 - recorded per file
+                        self._fail(report, state, kind, f"image encoder failed: {error or failure}")
+                        continue
+                else:
+                    segments = results[index]
+                self._store(report, state, kind, None, {"width": payload.size[0], "height": payload.size[1]},
+                            segments, stores)
+            done += len(pending_images)
+            pending_images.clear()
+
+        for state, kind, payload, read_time, error in self._read_ahead(todo):
+            report.read_seconds += read_time
+            if error is not None:
+                self._fail(report, state, kind, error)
+                done += 1
+            elif kind == "image":
+                pending_images.append((state, kind, payload))
+                if len(pending_images) >= IMAGE_BATCH:
+                    flush_images()
+            else:
+                began = time.perf_counter()
+                try:
+                    segments = embedder.embed(payload)
+                except SensoriumError as failure:
+                    self._fail(report, state, kind, str(failure))
+                else:
+                    self._time(report, kind, began, 1)
+                    self._store(report, state, kind, _duration(payload), _meta(payload), segments, stores)
+                done += 1
+            if progress:
+                progress(done + len(pending_images), total, state.path)
+            if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+                for store in stores.values():
+                    store.save()
+                last_save = time.perf_counter()
+        flush_images()
+        if progress:
+            progress(total, total, "")
+
+    def _read_ahead(self, todo) -> Iterator[tuple]:
+        """Decode files in a background thread while the encoders work on earlier ones."""
+        from .readers import read
+
+        def load(entry):
+            state, kind = entry
+            began = time.perf_counter()
+            try:
+                payload = read(state.path)
+                return state, kind, payload, time.perf_counter() - began, None
+            except UnsupportedFileError as error:
+                return state, kind, None, time.perf_counter() - began, error.reason
+            except ReadError as error:
+                return state, kind, None, time.perf_counter() - began, error.reason
+            except Exception as error:  # noqa: BLE001 - a reader bug must not stop the batch
+                return state, kind, None, time.perf_counter() - began, f"unexpected {type(error).__name__}: {error}"
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sensorium-read") as pool:
+            window = []
+            entries = iter(todo)
+            for entry in entries:
+                window.append(pool.submit(load, entry))
+                if len(window) >= READ_AHEAD:
+                    yield window.pop(0).result()
+            for future in window:
+                yield future.result()
+
+    def _store(self, report, state, kind, duration, meta, segments, stores) -> None:
+        from .index.catalog import NewSegment
+
+        was_known = self.catalog.has_item(state.path)
+        rows = [NewSegment(start=s.start, end=s.end, source=s.source, text=s.text, labels=s.labels,
+                           vectors=s.vectors) for s in segments]
+        _, new_ids, removed_ids = self.catalog.put_item(state, kind, duration, meta, rows)
+        for space, store in stores.items():
+            if removed_ids:
+                store.remove(removed_ids)
+            ids = [i for i, s in zip(new_ids, segments) if space in s.vectors]
+            if ids:
+                import numpy as np
+
+                store.add(np.asarray(ids, dtype=np.int64),
+                          np.stack([s.vectors[space] for s in segments if space in s.vectors]))
+        if was_known:
+            report.updated += 1
+        else:
+            report.added += 1
+
+    def _fail(self, report, state, kind, reason: str) -> None:
+        self.catalog.record_failure(state, kind, reason)
+        report.failed.append((state.path, reason))
+
+    @staticmethod
+    def _time(report, kind: str, began: float, count: int) -> None:
+        report.encode_seconds[kind] = report.encode_seconds.get(kind, 0.0) + time.perf_counter() - began
+        report.encoded_items[kind] = report.encoded_items.get(kind, 0) + count
+
+    # --- reading back -----------------------------------------------------------------------
+    def search(self, text: str | None = None, image: str | Path | None = None,
+               audio: str | Path | None = None, kind: str | None = None, k: int = 10):
+        """Top-k items for a text, example-image or spoken query; see `sensorium.search.Hit`."""
+        from .search import search
+
+        return search(self, text=text, image=image, audio=audio, kind=kind, k=k)
+
+    def info(self) -> dict:
+        catalog = self.catalog
+        return {
+            "collection": str(self.dir),
+            "counts": catalog.counts(),
+            "segments": catalog.segment_count() if hasattr(catalog, "segment_count") else None,
+            "failures": [{"path": p, "reason": r} for p, r in catalog.failures()],
+            "experts": json.loads(self.config.to_json()),
+        }
+
+
+def _duration(payload) -> float | None:
+    return float(payload.duration) if hasattr(payload, "duration") else None
+
+
+def _meta(payload) -> dict:
+    meta: dict = {}
+    if getattr(payload, "modality", None) == "text":
+        meta["encoding"] = payload.encoding
+        meta["chars"] = len(payload.text)
+    if getattr(payload, "modality", None) == "video":
+        meta["frames"] = len(payload.frames)
+        meta["has_audio"] = payload.audio is not None
+    return meta

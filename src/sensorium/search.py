@@ -1,0 +1,197 @@
+"""Hybrid cross-modal search: vector similarity in each space plus lexical (FTS5) match.
+
+A query becomes one vector per space it can reach:
+- text  -> shared space (and the CLIP space when a collection has one), plus lexical terms;
+- image -> its native EfficientNet space (image -> image and video frames) and, through the
+           label bridge, the shared space (so a photo finds notes and spoken memos about it);
+- audio -> its transcript, then as a text query.
+Segment scores are cosine similarities plus a small lexical bonus; an item's score is that of its
+best segment, whose time range and text explain the hit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QueryError, ReadError
+from .modality import ALL as KINDS
+from .space.segments import CLIP, IMAGE, SHARED
+
+LEXICAL_WEIGHT = 0.15  # a full lexical match adds this much to a cosine similarity
+CANDIDATES_PER_HIT = 8  # segments fetched from each space per requested hit
+
+
+@dataclass
+class Hit:
+    path: str
+    kind: str
+    score: float
+    start: float | None
+    end: float | None
+    why: str
+    source: str = ""
+    item_id: int = 0
+    segment_id: int = 0
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "score": round(self.score, 4), "start": self.start,
+                "end": self.end, "why": self.why, "source": self.source}
+
+
+@dataclass
+class Query:
+    """The vectors (per space) and lexical text a request resolved to."""
+
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    lexical: str = ""
+    described_as: str = ""  # what we understood, e.g. the transcript of a spoken query
+
+
+def build_query(experts, text=None, image=None, audio=None) -> Query:
+    if not any(q is not None and q != "" for q in (text, image, audio)):
+        raise QueryError("give a text query, an image (--image) or an audio file (--audio)")
+    query = Query()
+    texts: list[str] = []
+    if text:
+        texts.append(str(text))
+    if image is not None:
+        payload = _read_query(image, "image")
+        description = experts.bridge.describe([payload.pixels])[0]
+        query.vectors[IMAGE] = description.native
+        query.vectors[SHARED] = description.shared
+        if experts.clip is not None:
+            query.vectors[CLIP] = experts.clip.encode_images([payload.pixels])[0]
+        query.described_as = description.text
+    if audio is not None:
+        payload = _read_query(audio, "audio")
+        transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(payload)).strip()
+        if not transcript:
+            raise QueryError(f"{audio}: no speech recognised in the audio query")
+        texts.append(transcript)
+        query.described_as = f'heard "{transcript}"'
+    if texts:
+        joined = " ".join(texts)
+        vector = experts.bridge.embed_query([joined])[0]
+        if SHARED in query.vectors:  # image and words together: both count
+            vector = _unit(vector + query.vectors[SHARED])
+        query.vectors[SHARED] = vector
+        if experts.clip is not None:
+            clip_text = experts.clip.encode_texts([joined])[0]
+            query.vectors[CLIP] = _unit(clip_text + query.vectors[CLIP]) if CLIP in query.vectors else clip_text
+        query.lexical = joined
+    return query
+
+
+def _read_query(path, modality: str):
+    from .readers import read
+
+    try:
+        payload = read(Path(path))
+    except ReadError as error:
+        raise QueryError(f"cannot read {modality} query {error.path}: {error.reason}") from None
+    if modality == "audio" and payload.modality == "video" and payload.audio is not None:
+        return payload.audio
+    if payload.modality != modality:
+        raise QueryError(f"{path}: expected an {modality} file, got {payload.modality}")
+    return payload
+
+
+def search(collection, text=None, image=None, audio=None, kind: str | None = None, k: int = 10) -> list[Hit]:
+    if kind is not None and kind not in KINDS:
+        raise QueryError(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    if k < 1:
+        raise QueryError("k must be at least 1")
+    query = build_query(collection.experts, text=text, image=image, audio=audio)
+    catalog = collection.catalog
+    wanted = {kind} if kind else None
+    allowed = _kind_filter(catalog, wanted)
+    fetch = max(k * CANDIDATES_PER_HIT, 50)
+
+    scores: dict[int, float] = {}
+    space_of: dict[int, str] = {}
+    for space, vector in query.vectors.items():
+        if space not in collection.spaces():
+            continue
+        for segment_id, similarity in collection.store(space).search(vector, fetch, allowed=allowed):
+            if similarity > scores.get(segment_id, -np.inf):
+                scores[segment_id] = float(similarity)
+                space_of[segment_id] = space
+    lexical: dict[int, float] = {}
+    if query.lexical:
+        matches = catalog.lexical(query.lexical, fetch, kinds=wanted)
+        top = max((s for _, s in matches), default=0.0)
+        for segment_id, bm25 in matches:
+            lexical[segment_id] = bm25 / top if top > 0 else 0.0
+    for segment_id, bonus in lexical.items():
+        scores[segment_id] = scores.get(segment_id, 0.0) + LEXICAL_WEIGHT * bonus
+
+    if not scores:
+        return []
+    ranked = sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+    rows = {row.id: row for row in catalog.segments([sid for sid, _ in ranked[: fetch * 2]])}
+    hits: list[Hit] = []
+    seen_items: set[int] = set()
+    for segment_id, score in ranked:
+        row = rows.get(segment_id)
+        if row is None or row.item_id in seen_items:
+            continue
+        if wanted and row.kind not in wanted:
+            continue
+        seen_items.add(row.item_id)
+        hits.append(Hit(path=row.path, kind=row.kind, score=score, start=row.start, end=row.end,
+                        why=explain(row, space_of.get(segment_id), lexical.get(segment_id), query),
+                        source=row.source, item_id=row.item_id, segment_id=segment_id))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
+    """A short reason a person can check: what matched, and where in time."""
+    parts = []
+    when = f" at {_clock(row.start)}-{_clock(row.end)}" if row.start is not None else ""
+    if row.source in ("speech", "video-speech"):
+        parts.append(f'said "{_snippet(row.text)}"{when}')
+    elif row.source in ("image", "frame"):
+        labels = ", ".join(name for name, _ in row.labels[:4]) if row.labels else row.text
+        parts.append(f"looks like {labels}{when}")
+    else:
+        parts.append(f'text "{_snippet(row.text)}"')
+    if space == IMAGE:
+        parts.append("visually similar")
+    if lexical:
+        parts.append("words match")
+    if query.described_as:
+        parts.append(f"query: {query.described_as}")
+    return "; ".join(parts)
+
+
+def _kind_filter(catalog, wanted):
+    if not wanted:
+        return None
+
+    def allowed(ids: np.ndarray) -> np.ndarray:
+        kinds = catalog.segment_kinds(ids.tolist())
+        return np.array([kinds.get(int(i)) in wanted for i in ids], dtype=bool)
+
+    return allowed
+
+
+def _snippet(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector
