@@ -17,6 +17,7 @@ from .errors import QueryError, ReadError
 
 PROMPTS = ("a photo of a {}.", "a picture of {}.", "{}")
 IMAGE_TEMPERATURE = 0.02  # softmax temperature over cosine similarities
+SHORT_CLIP_SECONDS = 3.0  # up to this long, a clip is treated as a spoken word or two
 
 
 @dataclass
@@ -71,14 +72,13 @@ def classify(path: str | Path, labels, experts=None) -> Classification:
         probs = _visual(experts, [payload.pixels], labels)
         method = "label bridge (image -> shared space)"
     elif modality == "audio":
-        probs = _spoken(experts, payload, labels)
-        method = "spoken-label likelihood (Whisper, teacher-forced)"
+        probs, method = _audio(experts, payload, labels)
     elif modality == "video":
         parts = []
         if payload.frames:
             parts.append(_visual(experts, [f.pixels for f in payload.frames], labels))
         if payload.audio is not None:
-            parts.append(_spoken(experts, payload.audio, labels))
+            parts.append(_audio(experts, payload.audio, labels)[0])
         probs = np.mean(parts, axis=0)
         method = "frames (label bridge) + sound track (spoken-label likelihood)"
     else:
@@ -110,6 +110,18 @@ def _visual(experts, images: list, labels: list[str]) -> np.ndarray:
     prompt_vectors = experts.bridge.embed_query(prompts).reshape(len(labels), len(PROMPTS), -1).mean(axis=1)
     prompt_vectors /= np.linalg.norm(prompt_vectors, axis=1, keepdims=True)
     return _softmax(prompt_vectors @ image_vector / IMAGE_TEMPERATURE)
+
+
+def _audio(experts, audio, labels: list[str]) -> tuple[np.ndarray, str]:
+    """Short clips (a word or two) are scored label by label against the sound; longer speech
+    is transcribed and its meaning compared with the labels'."""
+    if audio.duration <= SHORT_CLIP_SECONDS:
+        return _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+    transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(audio)).strip()
+    if len(transcript.split()) <= 3:
+        return _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+    vector = experts.text.encode([transcript])[0]
+    return _softmax(experts.text.encode(labels) @ vector / IMAGE_TEMPERATURE), "transcript meaning"
 
 
 def _spoken(experts, audio, labels: list[str]) -> np.ndarray:

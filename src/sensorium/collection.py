@@ -146,7 +146,7 @@ class Collection:
 
         seen: set[str] = set()
         todo: list[tuple[FileState, str]] = []
-        for scanned in scan(folder, exclude=self.dir):
+        for scanned in scan(folder, exclude=[self.dir]):
             path = str(scanned.path)
             seen.add(path)
             report.scanned += 1
@@ -161,7 +161,7 @@ class Collection:
                 catalog.record_failure(state, scanned.kind, f"cannot read file: {error.strerror or error}")
                 report.failed.append((path, f"cannot read file: {error.strerror or error}"))
                 continue
-            if known and known.content_hash == state.content_hash and catalog.has_item(path):
+            if known and known.content_hash == state.content_hash and (catalog.item(path) is not None):
                 catalog.touch(path, scanned.size, scanned.mtime_ns)
                 report.touched += 1
                 continue
@@ -273,7 +273,7 @@ class Collection:
     def _store(self, report, state, kind, duration, meta, segments, stores) -> None:
         from .index.catalog import NewSegment
 
-        was_known = self.catalog.has_item(state.path)
+        was_known = self.catalog.item(state.path) is not None
         rows = [NewSegment(start=s.start, end=s.end, source=s.source, text=s.text, labels=s.labels,
                            vectors=s.vectors) for s in segments]
         _, new_ids, removed_ids = self.catalog.put_item(state, kind, duration, meta, rows)

@@ -1,0 +1,80 @@
+"""Indexing speed: end-to-end vs encoder-only time on 1,000 photos, re-indexing an unchanged
+collection, and items/s per modality.
+
+    .venv/bin/python benchmarks/index_speed.py [--photos 1000] [--quick]
+
+Encoder-only time is the image experts (EfficientNet + label bridge + people + OCR) run alone on
+already decoded photos in the same batches; the rest of end-to-end time is decoding, hashing,
+I/O and bookkeeping.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _photos import photo_folder  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="200 photos")
+    args = parser.parse_args()
+    count = 200 if args.quick else args.photos
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from sensorium import Collection
+    from sensorium.collection import IMAGE_BATCH
+    from sensorium.readers import read
+
+    console = Console()
+    folder = photo_folder(count)
+    files = sorted(folder.rglob("*.jpg"))
+    workdir = Path(tempfile.mkdtemp(prefix="sensorium-bench-"))
+    try:
+        collection = Collection(workdir / "col")
+        collection.experts.bridge.describe([read(files[0]).pixels])  # load models outside the timing
+        collection.experts.text.encode(["warm up"])
+
+        began = time.perf_counter()
+        report = collection.index(folder)
+        end_to_end = time.perf_counter() - began
+        assert not report.failed, report.failed[:3]
+
+        pixels = [read(f).pixels for f in files]
+        began = time.perf_counter()
+        for start in range(0, len(pixels), IMAGE_BATCH):
+            collection.experts.bridge.describe(pixels[start:start + IMAGE_BATCH])
+        encoder_only = time.perf_counter() - began
+        del pixels
+
+        began = time.perf_counter()
+        again = collection.index(folder)
+        reindex = time.perf_counter() - began
+        assert again.unchanged == count and again.added == 0
+
+        table = Table(title=f"indexing {count} photos (2-core CPU)")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("end-to-end indexing (s)", f"{end_to_end:.1f}")
+        table.add_row("encoder-only (s)", f"{encoder_only:.1f}")
+        table.add_row("encoder-only / end-to-end", f"{encoder_only / end_to_end:.3f}")
+        table.add_row("photos/s end-to-end", f"{count / end_to_end:.1f}")
+        table.add_row("decode time inside indexing, summed over threads (s)", f"{report.read_seconds:.1f}")
+        table.add_row("re-index unchanged (s)", f"{reindex:.2f}")
+        table.add_row("re-index / first index", f"{reindex / end_to_end:.4f}")
+        console.print(table)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The `sensorium` command line, run as a user would: in a new process, reading its output."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run(*args: str, env_home: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ, SENSORIUM_HOME=str(env_home))
+    return subprocess.run([sys.executable, "-m", "sensorium.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    from skimage import data
+
+    from sensorium.experts.tts import save_wav, synthesize
+
+    root = tmp_path_factory.mktemp("cli-media")
+    Image.fromarray(data.chelsea()).save(root / "kitty.jpg")
+    Image.fromarray(data.coffee()).save(root / "mug.png")
+    save_wav(synthesize("Buy bread and apples at the market tomorrow."), root / "memo.wav")
+    (root / "note.md").write_text("# Trip\nWe hiked to the glacier and camped by the lake.\n")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    from sensorium.paths import home as default_home
+
+    # share the joined Whisper model with the other tests instead of joining it again
+    root = tmp_path_factory.mktemp("home")
+    models = default_home() / "models"
+    if models.exists():
+        (root / "models").symlink_to(models)
+    return root
+
+
+@pytest.fixture(scope="module")
+def collection(folder, home, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("cli-col")
+    result = run("index", str(folder), "-c", str(directory), "--json", env_home=home)
+    assert result.returncode == 3, result.stderr  # documented: some file failed
+    report = json.loads(result.stdout)
+    assert report["added"] == 4
+    assert [Path(f["path"]).name for f in report["failed"]] == ["broken.png"]
+    return directory
+
+
+def test_info_counts_and_failures(collection, home):
+    result = run("info", "-c", str(collection), "--json", env_home=home)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["counts"] == {"audio": 1, "image": 2, "text": 1}
+    assert [Path(f["path"]).name for f in info["failures"]] == ["broken.png"]
+    assert "broken.png" in info["failures"][0]["path"] and info["failures"][0]["reason"]
+
+
+def test_search_json_and_kind_filter(collection, home):
+    result = run("search", "a cat", "-c", str(collection), "--kind", "image", "-k", "2", "--json", env_home=home)
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert Path(hits[0]["path"]).name == "kitty.jpg"
+    assert set(hits[0]) >= {"path", "kind", "score", "start", "end", "why"}
+
+    result = run("search", "what should I buy at the market", "-c", str(collection), "-k", "1", "--json",
+                 env_home=home)
+    hit = json.loads(result.stdout)[0]
+    assert Path(hit["path"]).name == "memo.wav" and hit["start"] is not None
+
+
+def test_unreadable_query_file_is_one_line_error(collection, home, tmp_path):
+    bad = tmp_path / "q.jpg"
+    bad.write_bytes(b"garbage")
+    result = run("search", "-c", str(collection), "--image", str(bad), env_home=home)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "q.jpg" in result.stderr
+
+
+def test_classify_json(folder, home):
+    result = run("classify", str(folder / "kitty.jpg"), "--labels", "dog,cat,car", "--json", env_home=home)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["labels"][0]["label"] == "cat"
+
+
+def test_models_lists_checksums_and_licences(home):
+    result = run("models", "--json", env_home=home)
+    assert result.returncode == 0, result.stderr
+    models = json.loads(result.stdout)
+    names = {m["name"] for m in models}
+    assert {"all-MiniLM-L6-v2", "whisper-base"} <= names
+    for model in models:
+        assert len(model["sha256"]) == 64 and model["licence"] and model["size_bytes"] > 0
