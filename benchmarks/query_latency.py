@@ -1,0 +1,112 @@
+"""End-to-end query latency of the storage layer at collection scale.
+
+Builds a catalog of N synthetic segments (clustered 384-d vectors, 20 segments per item, 10% of
+items of kind "audio"), rebuilds the ANN index from the catalog (`sync_with`, the crash-recovery
+path), saves it, reopens it as a memory-mapped view the way a search process does, then times warm
+queries: ANN search + `catalog.segments` lookup of the hits, with and without a kind filter.
+Recall@10 is against exact numpy brute force.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/query_latency.py --n 100000
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ann_compare import DIM, clustered, make_queries  # noqa: E402
+
+from sensorium.index.catalog import Catalog, FileState, NewSegment  # noqa: E402
+from sensorium.index.vectors import VectorStore, id_filter  # noqa: E402
+
+K = 10
+PER_ITEM = 20
+
+
+def percentiles(ms: list[float]) -> str:
+    return f"{np.percentile(ms, 50):7.2f} | {np.percentile(ms, 99):7.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+
+    data = clustered(args.n, DIM, seed=args.n)
+    queries = make_queries(data, args.queries, seed=7)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        catalog = Catalog(folder / "catalog.sqlite")
+        t0 = time.perf_counter()
+        seg_ids = []
+        for item in range(args.n // PER_ITEM):
+            kind = "audio" if item % 10 == 0 else "image"
+            chunk = data[item * PER_ITEM:(item + 1) * PER_ITEM]
+            segs = [NewSegment(float(j), float(j + 1), "frame", f"item {item} segment {j}", [],
+                               {"shared": v}) for j, v in enumerate(chunk)]
+            _, new, _ = catalog.put_item(FileState(f"/media/{item:06d}.mp4", 1, 1, str(item)), kind, None, {}, segs)
+            seg_ids += new
+        put_s = time.perf_counter() - t0
+        ids = np.asarray(seg_ids, dtype=np.int64)
+        rows.append(("catalog put_item, %d items x %d segments" % (args.n // PER_ITEM, PER_ITEM), f"{put_s:.1f} s"))
+
+        t0 = time.perf_counter()
+        store = VectorStore(folder, "shared", DIM)
+        store.sync_with(catalog)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        store.save()
+        rows.append(("ANN rebuild from catalog (sync_with)", f"{build_s:.1f} s"))
+        rows.append(("ANN save (atomic, fsync)", f"{time.perf_counter() - t0:.2f} s"))
+        rows.append(("ANN file size", f"{(folder / 'vectors-shared.usearch').stat().st_size / 1e6:.0f} MB"))
+        catalog.close()
+
+        t0 = time.perf_counter()
+        catalog = Catalog(folder / "catalog.sqlite")
+        reader = VectorStore(folder, "shared", DIM)
+        hits = reader.search(queries[0], K)
+        catalog.segments([i for i, _ in hits])
+        rows.append(("cold open + first query (view/mmap)", f"{(time.perf_counter() - t0) * 1000:.1f} ms"))
+
+        audio = catalog.segment_ids(["audio"])
+        allowed = id_filter(audio)
+        is_audio = np.isin(ids, audio)
+
+        for label, filt, mask in (("no filter", None, None), ("kind filter (10% audio)", allowed, is_audio)):
+            for q in queries[:20]:
+                reader.search(q, K, allowed=filt)
+            ann_ms, total_ms, recalls = [], [], []
+            for q in queries:
+                t0 = time.perf_counter()
+                hits = reader.search(q, K, allowed=filt)
+                t1 = time.perf_counter()
+                segments = catalog.segments([i for i, _ in hits])
+                t2 = time.perf_counter()
+                assert len(segments) == len(hits)
+                ann_ms.append((t1 - t0) * 1000)
+                total_ms.append((t2 - t0) * 1000)
+                scores = data @ q
+                if mask is not None:
+                    scores = np.where(mask, scores, -np.inf)
+                truth = set(ids[np.argpartition(-scores, K)[:K]].tolist())
+                recalls.append(len(truth & {i for i, _ in hits}) / K)
+            rows.append((f"warm ANN search p50 | p99, {label}", percentiles(ann_ms) + " ms"))
+            rows.append((f"warm search + segments p50 | p99, {label}", percentiles(total_ms) + " ms"))
+            rows.append((f"recall@10, {label}", f"{np.mean(recalls):.3f}"))
+        catalog.close()
+
+    print(f"| measure (n = {args.n} vectors, {DIM}-d) | value |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
