@@ -107,7 +107,7 @@ def _visual(experts, images: list, labels: list[str]) -> np.ndarray:
     image_vector = shared.mean(axis=0)
     image_vector /= np.linalg.norm(image_vector) or 1.0
     prompts = [template.format(label) for label in labels for template in PROMPTS]
-    prompt_vectors = experts.bridge.embed_query(prompts).reshape(len(labels), len(PROMPTS), -1).mean(axis=1)
+    prompt_vectors = experts.query_vectors(prompts).reshape(len(labels), len(PROMPTS), -1).mean(axis=1)
     prompt_vectors /= np.linalg.norm(prompt_vectors, axis=1, keepdims=True)
     return _softmax(prompt_vectors @ image_vector / IMAGE_TEMPERATURE)
 

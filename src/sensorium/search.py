@@ -19,6 +19,9 @@ from .errors import QueryError, ReadError
 from .modality import ALL as KINDS
 from .space.segments import CLIP, IMAGE, SHARED
 
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have how i in is it its me my of on or our show "
+    "so that the their this to was we were what when where which who why will with you your".split())
 LEXICAL_WEIGHT = 0.15  # a full lexical match adds this much to a cosine similarity
 CANDIDATES_PER_HIT = 8  # segments fetched from each space per requested hit
 
@@ -74,14 +77,14 @@ def build_query(experts, text=None, image=None, audio=None) -> Query:
         query.described_as = f'heard "{transcript}"'
     if texts:
         joined = " ".join(texts)
-        vector = experts.bridge.embed_query([joined])[0]
+        vector = experts.query_vectors([joined])[0]
         if SHARED in query.vectors:  # image and words together: both count
             vector = _unit(vector + query.vectors[SHARED])
         query.vectors[SHARED] = vector
         if experts.clip is not None:
             clip_text = experts.clip.encode_texts([joined])[0]
             query.vectors[CLIP] = _unit(clip_text + query.vectors[CLIP]) if CLIP in query.vectors else clip_text
-        query.lexical = joined
+        query.lexical = " ".join(w for w in joined.split() if w.lower().strip(".,!?;:\"'") not in STOPWORDS)
     return query
 
 

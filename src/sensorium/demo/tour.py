@@ -111,7 +111,7 @@ def _spoken_query(queries: Path, sentence: str) -> Path:
 
 def _classify_examples(media: Path) -> list[tuple[Path, list[str]]]:
     examples = []
-    cat = next(media.rglob("cat*"), None)
+    cat = next(media.rglob("photos/cat.*"), None)
     if cat is not None:
         examples.append((cat, ["cat", "dog", "car", "coffee"]))
     memo = next((p for p in sorted(media.rglob("*.wav"))), None)

