@@ -133,9 +133,9 @@ def test_reindex_skips_unchanged_and_follows_changes(indexed, media):
 
     note = media / "notes" / "extra-note.txt"
     note.parent.mkdir(exist_ok=True)
-    note.write_text("Bicycle repair: the rear tyre needs a new inner tube and the chain wants oil.")
+    note.write_text("Sourdough starter: feed it equal weights of rye flour and water every morning.")
     assert collection.index(media).added == 1
-    assert Path(collection.search(text="fix the bike tyre", kind="text", k=1)[0].path).name == "extra-note.txt"
+    assert Path(collection.search(text="how often to feed the sourdough starter", kind="text", k=1)[0].path).name == "extra-note.txt"
 
     note.write_text("Gardening: plant the tulip bulbs in October, ten centimetres deep.")
     later = time.time() + 5
