@@ -5,23 +5,39 @@ Interface (stable; other modules rely on it):
     enc.encode(["a dog", ...])     # -> float32 (n, 384), rows L2-normalised
     enc.dim                        # 384
     enc.info()                     # ModelInfo
+
+Why a numpy forward pass: a new `sensorium search` process must answer within ~2 s, and importing
+torch + sentence-transformers alone takes longer than that. The 6-layer BERT is small enough that
+numpy (BLAS matmuls) answers a query in ~30 ms after a ~0.5 s load, so numpy is the default;
+`backend="torch"` keeps the sentence-transformers path (the reference the tests compare against, and
+faster for bulk indexing on an idle multi-core machine).
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelError
 from .base import ModelInfo, package_version, sha256_of
+
+MAX_TOKENS = 256  # sentence_bert_config.json's max_seq_length (tokenizer.json says 128; ST overrides it)
+BACKENDS = ("numpy", "torch")
 
 
 class TextEncoder:
     dim = 384
 
-    def __init__(self, local_dir: str | Path | None = None, batch_size: int = 64):
+    def __init__(
+        self, local_dir: str | Path | None = None, batch_size: int = 64, backend: str = "numpy"
+    ):
+        if backend not in BACKENDS:
+            raise ModelError(f"text encoder backend {backend!r}: expected one of {BACKENDS}")
         self.local_dir = Path(local_dir) if local_dir else None
         self.batch_size = batch_size
+        self.backend = backend
         self._model = None
 
     def model_dir(self) -> Path:
@@ -33,17 +49,23 @@ class TextEncoder:
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+            if self.backend == "numpy":
+                self._model = NumpyMiniLM(self.model_dir())
+            else:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(self.model_dir()), device="cpu")
+                self._model = SentenceTransformer(str(self.model_dir()), device="cpu")
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._load().encode(
+        model = self._load()
+        if self.backend == "numpy":
+            return model.encode(list(texts), batch_size=self.batch_size)
+        vectors = model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
@@ -57,3 +79,116 @@ class TextEncoder:
             file=str(weights), sha256=sha256_of(weights), licence="Apache-2.0",
             size_bytes=weights.stat().st_size, dim=self.dim,
         )
+
+
+# ---------------------------------------------------------------- numpy BERT
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, -1, keepdims=True)
+    return centred / np.sqrt(var + eps) * weight + bias
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to 1.5e-7 (Abramowitz & Stegun 7.1.26); importing scipy.special costs a second."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    c1, c2, c3, c4, c5 = (np.float32(c) for c in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))
+    poly = t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * c5))))
+    return np.copysign(1.0 - poly * np.exp(-a * a), x)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """BERT's exact (erf) GELU."""
+    return 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
+
+
+class NumpyMiniLM:
+    """The sentence-transformers pipeline (BERT -> mean pooling -> L2 norm) in plain numpy."""
+
+    def __init__(self, folder: Path):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            self.weights = load_file(str(folder / "model.safetensors"))
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers and safetensors raise their own plain types
+            raise ModelError(f"{folder}: cannot load MiniLM text model: {exc}") from exc
+        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+            raise ModelError(f"{folder}/config.json: expected a BERT model with gelu activation")
+        self.heads = int(config["num_attention_heads"])
+        self.layers = int(config["num_hidden_layers"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        w = self.weights
+        # Fuse Q, K, V into one matmul per layer, weights pre-transposed for x @ W.
+        self._qkv = []
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}.attention.self."
+            self._qkv.append((
+                np.ascontiguousarray(np.concatenate([w[p + n + ".weight"] for n in ("query", "key", "value")]).T),
+                np.concatenate([w[p + n + ".bias"] for n in ("query", "key", "value")]),
+            ))
+        self._t = {k: np.ascontiguousarray(v.T) for k, v in w.items() if k.endswith("dense.weight")}
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """One BLAS thread: on a busy 2-core machine OpenBLAS's spinning threads made batches 5-25x
+        slower (measured); single-threaded is steady, and `backend="torch"` remains for bulk work."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._encode(texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")  # less padding per batch
+        out = np.empty((len(texts), self.weights["embeddings.word_embeddings.weight"].shape[1]), np.float32)
+        for start in range(0, len(texts), batch_size):
+            chosen = order[start:start + batch_size]
+            width = max(len(encodings[i].ids) for i in chosen)
+            ids = np.zeros((len(chosen), width), np.int64)
+            mask = np.zeros((len(chosen), width), np.float32)
+            for row, i in enumerate(chosen):
+                ids[row, : len(encodings[i].ids)] = encodings[i].ids
+                mask[row, : len(encodings[i].ids)] = 1.0
+            out[chosen] = self._forward(ids, mask)
+        return out
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w, eps = self.weights, self.eps
+        batch, width = ids.shape
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:width]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        hidden = x.shape[-1]
+        head = hidden // self.heads
+        x = x.reshape(batch * width, hidden)  # 2-D so every projection is one BLAS call
+        bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
+        scale = np.float32(1.0 / np.sqrt(head))
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            qkv_w, qkv_b = self._qkv[i]
+            qkv = (x @ qkv_w + qkv_b).reshape(batch, width, 3, self.heads, head)
+            # contiguous copies: numpy's batched matmul falls off BLAS on strided views
+            q, k, v = (np.ascontiguousarray(qkv[:, :, j].transpose(0, 2, 1, 3)) for j in range(3))
+            scores = np.matmul(q * scale, k.transpose(0, 1, 3, 2).copy()) + bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            context = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(batch * width, hidden)
+            attn = context @ self._t[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
+            x = _layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
+            inner = _gelu(x @ self._t[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"])
+            ffn = inner @ self._t[p + "output.dense.weight"] + w[p + "output.dense.bias"]
+            x = _layer_norm(ffn + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        x = x.reshape(batch, width, hidden)
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)

@@ -1,0 +1,97 @@
+"""Zero-shot spoken digits (FSDD): which of "zero".."nine" does each clip say?
+
+Two methods with the same Whisper base expert, no training:
+  transcribe  free transcription, then the first digit word (or numeral) found in the text;
+  score       SpeechRecognizer.score_candidates over the ten words (teacher-forced likelihood).
+
+Usage: .venv/bin/python benchmarks/fsdd_zeroshot.py [--quick] [--methods score,transcribe]
+Data: ../shared/data/fsdd/{digit}_{speaker}_{take}.wav (8 kHz; read_audio resamples to 16 kHz).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sensorium.experts.speech import SpeechRecognizer  # noqa: E402
+from sensorium.readers.audio import read_audio  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "fsdd"
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SPEAKERS = ["george", "jackson", "lucas", "nicolas"]
+
+
+def word_in_transcript(text: str) -> int | None:
+    """Index of the first digit word or numeral in a free transcript, None when there is none."""
+    for token in re.findall(r"[a-z]+|\d", text.lower()):
+        if token.isdigit():
+            return int(token)
+        if token in WORDS:
+            return WORDS.index(token)
+    return None
+
+
+def clip_paths(takes: int, speakers: list[str]) -> list[Path]:
+    return [DATA / f"{d}_{s}_{k}.wav" for s in speakers for d in range(10) for k in range(takes)]
+
+
+def run(paths: list[Path], method: str, recognizer: SpeechRecognizer, context: bool) -> tuple[np.ndarray, float]:
+    predictions = np.full(len(paths), -1)
+    started = time.perf_counter()
+    for i, path in enumerate(paths):
+        audio = read_audio(path)
+        if method == "score":
+            predictions[i] = int(np.argmax(recognizer.score_candidates(audio, WORDS, context=context)))
+        else:
+            text = " ".join(s.text for s in recognizer.transcribe(audio, beam_size=1, fallback=False))
+            found = word_in_transcript(text)
+            predictions[i] = -1 if found is None else found
+    return predictions, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10 takes per digit per speaker (400 clips)")
+    parser.add_argument("--takes", type=int, default=None, help="takes per digit per speaker (default 50)")
+    parser.add_argument("--methods", default="score,transcribe")
+    parser.add_argument("--speakers", default=",".join(SPEAKERS))
+    parser.add_argument("--no-context", action="store_true", help="score without the candidate-list prompt")
+    args = parser.parse_args()
+
+    if not DATA.is_dir():
+        sys.exit(f"FSDD not found at {DATA}")
+    takes = args.takes or (10 if args.quick else 50)
+    speakers = args.speakers.split(",")
+    paths = clip_paths(takes, speakers)
+    truth = np.array([int(p.name.split("_")[0]) for p in paths])
+    who = np.array([p.name.split("_")[1] for p in paths])
+
+    recognizer = SpeechRecognizer()
+    recognizer.model  # load once, outside the timings
+    rows = []
+    for method in args.methods.split(","):
+        predictions, seconds = run(paths, method, recognizer, context=not args.no_context)
+        correct = predictions == truth
+        per_speaker = {s: float(correct[who == s].mean()) for s in speakers}
+        rows.append((method, per_speaker, float(correct.mean()), len(paths) / seconds))
+        wrong = [(p.name, WORDS[q] if q >= 0 else "-") for p, q, ok in zip(paths, predictions, correct) if not ok]
+        print(f"{method}: {len(wrong)} wrong, e.g. {wrong[:8]}", flush=True)
+
+    header = ["method", *speakers, "overall", "clips/s"]
+    print(f"\nFSDD zero-shot, {takes} takes x 10 digits x {len(speakers)} speakers = {len(paths)} clips")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for method, per_speaker, overall, rate in rows:
+        cells = [method, *(f"{per_speaker[s]:.3f}" for s in speakers), f"{overall:.3f}", f"{rate:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

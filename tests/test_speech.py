@@ -1,0 +1,133 @@
+"""Whisper base: joining the packaged parts, free transcription and candidate scoring on real speech."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensorium.errors import ModelError, QueryError
+from sensorium.experts import speech
+from sensorium.experts.speech import SpeechRecognizer, joined_model_dir
+from sensorium.readers.payloads import AudioPayload
+
+FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
+
+
+@pytest.fixture(scope="session")
+def recognizer() -> SpeechRecognizer:
+    """One model for the whole run, joined under the default home (joining costs ~145 MB)."""
+    return SpeechRecognizer()
+
+
+def fsdd_clip(name: str) -> AudioPayload:
+    from sensorium.readers.audio import read_audio
+
+    return read_audio(FSDD / f"{name}.wav")
+
+
+# ---------------------------------------------------------------- joining
+
+
+def test_join_is_idempotent_and_recorded(recognizer):
+    folder = joined_model_dir()
+    model_bin = folder / "model.bin"
+    before = model_bin.stat().st_mtime_ns
+    assert joined_model_dir() == folder
+    assert model_bin.stat().st_mtime_ns == before  # not rewritten
+    manifest = json.loads((folder / speech.MANIFEST).read_text())
+    assert manifest["size_bytes"] == model_bin.stat().st_size == sum(manifest["source"]["part_sizes"])
+    info = recognizer.info()
+    assert info.sha256 == manifest["sha256"] and len(info.sha256) == 64
+    assert info.licence == "MIT" and info.task == "speech recognition"
+
+
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """Small stand-in parts, so atomicity can be tested without copying 145 MB."""
+    first, second = tmp_path / "p1", tmp_path / "p2"
+    first.mkdir()
+    second.mkdir()
+    (first / "model.bin.part1").write_bytes(b"A" * 1000)
+    (second / "model.bin.part2").write_bytes(b"B" * 500)
+    for name in speech.SIDE_FILES:
+        (second / name).write_text("{}")
+    monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(speech, "_part_files", lambda: (first, second))
+    return tmp_path / "home" / "models"
+
+
+def test_crash_mid_join_leaves_no_model_and_retry_completes(fake_parts, monkeypatch):
+    real_copy = shutil.copyfile
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(speech.shutil, "copyfile", crash)
+    with pytest.raises(OSError, match="simulated"):
+        joined_model_dir()
+    assert list(fake_parts.iterdir()) == []  # neither a half model nor a temp folder
+
+    monkeypatch.setattr(speech.shutil, "copyfile", real_copy)
+    folder = joined_model_dir()
+    assert (folder / "model.bin").read_bytes() == b"A" * 1000 + b"B" * 500
+    assert sorted(p.name for p in fake_parts.iterdir()) == ["whisper-base"]
+
+
+def test_broken_join_is_rebuilt(fake_parts):
+    folder = joined_model_dir()
+    (folder / "model.bin").write_bytes(b"truncated")
+    assert joined_model_dir() == folder
+    assert (folder / "model.bin").stat().st_size == 1500
+
+
+def test_local_dir_must_be_a_whisper_folder(tmp_path):
+    with pytest.raises(ModelError, match="model.bin"):
+        SpeechRecognizer(local_dir=tmp_path).model
+
+
+# ---------------------------------------------------------------- recognition
+
+
+def test_surface_forms_cover_spellings_and_numerals():
+    assert speech._surface_forms("seven") == [" seven", " Seven", " 7"]
+    assert speech._surface_forms("7") == [" 7", " seven", " Seven"]
+    assert speech._surface_forms("a dog") == [" a dog", " A dog"]
+
+
+def test_bad_candidates_raise_query_error(recognizer):
+    silence = AudioPayload(path=Path("silence"), samples=np.zeros(16000, np.float32))
+    with pytest.raises(QueryError):
+        recognizer.score_candidates(silence, [])
+    with pytest.raises(QueryError, match=r"candidates\[1\]"):
+        recognizer.score_candidates(silence, ["yes", "  "])
+
+
+@needs_fsdd
+def test_transcribes_a_spoken_digit(recognizer):
+    segments = recognizer.transcribe(fsdd_clip("7_george_2"))
+    text = " ".join(s.text for s in segments).lower()
+    assert "seven" in text or "7" in text
+    assert 0.0 <= segments[0].start < segments[0].end <= 1.5
+    assert segments[0].no_speech_prob < 0.5
+
+
+@needs_fsdd
+@pytest.mark.parametrize("speaker", ["george", "jackson", "lucas", "nicolas"])
+def test_candidate_scoring_ranks_the_spoken_digit_first(recognizer, speaker):
+    hits = 0
+    for digit, take in ((1, 5), (5, 6), (9, 7)):
+        scores = recognizer.score_candidates(fsdd_clip(f"{digit}_{speaker}_{take}"), WORDS)
+        assert scores.shape == (10,) and np.all(np.isfinite(scores)) and np.all(scores <= 0)
+        hits += int(np.argmax(scores) == digit)
+    assert hits >= 2  # nicolas is the hardest speaker (~0.8 on the benchmark); all others ~1.0
+
+
+@needs_fsdd
+def test_longer_candidate_does_not_win_by_extension(recognizer):
+    scores = recognizer.score_candidates(fsdd_clip("7_jackson_3"), ["seven", "seventy seven", "seven seven"])
+    assert np.argmax(scores) == 0
