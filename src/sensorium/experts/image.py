@@ -110,17 +110,38 @@ def _check_pixels(pixels: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def _pooled_and_logits(model):
+    """A module returning (pooled features, logits): what ONNX export needs (torch imported lazily)."""
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            pooled = self.inner._avg_pooling(self.inner.extract_features(x)).flatten(1)
+            return pooled, self.inner._fc(pooled)
+
+    return Head(model)
+
+
 class ImageExpert:
-    """Frozen EfficientNet-Lite0; batched CPU inference."""
+    """Frozen EfficientNet-Lite0; batched CPU inference through onnxruntime (or torch)."""
 
     name = "efficientnet-lite0"
     dim = 1280
 
-    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, resize: str = "shorter"):
+    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, resize: str = "shorter",
+                 runtime: str = "onnx"):
+        if runtime not in ("onnx", "torch"):
+            raise ValueError(f"runtime must be 'onnx' or 'torch', not {runtime!r}")
         self.weights = Path(weights) if weights is not None else None
         self.batch_size = batch_size
         self.resize = resize
+        self.runtime = runtime
         self._model = None
+        self._session = None
 
     # -- loading -------------------------------------------------------------------------------
     def weights_path(self) -> Path:
@@ -192,19 +213,53 @@ class ImageExpert:
         batch = (batch - 127.0) / 128.0
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
-    def run_views(self, views: list[np.ndarray]) -> ImageOutputs:
-        """Run already-prepared 224x224 views (see `crop_views`)."""
+    def _onnx_session(self):
+        """onnxruntime session over the same weights (exported once, cached); None -> use torch."""
+        if self._session is None and self.runtime == "onnx":
+            from .onnx_export import cached_onnx, session
+
+            def build(path: Path) -> None:
+                import torch
+
+                model = self._load().to(memory_format=torch.contiguous_format)
+                head = _pooled_and_logits(model).eval()
+                torch.onnx.export(head, (torch.zeros(2, 3, 224, 224),), str(path), input_names=["x"],
+                                  output_names=["pooled", "logits"], dynamic_axes={"x": {0: "n"}},
+                                  dynamo=False, opset_version=17)
+                self._model = None  # the torch copy is not needed once exported
+
+            try:
+                key = sha256_of(self.weights_path())[:16]
+                self._session = session(cached_onnx("efficientnet-lite0", key, build))
+            except ModelError:
+                raise
+            except Exception:  # no exporter available: torch does the same job, slower
+                self.runtime = "torch"
+        return self._session
+
+    def _forward(self, views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled features, logits) for one batch of 224x224 views."""
+        batch = (np.stack(views).astype(np.float32) - 127.0) / 128.0
+        ort_session = self._onnx_session()
+        if ort_session is not None:
+            pooled, logits = ort_session.run(None, {"x": np.ascontiguousarray(batch.transpose(0, 3, 1, 2))})
+            return pooled, logits
         import torch
 
         model = self._load()
-        features, probs = [], []
         with torch.inference_mode():
-            for start in range(0, len(views), self.batch_size):
-                x = self.to_tensor(views[start:start + self.batch_size])
-                pooled = model._avg_pooling(model.extract_features(x)).flatten(1)
-                logits = model._fc(pooled)
-                features.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
-                probs.append(torch.softmax(logits, dim=1).numpy())
+            x = self.to_tensor(views)
+            pooled = model._avg_pooling(model.extract_features(x)).flatten(1)
+            return pooled.numpy(), model._fc(pooled).numpy()
+
+    def run_views(self, views: list[np.ndarray]) -> ImageOutputs:
+        """Run already-prepared 224x224 views (see `crop_views`)."""
+        features, probs = [], []
+        for start in range(0, len(views), self.batch_size):
+            pooled, logits = self._forward(views[start:start + self.batch_size])
+            features.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12))
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs.append(shifted / shifted.sum(axis=1, keepdims=True))
         if not features:
             return ImageOutputs(np.zeros((0, self.dim), np.float32), np.zeros((0, 1000), np.float32))
         return ImageOutputs(np.concatenate(features).astype(np.float32), np.concatenate(probs).astype(np.float32))
