@@ -55,8 +55,11 @@ class OcrReader:
     def read(self, pixels: np.ndarray) -> list[OcrLine]:
         if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {getattr(pixels, 'shape', None)}")
-        # RapidOCR treats a raw array as OpenCV's BGR order.
-        result, _ = self._load()(np.ascontiguousarray(pixels[:, :, ::-1]))
+        engine = self._load()
+        try:  # RapidOCR treats a raw array as OpenCV's BGR order.
+            result, _ = engine(np.ascontiguousarray(pixels[:, :, ::-1]))
+        except Exception:  # noqa: BLE001 - OCR only enriches an image; its failure must not fail the file
+            return []
         lines = []
         for quad, text, score in result or []:
             points = np.asarray(quad, dtype=np.float32)
