@@ -1,0 +1,78 @@
+"""Peak memory while indexing many photos, and whether it grows with the collection.
+
+    .venv/bin/python benchmarks/index_memory.py [--photos 10000] [--no-ocr]
+
+Samples the process's resident set size (VmRSS) every 0.5 s while `Collection.index` runs and
+prints it at each tenth of the run, then the peak (VmHWM). Memory that does not grow with the
+collection shows as a flat line after the models have loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _photos import photo_folder  # noqa: E402
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=10_000)
+    parser.add_argument("--no-ocr", action="store_true")
+    args = parser.parse_args()
+
+    from sensorium import Collection
+    from sensorium.experts import ExpertConfig
+
+    folder = photo_folder(args.photos)
+    workdir = Path(tempfile.mkdtemp(prefix="sensorium-mem-"))
+    samples: list[tuple[int, float]] = []
+    progress = {"done": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            samples.append((progress["done"], rss_mb()))
+
+    def on_progress(done: int, total: int, path: str) -> None:
+        progress["done"] = done
+
+    try:
+        collection = Collection(workdir / "col", experts=ExpertConfig(ocr=not args.no_ocr))
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        began = time.perf_counter()
+        report = collection.index(folder, progress=on_progress)
+        seconds = time.perf_counter() - began
+        stop.set()
+        thread.join()
+        print(f"indexed {report.added} photos in {seconds:.0f} s ({report.added / seconds:.2f}/s), "
+              f"{len(report.failed)} failed; OCR {'off' if args.no_ocr else 'on'}")
+        print("photos done | RSS MB")
+        step = max(1, args.photos // 10)
+        shown = set()
+        for done, rss in samples:
+            bucket = done // step
+            if bucket not in shown:
+                shown.add(bucket)
+                print(f"{done:11d} | {rss:7.0f}")
+        print(f"peak RSS (VmHWM): {rss_mb('VmHWM'):.0f} MB")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
