@@ -100,6 +100,21 @@ def main() -> None:
             rows.append((f"warm ANN search p50 | p99, {label}", percentiles(ann_ms) + " ms"))
             rows.append((f"warm search + segments p50 | p99, {label}", percentiles(total_ms) + " ms"))
             rows.append((f"recall@10, {label}", f"{np.mean(recalls):.3f}"))
+        from sensorium.experts.text import TextEncoder
+
+        encoder = TextEncoder()
+        texts = [f"photos of {w} at the beach in summer" for w in
+                 ("my dog", "a red car", "grandma", "the birthday cake", "fireworks", "our tent")] * 10
+        encoder.encode(texts[:2])
+        end_to_end = []
+        for text in texts:
+            t0 = time.perf_counter()
+            vector = encoder.encode([text])[0]
+            hits = reader.search(vector, K)
+            catalog.segments([i for i, _ in hits])
+            end_to_end.append((time.perf_counter() - t0) * 1000)
+        rows.append(("warm TEXT query end to end (MiniLM encode + search + segments) p50 | p99",
+                     percentiles(end_to_end) + " ms"))
         catalog.close()
 
     print(f"| measure (n = {args.n} vectors, {DIM}-d) | value |")

@@ -214,6 +214,67 @@ def demo(
         _fail(str(error), EXIT_ERROR)
 
 
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="TOML config (see examples/avmnist.toml)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, best weights, metrics.jsonl."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+):
+    """Train a multimodal (or unimodal) model from a config; under torchrun, one replica per process."""
+    from .training.runs import run_training
+
+    try:
+        summary = run_training(config, out, resume=resume)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (out / "metrics.jsonl").is_file() else []
+    if lines:
+        _console().print(lines[-1], markup=False)
+    _console().print(f"trained {summary['step']} steps over {summary['epoch']} epochs; best epoch "
+                     f"{summary['best_epoch'] + 1}; weights in {out / 'best'}", markup=False)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by `sensorium train`."),
+    data: Path = typer.Option(..., "--data", help="CSV manifest or class-folder tree of labelled items."),
+    noise: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", "--noise", help="Noise levels, comma-separated."),
+    json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+):
+    """Accuracy, macro-F1, per-class scores and robustness (noise per modality, one modality missing)."""
+    from .training.runs import evaluate_run
+
+    try:
+        levels = [float(x) for x in noise.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
+    try:
+        report = evaluate_run(run, data, levels=levels)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if json_out:
+        print(json.dumps(report, indent=1))
+        return
+    from rich.table import Table
+
+    console = _console()
+    for task, scores in report["tasks"].items():
+        console.print(f"{task}: accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
+                      f"on {report['items']} items", markup=False)
+        table = Table("class", "precision", "recall", "F1", "support", title=f"{task}: per class")
+        for name, c in scores["per_class"].items():
+            table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+        console.print(table)
+    robust = report["robustness"]
+    table = Table("modality", *[f"noise {x:g}" for x in robust["levels"]], "relative", "missing",
+                  title="accuracy under noise on one modality / with it missing")
+    for name, curve in robust["noise"].items():
+        missing = robust["missing"].get(name)
+        table.add_row(name, *[f"{a:.3f}" for a in curve], f"{robust['relative'][name]:.3f}",
+                      "-" if missing is None else f"{missing:.3f}")
+    console.print(table)
+
+
 def main() -> None:
     try:
         app()

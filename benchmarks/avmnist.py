@@ -1,0 +1,346 @@
+"""AV-MNIST rebuilt from ../shared/data: every fusion method against the unimodal baselines.
+
+    .venv/bin/python benchmarks/avmnist.py [--quick] [--seeds 3] [--epochs 10] [--report /tmp/bench_avmnist.md]
+
+The task (Vielzeuf et al. 2018; MultiBench, Liang et al. 2021): an MNIST digit degraded to the PCA
+components holding 25% of the variance (PCA fitted on the training images, then reconstructed),
+paired with a spoken recording of the same digit (FSDD, 8 kHz) as a log-mel spectrogram made by the
+encoders' own front end. Two protocols: the conventional FSDD split (takes 0-4 of every speaker
+test, 5-49 train) and held-out speaker (train george, jackson, lucas; test nicolas).
+
+Every model is `sensorium.training`: the same config -> build_model -> Trainer path `sensorium
+train` uses; unimodal models are the same assembly with one modality. Spectrograms and PCA images
+are computed once and cached in .benchmarks-cache/avmnist/.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sensorium.encoders.audio_frontend import SILENCE, LogMel  # noqa: E402
+from sensorium.training.config import config_from_dict  # noqa: E402
+from sensorium.training.data import ArrayDataset, Collate  # noqa: E402
+from sensorium.training.evaluate import (NOISE_LEVELS, effective_robustness, predict,  # noqa: E402
+                                         relative_robustness, robustness)
+from sensorium.training.model import build_model, count_parameters  # noqa: E402
+from sensorium.training.trainer import Trainer, seed_everything  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+CACHE = ROOT / ".benchmarks-cache" / "avmnist"
+SPEAKERS = ("george", "jackson", "lucas", "nicolas")
+VARIANCE_KEPT = 0.25
+TEST_PAIRS = 3  # images per test recording: more pairs, steadier accuracy, at no training cost
+N_MELS, FRAMES, N_FFT, HOP = 32, 64, 256, 80  # 10 ms hop at 8 kHz; 64 frames = 0.67 s (94% of clips whole)
+
+ENCODER = {"name": "image_cnn", "in_channels": 1, "dim": 32, "widths": [16, 32, 64]}
+FUSION_KWARGS = {
+    "early": {"hidden": 64}, "late": {"hidden": 64}, "tensor": {"rank_dim": 8, "hidden": 64},
+    "low_rank_tensor": {"rank": 4}, "gated": {"hidden": 64}, "cross_attention": {"dim": 32, "depth": 1, "heads": 2},
+    "single_stream": {"dim": 32, "depth": 1, "heads": 2}, "mixture_of_experts": {"hidden": 64},
+}
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def fsdd_spectrograms() -> dict[str, np.ndarray]:
+    """(2000, 1, 32, 64) log-mel of every FSDD recording, centre-cropped / silence-padded; cached."""
+    cache = CACHE / "fsdd_logmel.npz"
+    if cache.is_file():
+        return dict(np.load(cache))
+    import soundfile as sf
+
+    frontend = LogMel(sample_rate=8000, n_fft=N_FFT, hop=HOP, n_mels=N_MELS)
+    files = sorted((DATA / "fsdd").glob("*.wav"))
+    specs, digits, speakers, takes = [], [], [], []
+    for path in files:
+        digit, speaker, take = path.stem.split("_")
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        if rate != 8000:
+            raise SystemExit(f"{path}: expected 8 kHz, got {rate}")
+        with torch.no_grad():
+            logmel, frames = frontend(torch.from_numpy(samples.mean(axis=1))[None])
+        logmel = logmel[0, :, : int(frames[0].sum())]
+        if logmel.shape[1] > FRAMES:
+            start = (logmel.shape[1] - FRAMES) // 2
+            logmel = logmel[:, start:start + FRAMES]
+        fixed = torch.full((N_MELS, FRAMES), SILENCE)
+        fixed[:, : logmel.shape[1]] = logmel
+        specs.append(fixed.numpy()[None])
+        digits.append(int(digit))
+        speakers.append(SPEAKERS.index(speaker))
+        takes.append(int(take))
+    arrays = {"spectrograms": np.stack(specs).astype(np.float32), "digits": np.array(digits),
+              "speakers": np.array(speakers), "takes": np.array(takes)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **arrays)
+    return arrays
+
+
+def mnist_pca() -> dict[str, np.ndarray]:
+    """MNIST reconstructed from the fewest PCA components holding 25% of the training variance; cached."""
+    cache = CACHE / "mnist_pca25.npz"
+    if cache.is_file():
+        return dict(np.load(cache))
+    from sklearn.decomposition import PCA
+
+    raw = np.load(DATA / "mnist" / "mnist.npz")
+    train = raw["x_train"].reshape(-1, 784).astype(np.float32) / 255.0
+    test = raw["x_test"].reshape(-1, 784).astype(np.float32) / 255.0
+    pca = PCA(n_components=30, svd_solver="randomized", random_state=0).fit(train)
+    kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), VARIANCE_KEPT) + 1)
+    pca = PCA(n_components=kept, svd_solver="randomized", random_state=0).fit(train)
+
+    def degrade(x):
+        back = pca.inverse_transform(pca.transform(x)).clip(0.0, 1.0)
+        return (back * 255.0).round().astype(np.uint8).reshape(-1, 1, 28, 28)
+
+    arrays = {"train": degrade(train), "test": degrade(test), "y_train": raw["y_train"], "y_test": raw["y_test"],
+              "components": np.array(kept), "variance": np.array(pca.explained_variance_ratio_.sum())}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **arrays)
+    return arrays
+
+
+def split_recordings(fsdd: dict, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    if protocol == "conventional":
+        test = fsdd["takes"] <= 4
+    else:
+        test = fsdd["speakers"] == SPEAKERS.index("nicolas")
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def paired(fsdd: dict, recordings: np.ndarray, images: np.ndarray, image_labels: np.ndarray, per_recording: int,
+           mean: float, std: float, rng: np.random.Generator) -> ArrayDataset:
+    """Each recording paired with `per_recording` random images of the same digit.
+
+    Both inputs are 2x2 mean-pooled (image 14x14, spectrogram 16 bands x 32 frames of 20 ms): the
+    25%-variance images hold no detail at 28 px, and it makes CPU training four times cheaper.
+    """
+    by_digit = {d: np.flatnonzero(image_labels == d) for d in range(10)}
+    audio_index = np.repeat(recordings, per_recording)
+    digits = fsdd["digits"][audio_index]
+    image_index = np.array([rng.choice(by_digit[d]) for d in digits])
+    pictures = torch.from_numpy(images[image_index]).float() / 255.0
+    spectrograms = torch.from_numpy((fsdd["spectrograms"][audio_index] - mean) / std)
+    pool = torch.nn.functional.avg_pool2d
+    return ArrayDataset({"image": pool(pictures, 2), "audio": pool(spectrograms, 2)}, {"label": torch.from_numpy(digits)})
+
+
+def export(folder: Path, fsdd: dict, mnist: dict, protocol: str = "conventional", per_recording: int = 1) -> None:
+    """Write the pairs as files + CSV manifests (PNG images, .npy spectrograms) for `sensorium train`."""
+    import csv
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (folder / "files").mkdir(parents=True, exist_ok=True)
+    train_rec, test_rec = split_recordings(fsdd, protocol)
+    spectra = fsdd["spectrograms"][train_rec]
+    mean, std = float(spectra.mean()), float(spectra.std())
+    for split, recordings, images, labels in (("train", train_rec, mnist["train"], mnist["y_train"]),
+                                              ("test", test_rec, mnist["test"], mnist["y_test"])):
+        data = paired(fsdd, recordings, images, labels, per_recording, mean, std, rng)
+        rows = []
+        for i in range(len(data)):
+            stem = f"{split}_{i:05d}"
+            pixels = (data.inputs["image"][i, 0].numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(folder / "files" / f"{stem}.png")
+            np.save(folder / "files" / f"{stem}.npy", data.inputs["audio"][i].numpy())
+            rows.append({"image": f"files/{stem}.png", "audio": f"files/{stem}.npy", "digit": int(data.targets["label"][i])})
+        with (folder / f"{split}.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["image", "audio", "digit"])
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"wrote {folder}/train.csv and test.csv ({protocol} protocol)")
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch_size: int):
+    return config_from_dict({
+        "model": {"encoders": {m: dict(ENCODER) for m in modalities},
+                  "fusion": {"method": method, "output_dim": 32, **FUSION_KWARGS[method]}},
+        "data": {"modalities": {m: {"kind": "array"} for m in modalities}},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "warmup_steps": 30, "seed": seed,
+                  "min_lr_ratio": 0.05, "progress": False},
+    })
+
+
+def only(dataset: ArrayDataset, modalities: list[str]) -> ArrayDataset:
+    return ArrayDataset({m: dataset.inputs[m] for m in modalities}, dataset.targets)
+
+
+def latency_ms(model, sample_batch: dict, repeats: int = 30) -> float:
+    """Median wall time of one forward pass on a single sample, one thread."""
+    model.eval()
+    single = {"inputs": {m: v[:1] for m, v in sample_batch["inputs"].items()}, "masks": {}, "present": {}}
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 3):
+            start = time.perf_counter()
+            model(single)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[3:])
+
+
+def run_model(name: str, modalities: list[str], method: str, train: ArrayDataset, test_batches: list[dict],
+              args, seed: int) -> dict:
+    config = config_for(modalities, method, args.epochs, seed, args.batch_size)
+    seed_everything(seed)
+    model = build_model(config, {"label": 10})
+    trainer = Trainer(config, model, only(train, modalities), None, Collate())
+    started = time.perf_counter()
+    summary = trainer.fit()
+    train_seconds = time.perf_counter() - started
+    batches = [{**b, "inputs": {m: b["inputs"][m] for m in modalities}} for b in test_batches]
+    logits, labels = predict(model, batches)
+    accuracy = float((logits["label"].argmax(1) == labels["label"]).float().mean())
+    robust = robustness(model, batches, modalities, "label", levels=NOISE_LEVELS, seed=seed)
+    return {"name": name, "seed": seed, "accuracy": accuracy, "parameters": count_parameters(model),
+            "train_seconds": train_seconds, "latency_ms": latency_ms(model, batches[0]),
+            "samples_per_s": summary["samples_per_s"], "data_seconds": summary["data_seconds"],
+            "compute_seconds": summary["compute_seconds"], "noise": robust["noise"], "missing": robust["missing"]}
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def summarise(runs: list[dict]) -> dict[str, dict]:
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        by_name.setdefault(run["name"], []).append(run)
+    table = {}
+    for name, group in by_name.items():
+        curves = {m: np.mean([r["noise"][m] for r in group], axis=0) for m in group[0]["noise"]}
+        missing = {m: float(np.mean([r["missing"][m] for r in group])) for m in group[0]["missing"]}
+        table[name] = {
+            "accuracies": [r["accuracy"] for r in group], "parameters": group[0]["parameters"],
+            "train_seconds": statistics.mean(r["train_seconds"] for r in group),
+            "latency_ms": statistics.mean(r["latency_ms"] for r in group),
+            "samples_per_s": statistics.mean(r["samples_per_s"] for r in group),
+            "data_share": statistics.mean(r["data_seconds"] / max(r["data_seconds"] + r["compute_seconds"], 1e-9)
+                                          for r in group),
+            "curves": curves, "missing": missing,
+            "relative": {m: relative_robustness(c) for m, c in curves.items()},
+        }
+    late = table.get("fusion: late")
+    for row in table.values():
+        row["effective"] = {m: effective_robustness(c, late["curves"][m]) if late and m in late["curves"] else None
+                            for m, c in row["curves"].items()}
+    return table
+
+
+def markdown(protocol: str, table: dict[str, dict], sizes: tuple[int, int]) -> list[str]:
+    best_single = max(statistics.mean(r["accuracies"]) for n, r in table.items() if n.endswith("only"))
+    lines = [f"### Protocol: {protocol} ({sizes[0]} training pairs, {sizes[1]} test pairs)", "",
+             "| model | accuracy % | beats best unimodal | parameters | train s | latency ms/sample | train samples/s "
+             "| data-loading share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in table.items():
+        beats = "-" if name.endswith("only") else ("yes" if statistics.mean(row["accuracies"]) > best_single else "**no**")
+        lines.append(f"| {name} | {mean_std(row['accuracies'])} | {beats} | {row['parameters']:,} | "
+                     f"{row['train_seconds']:.1f} | {row['latency_ms']:.2f} | {row['samples_per_s']:.0f} | "
+                     f"{100 * row['data_share']:.1f}% |")
+    lines += ["", "Robustness (accuracy %, mean over seeds): Gaussian noise of std = level x the input's std on one "
+              "modality; relative = area under the curve over levels 0-1 (MultiBench relative robustness, "
+              "unnormalised); effective = summed accuracy kept above late fusion's curve shifted to the same clean "
+              "accuracy (MultiBench effective robustness, unnormalised); missing = that modality absent at test time.",
+              "", "| model | noisy modality | " + " | ".join(f"{x:g}" for x in NOISE_LEVELS)
+              + " | relative | effective | missing |", "|---|---|" + "---|" * (len(NOISE_LEVELS) + 3)]
+    for name, row in table.items():
+        for m, curve in row["curves"].items():
+            effective = row["effective"][m]
+            missing = row["missing"].get(m)
+            lines.append(f"| {name} | {m} | " + " | ".join(f"{100 * a:.1f}" for a in curve)
+                         + f" | {row['relative'][m]:.3f} | {'-' if effective is None else f'{effective:+.3f}'} | "
+                         + ("-" if missing is None else f"{100 * missing:.1f}") + " |")
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, fewer pairs and epochs: a few minutes")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--protocols", default="conventional,held_out_speaker")
+    parser.add_argument("--methods", default=",".join(FUSION_KWARGS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report", type=Path, default=Path("/tmp/bench_avmnist.md"))
+    parser.add_argument("--export", type=Path, default=None,
+                        help="only write the conventional-split pairs as files + manifests (for examples/avmnist.toml)")
+    args = parser.parse_args()
+    if not (DATA / "fsdd").is_dir() or not (DATA / "mnist" / "mnist.npz").is_file():
+        raise SystemExit(f"needs FSDD and MNIST under {DATA} (see its README.md)")
+    if args.export:
+        export(args.export, fsdd_spectrograms(), mnist_pca())
+        return
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    args.epochs = args.epochs or (8 if args.quick else 10)
+    per_recording = 1
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    fsdd, mnist = fsdd_spectrograms(), mnist_pca()
+    prepared = time.perf_counter() - started
+    print(f"data ready in {prepared:.1f} s: MNIST kept {int(mnist['components'])} PCA components "
+          f"({100 * float(mnist['variance']):.1f}% of the variance); {len(fsdd['digits'])} FSDD spectrograms")
+    report = ["# AV-MNIST benchmark (sensorium.training)", "",
+              f"- date: 2026-11-26; command: `.venv/bin/python benchmarks/avmnist.py {' '.join(sys.argv[1:])}`",
+              f"- machine: 2-core CPU ({platform.processor() or platform.machine()}), shared with other jobs running "
+              f"at the same time, so times are indicative; torch {torch.__version__}, {args.threads} thread(s)",
+              f"- data: MNIST reconstructed from {int(mnist['components'])} PCA components "
+              f"({100 * float(mnist['variance']):.1f}% of the training variance, fitted on the 60,000 training "
+              f"images), each FSDD training recording paired with {per_recording} random MNIST training image(s) of its digit, "
+              f"each test recording with {TEST_PAIRS} MNIST test images; audio as 32-band log-mel "
+              "(32 ms windows, 10 ms hop, 0.67 s centre crop) from sensorium's LogMel front end; both inputs "
+              "2x2 mean-pooled (image 14x14, spectrogram 16x32)",
+              f"- training: {args.epochs} epochs, batch {args.batch_size}, AdamW lr 3e-3, warm-up 30 steps + cosine, "
+              f"seeds {list(range(args.seeds))}{' (--quick: one seed, so no ± std)' if args.seeds == 1 else ''}; encoders: image_cnn widths (16, 32, 64), dim 32, for both the image and "
+              "the spectrogram", ""]
+    for protocol in args.protocols.split(","):
+        train_rec, test_rec = split_recordings(fsdd, protocol)
+        rng = np.random.default_rng(0)
+        spectra = fsdd["spectrograms"][train_rec]
+        mean, std = float(spectra.mean()), float(spectra.std())
+        train = paired(fsdd, train_rec, mnist["train"], mnist["y_train"], per_recording, mean, std, rng)
+        test = paired(fsdd, test_rec, mnist["test"], mnist["y_test"], TEST_PAIRS, mean, std, rng)
+        test_batches = [Collate()([test[i] for i in range(s, min(s + 256, len(test)))]) for s in range(0, len(test), 256)]
+        models = [("image only", ["image"], "late"), ("audio only", ["audio"], "late")]
+        models += [(f"fusion: {m}", ["image", "audio"], m) for m in args.methods.split(",")]
+        runs = []
+        for seed in range(args.seeds):
+            for name, modalities, method in models:
+                run = run_model(name, modalities, method, train, test_batches, args, seed)
+                runs.append(run)
+                print(f"[{protocol}] seed {seed} {name:28s} accuracy {100 * run['accuracy']:5.1f}%  "
+                      f"train {run['train_seconds']:5.1f} s  {run['samples_per_s']:6.0f} samples/s  "
+                      f"latency {run['latency_ms']:.2f} ms", flush=True)
+        table = summarise(runs)
+        lines = markdown(protocol, table, (len(train), len(test)))
+        print("\n".join(lines))
+        report += lines
+    total = time.perf_counter() - started
+    report.append(f"Total wall time {total / 60:.1f} min (data preparation {prepared:.0f} s; cached after the first run).")
+    args.report.write_text("\n".join(report) + "\n", encoding="utf-8")
+    print(f"wrote {args.report} after {total / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""A training run described in one TOML file, checked up front so a typo fails before any training.
+
+Every error is a ConfigError naming the dotted field at fault ("model.fusion.method: ..."), since
+a run that dies an hour in over a misspelt key is the failure this module exists to prevent.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+KINDS = ("image", "audio", "text", "series", "array")
+METRICS = ("accuracy", "macro_f1", "loss")
+
+
+@dataclass
+class ModalitySpec:
+    """How one modality is read from its column: kind, and the few shaping options of that kind."""
+
+    name: str
+    kind: str
+    column: str
+    size: int = 32  # image: resized to size x size
+    channels: int = 3  # image: 1 (grey) or 3 (RGB)
+    max_seconds: float = 10.0  # audio: longer clips are cut
+    max_length: int = 128  # text: tokens
+    vocab_size: int = 2000  # text: WordPiece vocabulary trained on the training texts
+
+
+@dataclass
+class DataConfig:
+    train: Path | None = None  # CSV manifest or folder; None when a program hands the trainer datasets
+    validation: Path | None = None
+    val_fraction: float = 0.2
+    label: str = "label"
+    modalities: dict[str, ModalitySpec] = field(default_factory=dict)
+
+
+@dataclass
+class TaskConfig:
+    name: str
+    label: str  # column holding this task's class
+    weight: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> {name, **kwargs}
+    fusion: dict[str, Any] = field(default_factory=lambda: {"method": "late"})  # {method, output_dim, **kwargs}
+
+
+@dataclass
+class OGMConfig:
+    """On-the-fly gradient modulation with generalisation enhancement (Peng et al., CVPR 2022)."""
+
+    alpha: float = 0.0  # 0 turns it off
+    start_epoch: int = 0
+    end_epoch: int = 10_000
+    noise: bool = True  # the GE part: Gaussian noise matching each gradient's spread
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0  # 0 = no clipping
+    accumulate: int = 1
+    seed: int = 0
+    bf16: bool = False
+    patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
+    metric: str = "accuracy"
+    checkpoint_every: int = 0  # optimizer steps; 0 = at each epoch end only
+    max_steps: int = 0  # 0 = epochs decide
+    num_workers: int = 0
+    aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
+    progress: bool = True
+    ogm_ge: OGMConfig = field(default_factory=OGMConfig)
+
+
+@dataclass
+class Config:
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    tasks: list[TaskConfig]
+    source: Path | None = None
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.model.encoders)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form, saved beside checkpoints so a run can be rebuilt from its folder."""
+        raw = asdict(self)
+        raw.pop("source")
+        for key in ("train", "validation"):
+            value = raw["data"][key]
+            raw["data"][key] = None if value is None else str(value)
+        for spec in raw["data"]["modalities"].values():
+            spec.pop("name")
+        return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config; relative data paths are taken from the config's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    return config_from_dict(raw, base=path.parent, source=path)
+
+
+def config_from_dict(raw: dict[str, Any], base: Path | None = None, source: Path | None = None) -> Config:
+    raw = copy.deepcopy(raw)
+    _known(raw, "", {"data", "model", "train", "tasks"})
+    model = _model(_table(raw, "model", required=True), "model")
+    data = _data(_table(raw, "data"), base, model)
+    train = _train(_table(raw, "train"))
+    tasks = _tasks(raw.get("tasks"), data.label)
+    return Config(data=data, model=model, train=train, tasks=tasks, source=source)
+
+
+def _table(raw: dict, key: str, where: str = "", required: bool = False) -> dict:
+    name = f"{where}{key}"
+    if key not in raw:
+        if required:
+            raise ConfigError(f"{name}: missing section [{name}]")
+        return {}
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: must be a table, got {type(value).__name__}")
+    return value
+
+
+def _known(raw: dict, where: str, allowed: set[str]) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}{key}: unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{name}: must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _fill(target: Any, raw: dict, where: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy raw keys onto a dataclass, checking names and types against its defaults."""
+    known = {f.name: f for f in fields(target) if f.name not in skip}
+    _known({k: v for k, v in raw.items() if k not in skip}, where, set(known))
+    for key, value in raw.items():
+        if key in skip:
+            continue
+        default = getattr(target, key)
+        kind = type(default) if default is not None else str
+        setattr(target, key, _typed(value, kind, f"{where}{key}"))
+
+
+def _model(raw: dict, where: str) -> ModelConfig:
+    from .. import encoders, fusion
+
+    _known(raw, f"{where}.", {"encoders", "fusion"})
+    encoder_tables = _table(raw, "encoders", f"{where}.", required=True)
+    if not encoder_tables:
+        raise ConfigError(f"{where}.encoders: name at least one modality's encoder")
+    chosen = {}
+    for modality, table in encoder_tables.items():
+        name = f"{where}.encoders.{modality}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table like {{ name = \"image_cnn\" }}")
+        table = dict(table)
+        if "name" not in table:
+            raise ConfigError(f"{name}.name: missing (choose from {', '.join(encoders.available())})")
+        if table["name"] not in encoders.available() or table["name"] == "frozen":
+            choices = [e for e in encoders.available() if e != "frozen"]
+            raise ConfigError(f"{name}.name: unknown encoder {table['name']!r} (choose from {', '.join(choices)})")
+        chosen[modality] = table
+    fusion_table = dict(_table(raw, "fusion", f"{where}.") or {"method": "late"})
+    method = fusion_table.setdefault("method", "late")
+    if method not in fusion.available():
+        raise ConfigError(f"{where}.fusion.method: unknown method {method!r} (choose from {', '.join(fusion.available())})")
+    output_dim = fusion_table.setdefault("output_dim", 64)
+    if isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim <= 0:
+        raise ConfigError(f"{where}.fusion.output_dim: must be a positive int, got {output_dim!r}")
+    return ModelConfig(encoders=chosen, fusion=fusion_table)
+
+
+def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
+    data = DataConfig()
+    _fill(data, {k: v for k, v in raw.items() if k not in ("train", "validation")}, "data.", skip=("modalities",))
+    _known(raw, "data.", {f.name for f in fields(DataConfig)})
+    for key in ("train", "validation"):
+        if raw.get(key) is not None:
+            value = _typed(raw[key], str, f"data.{key}")
+            path = Path(value)
+            setattr(data, key, path if path.is_absolute() or base is None else base / path)
+    if not 0.0 <= data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: must be in [0, 1), got {data.val_fraction}")
+    tables = _table(raw, "modalities", "data.")
+    for modality in model.encoders:
+        table = tables.get(modality, {})
+        where = f"data.modalities.{modality}."
+        if not isinstance(table, dict):
+            raise ConfigError(f"data.modalities.{modality}: must be a table")
+        kind = table.get("kind", modality if modality in KINDS else None)
+        if kind not in KINDS:
+            raise ConfigError(f"{where}kind: {kind!r} is not one of {', '.join(KINDS)}")
+        spec = ModalitySpec(name=modality, kind=kind, column=table.get("column", modality))
+        _fill(spec, {k: v for k, v in table.items() if k not in ("kind", "column")}, where, skip=("name",))
+        _typed(spec.column, str, f"{where}column")
+        if spec.channels not in (1, 3):
+            raise ConfigError(f"{where}channels: must be 1 or 3, got {spec.channels}")
+        for key in ("size", "max_length", "vocab_size"):
+            if getattr(spec, key) <= 0:
+                raise ConfigError(f"{where}{key}: must be positive, got {getattr(spec, key)}")
+        data.modalities[modality] = spec
+    for modality in tables:
+        if modality not in model.encoders:
+            raise ConfigError(f"data.modalities.{modality}: no encoder for it under [model.encoders]")
+    return data
+
+
+def _train(raw: dict) -> TrainConfig:
+    train = TrainConfig()
+    _fill(train, raw, "train.", skip=("ogm_ge",))
+    ogm = OGMConfig()
+    _fill(ogm, _table(raw, "ogm_ge", "train."), "train.ogm_ge.")
+    train.ogm_ge = ogm
+    positive = ("epochs", "batch_size", "accumulate")
+    for key in positive:
+        if getattr(train, key) <= 0:
+            raise ConfigError(f"train.{key}: must be positive, got {getattr(train, key)}")
+    for key in ("lr", "weight_decay", "grad_clip", "warmup_steps", "patience", "checkpoint_every", "max_steps",
+                "num_workers", "aux_loss_weight", "min_lr_ratio"):
+        if getattr(train, key) < 0:
+            raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
+    if train.lr == 0:
+        raise ConfigError("train.lr: must be positive, got 0")
+    if train.metric not in METRICS:
+        raise ConfigError(f"train.metric: unknown metric {train.metric!r} (choose from {', '.join(METRICS)})")
+    if ogm.alpha < 0:
+        raise ConfigError(f"train.ogm_ge.alpha: must not be negative, got {ogm.alpha}")
+    return train
+
+
+def _tasks(raw: Any, default_label: str) -> list[TaskConfig]:
+    if raw is None:
+        return [TaskConfig(name="label", label=default_label)]
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("tasks: must be a non-empty array of tables ([[tasks]])")
+    tasks, seen = [], set()
+    for i, table in enumerate(raw):
+        where = f"tasks[{i}]."
+        if not isinstance(table, dict) or "name" not in table:
+            raise ConfigError(f"{where}name: missing")
+        task = TaskConfig(name=_typed(table["name"], str, f"{where}name"), label=table.get("label", table["name"]))
+        _fill(task, {k: v for k, v in table.items() if k not in ("name", "label")}, where, skip=("name", "label"))
+        _typed(task.label, str, f"{where}label")
+        if task.name in seen:
+            raise ConfigError(f"{where}name: duplicate task {task.name!r}")
+        if task.weight < 0:
+            raise ConfigError(f"{where}weight: must not be negative, got {task.weight}")
+        seen.add(task.name)
+        tasks.append(task)
+    return tasks

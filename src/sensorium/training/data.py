@@ -1,0 +1,303 @@
+"""Training data from a CSV manifest or a folder per class, checked before the first step.
+
+A manifest has one column per modality holding a file path (relative to the manifest) and a label
+column; an empty cell means that modality is missing for that item. A folder layout is
+root/<label>/<stem>.<ext>, files sharing a stem being one item. Problems raise one ReadError naming
+the manifest row or the file, found when the dataset is built, not an hour into training.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, ReadError
+from ..modality import modality_of
+from .config import Config, ModalitySpec
+
+SERIES_EXTENSIONS = (".npy", ".csv")
+KIND_EXTENSIONS = {"series": SERIES_EXTENSIONS, "array": (".npy",)}
+
+
+@dataclass
+class Item:
+    files: dict[str, Path | None]  # modality -> file, None = missing
+    labels: dict[str, str]  # task -> class name
+    origin: str  # "manifest.csv row 4" or the folder, for error messages
+
+
+def _kind_accepts(spec: ModalitySpec, path: Path) -> bool:
+    if spec.kind in ("image", "audio", "text"):
+        return modality_of(path) == spec.kind
+    return path.suffix.lower() in KIND_EXTENSIONS[spec.kind]
+
+
+def read_manifest(path: Path, specs: Mapping[str, ModalitySpec], label_columns: Sequence[str]) -> list[Item]:
+    """Parse and check a CSV manifest: columns exist, files exist and suit their modality, labels given."""
+    if not path.is_file():
+        raise ReadError(path, "no such manifest file")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ReadError(path, f"not a readable CSV manifest ({exc})") from exc
+    if not rows:
+        raise ReadError(path, "manifest has no rows")
+    for column in [s.column for s in specs.values()] + list(label_columns):
+        if column not in header:
+            raise ReadError(path, f"no column {column!r} (columns: {', '.join(header)})")
+    items = []
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
+        where = f"row {number}"
+        files: dict[str, Path | None] = {}
+        for name, spec in specs.items():
+            cell = (row.get(spec.column) or "").strip()
+            if not cell:
+                files[name] = None
+                continue
+            file = Path(cell) if Path(cell).is_absolute() else path.parent / cell
+            if not file.is_file():
+                raise ReadError(path, f"{where}, column {spec.column!r}: file {cell} does not exist")
+            if not _kind_accepts(spec, file):
+                raise ReadError(path, f"{where}, column {spec.column!r}: {cell} is not a {spec.kind} file")
+            files[name] = file
+        if all(f is None for f in files.values()):
+            raise ReadError(path, f"{where}: every modality is missing ({', '.join(specs)})")
+        labels = {}
+        for column in label_columns:
+            value = (row.get(column) or "").strip()
+            if not value:
+                raise ReadError(path, f"{where}, column {column!r}: empty label")
+            labels[column] = value
+        items.append(Item(files, labels, f"{path} {where}"))
+    return items
+
+
+def read_folder(root: Path, specs: Mapping[str, ModalitySpec], label_column: str) -> list[Item]:
+    """root/<label>/<stem>.<ext>: files with the same stem in one class folder are one item."""
+    if not root.is_dir():
+        raise ReadError(root, "no such data folder")
+    by_kind: dict[str, str] = {}
+    for name, spec in specs.items():
+        if spec.kind in by_kind:
+            raise ConfigError(f"data.modalities.{name}: a folder layout cannot hold two {spec.kind} modalities; use a manifest")
+        by_kind[spec.kind] = name
+    items = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        groups: dict[str, dict[str, Path]] = {}
+        for file in sorted(class_dir.iterdir()):
+            if not file.is_file() or file.name.startswith("."):
+                continue
+            name = next((n for n, s in specs.items() if _kind_accepts(s, file)), None)
+            if name is None:
+                continue
+            slot = groups.setdefault(file.stem, {})
+            if name in slot:
+                raise ReadError(file, f"two {name} files share the stem {file.stem!r} ({slot[name].name})")
+            slot[name] = file
+        for stem, found in groups.items():
+            files = {name: found.get(name) for name in specs}
+            items.append(Item(files, {label_column: class_dir.name}, str(class_dir / stem)))
+    if not items:
+        raise ReadError(root, f"no class folder holds files of the modalities {', '.join(specs)}")
+    return items
+
+
+def load_file(spec: ModalitySpec, path: Path) -> Tensor | str:
+    """Decode one file into what the modality's encoder takes (before batching)."""
+    from ..readers import read_audio, read_image, read_text
+
+    if spec.kind == "image":
+        from PIL import Image
+
+        picture = Image.fromarray(read_image(path).pixels).resize((spec.size, spec.size), Image.BILINEAR)
+        if spec.channels == 1:
+            picture = picture.convert("L")
+        pixels = np.array(picture, dtype=np.uint8)
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(pixels).copy())
+    if spec.kind == "audio":
+        return torch.from_numpy(read_audio(path, max_seconds=spec.max_seconds).samples.astype(np.float32))
+    if spec.kind == "text":
+        return read_text(path).text
+    return torch.from_numpy(_read_array(spec, path))
+
+
+def _read_array(spec: ModalitySpec, path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npy":
+            values = np.load(path, allow_pickle=False)
+        else:
+            try:
+                values = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+            except ValueError:
+                values = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2, skiprows=1)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ReadError(path, f"not a numeric array ({exc})") from exc
+    if not np.issubdtype(values.dtype, np.number):
+        raise ReadError(path, f"array of {values.dtype}, expected numbers")
+    values = values.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ReadError(path, "array holds NaN or infinite values")
+    if spec.kind == "series":
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[0] == 0:
+            raise ReadError(path, f"a series must be (time, channels), got shape {values.shape}")
+    return values
+
+
+class ItemDataset(Dataset):
+    """Items read lazily from their files; `labels` maps each task to class indices."""
+
+    def __init__(self, items: list[Item], specs: Mapping[str, ModalitySpec], label_of: Mapping[str, str],
+                 classes: Mapping[str, list[str]]):
+        self.items, self.specs = items, dict(specs)
+        self.label_of = dict(label_of)  # task -> label column
+        self.classes = {task: list(names) for task, names in classes.items()}
+        index = {task: {name: i for i, name in enumerate(names)} for task, names in self.classes.items()}
+        self.targets = {}
+        for task, column in self.label_of.items():
+            values = []
+            for item in items:
+                name = item.labels[column]
+                if name not in index[task]:
+                    raise ReadError(item.origin, f"label {name!r} of task {task!r} was never seen in training "
+                                                 f"(classes: {', '.join(self.classes[task])})")
+                values.append(index[task][name])
+            self.targets[task] = torch.tensor(values, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.items[i]
+        inputs = {name: None if file is None else load_file(self.specs[name], file) for name, file in item.files.items()}
+        return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
+
+    def texts(self, modality: str) -> list[str]:
+        return [load_file(self.specs[modality], item.files[modality]) for item in self.items
+                if item.files[modality] is not None]
+
+    def subset(self, indices: Sequence[int]) -> "ItemDataset":
+        return ItemDataset([self.items[i] for i in indices], self.specs, self.label_of, self.classes)
+
+
+class ArrayDataset(Dataset):
+    """In-memory tensors (N, ...) per modality and (N,) labels per task; `present` marks missing cells."""
+
+    def __init__(self, inputs: Mapping[str, Tensor], labels: Mapping[str, Tensor],
+                 present: Mapping[str, Tensor] | None = None, classes: Mapping[str, list[str]] | None = None):
+        sizes = {len(v) for v in list(inputs.values()) + list(labels.values())}
+        if len(sizes) != 1:
+            raise ValueError(f"every input and label tensor must have the same length, got {sorted(sizes)}")
+        self.inputs, self.targets = dict(inputs), {k: torch.as_tensor(v).long() for k, v in labels.items()}
+        self.present = {k: torch.as_tensor(v).bool() for k, v in (present or {}).items()}
+        self.classes = dict(classes) if classes else {
+            task: [str(c) for c in range(int(t.max()) + 1)] for task, t in self.targets.items()}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.targets.values())))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        inputs = {m: (None if m in self.present and not self.present[m][i] else v[i]) for m, v in self.inputs.items()}
+        return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
+
+
+class Collate:
+    """Stacks samples into a batch: pads variable-length inputs with a mask, marks missing modalities.
+
+    A modality missing from every sample of a batch is left out of it entirely (fusion handles
+    subsets); text is tokenised here with the run's tokenizer.
+    """
+
+    def __init__(self, tokenizers: Mapping[str, Any] | None = None, max_lengths: Mapping[str, int] | None = None,
+                 sequences: Sequence[str] = ()):
+        self.tokenizers = dict(tokenizers or {})
+        self.max_lengths = dict(max_lengths or {})
+        self.sequences = set(sequences)  # modalities always given a (B, T) mask (audio, series)
+
+    @classmethod
+    def for_specs(cls, specs: Mapping[str, ModalitySpec], tokenizers: Mapping[str, Any] | None = None) -> "Collate":
+        return cls(tokenizers, {n: s.max_length for n, s in specs.items()},
+                   [n for n, s in specs.items() if s.kind in ("audio", "series")])
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {"inputs": {}, "masks": {}, "present": {}, "labels": {}}
+        for name in samples[0]["inputs"]:
+            values = [s["inputs"][name] for s in samples]
+            here = torch.tensor([v is not None for v in values])
+            if not here.any():
+                continue
+            if name in self.tokenizers:
+                texts = [v if v is not None else "" for v in values]
+                ids, mask = self.tokenizers[name].encode(texts, max_length=self.max_lengths.get(name, 128))
+                batch["inputs"][name], batch["masks"][name] = ids, mask
+            else:
+                tensor, mask = _stack(values, name, name in self.sequences)
+                batch["inputs"][name] = tensor
+                if mask is not None:
+                    batch["masks"][name] = mask
+            batch["present"][name] = here
+        for task in samples[0]["labels"]:
+            batch["labels"][task] = torch.tensor([s["labels"][task] for s in samples], dtype=torch.long)
+        return batch
+
+
+def _stack(values: list[Tensor | None], name: str, sequence: bool = False) -> tuple[Tensor, Tensor | None]:
+    real = [v for v in values if v is not None]
+    shapes = {tuple(v.shape) for v in real}
+    if len(shapes) == 1 and not sequence:
+        template = torch.zeros_like(real[0])
+        return torch.stack([template if v is None else v for v in values]), None
+    ranks = {len(s) for s in shapes}
+    if len(ranks) != 1 or any(s[1:] != next(iter(shapes))[1:] for s in shapes):
+        raise ValueError(f"{name}: samples differ in more than their first (time) axis: {sorted(shapes)}")
+    length = max(s[0] for s in shapes)
+    rest = real[0].shape[1:]
+    out = torch.zeros((len(values), length, *rest), dtype=real[0].dtype)
+    mask = torch.zeros((len(values), length), dtype=torch.bool)
+    for i, v in enumerate(values):
+        if v is not None:
+            out[i, : v.shape[0]] = v
+            mask[i, : v.shape[0]] = True
+    return out, mask
+
+
+def load_datasets(config: Config) -> tuple[ItemDataset, ItemDataset | None]:
+    """Training and validation datasets a config names; validation split off when none is given."""
+    data = config.data
+    if data.train is None:
+        raise ConfigError("data.train: missing (a CSV manifest or a folder of class folders)")
+    label_of = {task.name: task.label for task in config.tasks}
+    columns = sorted(set(label_of.values()))
+    specs = data.modalities
+
+    def read(path: Path) -> list[Item]:
+        if path.is_dir():
+            if len(columns) != 1:
+                raise ConfigError("tasks: a folder layout carries one label; use a manifest for several tasks")
+            return read_folder(path, specs, columns[0])
+        return read_manifest(path, specs, columns)
+
+    train_items = read(data.train)
+    classes = {task: sorted({item.labels[col] for item in train_items}) for task, col in label_of.items()}
+    train = ItemDataset(train_items, specs, label_of, classes)
+    if data.validation is not None:
+        return train, ItemDataset(read(data.validation), specs, label_of, classes)
+    if data.val_fraction == 0:
+        return train, None
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.train.seed)).tolist()
+    cut = max(1, int(round(len(order) * data.val_fraction)))
+    if cut >= len(order):
+        raise ConfigError(f"data.val_fraction: {data.val_fraction} leaves no training items out of {len(order)}")
+    return train.subset(order[cut:]), train.subset(order[:cut])

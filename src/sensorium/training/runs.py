@@ -1,0 +1,120 @@
+"""A run folder: what `sensorium train` writes and `sensorium evaluate` reads back.
+
+OUT/run.json holds the resolved config, class names and vocabulary sizes, so a run rebuilds its
+model from the folder alone; OUT/tokenizers/ holds text tokenizers; OUT/best/ the best weights;
+OUT/checkpoint/ the resumable state; OUT/metrics.jsonl one line per epoch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, ReadError
+from .checkpoint import load_weights
+from .config import Config, config_from_dict, load_config
+from .data import Collate, ItemDataset, load_datasets, read_folder, read_manifest
+from .model import MultimodalModel, build_model
+
+RUN_FILE = "run.json"
+
+
+def _tokenizers(config: Config, out: Path, train: ItemDataset | None) -> dict[str, Any]:
+    """Train (first run) or load (resume, evaluate) a WordPiece tokenizer per text modality."""
+    from ..encoders.text_tokenizer import TextTokenizer
+
+    found = {}
+    for name, spec in config.data.modalities.items():
+        if spec.kind != "text":
+            continue
+        path = out / "tokenizers" / f"{name}.json"
+        if path.is_file() or train is None:
+            found[name] = TextTokenizer.load(path)
+        else:
+            found[name] = TextTokenizer.train(train.texts(name), vocab_size=spec.vocab_size, min_frequency=1)
+            found[name].save(path)
+    return found
+
+
+def run_training(config_path: str | Path, out: str | Path, resume: bool = False, *,
+                 stop_after_steps: int | None = None) -> dict[str, Any]:
+    """Everything `sensorium train` does: read config and data, build the model, train, save."""
+    from .distributed import setup, teardown
+    from .trainer import Trainer, seed_everything
+
+    config, out = load_config(config_path), Path(out)
+    if resume and not (out / RUN_FILE).is_file():
+        raise ConfigError(f"--resume: {out} holds no run to resume ({RUN_FILE} missing)")
+    context = setup()
+    try:
+        torch.set_num_threads(max(1, torch.get_num_threads() // context.world_size))
+        train, validation = load_datasets(config)
+        if context.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        context.barrier()
+        tokenizers = _tokenizers(config, out, train) if context.is_main else {}
+        context.barrier()
+        if not context.is_main:
+            tokenizers = _tokenizers(config, out, None)
+        vocab = {name: tok.vocab_size for name, tok in tokenizers.items()}
+        classes = train.classes
+        seed_everything(config.train.seed)
+        model = build_model(config, {task: len(names) for task, names in classes.items()}, vocab)
+        if context.is_main and not resume:
+            record = {"config": config.to_dict(), "classes": classes, "vocab_sizes": vocab}
+            (out / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        trainer = Trainer(config, model, train, validation, Collate.for_specs(config.data.modalities, tokenizers),
+                          out=out, context=context)
+        return trainer.fit(resume=resume, stop_after_steps=stop_after_steps)
+    finally:
+        teardown(context)
+
+
+def load_run(out: str | Path, weights: str = "best") -> tuple[Config, MultimodalModel, dict[str, list[str]], Collate]:
+    """Rebuild a trained model from its run folder (`weights`: "best" or "checkpoint")."""
+    out = Path(out)
+    if not (out / RUN_FILE).is_file():
+        raise ReadError(out / RUN_FILE, "not a training run folder (run.json missing)")
+    try:
+        record = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ReadError(out / RUN_FILE, f"not valid JSON ({exc})") from exc
+    config = config_from_dict(record["config"])
+    tokenizers = _tokenizers(config, out, None)
+    classes = record["classes"]
+    model = build_model(config, {task: len(names) for task, names in classes.items()}, record["vocab_sizes"])
+    path = out / weights / "model.safetensors"
+    if weights == "best" and not path.is_file():
+        path = out / "checkpoint" / "model.safetensors"
+    load_weights(model, path)
+    return config, model.eval(), classes, Collate.for_specs(config.data.modalities, tokenizers)
+
+
+def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int = 64) -> dict[str, Any]:
+    """Metrics and robustness of a trained run on a manifest or folder of labelled items."""
+    from torch.utils.data import DataLoader
+
+    from .evaluate import NOISE_LEVELS, classification_metrics, predict, relative_robustness, robustness
+
+    config, model, classes, collate = load_run(out)
+    data = Path(data)
+    label_of = {task.name: task.label for task in config.tasks}
+    if data.is_dir():
+        items = read_folder(data, config.data.modalities, next(iter(label_of.values())))
+    else:
+        items = read_manifest(data, config.data.modalities, sorted(set(label_of.values())))
+    dataset = ItemDataset(items, config.data.modalities, label_of, classes)
+    batches = list(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
+    logits, labels = predict(model, batches)
+    report: dict[str, Any] = {"items": len(dataset), "tasks": {}}
+    for task, names in classes.items():
+        report["tasks"][task] = classification_metrics(labels[task].tolist(), logits[task].argmax(1).tolist(), names)
+    levels = list(levels or NOISE_LEVELS)
+    main = config.tasks[0].name
+    robust = robustness(model, batches, model.modalities, main, levels)
+    robust["relative"] = {m: relative_robustness(c, levels) for m, c in robust["noise"].items()}
+    report["robustness"] = robust
+    return report

@@ -1,0 +1,282 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, accumulation, early stopping, exact resume.
+
+Data order is a pure function of (seed, epoch) and every RNG is checkpointed at optimizer-step
+boundaries, so a run stopped at step N and resumed follows the uninterrupted run exactly. Options:
+bf16 autocast on CPU, OGM-GE modality-imbalance modulation, several tasks with weighted losses,
+and DDP replicas under torchrun.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .checkpoint import load_checkpoint, save_checkpoint, save_weights
+from .config import Config
+from .distributed import DistContext, unwrap
+from .evaluate import classification_metrics
+from .schedule import warmup_cosine
+
+CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def ogm_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]:
+    """OGM-GE (Peng et al. 2022): slow down a modality whose own confidence exceeds the others'.
+
+    scores[m] = summed softmax probability of the true class from modality m alone. With two
+    modalities this is the paper's rule; with more, each is compared with the mean of the rest.
+    """
+    coefficients = {}
+    for name, score in scores.items():
+        others = [s for n, s in scores.items() if n != name]
+        ratio = score / max(sum(others) / len(others), 1e-8) if others else 1.0
+        coefficients[name] = 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
+    return coefficients
+
+
+class Trainer:
+    """Trains `model` on `train_data`; writes checkpoints, best weights and metrics under `out`."""
+
+    def __init__(self, config: Config, model: nn.Module, train_data: Dataset, val_data: Dataset | None,
+                 collate: Callable, out: str | Path | None = None, context: DistContext | None = None):
+        self.config, self.cfg = config, config.train
+        self.context = context or DistContext()
+        self.model = model
+        self.ddp = self.context.wrap(model)
+        self.train_data, self.val_data, self.collate = train_data, val_data, collate
+        self.out = Path(out) if out is not None else None
+        self.tasks = {task.name: task.weight for task in config.tasks}
+        self.main_task = config.tasks[0].name
+        self.sampler = DistributedSampler(train_data, num_replicas=self.context.world_size, rank=self.context.rank,
+                                          shuffle=True, seed=self.cfg.seed)
+        batches = math.ceil(len(self.sampler) / self.cfg.batch_size)
+        self.steps_per_epoch = math.ceil(batches / self.cfg.accumulate)
+        self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.scheduler = warmup_cosine(self.optimizer, self.cfg.warmup_steps, self.total_steps, self.cfg.min_lr_ratio)
+        self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
+                                         "bad_epochs": 0, "done": False}
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, indices: list[int] | None) -> DataLoader:
+        # own generator: creating an iterator must not draw from the global RNG we checkpoint
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=indices, shuffle=False,
+                          collate_fn=self.collate, num_workers=self.cfg.num_workers,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext()
+
+    def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+        loss = sum(weight * F.cross_entropy(logits[task].float(), labels[task]) for task, weight in self.tasks.items())
+        aux = getattr(unwrap(self.model).fusion, "balance_loss", None)
+        if aux is not None and self.cfg.aux_loss_weight > 0 and unwrap(self.model).training:
+            loss = loss + self.cfg.aux_loss_weight * aux.float()
+        return loss
+
+    def _ogm_active(self) -> bool:
+        ogm = self.cfg.ogm_ge
+        return ogm.alpha > 0 and len(unwrap(self.model).modalities) > 1 and \
+            ogm.start_epoch <= self.progress["epoch"] <= ogm.end_epoch
+
+    @torch.no_grad()
+    def _unimodal_scores(self, outputs, present, labels: Tensor) -> Tensor:
+        """Per modality: summed probability of the true class with only that modality present."""
+        model = unwrap(self.model)
+        scores = []
+        for name in model.modalities:
+            if name not in outputs:
+                scores.append(torch.zeros(()))
+                continue
+            alone = present[name]
+            if not alone.any():
+                scores.append(torch.zeros(()))
+                continue
+            out = outputs[name]
+            picked = type(out)(out.tokens[alone].detach(), out.mask[alone], out.pooled[alone].detach())
+            logits = model.fuse({name: picked}, {name: alone[alone]})[self.main_task].float()
+            scores.append(logits.softmax(1).gather(1, labels[alone][:, None]).sum())
+        return torch.stack(scores)
+
+    def _modulate(self, scores: Tensor) -> dict[str, float]:
+        """Scale each encoder's gradient by its OGM coefficient, plus GE noise of the gradient's spread."""
+        model = unwrap(self.model)
+        scores = self.context.all_reduce_sum(scores.clone())
+        coefficients = ogm_coefficients(dict(zip(model.modalities, scores.tolist())), self.cfg.ogm_ge.alpha)
+        for name, coefficient in coefficients.items():
+            for param in model.encoders[name].parameters():
+                if param.grad is None:
+                    continue
+                param.grad.mul_(coefficient)
+                if self.cfg.ogm_ge.noise and param.grad.numel() > 1:
+                    param.grad.add_(torch.randn_like(param.grad) * (param.grad.std() + 1e-8))
+        return coefficients
+
+    def _step(self) -> float:
+        if self.cfg.grad_clip > 0:
+            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        else:
+            norm = float("nan")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _save(self) -> None:
+        if self.out is not None and self.context.is_main:
+            save_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler, self.progress)
+        self.context.barrier()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.out is not None and self.context.is_main:
+            with (self.out / METRICS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss, accuracy and macro-F1 of the main task on the validation set (every rank, whole set)."""
+        model = unwrap(self.model)
+        model.eval()
+        losses, predictions, labels, count = 0.0, [], [], 0
+        for batch in self._loader(self.val_data, None):
+            with self._autocast():
+                logits = model(batch)
+            losses += float(self._loss(logits, batch["labels"])) * len(batch["labels"][self.main_task])
+            count += len(batch["labels"][self.main_task])
+            predictions.append(logits[self.main_task].float().argmax(1))
+            labels.append(batch["labels"][self.main_task])
+        model.train()
+        names = getattr(self.val_data, "classes", {}).get(self.main_task)
+        classes = int(model.heads[self.main_task].out_features)
+        metrics = classification_metrics(torch.cat(labels).tolist(), torch.cat(predictions).tolist(),
+                                         names or [str(i) for i in range(classes)])
+        return {"loss": losses / max(count, 1), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+    def _improved(self, value: float, lower_is_better: bool) -> bool:
+        best = self.progress["best"]
+        if best is None:
+            return True
+        return value < best if lower_is_better else value > best
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end (or until early stopping); `stop_after_steps` simulates an interruption."""
+        if self.out is not None and self.context.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.progress = load_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler)
+        self.model.train()
+        timing = {"data": 0.0, "compute": 0.0, "samples": 0}
+        progress_bar = self._progress_bar()
+        with progress_bar:
+            task = progress_bar.add_task("training", total=self.total_steps, completed=self.progress["step"])
+            while not self.progress["done"] and self.progress["epoch"] < self.cfg.epochs:
+                stopped = self._epoch(timing, progress_bar, task, stop_after_steps)
+                if stopped:
+                    return self._summary(timing, interrupted=True)
+        return self._summary(timing, interrupted=False)
+
+    def _epoch(self, timing, progress_bar, task, stop_after_steps) -> bool:
+        cfg, progress = self.cfg, self.progress
+        self.sampler.set_epoch(progress["epoch"])
+        indices = list(self.sampler)
+        batches = math.ceil(len(indices) / cfg.batch_size)
+        loader = self._loader(self.train_data, indices[progress["batch"] * cfg.batch_size:])
+        started, losses, scores = time.perf_counter(), [], None
+        waited = time.perf_counter()
+        for batch in loader:
+            fetched = time.perf_counter()
+            timing["data"] += fetched - waited
+            progress["batch"] += 1
+            last_of_group = progress["batch"] % cfg.accumulate == 0 or progress["batch"] == batches
+            sync = nullcontext() if last_of_group or not self.context.enabled else self.ddp.no_sync()
+            with sync:
+                with self._autocast():
+                    logits, outputs, present = self.ddp(batch, return_parts=True)
+                    loss = self._loss(logits, batch["labels"])
+                (loss / cfg.accumulate).backward()
+            if self._ogm_active():
+                found = self._unimodal_scores(outputs, present, batch["labels"][self.main_task])
+                scores = found if scores is None else scores + found
+            losses.append(float(loss.detach()))
+            timing["samples"] += len(batch["labels"][self.main_task])
+            if last_of_group:
+                if scores is not None:
+                    self._modulate(scores)
+                    scores = None
+                self._step()
+                progress["step"] += 1
+                progress_bar.update(task, completed=progress["step"],
+                                    description=f"epoch {progress['epoch'] + 1} loss {np.mean(losses[-20:]):.3f}")
+                out_of_steps = cfg.max_steps and progress["step"] >= cfg.max_steps
+                if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 and not out_of_steps:
+                    self._save()
+                if stop_after_steps is not None and progress["step"] >= stop_after_steps:
+                    timing["compute"] += time.perf_counter() - fetched
+                    self._save()
+                    return True
+                if out_of_steps:
+                    timing["compute"] += time.perf_counter() - fetched
+                    break
+            waited = time.perf_counter()
+            timing["compute"] += waited - fetched
+        self._end_epoch(losses, time.perf_counter() - started, timing)
+        return False
+
+    def _end_epoch(self, losses: list[float], seconds: float, timing: dict[str, float]) -> None:
+        progress = self.progress
+        record = {"epoch": progress["epoch"] + 1, "step": progress["step"], "train_loss": float(np.mean(losses)) if losses else None,
+                  "lr": self.scheduler.get_last_lr()[0], "seconds": round(seconds, 3),
+                  "samples_per_s": round(timing["samples"] / max(timing["data"] + timing["compute"], 1e-9), 1),
+                  "data_share": round(timing["data"] / max(timing["data"] + timing["compute"], 1e-9), 3)}
+        if self.val_data is not None and len(self.val_data):
+            scores = self.validate()
+            record.update({f"val_{k}": v for k, v in scores.items()})
+            value, lower = scores[self.cfg.metric], self.cfg.metric == "loss"
+        else:  # no validation set: the training loss is all there is
+            value, lower = (record["train_loss"] if record["train_loss"] is not None else 0.0), True
+        if self._improved(value, lower):
+            progress.update(best=value, best_epoch=progress["epoch"], bad_epochs=0)
+            if self.out is not None and self.context.is_main:
+                (self.out / BEST_DIR).mkdir(parents=True, exist_ok=True)
+                save_weights(unwrap(self.model), self.out / BEST_DIR / "model.safetensors")
+        else:
+            progress["bad_epochs"] += 1
+        progress["epoch"] += 1
+        progress["batch"] = 0
+        if self.cfg.patience and progress["bad_epochs"] >= self.cfg.patience:
+            progress["done"] = True
+            record["early_stop"] = True
+        if self.cfg.max_steps and progress["step"] >= self.cfg.max_steps:
+            progress["done"] = True
+        self._log(record)
+        self._save()
+
+    def _summary(self, timing: dict[str, float], interrupted: bool) -> dict[str, Any]:
+        busy = timing["data"] + timing["compute"]
+        return {**self.progress, "interrupted": interrupted, "samples": timing["samples"],
+                "data_seconds": timing["data"], "compute_seconds": timing["compute"],
+                "samples_per_s": timing["samples"] / busy if busy else 0.0}
+
+    def _progress_bar(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        disable=not (self.cfg.progress and self.context.is_main), transient=True)
