@@ -1,6 +1,8 @@
 """The image expert, the person detector and OCR on real photos shipped with scikit-image."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ skimage_data = pytest.importorskip("skimage.data")
 from sensorium.errors import ModelError  # noqa: E402
 from sensorium.experts.image import ImageExpert, crop_views, load_class_names  # noqa: E402
 
+COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini"
 DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
@@ -74,11 +77,45 @@ def test_person_detector_finds_the_astronaut():
     from sensorium.experts.person import PersonDetector
 
     boxes = PersonDetector().detect(skimage_data.astronaut())
-    assert boxes, "no face found on the astronaut photo"
-    face = max(boxes, key=lambda b: b.score)
+    assert boxes, "no person found on the astronaut photo"
+    best = max(boxes, key=lambda b: b.score)
     # Eileen Collins' face sits around x 170-270, y 60-170 in the 512x512 photo
-    assert 140 < face.x + face.w / 2 < 300 and 40 < face.y + face.h / 2 < 200
-    assert PersonDetector().detect(skimage_data.coffee()) == []
+    assert 140 < best.x + best.w / 2 < 300 and 40 < best.y + best.h / 2 < 200
+    assert all(0.5 <= box.score <= 1.0 and box.kind in ("face", "body") for box in boxes)
+
+
+def test_person_detector_finds_no_one_in_photos_without_people():
+    from sensorium.experts.person import PersonDetector
+
+    detector = PersonDetector()
+    assert detector.detect(skimage_data.coffee()) == []
+    assert detector.detect(skimage_data.chelsea()) == []
+
+
+def test_person_detector_finds_a_standing_person_on_coco():
+    from PIL import Image
+
+    from sensorium.experts.person import PersonDetector
+
+    photo = COCO_MINI / "images" / "000000030752.jpg"
+    if not photo.is_file():
+        pytest.skip(f"COCO-mini photo not found at {photo} (shared data absent)")
+    boxes = PersonDetector().detect(np.asarray(Image.open(photo).convert("RGB")))
+    body = [box for box in boxes if box.kind == "body"]
+    assert body, f"no full body found: {boxes}"
+    # COCO's annotation puts the person at x 215-333, y 63-364 in the 640x426 photo
+    best = max(body, key=lambda b: b.score)
+    assert 215 < best.x + best.w / 2 < 333 and 63 < best.y + best.h / 2 < 364
+    assert best.h > 200 and best.score > 0.5
+
+
+def test_person_detector_describes_its_model():
+    from sensorium.experts.person import PersonDetector
+
+    info = PersonDetector().info()
+    assert info.name == "opencv-hog-haar" and info.package == "opencv-python"
+    assert info.version.startswith("4.") and info.file.endswith("haarcascade_frontalface_default.xml")
+    assert len(info.sha256) == 64 and info.size_bytes > 100_000
 
 
 def test_ocr_reads_rendered_text():

@@ -33,7 +33,8 @@ def varied_sentences() -> list[str]:
 
 @pytest.mark.slow  # importing torch + sentence-transformers alone takes 30+ s on a busy 2-core box
 def test_numpy_path_matches_sentence_transformers():
-    texts = varied_sentences()
+    every = varied_sentences()  # a spread of the combinations, every edge case, some captions
+    texts = every[:150:4] + every[150:156] + every[156::5]
     fast = TextEncoder(backend="numpy").encode(texts)
     reference = TextEncoder(backend="torch").encode(texts)
     assert fast.shape == reference.shape == (len(texts), 384)

@@ -1,6 +1,6 @@
 """Image bridge: photos -> vectors in the text space, plus the words that explain them.
 
-It runs the frozen experts (EfficientNet-Lite0 classifier, face detector, OCR when the picture
+It runs the frozen experts (EfficientNet-Lite0 classifier, person detector, OCR when the picture
 seems to hold text) and hands their evidence to the LabelBridge, which does the vector
 arithmetic. The resulting `shared` vector is compared with `embed_query(texts)` by a plain inner
 product, so it can live in any ANN index; `native` keeps the CNN features for image->image search.
@@ -36,13 +36,13 @@ class ImageEvidence:
 
     view_probs: np.ndarray  # (views, 1000); row 0 = whole image
     native: np.ndarray  # (1280,) unit-length features of the whole image
-    faces: list[Box] = field(default_factory=list)
+    faces: list[Box] = field(default_factory=list)  # people boxes: HOG bodies and Haar faces
     clothing: float = 0.0  # probability mass on person-worn classes (jersey, suit, ...)
     ocr_lines: list[OcrLine] = field(default_factory=list)
 
     @property
     def person_confidence(self) -> float:
-        """1 - P(no person) combining the faces and the clothing evidence as independent cues."""
+        """1 - P(no person): the detector's best box and the clothing evidence as independent cues."""
         face = max((box.score for box in self.faces), default=0.0)
         return 1.0 - (1.0 - face) * (1.0 - self.clothing)
 
