@@ -35,15 +35,12 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home() -> Path:
+    """The same models folder and caches as the rest of the suite (joined Whisper, ONNX export,
+    class-name vectors): a new process must find them, not rebuild them."""
     from sensorium.paths import home as default_home
 
-    # share the joined Whisper model with the other tests instead of joining it again
-    root = tmp_path_factory.mktemp("home")
-    models = default_home() / "models"
-    if models.exists():
-        (root / "models").symlink_to(models)
-    return root
+    return default_home()
 
 
 @pytest.fixture(scope="module")

@@ -275,6 +275,35 @@ def evaluate(
     console.print(table)
 
 
+@app.command()
+def serve(
+    collection: Path = CollectionOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8765, "--port", help="TCP port."),
+    root: Optional[list[Path]] = typer.Option(None, "--root", help="Folder clients may index and open "
+                                              "(repeatable; default: the current folder)."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Permit a non-loopback --host."),
+):
+    """Serve the collection over HTTP: a web page at / and a JSON API under /api/v1."""
+    from .serve import run_server
+    from .serve.app import is_loopback
+    from .serve.security import TOKEN_FILE
+
+    roots = root or [Path.cwd()]
+    for folder in roots:
+        if not folder.is_dir():
+            _fail(f"--root {folder}: not a folder", EXIT_USAGE)
+    if not is_loopback(host) and not allow_remote:
+        _fail(f"--host {host}: listening beyond this machine needs --allow-remote", EXIT_USAGE)
+    err = _console(stderr=True)
+    err.print(f"serving {collection} on http://{host}:{port}/ (roots: {', '.join(str(r) for r in roots)}); "
+              f"write token in {Path(collection).expanduser().resolve() / TOKEN_FILE}")
+    try:
+        run_server(collection, roots, host=host, port=port, allow_remote=allow_remote)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+
+
 def main() -> None:
     try:
         app()

@@ -26,6 +26,7 @@ IMAGE_BATCH = 16
 READ_AHEAD = 8
 
 Progress = Callable[[int, int, str], None]
+ShouldStop = Callable[[], bool]  # polled between files; True ends the run early (each file is one transaction)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class IndexReport:
     touched: int = 0
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False  # stopped early by `should_stop`; files not reached are indexed next run
     seconds: float = 0.0
     read_seconds: float = 0.0
     encode_seconds: dict[str, float] = field(default_factory=dict)
@@ -51,7 +53,7 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
-            "folder", "scanned", "added", "updated", "unchanged", "touched", "removed", "seconds",
+            "folder", "scanned", "added", "updated", "unchanged", "touched", "removed", "cancelled", "seconds",
             "read_seconds", "encode_seconds", "encoded_items")}
         out["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
         return out
@@ -126,14 +128,16 @@ class Collection:
         self.close()
 
     # --- indexing ---------------------------------------------------------------------------
-    def index(self, folder: str | Path, progress: Progress | None = None) -> IndexReport:
+    def index(self, folder: str | Path, progress: Progress | None = None,
+              should_stop: ShouldStop | None = None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
         from .index.lock import WriterLock
 
         with WriterLock(self.dir):
-            return self._index_locked(Path(folder).expanduser().resolve(), progress)
+            return self._index_locked(Path(folder).expanduser().resolve(), progress, should_stop)
 
-    def _index_locked(self, folder: Path, progress: Progress | None) -> IndexReport:
+    def _index_locked(self, folder: Path, progress: Progress | None,
+                      should_stop: ShouldStop | None = None) -> IndexReport:
         from .index.catalog import FileState
         from .index.scan import content_hash, scan
 
@@ -174,13 +178,14 @@ class Collection:
                 store.remove(removed_ids)
             report.removed = len(gone)
 
-        self._embed_all(todo, report, stores, progress)
+        self._embed_all(todo, report, stores, progress, should_stop)
         for store in stores.values():
             store.save()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _embed_all(self, todo, report: IndexReport, stores, progress: Progress | None) -> None:
+    def _embed_all(self, todo, report: IndexReport, stores, progress: Progress | None,
+                   should_stop: ShouldStop | None = None) -> None:
         from .space.embed import Embedder
 
         embedder = Embedder(self.experts)
@@ -215,6 +220,9 @@ class Collection:
             pending_images.clear()
 
         for state, kind, payload, read_time, error in self._read_ahead(todo):
+            if should_stop is not None and should_stop():
+                report.cancelled = True
+                break
             report.read_seconds += read_time
             if error is not None:
                 self._fail(report, state, kind, error)
@@ -240,7 +248,7 @@ class Collection:
                     store.save()
                 last_save = time.perf_counter()
         flush_images()
-        if progress:
+        if progress and not report.cancelled:
             progress(total, total, "")
 
     def _read_ahead(self, todo) -> Iterator[tuple]:

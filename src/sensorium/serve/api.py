@@ -1,0 +1,318 @@
+"""Routes under /api/v1: search, items (metadata, thumbnail, media), classify, index jobs, health.
+
+Heavy handlers are plain `def` so FastAPI runs them in its thread pool: a slow search or an
+indexing job never blocks the event loop, and concurrent searches keep working.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from ..modality import ALL as KINDS
+from ..readers.sniff import sniff_bytes
+from .app import MAX_UPLOAD_BYTES, ServeState
+from .jobs import RUNNING
+from .media import media_type, thumbnail
+from .problems import Problem
+from .security import token_matches
+
+MAX_QUERY_CHARS = 512
+MAX_LABELS_CHARS = 2000
+MAX_K = 100
+SNIFF_BYTES = 64
+
+router = APIRouter(prefix="/api/v1")
+
+
+def serve_state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
+State = Annotated[ServeState, Depends(serve_state)]
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Writes and admin actions need `Authorization: Bearer <token>` (the token file's content)."""
+    if not token_matches(authorization, serve_state(request).token):
+        raise Problem(401, "Unauthorized", "this action needs 'Authorization: Bearer <token>'; the token is in "
+                      "the collection folder's serve.token file")
+
+
+Authorized = Depends(require_token)
+
+
+# --- search ---------------------------------------------------------------------------------
+
+def _hit_json(state: ServeState, hit) -> dict | None:
+    shown = state.roots.relative(hit.path)
+    if shown is None:  # indexed from outside the served roots: not ours to reveal
+        return None
+    return {"item_id": hit.item_id, "path": shown, "name": Path(hit.path).name, "kind": hit.kind,
+            "score": round(hit.score, 4), "start": hit.start, "end": hit.end, "why": hit.why, "source": hit.source,
+            "thumbnail_url": f"/api/v1/items/{hit.item_id}/thumbnail", "media_url": f"/api/v1/items/{hit.item_id}/media",
+            "item_url": f"/api/v1/items/{hit.item_id}"}
+
+
+def _results(state: ServeState, hits, query: dict) -> dict:
+    results = [r for r in (_hit_json(state, h) for h in hits) if r is not None]
+    return {"query": query, "count": len(results), "results": results}
+
+
+def _check_kind(kind: str | None) -> str | None:
+    if kind in (None, "", "any"):
+        return None
+    if kind not in KINDS:
+        raise Problem(422, "Invalid request", f"kind: unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return kind
+
+
+@router.get("/search")
+def search_text(state: State, q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+                kind: Annotated[str | None, Query(max_length=16)] = None,
+                k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict:
+    """Items matching a text query, best first, each with why it matched and where in time."""
+    kind = _check_kind(kind)
+    hits = state.view().search(text=q, kind=kind, k=k)
+    return _results(state, hits, {"text": q, "kind": kind, "k": k})
+
+
+@router.post("/search")
+def search_example(state: State, file: Annotated[UploadFile, File()],
+                   kind: Annotated[str | None, Form(max_length=16)] = None,
+                   k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+                   q: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None) -> dict:
+    """Items like an uploaded photo, or matching what is said in an uploaded recording."""
+    kind = _check_kind(kind)
+    with _saved_upload(file, allowed=("image", "audio", "video")) as (path, modality):
+        if modality == "image":
+            hits = state.view().search(text=q or None, image=path, kind=kind, k=k)
+        else:
+            hits = state.view().search(text=q or None, audio=path, kind=kind, k=k)
+    return _results(state, hits, {"upload": modality, "text": q, "kind": kind, "k": k})
+
+
+@router.post("/classify")
+def classify_upload(state: State, file: Annotated[UploadFile, File()],
+                    labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)]) -> dict:
+    """Rank comma-separated `labels` for an uploaded file of any modality."""
+    from ..classify import classify
+
+    with _saved_upload(file, allowed=KINDS) as (path, modality):
+        result = classify(path, labels, experts=state.experts).as_dict()
+    result["path"] = "upload"
+    return result
+
+
+class _saved_upload:
+    """Spool an upload to a private temp file named by its sniffed content, never by its name."""
+
+    def __init__(self, upload: UploadFile, allowed):
+        self.upload = upload
+        self.allowed = allowed
+        self.folder = None
+
+    def __enter__(self) -> tuple[Path, str]:
+        head = self.upload.file.read(SNIFF_BYTES)
+        modality = sniff_bytes(head)
+        if modality not in self.allowed:
+            raise Problem(415, "Unsupported Media Type",
+                          f"file: content is {'not recognised' if modality is None else modality}; expected "
+                          f"{' or '.join(self.allowed)} (the type is read from the bytes, not the name)")
+        self.folder = tempfile.TemporaryDirectory(prefix="sensorium-upload-")
+        path = Path(self.folder.name) / f"query{_suffix(head, modality)}"
+        size = len(head)
+        with open(path, "wb") as out:
+            out.write(head)
+            while chunk := self.upload.file.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise Problem(413, "Payload Too Large", f"file: over the {MAX_UPLOAD_BYTES // (1024 * 1024)} MB cap")
+                out.write(chunk)
+        return path, modality
+
+    def __exit__(self, *exc) -> None:
+        if self.folder is not None:
+            self.folder.cleanup()
+
+
+def _suffix(head: bytes, modality: str) -> str:
+    """A file extension matching the content, so the reader for that format is used."""
+    if modality == "image":
+        from PIL import Image
+
+        formats = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+        for signature, suffix in ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"),
+                                  (b"II*\x00", ".tif"), (b"MM\x00*", ".tif")):
+            if head.startswith(signature):
+                return suffix
+        if head[8:12] == b"WEBP":
+            return ".webp"
+        try:
+            return formats.get(Image.open(io.BytesIO(head)).format, ".png")
+        except Exception:  # noqa: BLE001 - the reader will explain what is wrong
+            return ".png"
+    if modality == "audio":
+        if head[8:12] == b"WAVE":
+            return ".wav"
+        if head.startswith(b"fLaC"):
+            return ".flac"
+        if head.startswith(b"OggS"):
+            return ".ogg"
+        if head[4:8] == b"ftyp":
+            return ".m4a"
+        return ".mp3"
+    if modality == "video":
+        if head[8:12] == b"AVI ":
+            return ".avi"
+        if head.startswith(b"\x1a\x45\xdf\xa3"):
+            return ".mkv"
+        return ".mp4"
+    return ".txt"
+
+
+# --- items ----------------------------------------------------------------------------------
+
+def _item_row(state: ServeState, item_id: int) -> tuple:
+    rows = state.read("SELECT id, path, kind, size, duration, meta, indexed_at FROM items WHERE id = ?", (item_id,))
+    if not rows or state.roots.relative(rows[0][1]) is None:
+        raise Problem(404, "Not Found", f"item {item_id}: no such item in the served roots")
+    return rows[0]
+
+
+def _item_file(state: ServeState, row: tuple) -> Path:
+    path = Path(row[1])
+    resolved = path.resolve()
+    if state.roots.owner(resolved) is None:  # a symlink swapped in since indexing
+        raise Problem(404, "Not Found", f"item {row[0]}: file is outside the served roots")
+    if not resolved.is_file():
+        raise Problem(404, "Not Found", f"item {row[0]}: file no longer exists")
+    return resolved
+
+
+@router.get("/items/{item_id}")
+def item_details(state: State, item_id: int) -> dict:
+    """An item's metadata and what the experts found in it: labels, transcript, OCR text, passages."""
+    item_id, path, kind, size, duration, meta, indexed_at = _item_row(state, item_id)
+    segments = state.read('SELECT id, start, "end", source, text, labels FROM segments WHERE item_id = ? ORDER BY '
+                          'start, id', (item_id,))
+    labels: dict[str, float] = {}
+    transcript, passages, scenes, ocr = [], [], [], []
+    for _, start, end, source, text, label_json in segments:
+        for name, score in json.loads(label_json or "[]"):
+            labels[name] = max(labels.get(name, 0.0), float(score))
+        if source in ("speech", "video-speech"):
+            transcript.append({"start": start, "end": end, "text": text})
+        elif source == "frame":
+            scenes.append({"start": start, "end": end, "text": text})
+        elif source == "image":
+            _, found, words = text.partition("; text: ")
+            if found and words.strip():
+                ocr.append(words.strip())
+        elif text:
+            passages.append(text)
+    return {"id": item_id, "path": state.roots.relative(path), "name": Path(path).name, "kind": kind, "size": size,
+            "duration": duration, "meta": json.loads(meta or "{}"), "indexed_at": indexed_at,
+            "labels": [{"label": n, "score": round(s, 4)} for n, s in sorted(labels.items(), key=lambda p: -p[1])],
+            "transcript": transcript, "ocr_text": "\n".join(ocr), "scenes": scenes, "passages": passages,
+            "thumbnail_url": f"/api/v1/items/{item_id}/thumbnail", "media_url": f"/api/v1/items/{item_id}/media"}
+
+
+@router.get("/items/{item_id}/thumbnail")
+def item_thumbnail(state: State, item_id: int):
+    row = _item_row(state, item_id)
+    try:
+        picture = thumbnail(_item_file(state, row), row[2], state.collection_dir)
+    except Problem:
+        raise
+    except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500
+        raise Problem(422, "No thumbnail", f"item {item_id}: cannot draw a thumbnail ({type(error).__name__})")
+    return FileResponse(picture, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/items/{item_id}/media")
+def item_media(state: State, item_id: int):
+    """The file itself; Range requests are answered with 206 (seeking in audio and video)."""
+    path = _item_file(state, _item_row(state, item_id))
+    return FileResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+class IndexRequest(BaseModel):
+    folder: str = Field(min_length=1, max_length=4096, description="relative to a root, or absolute inside one")
+
+
+@router.post("/jobs/index", status_code=202, dependencies=[Authorized])
+def start_index(state: State, body: IndexRequest) -> dict:
+    """Start indexing a folder inside a served root; 409 while another job runs."""
+    folder = state.roots.confine(body.folder)
+    if not folder.is_dir():
+        raise Problem(422, "Invalid request", f"folder: {body.folder!r} is not a folder")
+    job = state.jobs.start(folder, shown_as=state.roots.relative(folder) or ".")
+    return job.as_dict() | {"events_url": f"/api/v1/jobs/{job.id}/events", "url": f"/api/v1/jobs/{job.id}"}
+
+
+def _job(state: ServeState, job_id: str):
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise Problem(404, "Not Found", f"job {job_id!r}: no such job")
+    return job
+
+
+@router.get("/jobs/{job_id}")
+def job_status(state: State, job_id: str) -> dict:
+    return _job(state, job_id).as_dict()
+
+
+@router.delete("/jobs/{job_id}", dependencies=[Authorized])
+def cancel_job(state: State, job_id: str) -> dict:
+    """Ask a job to stop after the file it is on (each file is one transaction)."""
+    _job(state, job_id)
+    return state.jobs.cancel(job_id).as_dict()
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(request: Request, state: State, job_id: str):
+    """Server-sent events: `progress` on every change, then `end` with the final state."""
+    job = _job(state, job_id)
+
+    async def stream():
+        seen = -1
+        idle = 0.0
+        while True:
+            if job.version != seen:
+                seen = job.version
+                snapshot = job.as_dict()
+                name = "progress" if snapshot["state"] == RUNNING or snapshot["finished"] is None else "end"
+                yield f"event: {name}\nid: {seen}\ndata: {json.dumps(snapshot)}\n\n"
+                if name == "end":
+                    return
+                idle = 0.0
+            elif idle >= 15.0:
+                yield ": keep-alive\n\n"
+                idle = 0.0
+            if await request.is_disconnected() or (state.jobs.closing.is_set() and job.finished is not None):
+                return
+            await asyncio.sleep(0.2)
+            idle += 0.2
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- health ---------------------------------------------------------------------------------
+
+@router.get("/health")
+def health(state: State) -> dict:
+    kinds, segments = state.index_size()
+    running = state.jobs.running()
+    return {"status": "ok", "items": kinds, "segments": segments, "job": running.id if running else None,
+            "roots": [root.name for root in state.roots.folders]}

@@ -1,0 +1,198 @@
+"""The FastAPI application over one collection, and the uvicorn runner with graceful shutdown.
+
+Why one `ServeState`: the experts (seconds to load) are created once per app and shared by the
+search view and the indexing job; the search view is reopened when a job ends so new items are
+findable, while searches running meanwhile keep using the previous view.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..collection import CATALOG_FILE, Collection
+from .jobs import JobManager
+from .metrics import Metrics, MetricsMiddleware
+from .problems import install_problem_handlers, problem_response
+from .security import TOKEN_FILE, Roots, load_or_create_token
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024  # JSON bodies and forms without files
+UPLOAD_ROUTES = ("/api/v1/search", "/api/v1/classify")
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; object-src 'none'; "
+     b"frame-ancestors 'none'"),
+]
+
+
+class ServeState:
+    """What every request handler needs: the collection, its roots, token, jobs and metrics."""
+
+    def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None):
+        self.collection_dir = Path(collection_dir).expanduser().resolve()
+        self.roots = Roots(roots)
+        first = Collection(self.collection_dir)
+        first.catalog  # creates and migrates the catalog, so the read-only connection can open it
+        self.experts = first.experts
+        self._view = first
+        self._view_lock = threading.Lock()
+        self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
+        self.jobs = JobManager(self._open_writer, on_finished=self.reopen_view,
+                               display=lambda p: self.roots.relative(p) or Path(p).name)
+        self.metrics = Metrics(self.index_size)
+        self._reader = sqlite3.connect(f"file:{self.collection_dir / CATALOG_FILE}?mode=ro", uri=True,
+                                       check_same_thread=False, timeout=30.0)
+        self.reader_lock = threading.Lock()
+
+    def view(self) -> Collection:
+        """The collection searches use now (a consistent snapshot of the ANN indexes)."""
+        return self._view
+
+    def reopen_view(self) -> None:
+        fresh = Collection(self.collection_dir)
+        fresh.experts = self.experts
+        for space in fresh.spaces():  # load the ANN indexes now, not in the next search
+            fresh.store(space)
+        with self._view_lock:
+            self._view = fresh  # the old view is dropped when the last search using it ends
+
+    def _open_writer(self) -> Collection:
+        writer = Collection(self.collection_dir)
+        writer.experts = self.experts
+        return writer
+
+    def read(self, sql: str, params=()) -> list[tuple]:
+        """A query on the service's own read-only catalog connection (WAL: never blocks the writer)."""
+        with self.reader_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def index_size(self) -> tuple[dict[str, int], int]:
+        kinds = dict(self.read("SELECT kind, COUNT(*) FROM items GROUP BY kind"))
+        return kinds, self.read("SELECT COUNT(*) FROM segments")[0][0]
+
+
+class GuardMiddleware:
+    """Checks the Host header (DNS rebinding), caps request bodies (by Content-Length and while
+    streaming) and adds security headers to every response."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str] | None = None):
+        self.app = app
+        self.allowed_hosts = set(allowed_hosts or ())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.allowed_hosts:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in self.allowed_hosts:
+                response = problem_response(400, "Bad Request", f"Host header {host!r} is not this server")
+                await response(scope, receive, send)
+                return
+        limit = MAX_UPLOAD_BYTES + MAX_BODY_BYTES if scope["path"] in UPLOAD_ROUTES else MAX_BODY_BYTES
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            response = problem_response(413, "Payload Too Large",
+                                        f"request body over {limit} bytes (uploads are capped at "
+                                        f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB)")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    from .problems import Problem
+
+                    raise Problem(413, "Payload Too Large", f"request body over {limit} bytes")
+            return message
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, counted, with_headers)
+
+
+def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The service for one collection; clients may only reach files under `roots`."""
+    from .api import router
+
+    state = ServeState(Path(collection_dir), roots, token_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.jobs.shutdown()  # each job stops after its current file (one transaction each)
+
+    app = FastAPI(title="Sensorium", version="1", lifespan=lifespan, openapi_url="/api/v1/openapi.json",
+                  docs_url=None, redoc_url=None)  # the stock docs pages load scripts from a CDN
+    app.state.serve = state
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index_page():
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics():
+        from fastapi import Response
+
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    app.add_middleware(GuardMiddleware, allowed_hosts=allowed_hosts)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1", port: int = 8765,
+               allow_remote: bool = False, log_level: str = "info") -> None:
+    """Serve until SIGINT/SIGTERM; on either, a running index job stops after its current file."""
+    import uvicorn
+
+    from ..errors import ConfigError
+
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigError(f"--host {host}: listening beyond this machine needs --allow-remote")
+    app = create_app(collection_dir, roots, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
+    state: ServeState = app.state.serve
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            state.jobs.request_stop()  # ends event streams and the job loop before connections drain
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
+                            proxy_headers=False, server_header=False)
+    Server(config).run()

@@ -1,0 +1,111 @@
+"""Thumbnails and media streaming for items.
+
+Thumbnails are small JPEGs made with Pillow (photos), PyAV (a keyframe of a video), or drawn
+(the waveform of a recording, the first lines of a note), and cached in the collection folder
+under a name derived from the file's path, size and mtime, so a changed file gets a new one.
+Streaming uses Starlette's FileResponse, which answers HTTP Range requests (206, Content-Range,
+Accept-Ranges) itself; the browser's <audio>/<video> seeking relies on that.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+THUMB_SIZE = 320
+THUMB_DIR = "thumbnails"
+BACKGROUND = (238, 240, 244)
+INK = (52, 64, 84)
+
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
+    ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
+    ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4", ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+    ".webm": "video/webm", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
+    ".txt": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8",
+}
+
+
+def media_type(path: Path) -> str:
+    return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def thumbnail(path: Path, kind: str, cache_dir: Path) -> Path:
+    """The cached JPEG thumbnail of `path`, made on first request."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}".encode()).hexdigest()[:32]
+    target = cache_dir / THUMB_DIR / f"{key}.jpg"
+    if target.exists():
+        return target
+    picture = _render(path, kind)
+    picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # atomic: no half-written thumbnail
+    with os.fdopen(fd, "wb") as handle:
+        picture.convert("RGB").save(handle, "JPEG", quality=82)
+    os.replace(tmp, target)
+    return target
+
+
+def _render(path: Path, kind: str) -> Image.Image:
+    if kind == "image":
+        with Image.open(path) as image:
+            image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at reduced size
+            return ImageOps.exif_transpose(image).convert("RGB")
+    if kind == "video":
+        return video_keyframe(path)
+    if kind == "audio":
+        return _waveform(path)
+    return _text_card(path)
+
+
+def video_keyframe(path: Path) -> Image.Image:
+    """The first keyframe at or after 10% of the video (the opening frame is often black)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        if stream.duration and stream.time_base:
+            try:
+                container.seek(int(stream.duration * 0.1), stream=stream)
+            except av.error.FFmpegError:
+                container.seek(0)
+        for frame in container.decode(stream):
+            return frame.to_image()
+    raise ValueError(f"{path}: no video frame")
+
+
+def _waveform(path: Path) -> Image.Image:
+    from ..readers import read
+
+    payload = read(path)
+    samples = payload.audio.samples if getattr(payload, "modality", "") == "video" else payload.samples
+    width, height = THUMB_SIZE, THUMB_SIZE * 3 // 4
+    picture = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    if samples.size:
+        columns = np.array_split(np.abs(samples), width)
+        peaks = np.array([c.max() if c.size else 0.0 for c in columns])
+        peaks = peaks / max(float(peaks.max()), 1e-6)
+        middle = height // 2
+        for x, peak in enumerate(peaks):
+            reach = int(peak * (height * 0.42))
+            draw.line([(x, middle - reach), (x, middle + reach)], fill=INK)
+    return picture
+
+
+def _text_card(path: Path) -> Image.Image:
+    with open(path, "rb") as handle:
+        text = handle.read(2000).decode("utf-8", errors="replace")
+    picture = Image.new("RGB", (THUMB_SIZE, THUMB_SIZE * 3 // 4), (255, 255, 250))
+    draw = ImageDraw.Draw(picture)
+    lines = [line[:44] for line in text.splitlines() if line.strip()][:14]
+    for row, line in enumerate(lines):
+        draw.text((10, 8 + row * 16), line, fill=INK)
+    return picture

@@ -1,0 +1,75 @@
+"""Every error the service returns is an RFC 9457 problem document, never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import CollectionLockedError, ConfigError, ModelError, QueryError, ReadError, SensoriumError
+from .jobs import JobConflict
+from .security import PathNotAllowed
+
+PROBLEM_TYPE = "about:blank"
+log = logging.getLogger("sensorium.serve")
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra):
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+        super().__init__(detail)
+
+
+def problem_response(status: int, title: str, detail: str, headers: dict | None = None, **extra) -> JSONResponse:
+    body = {"type": PROBLEM_TYPE, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, error: Problem):
+        return problem_response(error.status, error.title, error.detail, **error.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException):
+        titles = {401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
+        detail = error.detail if isinstance(error.detail, str) else "request refused"
+        return problem_response(error.status_code, titles.get(error.status_code, "HTTP error"), detail,
+                                headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError):
+        fields = [{"field": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg", "")}
+                  for e in error.errors()]
+        detail = "; ".join(f"{f['field']}: {f['reason']}" for f in fields) or "invalid request"
+        return problem_response(422, "Invalid request", detail, errors=fields)
+
+    @app.exception_handler(PathNotAllowed)
+    async def _path(request: Request, error: PathNotAllowed):
+        return problem_response(403, "Path not allowed", f"{error.raw!r}: {error.reason}")
+
+    @app.exception_handler(JobConflict)
+    async def _conflict(request: Request, error: JobConflict):
+        return problem_response(409, "An indexing job is already running", str(error), running_job=error.running.id)
+
+    @app.exception_handler(SensoriumError)
+    async def _sensorium(request: Request, error: SensoriumError):
+        if isinstance(error, (QueryError, ReadError)):
+            return problem_response(400, "Bad query", str(error))
+        if isinstance(error, CollectionLockedError):
+            return problem_response(409, "Collection busy", str(error))
+        if isinstance(error, (ModelError, ConfigError)):
+            return problem_response(503, "Service unavailable", str(error))
+        return problem_response(400, "Request failed", str(error))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error", "the server failed to answer; see its log")

@@ -1,0 +1,97 @@
+"""The web page in headless Chromium: search by text, see thumbnails, search by a dropped photo,
+open a recording and play it from the matched time. A screenshot goes to artifacts/."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from serve_helpers import REPO, start_server, stop_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A tiny collection (a photo, a voice memo, a note) indexed with the library, then served."""
+    from sensorium import Collection
+    from sensorium.demo.sample_data import build_sample_folder
+
+    sample = tmp_path_factory.mktemp("sample")
+    build_sample_folder(sample)
+    root = tmp_path_factory.mktemp("root")
+    for relative in ["photos/cat.jpg", "photos/coffee.png",
+                     "voice_memos/shopping_list.wav", "notes/cat_care.md",
+                     "video/cat_and_rocket.mp4"]:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(sample / relative, root / relative)
+    directory = tmp_path_factory.mktemp("collection")
+    with Collection(directory) as collection:
+        assert collection.index(root).ok
+    process, base = start_server(directory, [root], tmp_path_factory.mktemp("log") / "server.log")
+    yield base, root
+    stop_server(process)
+
+
+def test_search_browse_drop_and_play_in_the_page(served):
+    base, root = served
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        # bypass_csp: Playwright polls wait_for_function strings with eval, which the page's CSP forbids
+        page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base + "/")
+
+        page.fill("#q", "a cat")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".hit")
+        names = page.locator(".hit .name").all_inner_texts()
+        assert any("cat.jpg" in name for name in names), names
+        page.wait_for_function("[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)")
+
+        page.set_input_files("#example", str(root / "photos/coffee.png"))  # search by example
+        page.wait_for_function("document.querySelector('#status').textContent.includes('result') && "
+                               "document.querySelector('.hit .name').textContent.includes('coffee.png')")
+
+        page.fill("#q", "buy milk and coffee beans")
+        page.click("button[type=submit]")
+        memo = page.locator(".hit[data-kind=audio]").first
+        memo.wait_for()
+        memo.click()
+        page.wait_for_selector("#item audio")
+        assert "milk" in page.locator("#item .transcript").inner_text().lower()
+        start = page.evaluate("() => { const t = document.querySelector('.hit[data-kind=audio] .name').textContent;"
+                              " const m = t.match(/@ (\\d+):([\\d.]+)/); return m ? (+m[1]) * 60 + (+m[2]) : 0; }")
+        page.wait_for_function("document.querySelector('#player').readyState >= 1")
+        page.evaluate("() => { const p = document.querySelector('#player'); p.muted = true; return p.play(); }")
+        page.wait_for_function("!document.querySelector('#player').paused || document.querySelector('#player').ended")
+        current = page.evaluate("document.querySelector('#player').currentTime")
+        assert current >= start
+        assert page.evaluate("document.querySelector('#player').duration") > 1
+
+        # a spoken line in the middle of a video: the player starts where it is said
+        page.fill("#q", "the rocket launch we watched")
+        page.select_option("#kind", "video")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".hit[data-kind=video]")
+        page.locator(".hit[data-kind=video]").first.click()
+        page.wait_for_selector("#item video")
+        page.wait_for_function("document.querySelector('#player').readyState >= 1")
+        matched = page.evaluate("() => { const t = document.querySelector('.hit[data-kind=video] .name').textContent;"
+                                " const m = t.match(/@ (\\d+):([\\d.]+)/); return m ? (+m[1]) * 60 + (+m[2]) : 0; }")
+        assert matched >= 4.0
+        page.wait_for_function(f"document.querySelector('#player').currentTime >= {matched}")
+        page.screenshot(path=str(artifacts / "serve_page.png"), full_page=True)
+        browser.close()
+    assert errors == []
