@@ -1,0 +1,107 @@
+"""Paired training data: a CSV/JSONL manifest of two columns, or a folder of photo + caption files.
+
+Every pair has a left and a right side; each side is either a file (image, audio ...) or a text.
+A side may be empty (missing modality) when allowed, which the losses handle by presence masks.
+Validation happens once, up front, and errors name the manifest row or the file at fault.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, ReadError
+from ..modality import TEXT, modality_of
+
+
+@dataclass(frozen=True)
+class Pair:
+    left: str | Path | None  # a Path for a file side, a str for a text side, None when missing
+    right: str | Path | None
+    group: str = ""  # pairs of the same group (e.g. 5 captions of one photo) are never negatives
+
+
+def _rows(manifest: Path) -> list[dict]:
+    suffix = manifest.suffix.lower()
+    if not manifest.is_file():
+        raise ReadError(manifest, "manifest not found")
+    text = manifest.read_text(encoding="utf-8")
+    if suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ReadError(manifest, f"line {number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise ReadError(manifest, f"line {number}: expected a JSON object")
+            rows.append(row)
+        return rows
+    raise ReadError(manifest, "manifest must be .csv or .jsonl")
+
+
+def _side(value, kind: str, base: Path, manifest: Path, row: int, column: str, allow_missing: bool):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if allow_missing:
+            return None
+        raise ReadError(manifest, f"row {row}: column {column!r} is empty")
+    if kind == TEXT:
+        return str(value).strip()
+    path = Path(str(value))
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ReadError(manifest, f"row {row}: {column} file {path} does not exist")
+    if modality_of(path) != kind:
+        raise ReadError(manifest, f"row {row}: {column} file {path} is not {kind}")
+    return path
+
+
+def load_pairs(manifest: str | Path, left: str = "image", right: str = "caption",
+               left_kind: str = "image", right_kind: str = TEXT, group: str | None = None,
+               allow_missing: bool = False) -> list[Pair]:
+    """Pairs from a manifest; file columns are resolved relative to the manifest's folder.
+
+    `group` names a column whose value groups pairs; by default file sides group by their path.
+    """
+    manifest = Path(manifest)
+    rows = _rows(manifest)
+    if not rows:
+        raise ReadError(manifest, "manifest has no rows")
+    for column in (left, right):
+        if column not in rows[0]:
+            raise ConfigError(f"{manifest}: no column {column!r} (has {sorted(rows[0])})")
+    pairs = []
+    for number, row in enumerate(rows, start=1):
+        a = _side(row.get(left), left_kind, manifest.parent, manifest, number, left, allow_missing)
+        b = _side(row.get(right), right_kind, manifest.parent, manifest, number, right, allow_missing)
+        if a is None and b is None:
+            raise ReadError(manifest, f"row {number}: both {left!r} and {right!r} are empty")
+        key = str(row.get(group, "")) if group else str(a if isinstance(a, Path) else b if isinstance(b, Path) else number)
+        pairs.append(Pair(a, b, key))
+    return pairs
+
+
+def pairs_from_folder(folder: str | Path) -> list[Pair]:
+    """Folder layout: NAME.jpg beside NAME.txt holding one caption per line (one pair per line)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReadError(folder, "not a folder")
+    pairs = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() == ".txt" or not path.is_file() or modality_of(path) is None:
+            continue
+        captions_file = path.with_suffix(".txt")
+        if not captions_file.is_file():
+            raise ReadError(path, f"no caption file {captions_file.name} beside it")
+        captions = [line.strip() for line in captions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not captions:
+            raise ReadError(captions_file, "caption file is empty")
+        pairs.extend(Pair(path, caption, str(path)) for caption in captions)
+    if not pairs:
+        raise ReadError(folder, "no paired files found (expected NAME.jpg + NAME.txt)")
+    return pairs
