@@ -62,6 +62,16 @@ def id_filter(allowed_ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return allowed
 
 
+def _import_onnxruntime_first() -> None:
+    """usearch 2.26's extension makes a later `import onnxruntime` segfault (the image expert runs
+    on onnxruntime); the other order is safe, so load onnxruntime first (~0.2 s, once). usearch
+    2.25 has no such clash but segfaults on a corrupt index file instead, which is worse."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+
+
 class VectorStore:
     """Add, remove and search the vectors of one space by segment id.
 
@@ -88,6 +98,7 @@ class VectorStore:
     # ------------------------------------------------------------------ opening
 
     def _new_index(self):
+        _import_onnxruntime_first()
         from usearch.index import Index  # imported on first use: keeps CLI start-up light
         return Index(ndim=self.dim, metric=self.metric, dtype="f32", connectivity=CONNECTIVITY,
                      expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
