@@ -2,7 +2,12 @@
 
 Two methods with the same Whisper base expert, no training:
   transcribe  free transcription, then the first digit word (or numeral) found in the text;
-  score       SpeechRecognizer.score_candidates over the ten words (teacher-forced likelihood).
+  score       SpeechRecognizer.score_candidates over the ten words (Whisper's probability of each
+              word as the first token, averaged over 3 speeds, calibrated on silence).
+
+Protocol: every method choice and constant of `score` (4 s encoder window, speeds x0.9/x1/x1.1,
+calibration on silence, first-token scoring with the candidate-list prompt) was chosen on speakers
+george, jackson and lucas only (dev, takes 10-16); nicolas is held out and only reported.
 
 Usage: .venv/bin/python benchmarks/fsdd_zeroshot.py [--quick] [--methods score,transcribe]
 Data: ../shared/data/fsdd/{digit}_{speaker}_{take}.wav (8 kHz; read_audio resamples to 16 kHz).
@@ -46,6 +51,8 @@ def run(paths: list[Path], method: str, recognizer: SpeechRecognizer, context: b
     predictions = np.full(len(paths), -1)
     started = time.perf_counter()
     for i, path in enumerate(paths):
+        if i and i % 100 == 0:
+            print(f"  {method}: {i}/{len(paths)} clips, {i / (time.perf_counter() - started):.2f} clips/s", flush=True)
         audio = read_audio(path)
         if method == "score":
             predictions[i] = int(np.argmax(recognizer.score_candidates(audio, WORDS, context=context)))
@@ -86,6 +93,7 @@ def main() -> None:
 
     header = ["method", *speakers, "overall", "clips/s"]
     print(f"\nFSDD zero-shot, {takes} takes x 10 digits x {len(speakers)} speakers = {len(paths)} clips")
+    print("protocol: score's method chosen on george, jackson, lucas (dev); nicolas held out")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for method, per_speaker, overall, rate in rows:

@@ -156,6 +156,7 @@ class SpeechRecognizer:
         self.local_dir = Path(local_dir) if local_dir else None
         self.compute_type = compute_type
         self._model = None
+        self._calibration: dict[tuple, np.ndarray] = {}  # (candidates, context) -> scores on silence
 
     def model_dir(self) -> Path:
         if self.local_dir is None:
@@ -223,21 +224,50 @@ class SpeechRecognizer:
     def score_candidates(
         self, audio: AudioPayload, candidates: list[str], context: bool = True
     ) -> np.ndarray:
-        """Log-likelihood of each candidate text given the audio (higher = more likely).
+        """Calibrated log-probability of each candidate text among `candidates` (higher = more likely).
 
-        Each candidate is teacher-forced through the decoder in a few surface forms (" seven",
-        " Seven", " 7"); a form's score is the sum of its token log-probs plus the log-probability
-        that the utterance ends right after it (end-of-text or a full stop), so a short candidate
-        cannot win by being short nor a prefix ("seven" vs "seventeen") by being a prefix. Forms are
-        combined with logsumexp: the probability of the word in any spelling. With `context`, the
-        candidate list is given as Whisper's previous-text prompt, which tells it the vocabulary;
-        that prompt is the same for every candidate, so it biases none of them over the others.
-        The audio is encoded once; all forms are scored in one batched decoder call.
+        Each candidate is scored in a few surface forms (" seven", " Seven", " 7"), combined with
+        logsumexp: the probability of the word in any spelling. With `context`, the candidate list
+        is given as Whisper's previous-text prompt, which tells it the vocabulary; that prompt is
+        the same for every candidate, so it biases none of them over the others.
+
+        - Single-token forms (spoken digits, most short words): one decoder step gives every form's
+          probability of being the first word at once, a softmax over mutually exclusive tokens,
+          so no form wins by being short. ~30x cheaper than teacher-forcing each form.
+        - Otherwise each form is teacher-forced: the sum of its token log-probs plus the
+          log-probability that the utterance ends right after it (end-of-text or a full stop), so
+          a short candidate cannot win by being short nor a prefix ("seven" vs "seventeen") by
+          being a prefix.
+
+        Two corrections, chosen on FSDD speakers george, jackson and lucas only (nicolas held out,
+        see benchmarks/fsdd_zeroshot.py): the clip is scored at three speeds (x0.9, x1, x1.1) and
+        the log-likelihoods averaged (test-time augmentation: one tight cut or odd tempo matters
+        less), and, for single-token forms, each candidate's score on silence is subtracted
+        ("contextual calibration", Zhao et al. 2021: removes Whisper's prior for some words;
+        computed once per candidate set and cached). The result is renormalised over the
+        candidates (log-softmax), so it is <= 0 and a single candidate always scores 0.
         """
-        from scipy.special import log_softmax, logsumexp
+        from scipy.special import log_softmax
 
         candidates = _check_candidates(candidates)
         tokenizer = self._tokenizer()
+        forms, owners = self._forms(tokenizer, candidates)
+        prompt = self._prompt(tokenizer, candidates, context)
+        views = _speed_views(_condition(_as_16k(audio))[: MAX_SCORE_SECONDS * SAMPLE_RATE])
+        per_view = self._candidate_scores(self._encode_short_many(views), prompt, forms, owners, len(candidates))
+        if any(len(f) > 1 for f in forms):
+            # not calibrated: subtracting scores on silence made "seven seven" beat "seven" on a clip
+            # saying "seven" (a long candidate scores very low on silence, so it gains most)
+            return log_softmax(per_view.mean(axis=0))
+        key = (tuple(candidates), context)
+        if key not in self._calibration:
+            silence = np.zeros(MIN_SCORE_SECONDS * SAMPLE_RATE // 2, np.float32)
+            self._calibration[key] = self._candidate_scores(
+                self._encode_short_many([silence]), prompt, forms, owners, len(candidates)
+            )[0]
+        return log_softmax(per_view.mean(axis=0) - self._calibration[key])
+
+    def _forms(self, tokenizer, candidates: list[str]) -> tuple[list[list[int]], np.ndarray]:
         forms, owners = [], []
         for index, text in enumerate(candidates):
             for form in _surface_forms(text):
@@ -245,52 +275,98 @@ class SpeechRecognizer:
                 if ids:
                     forms.append(ids)
                     owners.append(index)
-        owners = np.asarray(owners)
+        return forms, np.asarray(owners)
 
+    def _prompt(self, tokenizer, candidates: list[str], context: bool) -> list[int]:
         prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         if context:
-            listing = " " + ", ".join(c.strip() for c in candidates) + "."
+            listing = " " + ", ".join(candidates) + "."
             prompt = [tokenizer.sot_prev] + tokenizer.encode(listing)[-MAX_CONTEXT_TOKENS:] + prompt
-        memory = self._encode_short(audio)
-        ctranslate2 = _ctranslate2()
+        return prompt
+
+    def _candidate_scores(
+        self, memory: np.ndarray, prompt: list[int], forms: list[list[int]], owners: np.ndarray, count: int
+    ) -> np.ndarray:
+        """(views, candidates) log-likelihoods: logsumexp over each candidate's forms."""
+        from scipy.special import logsumexp
+
+        if all(len(f) == 1 for f in forms):
+            form_scores = self._first_token_scores(memory, prompt, [f[0] for f in forms])
+        else:
+            form_scores = self._teacher_forced_scores(memory, prompt, forms)
+        return np.stack([logsumexp(form_scores[:, owners == i], axis=1) for i in range(count)], axis=1)
+
+    def _first_token_scores(self, memory: np.ndarray, prompt: list[int], token_ids: list[int]) -> np.ndarray:
+        """(views, forms) log-probs of each single-token form being the first word: one decoder step per view."""
+        from scipy.special import log_softmax
+
+        results = self._generate(memory, [prompt] * memory.shape[0], len(prompt) + 1)
+        rows = []
+        for result in results:
+            if not result.logits or len(result.logits[0]) < 1:
+                raise ModelError("whisper returned no logits for the first decoding step")
+            logits = np.asarray(result.logits[0], dtype=np.float32)[0]
+            rows.append(log_softmax(logits)[token_ids])
+        return np.array(rows)
+
+    def _teacher_forced_scores(self, memory: np.ndarray, prompt: list[int], forms: list[list[int]]) -> np.ndarray:
+        """(views, forms) sum of token log-probs + log P(end right after the form)."""
+        from scipy.special import log_softmax, logsumexp
+
+        tokenizer = self._tokenizer()
         steps = max(len(f) for f in forms) + 1
         start = len(prompt) - 1  # tokens forwarded before decoding starts
         total = min(MAX_DECODER_TOKENS, max(2 * steps, steps + start) + 1)
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(memory, len(forms), 0)))
-        results = self.model.model.generate(
-            batch, [prompt + f for f in forms], beam_size=1, max_length=total,
-            return_logits_vocab=True, suppress_blank=False, suppress_tokens=[],
+        views = memory.shape[0]
+        results = self._generate(
+            np.repeat(memory, len(forms), 0), [prompt + f for _ in range(views) for f in forms], total
         )
         ends = [tokenizer.eot] + [tokenizer.encode(p)[0] for p in END_PUNCTUATION]
-        form_scores = np.empty(len(forms))
-        for row, (ids, result) in enumerate(zip(forms, results)):
-            logits = np.asarray(result.logits[0], dtype=np.float32)
+        scores = np.empty((views, len(forms)))
+        for row, result in enumerate(results):
+            ids = forms[row % len(forms)]
+            logits = np.asarray(result.logits[0], dtype=np.float32) if result.logits else np.empty((0, 0))
             if logits.shape[0] < len(ids) + 1:
                 raise ModelError(f"whisper returned {logits.shape[0]} steps for a {len(ids)}-token candidate")
             log_probs = log_softmax(logits[: len(ids) + 1], axis=-1)
-            form_scores[row] = log_probs[np.arange(len(ids)), ids].sum() + logsumexp(log_probs[len(ids), ends])
-        return np.array([logsumexp(form_scores[owners == i]) for i in range(len(candidates))])
+            scores[row // len(forms), row % len(forms)] = (
+                log_probs[np.arange(len(ids)), ids].sum() + logsumexp(log_probs[len(ids), ends])
+            )
+        return scores
+
+    def _generate(self, memory: np.ndarray, prompts: list[list[int]], max_length: int):
+        ctranslate2 = _ctranslate2()
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(memory))
+        return self.model.model.generate(
+            batch, prompts, beam_size=1, max_length=max_length,
+            return_logits_vocab=True, suppress_blank=False, suppress_tokens=[],
+        )
 
     def _tokenizer(self):
         from faster_whisper.tokenizer import Tokenizer
 
         return Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language="en")
 
-    def _encode_short(self, audio: AudioPayload) -> np.ndarray:
-        """Encoder output for a window just longer than the clip (not Whisper's fixed 30 s).
+    def _encode_short_many(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Encoder outputs (one row per clip) for one window just longer than the longest clip.
 
-        The decoder cross-attends to every encoder frame for every candidate, so a 2 s window
-        instead of 30 s makes scoring ~15x cheaper; on FSDD it is as accurate (see BENCHMARKS).
+        Not Whisper's fixed 30 s: the decoder cross-attends to every encoder frame, so a short
+        window makes scoring far cheaper. The minimum (4 s) was chosen on the dev speakers, where
+        it beat 2 s (see benchmarks/fsdd_zeroshot.py).
         """
-        samples = _condition(_as_16k(audio))[: MAX_SCORE_SECONDS * SAMPLE_RATE]
-        window = int(np.ceil(max(len(samples) / SAMPLE_RATE + SCORE_MARGIN_SECONDS, MIN_SCORE_SECONDS)))
-        padded = np.zeros(window * SAMPLE_RATE, np.float32)
-        padded[: len(samples)] = samples
+        longest = max(len(c) for c in clips) / SAMPLE_RATE
+        window = int(np.ceil(max(longest + SCORE_MARGIN_SECONDS, MIN_SCORE_SECONDS)))
+        window = min(window, MAX_SCORE_SECONDS)
         frames = window * 100  # 10 ms hop; even, as the encoder's second conv has stride 2
-        features = self.model.feature_extractor(padded)[:, :frames]
+        features = []
+        for clip in clips:
+            padded = np.zeros(window * SAMPLE_RATE, np.float32)
+            clip = clip[: window * SAMPLE_RATE]
+            padded[: len(clip)] = clip
+            features.append(self.model.feature_extractor(padded)[:, :frames])
         ctranslate2 = _ctranslate2()
         encoded = self.model.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])), to_cpu=True
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features))), to_cpu=True
         )
         return np.asarray(encoded)
 
@@ -312,12 +388,26 @@ class SpeechRecognizer:
 # ---------------------------------------------------------------- helpers
 
 VAD_MIN_SECONDS = 10.0  # below this, decode the clip whole
-MIN_SCORE_SECONDS = 2  # smallest encoder window used for scoring
+MIN_SCORE_SECONDS = 4  # smallest encoder window used for scoring (beat 2 s on the dev speakers)
 SCORE_MARGIN_SECONDS = 0.5  # silence after the clip inside the scoring window
 MAX_SCORE_SECONDS = 30  # Whisper's own window: scoring looks at the first 30 s only
 MAX_DECODER_TOKENS = 448
 MAX_CONTEXT_TOKENS = 200
 END_PUNCTUATION = (".", "!", "?")
+SPEED_FACTORS = (0.9, 1.0, 1.1)  # test-time augmentation: the clip played slower, as is, faster
+
+
+def _speed_views(samples: np.ndarray) -> list[np.ndarray]:
+    """The clip at each of SPEED_FACTORS (resampling changes tempo and pitch together, like tape)."""
+    import soxr
+
+    views = []
+    for factor in SPEED_FACTORS:
+        if factor == 1.0 or samples.size == 0:
+            views.append(samples)
+        else:
+            views.append(soxr.resample(samples, SAMPLE_RATE, int(SAMPLE_RATE / factor)).astype(np.float32))
+    return views
 
 
 def _ctranslate2():
