@@ -321,7 +321,7 @@ class Collection:
         return {
             "collection": str(self.dir),
             "counts": catalog.counts(),
-            "segments": catalog.segment_count() if hasattr(catalog, "segment_count") else None,
+            "segments": catalog.segment_count(),
             "failures": [{"path": p, "reason": r} for p, r in catalog.failures()],
             "experts": json.loads(self.config.to_json()),
         }
