@@ -50,6 +50,12 @@ FUSION_KWARGS = {
     "single_stream": {"dim": 32, "depth": 1, "heads": 2}, "mixture_of_experts": {"hidden": 64},
 }
 
+# train.modality_dropout of the fused models (per sample, the chance training hides one modality).
+# The benchmark uses 0 (the published numbers). Measured on the conventional split, 12 epochs, seed 0
+# (/tmp/bench_avmnist2.md): 0.2 / 0.35 give mixture_of_experts 95.2 / 96.2 and single_stream 97.0 / 98.7
+# (audio only 96.0) and better missing-modality accuracy, but tensor only 88.7 / 90.0: one seed, so not on yet.
+MODALITY_DROPOUT = 0.0
+
 
 # ---- data -------------------------------------------------------------------------------------
 
@@ -167,13 +173,15 @@ def export(folder: Path, fsdd: dict, mnist: dict, protocol: str = "conventional"
 
 # ---- models -----------------------------------------------------------------------------------
 
-def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch_size: int):
+def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch_size: int,
+               modality_dropout: float = MODALITY_DROPOUT):
     return config_from_dict({
         "model": {"encoders": {m: dict(ENCODER) for m in modalities},
                   "fusion": {"method": method, "output_dim": 32, **FUSION_KWARGS[method]}},
         "data": {"modalities": {m: {"kind": "array"} for m in modalities}},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "warmup_steps": 30, "seed": seed,
-                  "min_lr_ratio": 0.05, "progress": False},
+                  "min_lr_ratio": 0.05, "progress": False,
+                  "modality_dropout": modality_dropout},
     })
 
 
@@ -196,7 +204,7 @@ def latency_ms(model, sample_batch: dict, repeats: int = 30) -> float:
 
 def run_model(name: str, modalities: list[str], method: str, train: ArrayDataset, test_batches: list[dict],
               args, seed: int) -> dict:
-    config = config_for(modalities, method, args.epochs, seed, args.batch_size)
+    config = config_for(modalities, method, args.epochs, seed, args.batch_size, args.modality_dropout)
     seed_everything(seed)
     model = build_model(config, {"label": 10})
     trainer = Trainer(config, model, only(train, modalities), None, Collate())
@@ -281,6 +289,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--protocols", default="conventional,held_out_speaker")
     parser.add_argument("--methods", default=",".join(FUSION_KWARGS))
+    parser.add_argument("--modality-dropout", type=float, default=MODALITY_DROPOUT,
+                        help="train.modality_dropout of every fused model (unimodal models have nothing to drop)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report", type=Path, default=Path("/tmp/bench_avmnist.md"))
     parser.add_argument("--export", type=Path, default=None,

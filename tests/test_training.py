@@ -24,7 +24,7 @@ from sensorium.training.evaluate import (add_noise, classification_metrics, effe
                                          relative_robustness, robustness)
 from sensorium.training.model import build_model, count_parameters
 from sensorium.training.schedule import warmup_cosine_factor
-from sensorium.training.trainer import Trainer, ogm_coefficients, seed_everything
+from sensorium.training.trainer import Trainer, drop_modalities, ogm_coefficients, seed_everything
 
 torch.set_num_threads(1)
 
@@ -158,6 +158,7 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(batch_size=0), r"train\.batch_size: must be positive"),
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
+    (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
     (lambda r: r["data"]["modalities"]["image"].update(kind="hologram"), r"data\.modalities\.image\.kind: 'hologram'"),
     (lambda r: r["data"]["modalities"].update(depth={"kind": "image"}), r"data\.modalities\.depth: no encoder"),
     (lambda r: r.pop("model"), r"model: missing section \[model\]"),
@@ -438,3 +439,49 @@ def test_gradient_accumulation_equals_the_larger_batch():
     # the first conv's bias feeds a one-channel-per-group GroupNorm that removes it: zero true gradient
     for name in set(a) - {"encoders.image.body.0.bias"}:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+# ---- modality dropout -------------------------------------------------------------------------
+
+def test_modality_dropout_hides_one_modality_never_the_last():
+    size = 4000
+    batch = {"inputs": {"image": torch.zeros(size, 1, 8, 8), "series": torch.zeros(size, 6, 3)},
+             "present": {"series": torch.arange(size) % 10 != 0}}  # every 10th sample has the image only
+    dropped = drop_modalities(batch, 0.3, torch.Generator().manual_seed(0))
+    image, series = dropped["present"]["image"], dropped["present"]["series"]
+    assert (image | series).all()  # nobody is left with nothing
+    assert image[::10].all()  # a lone modality is never dropped
+    both = torch.arange(size) % 10 != 0
+    lost = (~image | ~series)[both].float().mean()
+    assert abs(float(lost) - 0.3) < 0.03
+    assert abs(float((~image[both]).float().mean()) - float((~series[both]).float().mean())) < 0.04  # either one
+    assert torch.equal(batch["present"]["series"], torch.arange(size) % 10 != 0)  # the input batch is untouched
+    assert drop_modalities(batch, 0.0) is batch
+
+
+def shape_coded_data(count: int = 48, seed: int = 0) -> ArrayDataset:
+    """array_data's series plus an image whose shape (not brightness, which GroupNorm removes) codes the class."""
+    data = array_data(count, seed)
+    generator = torch.Generator().manual_seed(seed + 100)
+    image = torch.randn(count, 1, 8, 8, generator=generator) * 0.3
+    for i, label in enumerate(data.targets["label"].tolist()):
+        if label == 0:
+            image[i, 0, 3:5, :] += 1.5  # horizontal bar
+        elif label == 1:
+            image[i, 0, :, 3:5] += 1.5  # vertical bar
+        else:
+            image[i, 0, ::2, ::2] += 1.5  # dots
+    return ArrayDataset({"image": image, "series": data.inputs["series"]}, data.targets)
+
+
+def test_modality_dropout_trains_a_model_that_copes_with_a_missing_modality():
+    """Tensor fusion trained on both modalities only fails when one is missing; with dropout it copes."""
+    test = [Collate()([shape_coded_data(60, seed=7)[i] for i in range(60)])]
+    scores = {}
+    for rate in (0.0, 0.5):
+        trainer = make_trainer(small_config("tensor", epochs=8, lr=0.02, modality_dropout=rate), data=shape_coded_data())
+        trainer.fit()
+        scores[rate] = robustness(trainer.model, test, ["image", "series"], "label", levels=[0.0])
+    assert scores[0.5]["noise"]["image"][0] >= 0.9  # still right with both modalities
+    assert min(scores[0.5]["missing"].values()) >= 0.85
+    assert min(scores[0.0]["missing"].values()) < 0.75

@@ -81,6 +81,7 @@ class TrainConfig:
     max_steps: int = 0  # 0 = epochs decide
     num_workers: int = 0
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
+    modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     progress: bool = True
     ogm_ge: OGMConfig = field(default_factory=OGMConfig)
 
@@ -247,6 +248,8 @@ def _train(raw: dict) -> TrainConfig:
                 "num_workers", "aux_loss_weight", "min_lr_ratio"):
         if getattr(train, key) < 0:
             raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
+    if not 0.0 <= train.modality_dropout <= 1.0:
+        raise ConfigError(f"train.modality_dropout: must be in [0, 1], got {train.modality_dropout}")
     if train.lr == 0:
         raise ConfigError("train.lr: must be positive, got 0")
     if train.metric not in METRICS:

@@ -51,6 +51,27 @@ def ogm_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]
     return coefficients
 
 
+def drop_modalities(batch: dict[str, Any], rate: float, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Modality dropout: per sample, with chance `rate`, mark one present modality absent.
+
+    Only samples with two or more modalities present lose one, so no sample is left empty. It
+    trains the fusion not to lean on the dominant modality and to cope when one is missing at
+    test time; fusion methods already read absence from `present`, so nothing else changes.
+    """
+    names = list(batch["inputs"])
+    if rate <= 0 or len(names) < 2:
+        return batch
+    first = batch["inputs"][names[0]]
+    size = first.shape[0]
+    given = batch.get("present", {})
+    presence = torch.stack([given.get(m, torch.ones(size, dtype=torch.bool)).to(torch.bool).cpu() for m in names], 1)
+    pick = torch.rand(size, len(names), generator=generator).masked_fill(~presence, -1.0).argmax(dim=1)
+    drop = (torch.rand(size, generator=generator) < rate) & (presence.sum(dim=1) >= 2)
+    presence[drop.nonzero().flatten(), pick[drop]] = False
+    device = first.device
+    return {**batch, "present": {**given, **{m: presence[:, i].to(device) for i, m in enumerate(names)}}}
+
+
 class Trainer:
     """Trains `model` on `train_data`; writes checkpoints, best weights and metrics under `out`."""
 
@@ -207,6 +228,8 @@ class Trainer:
             progress["batch"] += 1
             last_of_group = progress["batch"] % cfg.accumulate == 0 or progress["batch"] == batches
             sync = nullcontext() if last_of_group or not self.context.enabled else self.ddp.no_sync()
+            if cfg.modality_dropout > 0:
+                batch = drop_modalities(batch, cfg.modality_dropout)
             with sync:
                 with self._autocast():
                     logits, outputs, present = self.ddp(batch, return_parts=True)
