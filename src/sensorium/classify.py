@@ -58,7 +58,6 @@ def clean_labels(labels) -> list[str]:
 
 def classify(path: str | Path, labels, experts=None) -> Classification:
     """Rank `labels` (a list or comma-separated string) for the file at `path`."""
-    from .experts import Experts
     from .readers import read
 
     labels = clean_labels(labels)

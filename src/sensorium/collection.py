@@ -162,8 +162,7 @@ class Collection:
             try:
                 state.content_hash = content_hash(scanned.path)
             except OSError as error:
-                catalog.record_failure(state, scanned.kind, f"cannot read file: {error.strerror or error}")
-                report.failed.append((path, f"cannot read file: {error.strerror or error}"))
+                self._fail(report, state, scanned.kind, f"cannot read file: {error.strerror or error}")
                 continue
             if known and known.content_hash == state.content_hash and (catalog.item(path) is not None):
                 catalog.touch(path, scanned.size, scanned.mtime_ns)
@@ -201,16 +200,15 @@ class Collection:
             began = time.perf_counter()
             try:
                 results = embedder.embed_images([payload for _, _, payload in pending_images])
-            except Exception as error:  # one bad batch must not stop the run: retry one by one
+            except Exception:  # noqa: BLE001 - one bad image must not fail its batch: retry one by one
                 results = None
-                failure = error
             self._time(report, "image", began, len(pending_images))
             for index, (state, kind, payload) in enumerate(pending_images):
                 if results is None:
                     try:
                         segments = embedder.embed_images([payload])[0]
                     except Exception as error:  # noqa: BLE001 - recorded per file
-                        self._fail(report, state, kind, f"image encoder failed: {error or failure}")
+                        self._fail(report, state, kind, f"image encoder failed: {_reason(error)}")
                         continue
                 else:
                     segments = results[index]
@@ -235,8 +233,8 @@ class Collection:
                 began = time.perf_counter()
                 try:
                     segments = embedder.embed(payload)
-                except SensoriumError as failure:
-                    self._fail(report, state, kind, str(failure))
+                except Exception as error:  # noqa: BLE001 - one bad file never stops the batch
+                    self._fail(report, state, kind, f"{kind} encoder failed: {_reason(error)}")
                 else:
                     self._time(report, kind, began, 1)
                     self._store(report, state, kind, _duration(payload), _meta(payload), segments, stores)
@@ -325,6 +323,13 @@ class Collection:
             "failures": [{"path": p, "reason": r} for p, r in catalog.failures()],
             "experts": json.loads(self.config.to_json()),
         }
+
+
+def _reason(error: Exception) -> str:
+    """Our own errors already read as a sentence; anything else gets its type named."""
+    if isinstance(error, SensoriumError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _duration(payload) -> float | None:

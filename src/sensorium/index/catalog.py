@@ -9,8 +9,8 @@ Why these choices:
 - one transaction per `put_item`, so an item is either fully stored or not at all;
 - WAL journal with synchronous=NORMAL: readers never block the writer, and a commit survives a
   process crash (`kill -9`) at any moment; a power cut may drop the last few commits but never
-  corrupts the file, and the next `index` run redoes those files. FULL cost ~5.7 ms of fsync per
-  file, 10-15% of indexing a photo;
+  corrupts the file, and the next `index` run redoes those files. FULL measured ~5.7 ms of fsync
+  per stored file, paid on every file for a guarantee only a power cut needs;
 - segment ids come from AUTOINCREMENT and are never reused, so a stale id left in an ANN file by a
   crash can never be mistaken for a newer segment;
 - an explicit `schema_version` table and ordered migrations, so old collections open in new code.
