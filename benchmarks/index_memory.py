@@ -43,18 +43,27 @@ def main() -> None:
     progress = {"done": 0}
     stop = threading.Event()
 
+    step = max(1, args.photos // 10)
+
     def sample() -> None:
+        # also print as it goes: a multi-hour run that is stopped early still leaves its curve
+        shown: set[int] = set()
         while not stop.wait(0.5):
-            samples.append((progress["done"], rss_mb()))
+            done, rss = progress["done"], rss_mb()
+            samples.append((done, rss))
+            if done // step not in shown:
+                shown.add(done // step)
+                print(f"  [{time.perf_counter() - began:7.0f} s] {done:6d} photos, RSS {rss:6.0f} MB, "
+                      f"peak {rss_mb('VmHWM'):6.0f} MB", flush=True)
 
     def on_progress(done: int, total: int, path: str) -> None:
         progress["done"] = done
 
     try:
         collection = Collection(workdir / "col", experts=ExpertConfig(ocr=not args.no_ocr))
+        began = time.perf_counter()
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
-        began = time.perf_counter()
         report = collection.index(folder, progress=on_progress)
         seconds = time.perf_counter() - began
         stop.set()
@@ -62,7 +71,6 @@ def main() -> None:
         print(f"indexed {report.added} photos in {seconds:.0f} s ({report.added / seconds:.2f}/s), "
               f"{len(report.failed)} failed; OCR {'off' if args.no_ocr else 'on'}")
         print("photos done | RSS MB")
-        step = max(1, args.photos // 10)
         shown = set()
         for done, rss in samples:
             bucket = done // step

@@ -2,6 +2,7 @@
 open a recording and play it from the matched time. A screenshot goes to artifacts/."""
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,19 @@ def served(tmp_path_factory):
     stop_server(process)
 
 
+def drop(page, path: Path, mime: str) -> None:
+    """Drag a file over the page and drop it, as a person would from their file manager."""
+    payload = base64.b64encode(path.read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        "([data, name, type]) => { const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));"
+        " const t = new DataTransfer(); t.items.add(new File([bytes], name, { type })); return t; }",
+        [payload, path.name, mime])
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    assert "over" in page.get_attribute("#drop", "class"), "the drop zone should light up while dragging"
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
 def test_search_browse_drop_and_play_in_the_page(served):
     base, root = served
     artifacts = REPO / "artifacts"
@@ -60,9 +74,16 @@ def test_search_browse_drop_and_play_in_the_page(served):
         assert any("cat.jpg" in name for name in names), names
         page.wait_for_function("[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)")
 
-        page.set_input_files("#example", str(root / "photos/coffee.png"))  # search by example
+        # search by example: a real drag-and-drop sequence carrying the photo as a File
+        drop(page, root / "photos/coffee.png", "image/png")
         page.wait_for_function("document.querySelector('#status').textContent.includes('result') && "
                                "document.querySelector('.hit .name').textContent.includes('coffee.png')")
+        assert "over" not in (page.get_attribute("#drop", "class") or "")
+
+        # the file picker is the other way in: a recording as the query
+        page.set_input_files("#example", str(root / "voice_memos/shopping_list.wav"))
+        page.wait_for_function("document.querySelector('.hit .name') && "
+                               "document.querySelector('.hit .name').textContent.includes('shopping_list.wav')")
 
         page.fill("#q", "buy milk and coffee beans")
         page.click("button[type=submit]")

@@ -283,6 +283,8 @@ def serve(
     root: Optional[list[Path]] = typer.Option(None, "--root", help="Folder clients may index and open "
                                               "(repeatable; default: the current folder)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Permit a non-loopback --host."),
+    thumbnail_mb: int = typer.Option(256, "--thumbnail-cache-mb", min=1,
+                                     help="Disk budget of the thumbnail cache; least recently used go first."),
 ):
     """Serve the collection over HTTP: a web page at / and a JSON API under /api/v1."""
     from .serve import run_server
@@ -299,7 +301,7 @@ def serve(
     err.print(f"serving {collection} on http://{host}:{port}/ (roots: {', '.join(str(r) for r in roots)}); "
               f"write token in {Path(collection).expanduser().resolve() / TOKEN_FILE}")
     try:
-        run_server(collection, roots, host=host, port=port, allow_remote=allow_remote)
+        run_server(collection, roots, host=host, port=port, allow_remote=allow_remote, thumbnail_mb=thumbnail_mb)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
 

@@ -20,7 +20,7 @@ from ..modality import ALL as KINDS
 from ..readers.sniff import sniff_bytes
 from .app import MAX_UPLOAD_BYTES, ServeState
 from .jobs import RUNNING
-from .media import media_type, thumbnail
+from .media import media_type
 from .problems import Problem
 from .security import token_matches
 
@@ -229,7 +229,7 @@ def item_details(state: State, item_id: int) -> dict:
 def item_thumbnail(state: State, item_id: int):
     row = _item_row(state, item_id)
     try:
-        picture = thumbnail(_item_file(state, row), row[2], state.collection_dir)
+        picture = state.thumbnails.get(_item_file(state, row), row[2])
     except Problem:
         raise
     except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..collection import CATALOG_FILE, Collection
 from .jobs import JobManager
+from .media import THUMB_DIR, ThumbnailCache
 from .metrics import Metrics, MetricsMiddleware
 from .problems import install_problem_handlers, problem_response
 from .security import TOKEN_FILE, Roots, load_or_create_token
@@ -40,8 +41,10 @@ SECURITY_HEADERS = [
 class ServeState:
     """What every request handler needs: the collection, its roots, token, jobs and metrics."""
 
-    def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None):
+    def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
+                 thumbnail_bytes: int = 256 * 1024**2):
         self.collection_dir = Path(collection_dir).expanduser().resolve()
+        self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
         self.roots = Roots(roots)
         first = Collection(self.collection_dir)
         first.catalog  # creates and migrates the catalog, so the read-only connection can open it
@@ -49,7 +52,7 @@ class ServeState:
         self._view = first
         self._view_lock = threading.Lock()
         self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
-        self.jobs = JobManager(self._open_writer, on_finished=self.reopen_view,
+        self.jobs = JobManager(self._open_writer, on_finished=self._after_job,
                                display=lambda p: self.roots.relative(p) or Path(p).name)
         self.metrics = Metrics(self.index_size)
         self._reader = sqlite3.connect(f"file:{self.collection_dir / CATALOG_FILE}?mode=ro", uri=True,
@@ -59,6 +62,10 @@ class ServeState:
     def view(self) -> Collection:
         """The collection searches use now (a consistent snapshot of the ANN indexes)."""
         return self._view
+
+    def _after_job(self) -> None:
+        self.reopen_view()
+        self.thumbnails.prune()  # files the job found changed or deleted leave thumbnails behind
 
     def reopen_view(self) -> None:
         fresh = Collection(self.collection_dir)
@@ -132,11 +139,12 @@ class GuardMiddleware:
 
 
 def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path | None = None,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, thumbnail_mb: int = 256) -> FastAPI:
     """The service for one collection; clients may only reach files under `roots`."""
     from .api import router
 
-    state = ServeState(Path(collection_dir), roots, token_path)
+    state = ServeState(Path(collection_dir), roots, token_path, thumbnail_bytes=thumbnail_mb * 1024**2)
+    state.thumbnails.prune()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -177,7 +185,7 @@ def is_loopback(host: str) -> bool:
 
 
 def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1", port: int = 8765,
-               allow_remote: bool = False, log_level: str = "info") -> None:
+               allow_remote: bool = False, log_level: str = "info", thumbnail_mb: int = 256) -> None:
     """Serve until SIGINT/SIGTERM; on either, a running index job stops after its current file."""
     import uvicorn
 
@@ -185,7 +193,8 @@ def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1",
 
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"--host {host}: listening beyond this machine needs --allow-remote")
-    app = create_app(collection_dir, roots, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
+    app = create_app(collection_dir, roots, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None,
+                     thumbnail_mb=thumbnail_mb)
     state: ServeState = app.state.serve
 
     class Server(uvicorn.Server):

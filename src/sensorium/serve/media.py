@@ -2,15 +2,19 @@
 
 Thumbnails are small JPEGs made with Pillow (photos), PyAV (a keyframe of a video), or drawn
 (the waveform of a recording, the first lines of a note), and cached in the collection folder
-under a name derived from the file's path, size and mtime, so a changed file gets a new one.
+under a name derived from the file's path, size and mtime, so a changed file gets a new one;
+the cache is bounded in bytes and drops the least recently used thumbnails first.
 Streaming uses Starlette's FileResponse, which answers HTTP Range requests (206, Content-Range,
 Accept-Ranges) itself; the browser's <audio>/<video> seeking relies on that.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +39,99 @@ def media_type(path: Path) -> str:
     return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
 
 
-def thumbnail(path: Path, kind: str, cache_dir: Path) -> Path:
-    """The cached JPEG thumbnail of `path`, made on first request."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}".encode()).hexdigest()[:32]
-    target = cache_dir / THUMB_DIR / f"{key}.jpg"
-    if target.exists():
+class ThumbnailCache:
+    """JPEG thumbnails on disk, bounded in bytes, least recently used dropped first.
+
+    Entries are named by the source's path, size and mtime, so an edited or deleted file leaves
+    its old thumbnail behind; the byte budget is what eventually clears those. A hit refreshes the
+    entry's mtime (at most once a minute per entry), which is the recency that pruning reads.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int = 256 * 1024**2):
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._bytes: int | None = None  # known total, counted on first use
+
+    def get(self, path: Path, kind: str) -> Path:
+        """The thumbnail of `path`, made on first request."""
+        stat = path.stat()
+        key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}".encode()).hexdigest()[:32]
+        target = self.directory / f"{key}.jpg"
+        try:
+            seen = target.stat().st_mtime
+        except FileNotFoundError:
+            return self._make(path, kind, target)
+        now = time.time()
+        if now - seen > 60:
+            with contextlib.suppress(OSError):  # pruned by another request meanwhile: still served once
+                os.utime(target, (now, now))
         return target
-    picture = _render(path, kind)
-    picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # atomic: no half-written thumbnail
-    with os.fdopen(fd, "wb") as handle:
-        picture.convert("RGB").save(handle, "JPEG", quality=82)
-    os.replace(tmp, target)
-    return target
+
+    def prune(self, keep: Path | None = None) -> int:
+        """Delete least recently used thumbnails until the cache is within budget; returns the count.
+
+        `keep` (the thumbnail about to be served) is never deleted. Also clears temporary files
+        left by a process killed while writing one."""
+        with self._lock:
+            entries, total, removed = [], 0, 0
+            if not self.directory.is_dir():
+                self._bytes = 0
+                return 0
+            stale_before = time.time() - 3600
+            keep_name = str(keep) if keep is not None else None
+            for entry in os.scandir(self.directory):
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue
+                if entry.name.endswith(".tmp"):
+                    if info.st_mtime < stale_before:
+                        removed += _unlink(entry.path)
+                    continue
+                entries.append((info.st_mtime, info.st_size, entry.path))
+                total += info.st_size
+            if total > self.max_bytes:
+                entries.sort()
+                goal = int(self.max_bytes * 0.8)  # hysteresis: not a prune on every new thumbnail
+                for _, size, name in entries:
+                    if total <= goal:
+                        break
+                    if name != keep_name and _unlink(name):
+                        total -= size
+                        removed += 1
+            self._bytes = total
+            return removed
+
+    def size_bytes(self) -> int:
+        if self._bytes is None:
+            self.prune()
+        return self._bytes or 0
+
+    def _make(self, path: Path, kind: str, target: Path) -> Path:
+        before = self.size_bytes()  # counted before the new file exists, so it is counted once
+        picture = _render(path, kind)
+        picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # atomic: no half-written thumbnail
+        with os.fdopen(fd, "wb") as handle:
+            picture.convert("RGB").save(handle, "JPEG", quality=82)
+        size = os.path.getsize(tmp)
+        os.replace(tmp, target)
+        if before + size > self.max_bytes:
+            self.prune(keep=target)
+        else:
+            with self._lock:
+                self._bytes = (self._bytes or 0) + size
+        return target
+
+
+def _unlink(name: str) -> int:
+    try:
+        os.unlink(name)
+        return 1
+    except FileNotFoundError:
+        return 0
 
 
 def _render(path: Path, kind: str) -> Image.Image:

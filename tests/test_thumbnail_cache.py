@@ -1,0 +1,77 @@
+"""The thumbnail cache stays within its byte budget and drops the least recently used first."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sensorium.serve.media import ThumbnailCache
+
+
+def _photos(folder: Path, count: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        path = folder / f"photo_{index}.png"
+        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(path)  # noise: large JPEGs
+        paths.append(path)
+    return paths
+
+
+def _total(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.glob("*.jpg"))
+
+
+def test_cache_stays_within_budget_and_keeps_recent_thumbnails(tmp_path: Path):
+    photos = _photos(tmp_path, 12)
+    cache = ThumbnailCache(tmp_path / "thumbs", max_bytes=1)
+    one = cache.get(photos[0], "image").stat().st_size
+    cache.max_bytes = int(one * 4.5)  # room for about four
+
+    made = {}
+    for index, photo in enumerate(photos):
+        made[index] = cache.get(photo, "image")
+        os.utime(made[index], (time.time() - 1000 + index, time.time() - 1000 + index))  # a clear order of use
+        assert _total(cache.directory) <= cache.max_bytes + one  # never more than one thumbnail over
+    cache.prune()
+    left = sorted(cache.directory.glob("*.jpg"))
+    assert 1 <= len(left) <= 4
+    assert _total(cache.directory) <= cache.max_bytes
+    assert made[len(photos) - 1] in left, "the most recently used thumbnail must survive"
+    assert made[0] not in left
+
+    # a hit makes an old entry recent again, so the next prune keeps it
+    survivor = made[len(photos) - 1]
+    os.utime(survivor, (time.time() - 5000, time.time() - 5000))
+    assert cache.get(photos[-1], "image") == survivor
+    assert survivor.stat().st_mtime > time.time() - 60
+    others = [p for p in left if p != survivor]
+    cache.get(photos[0], "image")  # one more new thumbnail pushes the cache over: the oldest go
+    cache.prune()
+    assert survivor.exists()
+    assert not all(p.exists() for p in others)
+
+
+def test_prune_clears_old_temporary_files_but_not_fresh_ones(tmp_path: Path):
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    cache.directory.mkdir()
+    old, fresh = cache.directory / "a.tmp", cache.directory / "b.tmp"
+    old.write_bytes(b"x" * 10)
+    fresh.write_bytes(b"x" * 10)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert cache.prune() == 1
+    assert not old.exists() and fresh.exists()
+
+
+def test_edited_file_gets_a_new_thumbnail(tmp_path: Path):
+    photo = _photos(tmp_path, 1)[0]
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    first = cache.get(photo, "image")
+    Image.new("RGB", (64, 64), "red").save(photo)
+    os.utime(photo, (time.time() + 5, time.time() + 5))
+    second = cache.get(photo, "image")
+    assert second != first
+    assert Image.open(second).getpixel((2, 2))[0] > 200
