@@ -1,7 +1,9 @@
-"""The numpy MiniLM must be the same function as sentence-transformers, and never need torch."""
+"""The onnxruntime and numpy MiniLMs must be the same function as sentence-transformers, and a
+query must never need torch once the ONNX graph has been exported."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from itertools import product
@@ -32,16 +34,19 @@ def varied_sentences() -> list[str]:
 
 
 @pytest.mark.slow  # importing torch + sentence-transformers alone takes 30+ s on a busy 2-core box
-def test_numpy_path_matches_sentence_transformers():
+def test_fast_paths_match_sentence_transformers():
     every = varied_sentences()  # a spread of the combinations, every edge case, some captions
     texts = every[:150:4] + every[150:156] + every[156::5]
-    fast = TextEncoder(backend="numpy").encode(texts)
     reference = TextEncoder(backend="torch").encode(texts)
-    assert fast.shape == reference.shape == (len(texts), 384)
-    assert fast.dtype == np.float32
-    cosine = np.sum(fast * reference, axis=1)
-    assert cosine.min() > 1 - 1e-5, texts[int(cosine.argmin())]
-    assert np.abs(fast - reference).max() < 1e-4
+    for backend in ("numpy", "onnx"):
+        encoder = TextEncoder(backend=backend)
+        fast = encoder.encode(texts)
+        assert encoder.backend == backend
+        assert fast.shape == reference.shape == (len(texts), 384)
+        assert fast.dtype == np.float32
+        cosine = np.sum(fast * reference, axis=1)
+        assert cosine.min() > 1 - 1e-5, (backend, texts[int(cosine.argmin())])
+        assert np.abs(fast - reference).max() < 1e-4, backend
 
 
 def test_rows_are_unit_length_and_order_independent_of_batching():
@@ -61,7 +66,7 @@ def test_semantic_sanity():
 def test_empty_input_and_bad_backend():
     assert TextEncoder().encode([]).shape == (0, 384)
     with pytest.raises(ModelError, match="backend"):
-        TextEncoder(backend="onnx")
+        TextEncoder(backend="tensorflow")
 
 
 def test_bad_local_folder_raises_model_error(tmp_path):
@@ -69,12 +74,22 @@ def test_bad_local_folder_raises_model_error(tmp_path):
         TextEncoder(local_dir=tmp_path).encode(["hello"])
 
 
+def test_onnx_and_numpy_agree_on_every_kind_of_sentence():
+    texts = varied_sentences()[::3]
+    onnx, plain = TextEncoder(backend="onnx"), TextEncoder(backend="numpy")
+    a, b = onnx.encode(texts), plain.encode(texts)
+    assert onnx.backend == "onnx"
+    assert np.abs(a - b).max() < 1e-5
+
+
 def test_encoding_does_not_import_torch():
+    TextEncoder().encode(["export the graph first, if this home has none yet"])
     code = (
         "import sys; from sensorium.experts.text import TextEncoder; "
         "v = TextEncoder().encode(['a dog on a beach']); "
         "assert v.shape == (1, 384); assert 'torch' not in sys.modules, 'torch imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k == "SENSORIUM_HOME"}})
     assert done.returncode == 0, done.stderr

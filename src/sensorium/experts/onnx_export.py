@@ -31,10 +31,13 @@ def cached_onnx(name: str, key: str, build) -> Path:
     return target
 
 
-def session(path: Path, threads: int | None = None):
+def session(path: Path, threads: int | None = None, optimized: bool = False):
+    """An onnxruntime CPU session; `optimized=True` for a graph already optimised at export time
+    (skipping the optimiser is most of the start-up cost of a large model)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
