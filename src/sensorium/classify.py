@@ -5,6 +5,9 @@
   likelihood), far more reliable for isolated spoken words than a free transcription;
 - video: the mean of its shots' vectors, combined with spoken-label scores of its sound track;
 - text: the note's embedding against the labels' embeddings.
+
+With a learned space (`space=`, the output of `sensorium align` or a collection's attached one),
+image and video-frame scores become bridge cosine + w * learned cosine, as in search.
 """
 from __future__ import annotations
 
@@ -56,30 +59,34 @@ def clean_labels(labels) -> list[str]:
     return cleaned
 
 
-def classify(path: str | Path, labels, experts=None) -> Classification:
-    """Rank `labels` (a list or comma-separated string) for the file at `path`."""
+def classify(path: str | Path, labels, experts=None, space=None) -> Classification:
+    """Rank `labels` (a list or comma-separated string) for the file at `path`.
+
+    `space`: an AttachedSpace, or a folder (a `sensorium align` output or a collection with one
+    attached) whose learned space also scores images."""
     from .readers import read
 
     labels = clean_labels(labels)
     experts = experts or _default_experts()
+    space = load_space(space)
     try:
         payload = read(Path(path))
     except ReadError as error:
         raise QueryError(f"cannot classify {error.path}: {error.reason}") from None
     modality = payload.modality
     if modality == "image":
-        probs = _visual(experts, [payload.pixels], labels)
-        method = "label bridge (image -> shared space)"
+        probs = _visual(experts, [payload.pixels], labels, space)
+        method = "label bridge (image -> shared space)" + _with(space)
     elif modality == "audio":
         probs, method = _audio(experts, payload, labels)
     elif modality == "video":
         parts = []
         if payload.frames:
-            parts.append(_visual(experts, [f.pixels for f in payload.frames], labels))
+            parts.append(_visual(experts, [f.pixels for f in payload.frames], labels, space))
         if payload.audio is not None:
             parts.append(_audio(experts, payload.audio, labels)[0])
         probs = np.mean(parts, axis=0)
-        method = "frames (label bridge) + sound track (spoken-label likelihood)"
+        method = f"frames (label bridge{_with(space)}) + sound track (spoken-label likelihood)"
     else:
         text_vector = experts.text.encode([payload.text])[0]
         probs = _softmax(experts.text.encode(labels) @ text_vector / IMAGE_TEMPERATURE)
@@ -101,14 +108,52 @@ def _default_experts():
     return _EXPERTS
 
 
-def _visual(experts, images: list, labels: list[str]) -> np.ndarray:
-    shared = np.stack([d.shared for d in experts.bridge.describe(images)])
-    image_vector = shared.mean(axis=0)
-    image_vector /= np.linalg.norm(image_vector) or 1.0
+def load_space(space):
+    """None, an AttachedSpace, a space folder, or a collection folder -> AttachedSpace or None."""
+    if space is None or not isinstance(space, (str, Path)):
+        return space
+    from .align.attach import AttachedSpace
+
+    folder = Path(space).expanduser()
+    if (folder / "collection.json").is_file():
+        from .collection import Collection
+
+        with Collection(folder) as collection:
+            attached = collection.attached_space()
+        if attached is None:
+            raise QueryError(f"--space {folder}: this collection has no attached space")
+        return attached
+    try:
+        return AttachedSpace.load(folder)
+    except ReadError as error:
+        raise QueryError(f"--space {error.path}: {error.reason}") from None
+
+
+def _with(space) -> str:
+    return "" if space is None or space.weight <= 0 else f" + {space.weight:g} x learned space"
+
+
+def _visual(experts, images: list, labels: list[str], space=None) -> np.ndarray:
+    descriptions = experts.bridge.describe(images)
+    image_vector = _mean_unit(np.stack([d.shared for d in descriptions]))
     prompts = [template.format(label) for label in labels for template in PROMPTS]
-    prompt_vectors = experts.query_vectors(prompts).reshape(len(labels), len(PROMPTS), -1).mean(axis=1)
-    prompt_vectors /= np.linalg.norm(prompt_vectors, axis=1, keepdims=True)
-    return _softmax(prompt_vectors @ image_vector / IMAGE_TEMPERATURE)
+    text = experts.query_vectors(prompts)
+    prompt_vectors = _rows_unit(text.reshape(len(labels), len(PROMPTS), -1).mean(axis=1))
+    scores = prompt_vectors @ image_vector
+    if space is not None and space.weight > 0:
+        learned_image = _mean_unit(space.embed_descriptions(descriptions))
+        learned_prompts = _rows_unit(space.embed_text(text).reshape(len(labels), len(PROMPTS), -1).mean(axis=1))
+        scores = scores + space.weight * (learned_prompts @ learned_image)
+    return _softmax(scores / IMAGE_TEMPERATURE)
+
+
+def _mean_unit(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    return mean / (np.linalg.norm(mean) or 1.0)
+
+
+def _rows_unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
 def _audio(experts, audio, labels: list[str]) -> tuple[np.ndarray, str]:

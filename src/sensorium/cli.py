@@ -1,4 +1,4 @@
-"""The `sensorium` command line: index, search, classify, info, models, demo.
+"""The `sensorium` command line: index, search, classify, info, models, demo, train, align.
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
@@ -42,6 +42,9 @@ def index(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     clip: Optional[Path] = typer.Option(None, "--clip", help="A local transformers CLIP checkpoint to add a CLIP space."),
     no_ocr: bool = typer.Option(False, "--no-ocr", help="Do not read text inside images (faster)."),
+    space: Optional[Path] = typer.Option(None, "--space", help="Attach this learned space (`sensorium align "
+                                         "--out` folder) first; searches then combine it with the bridge."),
+    detach_space: bool = typer.Option(False, "--detach-space", help="Remove the attached learned space first."),
 ):
     """Index FOLDER incrementally: new and changed files are embedded, deleted ones removed."""
     from .collection import Collection
@@ -49,11 +52,25 @@ def index(
 
     if not folder.is_dir():
         _fail(f"{folder}: not a folder", EXIT_USAGE)
+    if space is not None and detach_space:
+        _fail("--space and --detach-space: give one or the other", EXIT_USAGE)
+    if space is not None and not space.is_dir():
+        _fail(f"--space {space}: not a folder", EXIT_USAGE)
     config = None
     if clip or no_ocr:
         config = ExpertConfig(clip_dir=str(clip.resolve()) if clip else None, ocr=not no_ocr)
     try:
         col = Collection(collection, experts=config)
+        if detach_space and col.detach_space() and not json_out:
+            _console().print("detached the learned space")
+        if space is not None:
+            attached = col.attach_space(space, progress=None if json_out else _progress_bar("attaching"))
+            _stop_progress()
+            if not json_out:
+                info = attached["space"]
+                _console().print(f"attached space {info['id']} ({info['dim']}-d, w = {info['weight']:g}): "
+                                 f"{attached['embedded']} segments embedded, {attached['vectors']} learned vectors "
+                                 f"in {attached['seconds']:.1f} s")
         report = col.index(folder, progress=None if json_out else _progress_bar())
     except CollectionLockedError as error:
         _fail(str(error), EXIT_ERROR)
@@ -78,17 +95,17 @@ def index(
 _BAR = {}
 
 
-def _progress_bar():
+def _progress_bar(label: str = "indexing"):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.fields[name]}", style="dim"), console=_console(stderr=True),
                         transient=True)
     progress.start()
     task = progress.add_task("index", total=None, name="")
     _BAR["progress"] = progress
 
-    def update(done: int, total: int, path: str) -> None:
+    def update(done: int, total: int, path: str = "") -> None:
         progress.update(task, completed=done, total=total, name=Path(path).name if path else "")
 
     return update
@@ -138,12 +155,14 @@ def classify(
     path: Path = typer.Argument(..., help="An image, audio, video or text file."),
     labels: str = typer.Option(..., "--labels", help="Comma-separated candidate labels."),
     json_out: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    space: Optional[Path] = typer.Option(None, "--space", help="A learned space (align --out folder, or a "
+                                         "collection with one attached) to combine with the bridge."),
 ):
     """Rank free-text labels for a file (zero-shot)."""
     from .classify import classify as run
 
     try:
-        result = run(path, labels)
+        result = run(path, labels, space=space)
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
@@ -175,6 +194,13 @@ def info(
     console.print(f"collection {data['collection']}")
     for kind, count in sorted(data["counts"].items()):
         console.print(f"  {kind:6s} {count}")
+    space = data.get("space")
+    if space and space.get("attached"):
+        console.print(f"learned space {space['id']}: {space['dim']}-d, w = {space['weight']:g}, "
+                      f"{space['vectors']} vectors, from {space['source']}", markup=False)
+    if space and space.get("pending"):
+        console.print(f"unfinished attach of space {space['pending']['id']} (run `sensorium index ... --space "
+                      f"{space['pending']['source']}` again to finish)", markup=False)
     if data["failures"]:
         console.print(f"{len(data['failures'])} failed files:")
         for failure in data["failures"]:
@@ -232,6 +258,49 @@ def train(
         _console().print(lines[-1], markup=False)
     _console().print(f"trained {summary['step']} steps over {summary['epoch']} epochs; best epoch "
                      f"{summary['best_epoch'] + 1}; weights in {out / 'best'}", markup=False)
+
+
+@app.command()
+def align(
+    config: Path = typer.Argument(..., help="TOML config (see examples/align_coco.toml)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the space: weights, config, w, history, metrics."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Learn an image-text space on paired data, on top of the frozen experts and the label bridge."""
+    from .align.job import run_align
+
+    try:
+        summary = run_align(config, out, progress=None if json_out else _stage_progress())
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    finally:
+        _stop_progress()
+    if json_out:
+        print(json.dumps(summary, indent=1))
+        return
+    metrics = summary["metrics_train"]
+    _console().print(
+        f"trained on {summary['data']['pairs']} pairs ({summary['data']['photos']} photos) in "
+        f"{summary['seconds']:.1f} s; w = {summary['weight']:g} ({summary['weight_policy']}); training-set "
+        f"caption->photo R@1 bridge {metrics['bridge']['t2i_r1']:.3f}, combined {metrics['combined']['t2i_r1']:.3f}; "
+        f"space in {out}", markup=False)
+
+
+def _stage_progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=_console(stderr=True), transient=True)
+    progress.start()
+    _BAR["progress"] = progress
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
 
 
 @app.command()

@@ -21,11 +21,15 @@ from .space.segments import CLIP, IMAGE, SHARED
 
 CATALOG_FILE = "catalog.sqlite"
 CONFIG_FILE = "collection.json"
+SPACES_DIR = "spaces"  # attached learned spaces, one folder per content id
+ATTACHED_KEY, ATTACHING_KEY = "attached_space", "attaching_space"  # catalog meta keys
+ATTACH_BATCH = 512
 SAVE_EVERY_SECONDS = 30.0
 IMAGE_BATCH = 16
 READ_AHEAD = 8
 
 Progress = Callable[[int, int, str], None]
+AttachProgress = Callable[[int, int], None]  # (segments done, total); may raise to abort (tests)
 ShouldStop = Callable[[], bool]  # polled between files; True ends the run early (each file is one transaction)
 
 
@@ -69,6 +73,7 @@ class Collection:
         self.experts = Experts(self.config)
         self._catalog = None
         self._stores: dict[str, object] = {}
+        self._attached = None  # the AttachedSpace last loaded, cached by its id
 
     # --- configuration ----------------------------------------------------------------------
     def _load_or_store_config(self, experts: ExpertConfig | None) -> ExpertConfig:
@@ -103,7 +108,110 @@ class Collection:
         dims = {SHARED: 384, IMAGE: 1280}
         if self.config.clip_dir:
             dims[CLIP] = self.experts.clip.dim
+        attached = self.attached_space()
+        if attached is not None:
+            dims[attached.name] = attached.dim
         return dims
+
+    # --- attached learned space -------------------------------------------------------------
+    def attached_space(self):
+        """The learned space search and indexing use (`sensorium.align.attach.AttachedSpace`), or None."""
+        record = self.catalog.meta(ATTACHED_KEY)
+        if not record:
+            return None
+        if self._attached is None or self._attached.id != record["id"]:
+            from .align.attach import AttachedSpace
+
+            self._attached = AttachedSpace.load(self.dir / record["folder"])
+        return self._attached
+
+    def attach_space(self, folder: str | Path, progress: AttachProgress | None = None,
+                     batch: int = ATTACH_BATCH) -> dict:
+        """Attach a `sensorium align` output: copy it in, give every image/shot segment a learned
+        vector from its stored vectors, then switch to it in one transaction. Safe to interrupt at
+        any point (the previous space stays in use); calling again resumes where it stopped."""
+        from .index.lock import WriterLock
+
+        with WriterLock(self.dir):
+            return self._attach_locked(Path(folder), progress, batch)
+
+    def _attach_locked(self, folder: Path, progress: AttachProgress | None, batch: int) -> dict:
+        import numpy as np
+
+        from .align import attach
+        from .errors import ConfigError
+        from .index.vectors import VectorStore
+
+        started = time.perf_counter()
+        candidate = attach.AttachedSpace.load(folder)
+        catalog = self.catalog
+        missing_inputs = attach.inputs_missing(catalog, candidate)
+        if missing_inputs:
+            raise ConfigError(f"space {folder}: its image head reads {'+'.join(candidate.inputs['image'])} "
+                              f"vectors, but this collection stores no {', '.join(missing_inputs)} vectors")
+        target = attach.install(candidate, self.dir / SPACES_DIR)
+        record = {"id": candidate.id, "folder": f"{SPACES_DIR}/{candidate.id}", "name": candidate.name,
+                  "dim": candidate.dim, "weight": candidate.weight, "source": str(folder.expanduser().resolve())}
+        current = catalog.meta(ATTACHED_KEY)
+        if not current or current["id"] != candidate.id:
+            catalog.set_meta(ATTACHING_KEY, record)
+        loaded = attach.AttachedSpace.load(target)
+        store = VectorStore(self.dir / "vectors", loaded.name, loaded.dim)
+        store.sync_with(catalog)
+        todo = attach.missing_ids(catalog, loaded)
+        total, done = len(todo), 0
+        if progress:
+            progress(0, total)
+        for first in range(0, total, batch):
+            ids = todo[first:first + batch]
+            stored = {}
+            for name in loaded.inputs["image"]:
+                got, matrix = catalog.vectors_for(name, ids)
+                stored[name] = dict(zip(got.tolist(), matrix))
+            ids = np.asarray([i for i in ids.tolist() if all(i in stored[n] for n in stored)], dtype=np.int64)
+            if len(ids):
+                vectors = loaded.embed_stored({n: np.stack([stored[n][i] for i in ids]) for n in stored})
+                attach.put_vectors(catalog, loaded.name, ids, vectors)  # committed: the truth
+                store.add(ids, vectors)
+            done += len(todo[first:first + batch])
+            if progress:
+                progress(done, total)
+        store.save()
+        stale = [name for name in attach.learned_spaces(catalog) if name != loaded.name]
+        attach.switch(catalog, {ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
+        self._forget_spaces(stale, keep=candidate.id)
+        self._attached = loaded
+        self._stores.pop(loaded.name, None)
+        return {"space": loaded.summary(), "embedded": total, "vectors": len(catalog.vector_ids(loaded.name)),
+                "seconds": time.perf_counter() - started}
+
+    def detach_space(self) -> bool:
+        """Stop using the attached space and delete its vectors; True when one was attached."""
+        from .align import attach
+        from .index.lock import WriterLock
+
+        with WriterLock(self.dir):
+            current = self.catalog.meta(ATTACHED_KEY)
+            stale = attach.learned_spaces(self.catalog)
+            attach.switch(self.catalog, {ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
+            self._forget_spaces(stale + ([current["name"]] if current else []), keep=None)
+            self._attached = None
+            return current is not None
+
+    def _forget_spaces(self, names: list[str], keep: str | None) -> None:
+        """Remove derived files of spaces no longer in the catalog: ANN files and copied folders."""
+        import shutil
+
+        from .index.vectors import index_path
+
+        for name in names:
+            self._stores.pop(name, None)
+            index_path(self.dir / "vectors", name).unlink(missing_ok=True)
+        spaces_dir = self.dir / SPACES_DIR
+        if spaces_dir.is_dir():
+            for entry in spaces_dir.iterdir():
+                if entry.name != keep:
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def store(self, space: str):
         """The ANN index of one space, reconciled with the catalog when first opened."""
@@ -280,6 +388,7 @@ class Collection:
         from .index.catalog import NewSegment
 
         was_known = self.catalog.item(state.path) is not None
+        self._add_learned(segments, stores)
         rows = [NewSegment(start=s.start, end=s.end, source=s.source, text=s.text, labels=s.labels,
                            vectors=s.vectors) for s in segments]
         _, new_ids, removed_ids = self.catalog.put_item(state, kind, duration, meta, rows)
@@ -296,6 +405,20 @@ class Collection:
             report.updated += 1
         else:
             report.added += 1
+
+    def _add_learned(self, segments, stores) -> None:
+        """New image/shot segments get the attached space's vector too, in the same transaction."""
+        attached = self.attached_space()
+        if attached is None or attached.name not in stores:
+            return
+        import numpy as np
+
+        needs = attached.inputs["image"]
+        ready = [s for s in segments if all(name in s.vectors for name in needs)]
+        if ready:
+            learned = attached.embed_stored({name: np.stack([s.vectors[name] for s in ready]) for name in needs})
+            for segment, vector in zip(ready, learned):
+                segment.vectors[attached.name] = vector
 
     def _fail(self, report, state, kind, reason: str) -> None:
         self.catalog.record_failure(state, kind, reason)
@@ -322,7 +445,20 @@ class Collection:
             "segments": catalog.segment_count(),
             "failures": [{"path": p, "reason": r} for p, r in catalog.failures()],
             "experts": json.loads(self.config.to_json()),
+            "space": self._space_info(),
         }
+
+    def _space_info(self) -> dict | None:
+        attached = self.attached_space()
+        if attached is None:
+            pending = self.catalog.meta(ATTACHING_KEY)
+            return {"attached": False, "pending": pending} if pending else None
+        out = attached.summary()
+        out["source"] = (self.catalog.meta(ATTACHED_KEY) or {}).get("source", "")
+        out["attached"] = True
+        out["vectors"] = int(len(self.catalog.vector_ids(attached.name)))
+        out["pending"] = self.catalog.meta(ATTACHING_KEY)
+        return out
 
 
 def _reason(error: Exception) -> str:

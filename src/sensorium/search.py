@@ -7,6 +7,11 @@ A query becomes one vector per space it can reach:
 - audio -> its transcript, then as a text query.
 Segment scores are cosine similarities plus a small lexical bonus; an item's score is that of its
 best segment, whose time range and text explain the hit.
+
+With a learned space attached (`Collection.attach_space`), a text query also goes through the
+space's text head, and every segment holding a learned vector scores
+`bridge (shared) cosine + w * learned cosine`, w chosen when the space was trained; w = 0 leaves
+search exactly as without the space.
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class Query:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     lexical: str = ""
     described_as: str = ""  # what we understood, e.g. the transcript of a spoken query
+    text_features: np.ndarray | None = None  # the text expert's embedding of a words-only query
 
 
 def build_query(experts, text=None, image=None, audio=None) -> Query:
@@ -78,6 +84,8 @@ def build_query(experts, text=None, image=None, audio=None) -> Query:
     if texts:
         joined = " ".join(texts)
         vector = experts.query_vectors([joined])[0]
+        if SHARED not in query.vectors:
+            query.text_features = vector
         if SHARED in query.vectors:  # image and words together: both count
             vector = _unit(vector + query.vectors[SHARED])
         query.vectors[SHARED] = vector
@@ -122,6 +130,7 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
             if similarity > scores.get(segment_id, -np.inf):
                 scores[segment_id] = float(similarity)
                 space_of[segment_id] = space
+    _combine_learned(collection, query, fetch, allowed, scores, space_of)
     lexical: dict[int, float] = {}
     if query.lexical:
         matches = catalog.lexical(query.lexical, fetch, kinds=wanted)
@@ -152,6 +161,30 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
     return hits
 
 
+def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict, space_of: dict) -> None:
+    """Rescore segments that have learned vectors: bridge cosine + w * learned cosine (exact, from
+    the catalog's vectors, for the union of both spaces' candidates). No-op without a space or w = 0."""
+    attached = collection.attached_space()
+    if attached is None or attached.weight <= 0 or query.text_features is None or SHARED not in query.vectors:
+        return
+    catalog = collection.catalog
+    learned_query = attached.embed_text(query.text_features)[0]
+    hits = collection.store(attached.name).search(learned_query, fetch, allowed=allowed)
+    candidates = sorted({sid for sid, _ in hits} | {sid for sid, space in space_of.items() if space == SHARED})
+    ids, learned = catalog.vectors_for(attached.name, candidates)
+    if not len(ids):
+        return
+    shared_ids, shared = catalog.vectors_for(SHARED, ids)
+    keep = np.isin(ids, shared_ids)
+    ids, learned = ids[keep], learned[keep]
+    combined = shared @ query.vectors[SHARED] + attached.weight * (learned @ learned_query)
+    for segment_id, score in zip(ids.tolist(), combined.tolist()):
+        other = scores.get(segment_id, -np.inf) if space_of.get(segment_id) not in (None, SHARED) else -np.inf
+        if score >= other:
+            scores[segment_id] = float(score)
+            space_of[segment_id] = attached.name
+
+
 def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
     """A short reason a person can check: what matched, and where in time."""
     parts = []
@@ -165,6 +198,8 @@ def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
         parts.append(f'text "{_snippet(row.text)}"')
     if space == IMAGE:
         parts.append("visually similar")
+    elif space and space.startswith("learned-"):
+        parts.append("learned space")
     if lexical:
         parts.append("words match")
     if query.described_as:

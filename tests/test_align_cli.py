@@ -1,0 +1,104 @@
+"""`sensorium align CONFIG.toml --out DIR`: a small manifest of the built-in sample photos trains a
+loadable space; bad configs fail with the TOML key named and exit status 1."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sensorium.align.attach import AttachedSpace
+from sensorium.align.job import load_job
+from sensorium.cli import app
+from sensorium.errors import ConfigError
+
+
+def make_pairs(root: Path) -> Path:
+    """The 10 sample photos, each with its description and a short caption; returns the manifest."""
+    from sensorium.demo.sample_data import PHOTOS, _render_photo
+
+    photos = root / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for recipe in PHOTOS:
+        name = Path(recipe.path).name
+        (photos / name).write_bytes(_render_photo(recipe))
+        rows.append({"image": f"photos/{name}", "caption": recipe.description})
+        rows.append({"image": f"photos/{name}", "caption": "a photo of " + recipe.source.replace("_", " ")})
+    manifest = root / "pairs.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["image", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def write_config(root: Path, combine="1.0", extra: str = "", train: str = "") -> Path:
+    config = root / f"align-{abs(hash((combine, extra, train)))}.toml"
+    config.write_text(f"combine = {combine}\n{extra}\n[pairs]\nmanifest = \"pairs.csv\"\n"
+                      f"[train]\ndim = 32\nepochs = 15\nbatch_size = 8\n{train}\n"
+                      f"[features]\ncache = \"feature-cache\"\nocr = false\n", encoding="utf-8")
+    return config
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pairs")
+    make_pairs(root)
+    return root
+
+
+def test_align_cli_writes_a_loadable_space(pairs_root, tmp_path):
+    config = write_config(pairs_root, combine='"auto"', extra="combine_folds = 2")
+    out = tmp_path / "space"
+    result = CliRunner().invoke(app, ["align", str(config), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "align.json").read_text())
+    assert summary["weight_policy"] == "auto" and summary["weight"] in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    assert set(summary["cv"]) == {"0.0", "0.25", "0.5", "1.0", "2.0", "4.0"}
+    assert len(summary["history"]) == 15 and summary["history"][-1] < summary["history"][0]
+    assert summary["data"] == {**summary["data"], "photos": 10, "pairs": 20}
+    # the chosen w is the CV argmax, ties to the smaller weight
+    best = max(summary["cv"].values())
+    assert summary["weight"] == min(float(w) for w, v in summary["cv"].items() if v == best)
+    space = AttachedSpace.load(out)
+    assert space.dim == 32 and space.inputs == {"image": ["image", "shared"], "text": ["text"]}
+    vectors = space.embed_text(__import__("numpy").ones((2, 384), dtype="float32"))
+    assert vectors.shape == (2, 32)
+    # the frozen features were cached: a second run extracts nothing
+    again = CliRunner().invoke(app, ["align", str(config), "--out", str(tmp_path / "again"), "--json"])
+    assert again.exit_code == 0, again.output
+    data = json.loads((tmp_path / "again" / "align.json").read_text())["data"]
+    assert data["cache_misses"] == 0 and data["cache_hits"] == 30
+
+
+@pytest.mark.parametrize("body, key", [
+    ('combine = 1.0\n[pairs]\nmanifest = "pairs.csv"\n[train]\nlrr = 0.1\n', "train.lrr"),
+    ('combine = 1.0\n[pairs]\nmanifest = "pairs.csv"\n[train]\nepochs = "ten"\n', "train.epochs"),
+    ('combine = 1.0\n[pairs]\nmanifest = "pairs.csv"\n[train]\nloss = "hinge"\n', "train.loss"),
+    ('combine = "sometimes"\n[pairs]\nmanifest = "pairs.csv"\n', "combine"),
+    ('combine = -1\n[pairs]\nmanifest = "pairs.csv"\n', "combine"),
+    ('combine = 1.0\n[pairs]\nmanifest = "pairs.csv"\nfolder = "photos"\n', "pairs"),
+    ('combine = 1.0\n[pairs]\nmanifest = "pairs.csv"\ncolumns = 2\n', "pairs.columns"),
+    ('combine = 1.0\nepochs = 3\n[pairs]\nmanifest = "pairs.csv"\n', "epochs"),
+    ('combine = 1.0\n[features]\nocr = "yes"\n[pairs]\nmanifest = "pairs.csv"\n', "features.ocr"),
+    ('combine = 1.0\n[pairs\n', "not valid TOML"),
+])
+def test_bad_config_names_the_key_and_exits_1(tmp_path, body, key):
+    config = tmp_path / "bad.toml"
+    config.write_text(body, encoding="utf-8")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_job(config)
+    result = CliRunner().invoke(app, ["align", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert key in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_manifest_column_is_named(pairs_root, tmp_path):
+    config = write_config(pairs_root, extra="", train="")
+    config.write_text(config.read_text().replace('manifest = "pairs.csv"', 'manifest = "pairs.csv"\ntext = "words"'))
+    result = CliRunner().invoke(app, ["align", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "'words'" in result.output
