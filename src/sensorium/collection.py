@@ -21,6 +21,7 @@ from .space.segments import CLIP, IMAGE, SHARED
 
 CATALOG_FILE = "catalog.sqlite"
 CONFIG_FILE = "collection.json"
+MODEL_FIELDS = ("text_dir", "image_weights", "speech_dir", "clip_dir")  # what made the stored vectors
 SPACES_DIR = "spaces"  # attached learned spaces, one folder per content id
 ATTACHED_KEY, ATTACHING_KEY = "attached_space", "attaching_space"  # catalog meta keys
 ATTACH_BATCH = 512
@@ -81,12 +82,34 @@ class Collection:
         if path.exists():
             stored = ExpertConfig.from_json(json.loads(path.read_text())["experts"])
             if experts is not None and experts != stored:
+                self._refuse_model_change(stored, experts)
                 self._write_config(experts)
                 return experts
             return stored
         config = experts or ExpertConfig()
         self._write_config(config)
         return config
+
+    def _refuse_model_change(self, stored: ExpertConfig, wanted: ExpertConfig) -> None:
+        """Vectors from two different models do not share a space: once items are stored, the
+        models that made them stay (switches such as OCR only affect files indexed later)."""
+        changed = [name for name in MODEL_FIELDS if getattr(stored, name) != getattr(wanted, name)]
+        if not changed or not (self.dir / CATALOG_FILE).exists():
+            return
+        from .errors import ConfigError
+        from .index.catalog import Catalog
+
+        catalog = Catalog(self.dir / CATALOG_FILE)  # __init__ runs this before the collection's own
+        try:
+            if not catalog.paths():
+                return
+        finally:
+            catalog.close()
+
+        described = ", ".join(f"{name} {getattr(stored, name) or 'packaged default'} -> "
+                              f"{getattr(wanted, name) or 'packaged default'}" for name in changed)
+        raise ConfigError(f"{self.dir}: its items were embedded with other models ({described}); "
+                          "index into a new collection to use these models")
 
     def _write_config(self, config: ExpertConfig) -> None:
         path = self.dir / CONFIG_FILE
@@ -459,6 +482,14 @@ class Collection:
         out["vectors"] = int(len(self.catalog.vector_ids(attached.name)))
         out["pending"] = self.catalog.meta(ATTACHING_KEY)
         return out
+
+
+def stored_experts(directory: str | Path) -> ExpertConfig | None:
+    """The expert settings a collection folder was created with, or None for a new one."""
+    path = Path(directory).expanduser() / CONFIG_FILE
+    if not path.is_file():
+        return None
+    return ExpertConfig.from_json(json.loads(path.read_text())["experts"])
 
 
 def _reason(error: Exception) -> str:
