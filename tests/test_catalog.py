@@ -203,3 +203,26 @@ def test_content_hash_tracks_content_not_mtime(tmp_path: Path):
     assert content_hash(f) != first
     with pytest.raises(OSError):
         content_hash(tmp_path / "gone.txt")
+
+
+def test_cached_kind_ids_follow_every_change_from_any_connection(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    writer, reader = Catalog(tmp_path / "catalog.sqlite"), Catalog(tmp_path / "catalog.sqlite")
+
+    def put(path: str, kind: str, n: int) -> list[int]:
+        segs = [NewSegment(float(i), float(i + 1), "speech", f"{path} {i}", [], {"shared": _vec(rng)}) for i in range(n)]
+        return writer.put_item(FileState(path, 1, 1, path), kind, None, {}, segs)[1]
+
+    audio = put("/a.wav", "audio", 3)
+    put("/b.jpg", "image", 2)
+    assert reader.segment_ids_cached({"audio"}).tolist() == audio
+    assert reader.segment_ids_cached({"audio"}) is reader.segment_ids_cached({"audio"})  # reused, not re-queried
+    more = put("/c.wav", "audio", 2)  # committed by another connection
+    assert reader.segment_ids_cached({"audio"}).tolist() == audio + more
+    writer.remove_paths(["/a.wav"])
+    assert reader.segment_ids_cached({"audio"}).tolist() == more
+    assert writer.segment_ids_cached({"audio", "image"}).tolist() == reader.segment_ids(["audio", "image"]).tolist()
+    put("/d.jpg", "image", 1)  # this connection's own change
+    assert writer.segment_ids_cached({"image"}).tolist() == writer.segment_ids(["image"]).tolist()
+    writer.close()
+    reader.close()

@@ -208,14 +208,11 @@ def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
 
 
 def _kind_filter(catalog, wanted):
+    """The sorted ids of the wanted kinds' segments (cached until the catalog changes), which the
+    vector store turns into a binary-search predicate."""
     if not wanted:
         return None
-
-    def allowed(ids: np.ndarray) -> np.ndarray:
-        kinds = catalog.segment_kinds(ids.tolist())
-        return np.array([kinds.get(int(i)) in wanted for i in ids], dtype=bool)
-
-    return allowed
+    return catalog.segment_ids_cached(wanted)
 
 
 def _snippet(text: str, limit: int = 90) -> str:

@@ -168,6 +168,7 @@ class Catalog:
     def __init__(self, db_path: Path):
         self.db_path = Path(db_path)
         self._lock = threading.RLock()
+        self._id_cache: dict[tuple, tuple] = {}  # kinds -> (catalog version, sorted segment ids)
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
@@ -382,6 +383,23 @@ class Catalog:
             return {}
         return dict(self._read("SELECT s.id, i.kind FROM segments s JOIN items i ON i.id = s.item_id "
                                "WHERE s.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)))
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the catalog does: commits by other connections (`PRAGMA data_version`)
+        or by this one (`total_changes`). Cheap, so caches of derived data can check it per query."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
+    def segment_ids_cached(self, kinds: Collection[str]) -> np.ndarray:
+        """`segment_ids(kinds)`, reused until the catalog changes: a kind filter then costs a binary
+        search per candidate instead of a SQL lookup of the candidates' kinds on every query."""
+        key = tuple(sorted(kinds))
+        version = self.version()
+        cached = self._id_cache.get(key)
+        if cached is None or cached[0] != version:
+            ids = self.segment_ids(kinds)
+            self._id_cache[key] = cached = (version, ids)
+        return cached[1]
 
     def segment_ids(self, kinds: Collection[str] | None = None) -> np.ndarray:
         """Ids of every segment (of these kinds), sorted: the set a kind filter allows."""
