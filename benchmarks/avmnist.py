@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,13 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _fusion_bench as fusion_bench  # noqa: E402
+from _fusion_bench import fusion_config, markdown, summarise  # noqa: E402
 from sensorium.encoders.audio_frontend import SILENCE, LogMel  # noqa: E402
-from sensorium.training.config import config_from_dict  # noqa: E402
 from sensorium.training.data import ArrayDataset, Collate  # noqa: E402
-from sensorium.training.evaluate import (NOISE_LEVELS, effective_robustness, predict,  # noqa: E402
-                                         relative_robustness, robustness)
-from sensorium.training.model import build_model, count_parameters  # noqa: E402
-from sensorium.training.trainer import Trainer, seed_everything  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".benchmarks-cache" / "avmnist"
@@ -175,110 +172,15 @@ def export(folder: Path, fsdd: dict, mnist: dict, protocol: str = "conventional"
 
 def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch_size: int,
                modality_dropout: float = MODALITY_DROPOUT):
-    return config_from_dict({
-        "model": {"encoders": {m: dict(ENCODER) for m in modalities},
-                  "fusion": {"method": method, "output_dim": 32, **FUSION_KWARGS[method]}},
-        "data": {"modalities": {m: {"kind": "array"} for m in modalities}},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "warmup_steps": 30, "seed": seed,
-                  "min_lr_ratio": 0.05, "progress": False,
-                  "modality_dropout": modality_dropout},
-    })
-
-
-def only(dataset: ArrayDataset, modalities: list[str]) -> ArrayDataset:
-    return ArrayDataset({m: dataset.inputs[m] for m in modalities}, dataset.targets)
-
-
-def latency_ms(model, sample_batch: dict, repeats: int = 30) -> float:
-    """Median wall time of one forward pass on a single sample, one thread."""
-    model.eval()
-    single = {"inputs": {m: v[:1] for m, v in sample_batch["inputs"].items()}, "masks": {}, "present": {}}
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats + 3):
-            start = time.perf_counter()
-            model(single)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times[3:])
+    return fusion_config({m: ENCODER for m in modalities}, method, FUSION_KWARGS[method], 32,
+                         {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "warmup_steps": 30, "seed": seed,
+                          "min_lr_ratio": 0.05, "modality_dropout": modality_dropout})
 
 
 def run_model(name: str, modalities: list[str], method: str, train: ArrayDataset, test_batches: list[dict],
               args, seed: int) -> dict:
     config = config_for(modalities, method, args.epochs, seed, args.batch_size, args.modality_dropout)
-    seed_everything(seed)
-    model = build_model(config, {"label": 10})
-    trainer = Trainer(config, model, only(train, modalities), None, Collate())
-    started = time.perf_counter()
-    summary = trainer.fit()
-    train_seconds = time.perf_counter() - started
-    batches = [{**b, "inputs": {m: b["inputs"][m] for m in modalities}} for b in test_batches]
-    logits, labels = predict(model, batches)
-    accuracy = float((logits["label"].argmax(1) == labels["label"]).float().mean())
-    robust = robustness(model, batches, modalities, "label", levels=NOISE_LEVELS, seed=seed)
-    return {"name": name, "seed": seed, "accuracy": accuracy, "parameters": count_parameters(model),
-            "train_seconds": train_seconds, "latency_ms": latency_ms(model, batches[0]),
-            "samples_per_s": summary["samples_per_s"], "data_seconds": summary["data_seconds"],
-            "compute_seconds": summary["compute_seconds"], "noise": robust["noise"], "missing": robust["missing"]}
-
-
-# ---- reporting --------------------------------------------------------------------------------
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
-
-
-def summarise(runs: list[dict]) -> dict[str, dict]:
-    by_name: dict[str, list[dict]] = {}
-    for run in runs:
-        by_name.setdefault(run["name"], []).append(run)
-    table = {}
-    for name, group in by_name.items():
-        curves = {m: np.mean([r["noise"][m] for r in group], axis=0) for m in group[0]["noise"]}
-        missing = {m: float(np.mean([r["missing"][m] for r in group])) for m in group[0]["missing"]}
-        table[name] = {
-            "accuracies": [r["accuracy"] for r in group], "parameters": group[0]["parameters"],
-            "train_seconds": statistics.mean(r["train_seconds"] for r in group),
-            "latency_ms": statistics.mean(r["latency_ms"] for r in group),
-            "samples_per_s": statistics.mean(r["samples_per_s"] for r in group),
-            "data_share": statistics.mean(r["data_seconds"] / max(r["data_seconds"] + r["compute_seconds"], 1e-9)
-                                          for r in group),
-            "curves": curves, "missing": missing,
-            "relative": {m: relative_robustness(c) for m, c in curves.items()},
-        }
-    late = table.get("fusion: late")
-    for row in table.values():
-        row["effective"] = {m: effective_robustness(c, late["curves"][m]) if late and m in late["curves"] else None
-                            for m, c in row["curves"].items()}
-    return table
-
-
-def markdown(protocol: str, table: dict[str, dict], sizes: tuple[int, int]) -> list[str]:
-    best_single = max(statistics.mean(r["accuracies"]) for n, r in table.items() if n.endswith("only"))
-    lines = [f"### Protocol: {protocol} ({sizes[0]} training pairs, {sizes[1]} test pairs)", "",
-             "| model | accuracy % | beats best unimodal | parameters | train s | latency ms/sample | train samples/s "
-             "| data-loading share |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, row in table.items():
-        beats = "-" if name.endswith("only") else ("yes" if statistics.mean(row["accuracies"]) > best_single else "**no**")
-        lines.append(f"| {name} | {mean_std(row['accuracies'])} | {beats} | {row['parameters']:,} | "
-                     f"{row['train_seconds']:.1f} | {row['latency_ms']:.2f} | {row['samples_per_s']:.0f} | "
-                     f"{100 * row['data_share']:.1f}% |")
-    lines += ["", "Robustness (accuracy %, mean over seeds): Gaussian noise of std = level x the input's std on one "
-              "modality; relative = area under the curve over levels 0-1 (MultiBench relative robustness, "
-              "unnormalised); effective = summed accuracy kept above late fusion's curve shifted to the same clean "
-              "accuracy (MultiBench effective robustness, unnormalised); missing = that modality absent at test time.",
-              "", "| model | noisy modality | " + " | ".join(f"{x:g}" for x in NOISE_LEVELS)
-              + " | relative | effective | missing |", "|---|---|" + "---|" * (len(NOISE_LEVELS) + 3)]
-    for name, row in table.items():
-        for m, curve in row["curves"].items():
-            effective = row["effective"][m]
-            missing = row["missing"].get(m)
-            lines.append(f"| {name} | {m} | " + " | ".join(f"{100 * a:.1f}" for a in curve)
-                         + f" | {row['relative'][m]:.3f} | {'-' if effective is None else f'{effective:+.3f}'} | "
-                         + ("-" if missing is None else f"{100 * missing:.1f}") + " |")
-    return lines + [""]
+    return fusion_bench.run_model(name, modalities, config, 10, train, test_batches, seed)
 
 
 def main() -> None:
@@ -343,7 +245,7 @@ def main() -> None:
                       f"train {run['train_seconds']:5.1f} s  {run['samples_per_s']:6.0f} samples/s  "
                       f"latency {run['latency_ms']:.2f} ms", flush=True)
         table = summarise(runs)
-        lines = markdown(protocol, table, (len(train), len(test)))
+        lines = markdown(f"Protocol: {protocol} ({len(train)} training pairs, {len(test)} test pairs)", table)
         print("\n".join(lines))
         report += lines
     total = time.perf_counter() - started
