@@ -44,7 +44,7 @@ def test_two_takes_of_one_digit_are_closer_than_another_digit(pooler):
 
 def test_only_the_frames_of_the_clip_are_pooled(pooler):
     """The vector is the mean of the encoder frames that cover the clip, not of the padded window."""
-    from sensorium.align.audio_features import MIN_WINDOW_SECONDS, SAMPLES_PER_FRAME
+    from sensorium.experts.sound import MIN_WINDOW_SECONDS, SAMPLES_PER_FRAME
     from sensorium.readers.audio import read_audio
 
     clip = read_audio(FSDD / CLIPS[0]).samples
@@ -57,7 +57,7 @@ def test_only_the_frames_of_the_clip_are_pooled(pooler):
 
 
 def test_long_clips_are_cut_into_whisper_windows():
-    from sensorium.align.audio_features import _window_seconds, _windows
+    from sensorium.experts.sound import _window_seconds, _windows
 
     pieces = _windows(np.ones(65 * 16000, np.float32))
     assert [len(p) / 16000 for p in pieces] == [30.0, 30.0, 5.0]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import ReadError, SensoriumError, UnsupportedFileError
 from .experts import ExpertConfig, Experts
-from .space.segments import CLIP, IMAGE, SHARED
+from .space.segments import AUDIO, AUDIO_DIM, CLIP, IMAGE, SHARED
 
 CATALOG_FILE = "catalog.sqlite"
 CONFIG_FILE = "collection.json"
@@ -128,7 +128,7 @@ class Collection:
 
     def spaces(self) -> dict[str, int]:
         """Space name -> dimension for every vector space this collection keeps."""
-        dims = {SHARED: 384, IMAGE: 1280}
+        dims = {SHARED: 384, IMAGE: 1280, AUDIO: AUDIO_DIM}
         if self.config.clip_dir:
             dims[CLIP] = self.experts.clip.dim
         attached = self.attached_space()

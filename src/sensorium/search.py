@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import QueryError, ReadError
 from .modality import ALL as KINDS
-from .space.segments import CLIP, IMAGE, SHARED
+from .space.segments import AUDIO, CLIP, IMAGE, SHARED
 
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have how i in is it its me my of on or our show "
@@ -77,10 +77,12 @@ def build_query(experts, text=None, image=None, audio=None) -> Query:
     if audio is not None:
         payload = _read_query(audio, "audio")
         transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(payload)).strip()
-        if not transcript:
-            raise QueryError(f"{audio}: no speech recognised in the audio query")
-        texts.append(transcript)
-        query.described_as = f'heard "{transcript}"'
+        if transcript:  # words: search by what was said
+            texts.append(transcript)
+            query.described_as = f'heard "{transcript}"'
+        else:  # any other sound: recordings that sound alike (native audio vectors)
+            query.vectors[AUDIO] = experts.sound.embed([payload.samples])[0]
+            query.described_as = "a sound without speech"
     if texts:
         joined = " ".join(texts)
         vector = experts.query_vectors([joined])[0]
@@ -194,6 +196,8 @@ def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
     elif row.source in ("image", "frame"):
         labels = ", ".join(name for name, _ in row.labels[:4]) if row.labels else row.text
         parts.append(f"looks like {labels}{when}")
+    elif row.source in ("sound", "video-sound"):
+        parts.append(f"sounds like the query{when}")
     else:
         parts.append(f'text "{_snippet(row.text)}"')
     if space == IMAGE:

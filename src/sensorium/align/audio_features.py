@@ -1,12 +1,6 @@
-"""Frozen audio features for alignment: the Whisper base encoder, mean-pooled over the frames that hold sound.
-
-Whisper's encoder is trained on 30 s windows; a spoken digit lasts under a second, so pooling the
-whole window would mostly average the padding. We encode each clip in a short window (at least
-`MIN_WINDOW_SECONDS`, as the speech expert does for scoring: far cheaper than 30 s) and average
-only the encoder frames (20 ms each) that cover the clip itself. Clips longer than 30 s are cut
-into 30 s windows whose pooled vectors are averaged, weighted by their frames.
-
-The result is a 512-d vector per clip, cached by `FeatureCache` under the model's checksum.
+"""Frozen audio features for alignment: the Whisper base encoder mean-pooled over the frames
+that hold sound (`sensorium.experts.sound`), 512-d per clip, cached by `FeatureCache` under the
+model's checksum so training epochs never run Whisper again.
 """
 from __future__ import annotations
 
@@ -15,71 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
+from ..experts.sound import DIM, MIN_WINDOW_SECONDS, SETTINGS, WhisperPooler  # noqa: F401 - re-exported
 from ..readers.payloads import SAMPLE_RATE, AudioPayload
 from .features import Extractor, FeatureCache, _checksum, file_key
-
-MIN_WINDOW_SECONDS = 2  # shortest encoder window: FSDD digits last < 1 s; 4 s gave the same quality at 2.4x the cost
-MAX_WINDOW_SECONDS = 30  # Whisper's own window
-SAMPLES_PER_FRAME = 320  # encoder frames: 10 ms mel hop, stride-2 conv -> 20 ms at 16 kHz
-DIM = 512  # Whisper base d_model
-SETTINGS = f"mean-over-audio-frames|min-window={MIN_WINDOW_SECONDS}|max-window={MAX_WINDOW_SECONDS}"
-
-
-def _windows(samples: np.ndarray) -> list[np.ndarray]:
-    """Pieces of at most 30 s (a silent clip still yields one piece, so every clip gets a vector)."""
-    step = MAX_WINDOW_SECONDS * SAMPLE_RATE
-    pieces = [samples[i:i + step] for i in range(0, len(samples), step)]
-    return pieces or [np.zeros(SAMPLE_RATE // 10, np.float32)]
-
-
-def _window_seconds(length: int) -> int:
-    return int(min(MAX_WINDOW_SECONDS, max(MIN_WINDOW_SECONDS, np.ceil(length / SAMPLE_RATE))))
-
-
-class WhisperPooler:
-    """Whisper base encoder -> one (512,) vector per clip. Raises ModelError when Whisper is unavailable."""
-
-    def __init__(self, recognizer=None):
-        from ..experts.speech import SpeechRecognizer
-
-        self.recognizer = recognizer or SpeechRecognizer()
-        try:
-            self.model = self.recognizer.model  # loads now: a missing model fails here, not mid-extraction
-            self.sha256 = self.recognizer.info().sha256
-        except ModelError:
-            raise
-        except (ImportError, OSError) as exc:
-            raise ModelError(f"Whisper base is not available for audio features: {exc}") from exc
-
-    def pool(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """clips: float32 mono 16 kHz arrays -> (n, 512) float32 (not normalised: the heads learn the scale)."""
-        pieces = [(owner, piece) for owner, clip in enumerate(clips)
-                  for piece in _windows(np.asarray(clip, np.float32))]
-        sums = np.zeros((len(clips), DIM), np.float64)
-        counts = np.zeros(len(clips), np.float64)
-        by_window: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for owner, piece in pieces:
-            by_window.setdefault(_window_seconds(len(piece)), []).append((owner, piece))
-        for window, group in by_window.items():
-            encoded = self._encode([piece for _, piece in group], window)
-            for (owner, piece), frames in zip(group, encoded):
-                used = max(1, min(frames.shape[0], int(np.ceil(len(piece) / SAMPLES_PER_FRAME))))
-                sums[owner] += frames[:used].sum(axis=0)
-                counts[owner] += used
-        return (sums / counts[:, None]).astype(np.float32)
-
-    def _encode(self, pieces: list[np.ndarray], window: int) -> np.ndarray:
-        import ctranslate2
-
-        features = []
-        for piece in pieces:
-            padded = np.zeros(window * SAMPLE_RATE, np.float32)
-            padded[:len(piece)] = piece
-            features.append(self.model.feature_extractor(padded)[:, :window * 100])
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
-                                          to_cpu=True)
-        return np.asarray(encoded, dtype=np.float32)
 
 
 def audio_extractor(pooler: WhisperPooler | None = None, batch_size: int = 16) -> Extractor:

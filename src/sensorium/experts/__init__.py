@@ -59,6 +59,13 @@ class Experts:
         return SpeechRecognizer(self.config.speech_dir)
 
     @cached_property
+    def sound(self):
+        """Native audio vectors (Whisper's encoder, pooled), sharing the speech expert's model."""
+        from .sound import WhisperPooler
+
+        return WhisperPooler(self.speech)
+
+    @cached_property
     def clip(self):
         if not self.config.clip_dir:
             return None

@@ -2,7 +2,8 @@
 
 - text: passages of a note, embedded directly by the text expert;
 - image: the label bridge (+ people, OCR) into the shared space, EfficientNet features natively;
-- audio: time-coded transcript segments, embedded as text;
+- audio: time-coded transcript segments, embedded as text, and native sound vectors per window
+  (Whisper's encoder, pooled) for any sound, speech or not;
 - video: sampled frames grouped into shots (image path) plus the sound track (speech path),
   every vector carrying its time range.
 """
@@ -13,11 +14,13 @@ import re
 import numpy as np
 
 from ..readers.payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoPayload
-from .segments import CLIP, IMAGE, SHARED, Segment
+from .segments import AUDIO, CLIP, IMAGE, SHARED, Segment
 
 PASSAGE_WORDS = 120  # MiniLM was trained on sentences and short passages; longer text dilutes
 PASSAGE_OVERLAP = 20
 SHOT_SIMILARITY = 0.80  # consecutive frames closer than this (native cosine) belong to one shot
+SOUND_WINDOW_SECONDS = 10.0  # one native audio vector per stretch this long: a time range a hit can jump to
+SILENCE = 1e-4  # peak amplitude under which a window is left without a vector
 
 
 def split_passages(text: str, words: int = PASSAGE_WORDS, overlap: int = PASSAGE_OVERLAP) -> list[str]:
@@ -78,15 +81,35 @@ class Embedder:
         return out
 
     def embed_audio(self, payload: AudioPayload, source: str = "speech") -> list[Segment]:
+        """Spoken sentences in the shared space, plus every stretch of sound (speech or not) as a
+        native audio vector, so a recording with no words can still be found by an example."""
+        segments = self.embed_sound(payload, source="video-sound" if source == "video-speech" else "sound")
         pieces = [s for s in self.experts.speech.transcribe(payload) if s.text.strip()]
         if not pieces:
-            return []
+            return segments
         vectors = self.experts.text.encode([p.text.strip() for p in pieces])
         return [
             Segment(source=source, text=p.text.strip(), start=float(p.start), end=float(p.end),
                     vectors={SHARED: v})
             for p, v in zip(pieces, vectors)
-        ]
+        ] + segments
+
+    def embed_sound(self, payload: AudioPayload, source: str = "sound") -> list[Segment]:
+        """One native audio vector per window of up to `SOUND_WINDOW_SECONDS`; none for silence."""
+        samples = np.asarray(payload.samples, np.float32).reshape(-1)
+        rate = payload.sample_rate
+        step = int(SOUND_WINDOW_SECONDS * rate)
+        windows = [(start, samples[start:start + step]) for start in range(0, len(samples), step)]
+        if len(windows) > 1 and len(windows[-1][1]) < step // 4:  # a short tail joins the window before
+            tail = windows.pop()[1]
+            windows[-1] = (windows[-1][0], np.concatenate([windows[-1][1], tail]))
+        windows = [(start, piece) for start, piece in windows if piece.size and float(np.abs(piece).max()) > SILENCE]
+        if not windows:
+            return []
+        vectors = self.experts.sound.embed([piece for _, piece in windows])
+        return [Segment(source=source, text="", start=start / rate, end=(start + len(piece)) / rate,
+                        vectors={AUDIO: vector})
+                for (start, piece), vector in zip(windows, vectors)]
 
     def embed_video(self, payload: VideoPayload) -> list[Segment]:
         segments = self._embed_shots(payload)

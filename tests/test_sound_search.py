@@ -1,0 +1,81 @@
+"""Any sound, not only speech, gets native audio vectors: a recording without words is found by an
+example recording (a different take of the same kind of sound), and speech still searches by meaning."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+RATE = 16000
+MELODY = [262, 294, 330, 349, 392, 440, 494, 523] * 2
+
+
+def plucked(notes, seed: int, detune: float = 1.0, note_seconds: float = 0.35) -> np.ndarray:
+    """A plucked-string tune: harmonics with an exponential decay per note."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(note_seconds * RATE)) / RATE
+    tune = np.concatenate([sum(np.sin(2 * np.pi * f * detune * k * t) / k for k in range(1, 6)) * np.exp(-4 * t)
+                           for f in notes])
+    return (0.3 * tune / np.abs(tune).max() + 0.003 * rng.standard_normal(len(tune))).astype(np.float32)
+
+
+def rain(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hiss = np.convolve(rng.standard_normal(int(seconds * RATE)), np.ones(8) / 8, "same")
+    drops = (rng.random(len(hiss)) < 0.002) * rng.standard_normal(len(hiss)) * 4
+    return (0.025 * (hiss + drops)).astype(np.float32)
+
+
+def engine(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (np.sign(np.sin(2 * np.pi * 45 * t)) * 0.2 + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    from sensorium import Collection
+    from sensorium.experts.tts import save_wav, synthesize
+
+    root = tmp_path_factory.mktemp("sounds")
+    media = root / "media"
+    media.mkdir()
+    sf.write(media / "guitar_tune.wav", plucked(MELODY, seed=0), RATE)
+    sf.write(media / "rain_on_roof.wav", rain(6, seed=1), RATE)
+    sf.write(media / "engine_idle.wav", engine(6, seed=3), RATE)
+    save_wav(synthesize("Remember to buy milk and fresh bread on the way home."), media / "memo.wav")
+    queries = root / "queries"
+    queries.mkdir()
+    sf.write(queries / "tune.wav", plucked(MELODY[3:12], seed=5, detune=1.03), RATE)  # another take, part of it
+    sf.write(queries / "rain.wav", rain(3, seed=9), RATE)
+    collection = Collection(root / "col")
+    report = collection.index(media)
+    assert report.ok, report.failed
+    yield collection, queries
+    collection.close()
+
+
+@pytest.mark.parametrize("query, expected", [("tune.wav", "guitar_tune.wav"), ("rain.wav", "rain_on_roof.wav")])
+def test_a_sound_finds_the_recording_that_sounds_alike(sounds, query, expected):
+    collection, queries = sounds
+    hits = collection.search(audio=queries / query, k=3)
+    assert hits, "a sound query should find recordings"
+    assert Path(hits[0].path).name == expected, [(Path(h.path).name, round(h.score, 3)) for h in hits]
+    assert "sounds like the query" in hits[0].why and "without speech" in hits[0].why
+    assert hits[0].start is not None and hits[0].end > hits[0].start
+
+
+def test_every_recording_has_sound_vectors_and_speech_keeps_its_words(sounds):
+    collection, _ = sounds
+    catalog = collection.catalog
+    rows = catalog.segments(catalog.segment_ids(["audio"]))
+    by_file: dict[str, set[str]] = {}
+    for row in rows:
+        by_file.setdefault(Path(row.path).name, set()).add(row.source)
+    assert all("sound" in sources for sources in by_file.values()), by_file
+    assert "speech" in by_file["memo.wav"]
+    assert len(catalog.vector_ids("audio")) == sum(1 for r in rows if r.source == "sound")
+    hits = collection.search(text="groceries to pick up", k=1)
+    assert Path(hits[0].path).name == "memo.wav"
