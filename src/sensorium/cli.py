@@ -6,6 +6,7 @@ Exit status: 0 success; 1 an error (message on one line); 2 a usage or query err
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -277,28 +278,38 @@ def train(
 
 @app.command()
 def align(
-    config: Path = typer.Argument(..., help="TOML config (see examples/align_coco.toml)."),
-    out: Path = typer.Option(..., "--out", help="Folder for the space: weights, config, w, history, metrics."),
+    config: Path = typer.Argument(..., help="TOML config (see examples/align_coco.toml, examples/align_speech.toml)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the space (weights, config, align.json) and its "
+                                                "training run (checkpoint/, metrics.jsonl)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the training run in --out exactly where it stopped."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Learn an image-text space on paired data, on top of the frozen experts and the label bridge."""
+    """Learn a shared space for any two modalities (or several, bound through a hub) on paired data,
+    on top of the frozen experts; runs alone or under torchrun."""
     from .align.job import run_align
 
     try:
-        summary = run_align(config, out, progress=None if json_out else _stage_progress())
+        summary = run_align(config, out, progress=None if json_out else _stage_progress(), resume=resume)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
     finally:
         _stop_progress()
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     if json_out:
         print(json.dumps(summary, indent=1))
         return
     metrics = summary["metrics_train"]
+    if "bridge" in metrics:
+        scores = (f"caption->photo R@1 bridge {metrics['bridge']['t2i_r1']:.3f}, "
+                  f"combined {metrics['combined']['t2i_r1']:.3f}")
+    else:
+        scores = ", ".join(f"{edge['key']} {'->'.join(reversed(edge['heads']))} R@1 "
+                           f"{metrics[edge['key']]['r1_right_to_left']:.3f}" for edge in summary["edges"])
     _console().print(
-        f"trained on {summary['data']['pairs']} pairs ({summary['data']['photos']} photos) in "
-        f"{summary['seconds']:.1f} s; w = {summary['weight']:g} ({summary['weight_policy']}); training-set "
-        f"caption->photo R@1 bridge {metrics['bridge']['t2i_r1']:.3f}, combined {metrics['combined']['t2i_r1']:.3f}; "
-        f"space in {out}", markup=False)
+        f"trained on {summary['data']['pairs']} pairs in {summary['seconds']:.1f} s "
+        f"({summary['trainer']['step']} steps); w = {summary['weight']:g} ({summary['weight_policy']}); "
+        f"training-set {scores}; space in {out}", markup=False)
 
 
 def _stage_progress():

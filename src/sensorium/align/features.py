@@ -145,3 +145,30 @@ def text_extractor(encoder=None, bridge=None) -> Extractor:
         return out
 
     return Extractor("text-minilm" + ("-bridge" if bridge is not None else ""), _checksum(*parts), extract, 64)
+
+
+def video_bridge_extractor(bridge=None, frame_rate: float = 1.0, max_frames: int = 16) -> Extractor:
+    """Videos (paths) -> the image extractor's {"native", "shared"}, averaged over sampled keyframes.
+
+    A video then feeds the same head as a photo (what a collection stores per video shot is the
+    same pair of vectors), so a video-description space attaches like an image-caption one.
+    """
+    from ..experts.base import sha256_of
+    from ..readers.video import read_video
+    from ..space.image_bridge import ImageBridge
+
+    if bridge is None:
+        bridge = ImageBridge()
+    checksum = _checksum(sha256_of(bridge.expert.weights_path()), bridge.encoder.info().sha256,
+                         repr(bridge.config), bridge.ocr_mode, f"mean-keyframes|{frame_rate}|{max_frames}")
+
+    def extract(paths: list) -> dict[str, np.ndarray]:
+        native, shared = [], []
+        for path in paths:
+            frames = read_video(path, frame_rate=frame_rate, max_frames=max_frames, audio=False).frames
+            described = bridge.describe([frame.pixels for frame in frames])
+            native.append(np.mean([d.native for d in described], axis=0))
+            shared.append(np.mean([d.shared for d in described], axis=0))
+        return {"native": np.stack(native), "shared": np.stack(shared)}
+
+    return Extractor("video-bridge", checksum, extract, 4)

@@ -1,6 +1,8 @@
 """Train projection heads on paired frozen features with any alignment loss.
 
-A small loop, not the general Trainer: the whole data set is a pair of feature matrices in memory,
+A small loop, kept for quick fits (cross-validation folds, benchmarks); `sensorium align` trains
+through the general Trainer instead (trainer_bridge.py: checkpoints, exact resume, torchrun) with
+the same batch planning. Here the whole data set is a pair of feature matrices in memory,
 an epoch is a few batches, and the batch composition itself matters (one caption per photo per
 batch so no positive shows up as a negative; optional hard-negative batches of near neighbours).
 AdamW + linear warm-up/cosine (the training package's schedule), seeded, so runs repeat exactly.
@@ -56,6 +58,7 @@ class AlignResult:
     history: list[float]  # mean loss per epoch
     seconds: float
     pairs_per_second: float
+    summary: dict = field(default_factory=dict)  # the Trainer's progress (step, epoch, interrupted), when it trained
 
 
 def _batches(order: np.ndarray, groups: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -73,7 +73,13 @@ def drop_modalities(batch: dict[str, Any], rate: float, generator: torch.Generat
 
 
 class Trainer:
-    """Trains `model` on `train_data`; writes checkpoints, best weights and metrics under `out`."""
+    """Trains `model` on `train_data`; writes checkpoints, best weights and metrics under `out`.
+
+    Models that compute their own objective (contrastive alignment, see align/trainer_bridge.py) set
+    `computes_loss = True`: their forward(batch) returns the loss, batch["size"] counts its samples,
+    and the config may have no tasks. A train_data with `set_epoch(epoch)` is told each epoch, so it
+    can plan that epoch's batches as a pure function of (seed, epoch) and resume exactly.
+    """
 
     def __init__(self, config: Config, model: nn.Module, train_data: Dataset, val_data: Dataset | None,
                  collate: Callable, out: str | Path | None = None, context: DistContext | None = None):
@@ -84,7 +90,8 @@ class Trainer:
         self.train_data, self.val_data, self.collate = train_data, val_data, collate
         self.out = Path(out) if out is not None else None
         self.tasks = {task.name: task.weight for task in config.tasks}
-        self.main_task = config.tasks[0].name
+        self.main_task = config.tasks[0].name if config.tasks else None
+        self.computes_loss = bool(getattr(model, "computes_loss", False))
         self.sampler = DistributedSampler(train_data, num_replicas=self.context.world_size, rank=self.context.rank,
                                           shuffle=True, seed=self.cfg.seed)
         batches = math.ceil(len(self.sampler) / self.cfg.batch_size)
@@ -217,6 +224,8 @@ class Trainer:
     def _epoch(self, timing, progress_bar, task, stop_after_steps) -> bool:
         cfg, progress = self.cfg, self.progress
         self.sampler.set_epoch(progress["epoch"])
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(progress["epoch"])
         indices = list(self.sampler)
         batches = math.ceil(len(indices) / cfg.batch_size)
         loader = self._loader(self.train_data, indices[progress["batch"] * cfg.batch_size:])
@@ -232,14 +241,17 @@ class Trainer:
                 batch = drop_modalities(batch, cfg.modality_dropout)
             with sync:
                 with self._autocast():
-                    logits, outputs, present = self.ddp(batch, return_parts=True)
-                    loss = self._loss(logits, batch["labels"])
+                    if self.computes_loss:
+                        loss = self.ddp(batch)
+                    else:
+                        logits, outputs, present = self.ddp(batch, return_parts=True)
+                        loss = self._loss(logits, batch["labels"])
                 (loss / cfg.accumulate).backward()
-            if self._ogm_active():
+            if not self.computes_loss and self._ogm_active():
                 found = self._unimodal_scores(outputs, present, batch["labels"][self.main_task])
                 scores = found if scores is None else scores + found
             losses.append(float(loss.detach()))
-            timing["samples"] += len(batch["labels"][self.main_task])
+            timing["samples"] += int(batch["size"]) if self.computes_loss else len(batch["labels"][self.main_task])
             if last_of_group:
                 if scores is not None:
                     self._modulate(scores)
