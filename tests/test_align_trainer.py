@@ -176,8 +176,8 @@ def test_audio_transcript_job_trains_a_space_with_an_audio_head(speech_root, tmp
     space = Space.load(out)
     assert set(space.heads) == {"audio", "text"} and space.dim == 32
     assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "metrics.jsonl").is_file()
-    with pytest.raises(ReadError, match="image"):  # attaching audio heads to a collection is not supported yet
-        AttachedSpace.load(out)
+    assert summary["input_norm"] == {"audio": "l2"}  # the audio head reads unit vectors, as a collection stores
+    assert AttachedSpace.load(out).item_heads == ["audio"]  # attachable (tests/test_space_attach_audio.py)
     # --resume on a finished run trains nothing more and writes the same space
     again = CliRunner().invoke(app, ["align", str(speech_config(speech_root)), "--out", str(out), "--resume", "--json"])
     assert again.exit_code == 0, again.output

@@ -7,7 +7,10 @@
 - text: the note's embedding against the labels' embeddings.
 
 With a learned space (`space=`, the output of `sensorium align` or a collection's attached one),
-image and video-frame scores become bridge cosine + w * learned cosine, as in search.
+image and video-frame scores become bridge cosine + w * learned cosine, as in search; a space
+with an audio head also scores the sound (its windows' native vectors through the audio head,
+averaged) against the labels through its text head, added to the spoken-label log-probabilities
+as w * learned cosine / temperature (a product of the two experts' opinions).
 """
 from __future__ import annotations
 
@@ -76,17 +79,18 @@ def classify(path: str | Path, labels, experts=None, space=None) -> Classificati
     modality = payload.modality
     if modality == "image":
         probs = _visual(experts, [payload.pixels], labels, space)
-        method = "label bridge (image -> shared space)" + _with(space)
+        method = "label bridge (image -> shared space)" + _with(space, "image")
     elif modality == "audio":
-        probs, method = _audio(experts, payload, labels)
+        probs, method = _audio(experts, payload, labels, space)
     elif modality == "video":
         parts = []
         if payload.frames:
             parts.append(_visual(experts, [f.pixels for f in payload.frames], labels, space))
         if payload.audio is not None:
-            parts.append(_audio(experts, payload.audio, labels)[0])
+            parts.append(_audio(experts, payload.audio, labels, space)[0])
         probs = np.mean(parts, axis=0)
-        method = f"frames (label bridge{_with(space)}) + sound track (spoken-label likelihood)"
+        method = (f"frames (label bridge{_with(space, 'image')}) + sound track "
+                  f"(spoken-label likelihood{_with(space, 'audio')})")
     else:
         text_vector = experts.text.encode([payload.text])[0]
         probs = _softmax(experts.text.encode(labels) @ text_vector / IMAGE_TEMPERATURE)
@@ -129,8 +133,13 @@ def load_space(space):
         raise QueryError(f"--space {error.path}: {error.reason}") from None
 
 
-def _with(space) -> str:
-    return "" if space is None or space.weight <= 0 else f" + {space.weight:g} x learned space"
+def _uses(space, head: str) -> bool:
+    """Whether `space` takes part in scoring what its `head` reads (w = 0: the space adds nothing)."""
+    return space is not None and space.weight > 0 and head in space.item_heads
+
+
+def _with(space, head: str) -> str:
+    return f" + {space.weight:g} x learned space" if _uses(space, head) else ""
 
 
 def _visual(experts, images: list, labels: list[str], space=None) -> np.ndarray:
@@ -140,7 +149,7 @@ def _visual(experts, images: list, labels: list[str], space=None) -> np.ndarray:
     text = experts.query_vectors(prompts)
     prompt_vectors = _rows_unit(text.reshape(len(labels), len(PROMPTS), -1).mean(axis=1))
     scores = prompt_vectors @ image_vector
-    if space is not None and space.weight > 0:
+    if _uses(space, "image"):
         learned_image = _mean_unit(space.embed_descriptions(descriptions))
         learned_prompts = _rows_unit(space.embed_text(text).reshape(len(labels), len(PROMPTS), -1).mean(axis=1))
         scores = scores + space.weight * (learned_prompts @ learned_image)
@@ -156,16 +165,42 @@ def _rows_unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
-def _audio(experts, audio, labels: list[str]) -> tuple[np.ndarray, str]:
+def _audio(experts, audio, labels: list[str], space=None) -> tuple[np.ndarray, str]:
     """Short clips (a word or two) are scored label by label against the sound; longer speech
-    is transcribed and its meaning compared with the labels'."""
+    is transcribed and its meaning compared with the labels'. A space with an audio head adds its
+    opinion of the sound itself (which also serves recordings without words)."""
     if audio.duration <= SHORT_CLIP_SECONDS:
-        return _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
-    transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(audio)).strip()
-    if len(transcript.split()) <= 3:
-        return _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
-    vector = experts.text.encode([transcript])[0]
-    return _softmax(experts.text.encode(labels) @ vector / IMAGE_TEMPERATURE), "transcript meaning"
+        probs, method = _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+    else:
+        transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(audio)).strip()
+        if len(transcript.split()) <= 3:
+            probs, method = _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+        else:
+            vector = experts.text.encode([transcript])[0]
+            probs = _softmax(experts.text.encode(labels) @ vector / IMAGE_TEMPERATURE)
+            method = "transcript meaning"
+    if not _uses(space, "audio"):
+        return probs, method
+    learned = _learned_sound(experts, audio, labels, space)
+    if learned is None:  # silence: no window to embed
+        return probs, method
+    logits = np.log(np.maximum(probs, 1e-300)) + space.weight * learned / IMAGE_TEMPERATURE
+    return _softmax(logits), f"{method} + {space.weight:g} x learned space (audio head)"
+
+
+def _learned_sound(experts, audio, labels: list[str], space) -> np.ndarray | None:
+    """Learned cosine of each label with the sound: its windows' native vectors (as a collection
+    stores them) through the audio head, averaged; label prompts through the text head."""
+    from .space.embed import Embedder
+
+    windows = Embedder(experts).embed_sound(audio)
+    if not windows:
+        return None
+    from .space.segments import AUDIO
+
+    sound = _mean_unit(space.embed_sounds(np.stack([w.vectors[AUDIO] for w in windows])))
+    text = experts.query_vectors(labels)
+    return space.embed_text(text) @ sound
 
 
 def _spoken(experts, audio, labels: list[str]) -> np.ndarray:

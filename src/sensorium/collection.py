@@ -150,9 +150,10 @@ class Collection:
 
     def attach_space(self, folder: str | Path, progress: AttachProgress | None = None,
                      batch: int = ATTACH_BATCH) -> dict:
-        """Attach a `sensorium align` output: copy it in, give every image/shot segment a learned
-        vector from its stored vectors, then switch to it in one transaction. Safe to interrupt at
-        any point (the previous space stays in use); calling again resumes where it stopped."""
+        """Attach a `sensorium align` output: copy it in, give every segment one of its item heads can
+        read (image/shot segments: image head; sound windows: audio head) a learned vector from its
+        stored vectors, then switch to it in one transaction. Safe to interrupt at any point (the
+        previous space stays in use); calling again resumes where it stopped."""
         from .index.lock import WriterLock
 
         with WriterLock(self.dir):
@@ -168,10 +169,12 @@ class Collection:
         started = time.perf_counter()
         candidate = attach.AttachedSpace.load(folder)
         catalog = self.catalog
-        missing_inputs = attach.inputs_missing(catalog, candidate)
-        if missing_inputs:
-            raise ConfigError(f"space {folder}: its image head reads {'+'.join(candidate.inputs['image'])} "
-                              f"vectors, but this collection stores no {', '.join(missing_inputs)} vectors")
+        missing = attach.inputs_missing(catalog, candidate)
+        if missing:
+            head, missing_inputs = next(iter(missing.items()))
+            raise ConfigError(f"space {folder}: its {head} head reads {'+'.join(candidate.inputs[head])} "
+                              f"vectors, but this collection stores no {', '.join(missing_inputs)} vectors "
+                              "(index its files again with this version to add them)")
         target = attach.install(candidate, self.dir / SPACES_DIR)
         record = {"id": candidate.id, "folder": f"{SPACES_DIR}/{candidate.id}", "name": candidate.name,
                   "dim": candidate.dim, "weight": candidate.weight, "source": str(folder.expanduser().resolve())}
@@ -187,13 +190,16 @@ class Collection:
             progress(0, total)
         for first in range(0, total, batch):
             ids = todo[first:first + batch]
-            stored = {}
-            for name in loaded.inputs["image"]:
+            stored: dict[int, dict[str, np.ndarray]] = {int(i): {} for i in ids}
+            for name in {n for head in loaded.item_heads for n in loaded.inputs[head]}:
                 got, matrix = catalog.vectors_for(name, ids)
-                stored[name] = dict(zip(got.tolist(), matrix))
-            ids = np.asarray([i for i in ids.tolist() if all(i in stored[n] for n in stored)], dtype=np.int64)
-            if len(ids):
-                vectors = loaded.embed_stored({n: np.stack([stored[n][i] for i in ids]) for n in stored})
+                for i, vector in zip(got.tolist(), matrix):
+                    stored[i][name] = vector
+            segments = [_Stored(i, vectors) for i, vectors in stored.items()]
+            learned = loaded.embed_segments(segments)
+            if learned:
+                ids = np.asarray([segments[n].id for n in sorted(learned)], dtype=np.int64)
+                vectors = np.stack([learned[n] for n in sorted(learned)])
                 attach.put_vectors(catalog, loaded.name, ids, vectors)  # committed: the truth
                 store.add(ids, vectors)
             done += len(todo[first:first + batch])
@@ -430,18 +436,13 @@ class Collection:
             report.added += 1
 
     def _add_learned(self, segments, stores) -> None:
-        """New image/shot segments get the attached space's vector too, in the same transaction."""
+        """New image/shot segments and sound windows get the attached space's vector too, in the same
+        transaction (each from the head that reads its stored vectors)."""
         attached = self.attached_space()
         if attached is None or attached.name not in stores:
             return
-        import numpy as np
-
-        needs = attached.inputs["image"]
-        ready = [s for s in segments if all(name in s.vectors for name in needs)]
-        if ready:
-            learned = attached.embed_stored({name: np.stack([s.vectors[name] for s in ready]) for name in needs})
-            for segment, vector in zip(ready, learned):
-                segment.vectors[attached.name] = vector
+        for position, vector in attached.embed_segments(segments).items():
+            segments[position].vectors[attached.name] = vector
 
     def _fail(self, report, state, kind, reason: str) -> None:
         self.catalog.record_failure(state, kind, reason)
@@ -482,6 +483,14 @@ class Collection:
         out["vectors"] = int(len(self.catalog.vector_ids(attached.name)))
         out["pending"] = self.catalog.meta(ATTACHING_KEY)
         return out
+
+
+@dataclass
+class _Stored:
+    """A stored segment's vectors read back from the catalog, shaped like a new Segment for the heads."""
+
+    id: int
+    vectors: dict
 
 
 def stored_experts(directory: str | Path) -> ExpertConfig | None:

@@ -9,9 +9,10 @@ Segment scores are cosine similarities plus a small lexical bonus; an item's sco
 best segment, whose time range and text explain the hit.
 
 With a learned space attached (`Collection.attach_space`), a text query also goes through the
-space's text head, and every segment holding a learned vector scores
-`bridge (shared) cosine + w * learned cosine`, w chosen when the space was trained; w = 0 leaves
-search exactly as without the space.
+space's text head, and every segment holding a learned vector (photos and shots through an image
+head, sound windows through an audio head) scores `bridge (shared) cosine + w * learned cosine`,
+w chosen when the space was trained; a sound window's bridge part is the speech over it (see
+`_combine_learned`); w = 0 leaves search exactly as without the space.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ STOPWORDS = frozenset(
     "so that the their this to was we were what when where which who why will with you your".split())
 LEXICAL_WEIGHT = 0.15  # a full lexical match adds this much to a cosine similarity
 CANDIDATES_PER_HIT = 8  # segments fetched from each space per requested hit
+SPEECH, SOUNDS = ("speech", "video-speech"), ("sound", "video-sound")  # segment sources of a recording
 
 
 @dataclass
@@ -165,26 +167,60 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
 
 def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict, space_of: dict) -> None:
     """Rescore segments that have learned vectors: bridge cosine + w * learned cosine (exact, from
-    the catalog's vectors, for the union of both spaces' candidates). No-op without a space or w = 0."""
+    the catalog's vectors, for the union of both spaces' candidates). No-op without a space or w = 0.
+
+    The sound rule: a sound window (audio head) has no shared vector of its own; its bridge part is
+    the best shared cosine of the same recording's speech segments overlapping it in time, and 0 for
+    a sound without words. So a recording scores transcript + w * sound, a recording without words
+    w * sound, and w = 0 leaves every item's score as it was without the space."""
+    from .align.attach import AUDIO_HEAD, item_segments
+
     attached = collection.attached_space()
     if attached is None or attached.weight <= 0 or query.text_features is None or SHARED not in query.vectors:
         return
     catalog = collection.catalog
     learned_query = attached.embed_text(query.text_features)[0]
     hits = collection.store(attached.name).search(learned_query, fetch, allowed=allowed)
-    candidates = sorted({sid for sid, _ in hits} | {sid for sid, space in space_of.items() if space == SHARED})
-    ids, learned = catalog.vectors_for(attached.name, candidates)
+    candidates = {sid for sid, _ in hits} | {sid for sid, space in space_of.items() if space == SHARED}
+    spans = []
+    if AUDIO_HEAD in attached.item_heads and candidates:  # recordings: their sound windows and the speech over them
+        items = {row.item_id for row in catalog.segments(sorted(candidates)) if row.source in SPEECH + SOUNDS}
+        spans = item_segments(catalog, items, SPEECH + SOUNDS)
+        candidates |= {span[0] for span in spans if span[4] in SOUNDS}
+    ids, learned = catalog.vectors_for(attached.name, sorted(candidates))
     if not len(ids):
         return
-    shared_ids, shared = catalog.vectors_for(SHARED, ids)
-    keep = np.isin(ids, shared_ids)
-    ids, learned = ids[keep], learned[keep]
-    combined = shared @ query.vectors[SHARED] + attached.weight * (learned @ learned_query)
+    bridge = _cosines(*catalog.vectors_for(SHARED, ids), query.vectors[SHARED])
+    bridge.update(_speech_over_sounds(catalog, spans, query.vectors[SHARED], set(bridge)))
+    combined = np.asarray([bridge.get(i, 0.0) for i in ids.tolist()]) + attached.weight * (learned @ learned_query)
     for segment_id, score in zip(ids.tolist(), combined.tolist()):
         other = scores.get(segment_id, -np.inf) if space_of.get(segment_id) not in (None, SHARED) else -np.inf
         if score >= other:
             scores[segment_id] = float(score)
             space_of[segment_id] = attached.name
+
+
+def _speech_over_sounds(catalog, spans, query_vector: np.ndarray, skip: set) -> dict[int, float]:
+    """{sound window id: best shared cosine of its recording's speech overlapping it in time}."""
+    speech = [span for span in spans if span[4] in SPEECH]
+    if not speech:
+        return {}
+    similarity = _cosines(*catalog.vectors_for(SHARED, [span[0] for span in speech]), query_vector)
+    by_item: dict[int, list[tuple[float, float, float]]] = {}
+    for sid, item, start, end, _ in speech:
+        if sid in similarity:
+            by_item.setdefault(item, []).append((start, end, similarity[sid]))
+    out = {}
+    for sid, item, start, end, source in spans:
+        if source in SOUNDS and sid not in skip:
+            over = [score for s, e, score in by_item.get(item, ()) if s <= end and e >= start]
+            if over:
+                out[sid] = max(over)
+    return out
+
+
+def _cosines(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray) -> dict[int, float]:
+    return dict(zip(ids.tolist(), (matrix @ vector).tolist())) if len(ids) else {}
 
 
 def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
@@ -196,8 +232,9 @@ def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
     elif row.source in ("image", "frame"):
         labels = ", ".join(name for name, _ in row.labels[:4]) if row.labels else row.text
         parts.append(f"looks like {labels}{when}")
-    elif row.source in ("sound", "video-sound"):
-        parts.append(f"sounds like the query{when}")
+    elif row.source in SOUNDS:
+        learned = bool(space and space.startswith("learned-"))
+        parts.append(f"{'sound matches the words' if learned else 'sounds like the query'}{when}")
     else:
         parts.append(f'text "{_snippet(row.text)}"')
     if space == IMAGE:

@@ -1,9 +1,17 @@
 """A trained space attached to a collection: its heads, its combination weight, its stored vectors.
 
 `sensorium align` writes a folder (space.safetensors + space.json + align.json). Attaching it to a
-collection copies that folder into the collection and gives every image and video-shot segment a
-learned vector computed from the vectors the catalog already holds (the heads read frozen
-features: EfficientNet native 1280-d and bridge 384-d), so no expert runs again.
+collection copies that folder into the collection and gives every segment an item head can read a
+learned vector computed from the vectors the catalog already holds, so no expert runs again:
+  image head <- EfficientNet native 1280-d + bridge 384-d: every image and video-shot segment;
+  audio head <- the native "audio" vector 512-d (pooled Whisper encoder, L2-normalised): every
+                sound / video-sound window, speech or not.
+A space needs a text head (queries) and at least one of the two item heads.
+
+Why the audio head reads L2-normalised features: that is what a collection stores and what a query
+file yields (`WhisperPooler.embed`); `sensorium align` normalises its (cached, raw) training features
+the same way and records it in align.json (`input_norm`). A space without that record was trained
+on raw features and would see other inputs here, so its audio head is refused.
 
 Why the learned vectors live under a name carrying the space's content id ("learned-<id>"): a new
 space's vectors accumulate beside the old space's, which stays in use until the new one is
@@ -28,7 +36,18 @@ ALIGN_FILE = "align.json"
 SPACE_FILES = (WEIGHTS_FILE, CONFIG_FILE, ALIGN_FILE)
 PREFIX = "learned-"
 TEXT_INPUT = "text"  # the text head reads the text expert's embedding of the query itself
-IMAGE_HEAD, TEXT_HEAD = "image", "text"
+IMAGE_HEAD, TEXT_HEAD, AUDIO_HEAD = "image", "text", "audio"
+ITEM_HEADS = (IMAGE_HEAD, AUDIO_HEAD)  # heads that embed stored segments (the text head embeds queries)
+INPUT_NORM = {AUDIO_HEAD: "l2"}  # what each head's input is, at training, attach and query time alike
+ITEM_KINDS = {IMAGE_HEAD: {"image", "video"}, AUDIO_HEAD: {"audio"}}  # kinds whose vectors a head must find
+
+
+def head_input(head: str, features: np.ndarray) -> np.ndarray:
+    """The input a head is trained and run on: L2-normalised rows for the audio head, as is otherwise."""
+    features = np.asarray(features, dtype=np.float32)
+    if INPUT_NORM.get(head) == "l2":
+        return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+    return features
 
 
 def space_id(folder: Path) -> str:
@@ -78,26 +97,59 @@ class AttachedSpace:
         if not np.isfinite(weight) or weight < 0:
             raise ReadError(folder / ALIGN_FILE, f"weight must be a finite number >= 0, got {weight}")
         space = Space.load(folder)
-        for head in (IMAGE_HEAD, TEXT_HEAD):
-            if head not in space.heads or head not in inputs:
-                raise ReadError(folder / CONFIG_FILE, f"space has no {head!r} head with named inputs; "
-                                                      "only image-text spaces can be attached")
+        if TEXT_HEAD not in space.heads or TEXT_HEAD not in inputs:
+            raise ReadError(folder / CONFIG_FILE, "space has no 'text' head with named inputs; "
+                                                  "only spaces with a text head can be attached")
+        if not any(head in space.heads and head in inputs for head in ITEM_HEADS):
+            raise ReadError(folder / CONFIG_FILE, "space has no 'image' or 'audio' head with named inputs; "
+                                                  "only image-text and audio-text spaces can be attached")
+        norms = info.get("input_norm") or {}
+        if AUDIO_HEAD in space.heads and norms.get(AUDIO_HEAD) != INPUT_NORM[AUDIO_HEAD]:
+            raise ReadError(folder / ALIGN_FILE, "its audio head was trained on unnormalised audio features "
+                                                 "(no input_norm.audio = \"l2\"); train it again with this "
+                                                 "version of `sensorium align`")
         return cls(folder, space_id(folder), space, weight, inputs, info)
 
+    @property
+    def item_heads(self) -> list[str]:
+        """The heads that embed stored segments, in the order a segment is offered to them."""
+        return [head for head in ITEM_HEADS if head in self.space.heads and head in self.inputs]
+
     # --- embedding ----------------------------------------------------------------------------
-    def embed_stored(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
-        """Image-head vectors from stored per-space vectors {space: (n, d)}, concatenated in order."""
+    def embed_stored(self, vectors: dict[str, np.ndarray], head: str = IMAGE_HEAD) -> np.ndarray:
+        """`head` vectors from stored per-space vectors {space: (n, d)}, concatenated in order."""
+        if head not in self.item_heads:
+            raise ConfigError(f"space {self.folder}: has no {head!r} head")
         parts = []
-        for name in self.inputs[IMAGE_HEAD]:
+        for name in self.inputs[head]:
             if name not in vectors:
-                raise ConfigError(f"space {self.folder}: image head needs {name!r} vectors")
+                raise ConfigError(f"space {self.folder}: {head} head needs {name!r} vectors")
             parts.append(np.asarray(vectors[name], dtype=np.float32))
         features = np.concatenate(parts, axis=1)
-        expected = self.space.heads[IMAGE_HEAD].in_dim
+        expected = self.space.heads[head].in_dim
         if features.shape[1] != expected:
-            raise ConfigError(f"space {self.folder}: image head expects {expected}-d input, the stored "
-                              f"{'+'.join(self.inputs[IMAGE_HEAD])} vectors give {features.shape[1]}-d")
-        return self.space.embed(IMAGE_HEAD, features)
+            raise ConfigError(f"space {self.folder}: {head} head expects {expected}-d input, the stored "
+                              f"{'+'.join(self.inputs[head])} vectors give {features.shape[1]}-d")
+        return self.space.embed(head, head_input(head, features))
+
+    def head_for(self, available) -> str | None:
+        """The first item head whose every input is among `available` (vector space names)."""
+        return next((h for h in self.item_heads if all(name in available for name in self.inputs[h])), None)
+
+    def embed_segments(self, segments) -> dict[int, np.ndarray]:
+        """{position: learned vector} for the segments (each with a .vectors dict) some item head can read."""
+        out: dict[int, np.ndarray] = {}
+        for head in self.item_heads:
+            ready = [n for n, s in enumerate(segments) if n not in out and self.head_for(s.vectors) == head]
+            if ready:
+                learned = self.embed_stored({name: np.stack([segments[n].vectors[name] for n in ready])
+                                             for name in self.inputs[head]}, head)
+                out.update(zip(ready, learned))
+        return out
+
+    def embed_sounds(self, pooled: np.ndarray) -> np.ndarray:
+        """Audio-head vectors for sound windows' native vectors (n, 512), e.g. `WhisperPooler.embed`."""
+        return self.embed_stored({AUDIO_HEAD: np.atleast_2d(np.asarray(pooled, dtype=np.float32))}, AUDIO_HEAD)
 
     def embed_descriptions(self, descriptions) -> np.ndarray:
         """Image-head vectors for fresh ImageBridge descriptions (classify, query images)."""
@@ -111,7 +163,7 @@ class AttachedSpace:
 
     def summary(self) -> dict:
         return {"id": self.id, "name": self.name, "dim": self.dim, "weight": self.weight,
-                "inputs": self.inputs, "config": self.info.get("source", ""),
+                "heads": self.item_heads + [TEXT_HEAD], "inputs": self.inputs, "config": self.info.get("source", ""),
                 "loss": self.info.get("config", {}).get("loss")}
 
 
@@ -139,20 +191,44 @@ def install(source: AttachedSpace, spaces_dir: Path) -> Path:
 
 # --- catalog writes the Catalog class has no method for (one transaction each) ---------------
 def missing_ids(catalog, attached: AttachedSpace) -> np.ndarray:
-    """Segments that hold every input the image head needs but no vector of this space yet."""
-    ids = None
-    for name in attached.inputs[IMAGE_HEAD]:
-        have = catalog.vector_ids(name)
-        ids = have if ids is None else np.intersect1d(ids, have, assume_unique=True)
+    """Segments that hold every input of some item head but no vector of this space yet."""
+    found = [np.zeros(0, np.int64)]
+    for head in attached.item_heads:
+        ids = None
+        for name in attached.inputs[head]:
+            have = catalog.vector_ids(name)
+            ids = have if ids is None else np.intersect1d(ids, have, assume_unique=True)
+        found.append(ids)
+    ids = np.unique(np.concatenate(found)).astype(np.int64)
     return np.setdiff1d(ids, catalog.vector_ids(attached.name), assume_unique=True)
 
 
-def inputs_missing(catalog, attached: AttachedSpace) -> list[str]:
-    """Input spaces the head needs that the collection does not store (while it stores images)."""
-    if not len(catalog.segment_ids({"image", "video"})):
-        return []
+def inputs_missing(catalog, attached: AttachedSpace) -> dict[str, list[str]]:
+    """{head: input spaces it needs that the collection does not store, while it stores items of the
+    kinds that feed that head} (an empty dict: nothing missing)."""
     stored = catalog.spaces()
-    return [name for name in attached.inputs[IMAGE_HEAD] if name not in stored]
+    out = {}
+    for head in attached.item_heads:
+        absent = [name for name in attached.inputs[head] if name not in stored]
+        if absent and len(catalog.segment_ids(ITEM_KINDS[head])):
+            out[head] = absent
+    return out
+
+
+def item_segments(catalog, item_ids, sources) -> list[tuple[int, int, float, float, str]]:
+    """(id, item_id, start, end, source) of the items' segments from `sources` (speech and sound windows
+    of the same recordings: the bridge part of a sound window's score comes from the speech over it)."""
+    item_ids = sorted({int(i) for i in item_ids})
+    if not item_ids:
+        return []
+    rows = []
+    for first in range(0, len(item_ids), 500):
+        part = item_ids[first:first + 500]
+        marks, source_marks = ",".join("?" * len(part)), ",".join("?" * len(sources))
+        rows += catalog._read(  # noqa: SLF001 - a read the Catalog class has no method for
+            'SELECT id, item_id, start, "end", source FROM segments '
+            f"WHERE item_id IN ({marks}) AND source IN ({source_marks})", [*part, *sources])
+    return [(int(i), int(item), float(s or 0.0), float(e or 0.0), str(src)) for i, item, s, e, src in rows]
 
 
 def put_vectors(catalog, space: str, ids: np.ndarray, matrix: np.ndarray) -> None:

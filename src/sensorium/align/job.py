@@ -11,13 +11,16 @@ Heads and the frozen features feeding them (cached on disk, see features.py):
   image <- EfficientNet native (1280) + bridge shared (384), the two vectors a collection already
            stores for every photo and video shot, so attaching never re-runs the experts;
            a video feeds this head too, with those vectors averaged over its keyframes;
-  audio <- Whisper base encoder, mean-pooled (512);
+  audio <- Whisper base encoder, mean-pooled (512), L2-normalised: the "audio" vector a collection
+           stores for every sound window (the cache keeps the raw pooled features);
   text  <- the text expert's embedding (384), what a search query already computes.
 
 An image-text job is combined with the label bridge's cosine: `combine = "auto"` picks w by
 k-fold cross-validation BY PHOTO on the training pairs, from candidates that include 0, so the
 attached space is never worse than the bridge alone on the training data (benchmarks/coco_align.py).
-Other spaces (audio-text ...) have no bridge; they are saved and loadable with `Space.load`.
+An audio-text space attaches too (search.py: a sound window scores the bridge cosine of the speech
+over it, if any, + w * learned cosine); its w is `combine = NUMBER`, default 1 (no CV: the bridge
+part is a transcript, absent for sounds without words). Other spaces load with `Space.load`.
 
 Example (examples/align_coco.toml; examples/align_speech.toml for audio + transcript):
 
@@ -44,7 +47,7 @@ import numpy as np
 
 from ..errors import ConfigError, ReadError
 from ..modality import AUDIO, IMAGE, TEXT, VIDEO, modality_of
-from .attach import ALIGN_FILE, IMAGE_HEAD, TEXT_HEAD
+from .attach import ALIGN_FILE, IMAGE_HEAD, INPUT_NORM, TEXT_HEAD, head_input
 from .bind import Edge
 from .train import AlignConfig, train_space
 
@@ -354,7 +357,9 @@ def _side_features(extractors: _Extractors, modality: str, values: list, source:
     if modality in (IMAGE, VIDEO):
         return np.concatenate([out["native"], out["shared"]], axis=1), out["shared"], \
             np.asarray([index[v] for v in values])
-    return out[AUDIO if modality == AUDIO else "text"], None, np.asarray([index[v] for v in values])
+    if modality == AUDIO:  # the audio head reads what a collection stores: unit vectors
+        return head_input(HEAD_OF[AUDIO], out[AUDIO]), None, np.asarray([index[v] for v in values])
+    return out["text"], None, np.asarray([index[v] for v in values])
 
 
 def extract(job: AlignJob, progress: Progress | None = None) -> tuple[list[SourceFeatures], dict]:
@@ -524,7 +529,8 @@ def run_align(config: str | Path, out: str | Path, progress: Progress | None = N
 
 def save_space(out: str | Path, space, weight: float, summary: dict | None = None) -> dict:
     """Write a space folder: heads (safetensors + JSON) and align.json (w, which stored vectors feed
-    each head, history, metrics). align.json is written last, so its presence marks a complete folder."""
+    each head and how they are normalised (`attach.head_input`: the caller trained on those), history,
+    metrics). align.json is written last, so its presence marks a complete folder."""
     out = Path(out)
     inputs, dims = {}, {}
     for head, module in space.heads.items():
@@ -532,11 +538,12 @@ def save_space(out: str | Path, space, weight: float, summary: dict | None = Non
         inputs[head] = list(names) if sum(parts) == module.in_dim else [head]
         dims[head] = list(parts) if sum(parts) == module.in_dim else [module.in_dim]
     has_bridge = IMAGE_HEAD in inputs and TEXT_HEAD in inputs
-    summary = {"format": 1, "weight": float(weight), "inputs": inputs, "input_dims": dims,
+    norms = {head: INPUT_NORM[head] for head in inputs if head in INPUT_NORM}
+    summary = {"format": 1, "weight": float(weight), "inputs": inputs, "input_dims": dims, "input_norm": norms,
                "bridge": "shared" if has_bridge else None, **(summary or {})}
     out.mkdir(parents=True, exist_ok=True)
     (out / ALIGN_FILE).unlink(missing_ok=True)
-    space.meta["align"] = {"weight": float(weight), "inputs": summary["inputs"]}
+    space.meta["align"] = {"weight": float(weight), "inputs": summary["inputs"], "input_norm": norms}
     space.save(out)
     temporary = out / (ALIGN_FILE + ".tmp")
     temporary.write_text(json.dumps(summary, indent=1), encoding="utf-8")
