@@ -60,8 +60,12 @@ def latency_ms(model, sample_batch: dict, repeats: int = 30) -> float:
 
 
 def run_model(name: str, modalities: list[str], config: Config, classes: int, train: ArrayDataset,
-              test_batches: list[dict], seed: int) -> dict:
-    """Train one model from `config` (seeded), then score it clean, under noise and with a modality missing."""
+              test_batches: list[dict], seed: int, levels: tuple[float, ...] = NOISE_LEVELS,
+              latency_repeats: int = 30) -> dict:
+    """Train one model from `config` (seeded), then score it clean, under noise and with a modality missing.
+
+    `levels` and `latency_repeats` let a quick run score fewer points; the full runs keep the defaults.
+    """
     seed_everything(seed)
     model = build_model(config, {"label": classes})
     trainer = Trainer(config, model, only(train, modalities), None, Collate())
@@ -71,9 +75,12 @@ def run_model(name: str, modalities: list[str], config: Config, classes: int, tr
     batches = [{**b, "inputs": {m: b["inputs"][m] for m in modalities}} for b in test_batches]
     logits, labels = predict(model, batches)
     accuracy = float((logits["label"].argmax(1) == labels["label"]).float().mean())
-    robust = robustness(model, batches, modalities, "label", levels=NOISE_LEVELS, seed=seed)
+    scored = time.perf_counter()
+    robust = robustness(model, batches, modalities, "label", levels=levels, seed=seed)
+    latency = latency_ms(model, batches[0], latency_repeats)
     return {"name": name, "seed": seed, "accuracy": accuracy, "parameters": count_parameters(model),
-            "train_seconds": train_seconds, "latency_ms": latency_ms(model, batches[0]),
+            "train_seconds": train_seconds, "score_seconds": time.perf_counter() - scored, "latency_ms": latency,
+            "levels": tuple(levels),
             "samples_per_s": summary["samples_per_s"], "data_seconds": summary["data_seconds"],
             "compute_seconds": summary["compute_seconds"], "noise": robust["noise"], "missing": robust["missing"]}
 
@@ -93,15 +100,16 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
     for name, group in by_name.items():
         curves = {m: np.mean([r["noise"][m] for r in group], axis=0) for m in group[0]["noise"]}
         missing = {m: float(np.mean([r["missing"][m] for r in group])) for m in group[0]["missing"]}
+        levels = group[0].get("levels", NOISE_LEVELS)
         table[name] = {
-            "accuracies": [r["accuracy"] for r in group], "parameters": group[0]["parameters"],
+            "levels": levels, "accuracies": [r["accuracy"] for r in group], "parameters": group[0]["parameters"],
             "train_seconds": statistics.mean(r["train_seconds"] for r in group),
             "latency_ms": statistics.mean(r["latency_ms"] for r in group),
             "samples_per_s": statistics.mean(r["samples_per_s"] for r in group),
             "data_share": statistics.mean(r["data_seconds"] / max(r["data_seconds"] + r["compute_seconds"], 1e-9)
                                           for r in group),
             "curves": curves, "missing": missing,
-            "relative": {m: relative_robustness(c) for m, c in curves.items()},
+            "relative": {m: relative_robustness(c, levels) for m, c in curves.items()},
         }
     late = table.get("fusion: late")
     for row in table.values():
@@ -133,12 +141,13 @@ def markdown(heading: str, table: dict[str, dict]) -> list[str]:
         lines.append(f"| {name} | {mean_std(row['accuracies'])} | {beats} | {row['parameters']:,} | "
                      f"{row['train_seconds']:.1f} | {row['latency_ms']:.2f} | {row['samples_per_s']:.0f} | "
                      f"{100 * row['data_share']:.1f}% |")
+    levels = next(iter(table.values()))["levels"]
     lines += ["", "Robustness (accuracy %, mean over seeds): Gaussian noise of std = level x the input's std on one "
               "modality; relative = area under the curve over levels 0-1 (MultiBench relative robustness, "
               "unnormalised); effective = summed accuracy kept above late fusion's curve shifted to the same clean "
               "accuracy (MultiBench effective robustness, unnormalised); missing = that modality absent at test time.",
-              "", "| model | noisy modality | " + " | ".join(f"{x:g}" for x in NOISE_LEVELS)
-              + " | relative | effective | missing |", "|---|---|" + "---|" * (len(NOISE_LEVELS) + 3)]
+              "", "| model | noisy modality | " + " | ".join(f"{x:g}" for x in levels)
+              + " | relative | effective | missing |", "|---|---|" + "---|" * (len(levels) + 3)]
     for name, row in table.items():
         for m, curve in row["curves"].items():
             effective = row["effective"][m]

@@ -15,6 +15,7 @@ are computed once and cached in .benchmarks-cache/avmnist/.
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
 import sys
 import time
@@ -38,6 +39,11 @@ CACHE = ROOT / ".benchmarks-cache" / "avmnist"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 VARIANCE_KEPT = 0.25
 TEST_PAIRS = 3  # images per test recording: more pairs, steadier accuracy, at no training cost
+# --quick: ~4 min instead of ~10 on a busy 2-core CPU. Training is ~80% of a run (20 models; measured
+# 2026-11-27: 4 epochs = 244 s of a 324 s run), robustness most of the rest, so quick mode trains 3 epochs,
+# scores one pair per test recording at 6 noise levels, and times latency over 10 repeats. Its accuracies
+# are a smoke check (several points under the full run's, tensor fusion most), not results to quote.
+QUICK_EPOCHS, QUICK_TEST_PAIRS, QUICK_LEVELS, QUICK_LATENCY_REPEATS = 3, 1, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 10
 N_MELS, FRAMES, N_FFT, HOP = 32, 64, 256, 80  # 10 ms hop at 8 kHz; 64 frames = 0.67 s (94% of clips whole)
 
 ENCODER = {"name": "image_cnn", "in_channels": 1, "dim": 32, "widths": [16, 32, 64]}
@@ -180,12 +186,14 @@ def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch
 def run_model(name: str, modalities: list[str], method: str, train: ArrayDataset, test_batches: list[dict],
               args, seed: int) -> dict:
     config = config_for(modalities, method, args.epochs, seed, args.batch_size, args.modality_dropout)
-    return fusion_bench.run_model(name, modalities, config, 10, train, test_batches, seed)
+    return fusion_bench.run_model(name, modalities, config, 10, train, test_batches, seed, args.levels,
+                                  args.latency_repeats)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, fewer pairs and epochs: a few minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, fewer epochs, test pairs and noise levels: every table in ~3-4 minutes")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -204,7 +212,10 @@ def main() -> None:
         export(args.export, fsdd_spectrograms(), mnist_pca())
         return
     args.seeds = args.seeds or (1 if args.quick else 3)
-    args.epochs = args.epochs or (8 if args.quick else 10)
+    args.epochs = args.epochs or (QUICK_EPOCHS if args.quick else 10)
+    test_pairs = QUICK_TEST_PAIRS if args.quick else TEST_PAIRS
+    args.levels = QUICK_LEVELS if args.quick else fusion_bench.NOISE_LEVELS
+    args.latency_repeats = QUICK_LATENCY_REPEATS if args.quick else 30
     per_recording = 1
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -214,42 +225,48 @@ def main() -> None:
     print(f"data ready in {prepared:.1f} s: MNIST kept {int(mnist['components'])} PCA components "
           f"({100 * float(mnist['variance']):.1f}% of the variance); {len(fsdd['digits'])} FSDD spectrograms")
     report = ["# AV-MNIST benchmark (sensorium.training)", "",
-              f"- date: 2026-11-26; command: `.venv/bin/python benchmarks/avmnist.py {' '.join(sys.argv[1:])}`",
+              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python benchmarks/avmnist.py {' '.join(sys.argv[1:])}`",
               f"- machine: 2-core CPU ({platform.processor() or platform.machine()}), shared with other jobs running "
               f"at the same time, so times are indicative; torch {torch.__version__}, {args.threads} thread(s)",
               f"- data: MNIST reconstructed from {int(mnist['components'])} PCA components "
               f"({100 * float(mnist['variance']):.1f}% of the training variance, fitted on the 60,000 training "
               f"images), each FSDD training recording paired with {per_recording} random MNIST training image(s) of its digit, "
-              f"each test recording with {TEST_PAIRS} MNIST test images; audio as 32-band log-mel "
+              f"each test recording with {test_pairs} MNIST test image(s); audio as 32-band log-mel "
               "(32 ms windows, 10 ms hop, 0.67 s centre crop) from sensorium's LogMel front end; both inputs "
               "2x2 mean-pooled (image 14x14, spectrogram 16x32)",
               f"- training: {args.epochs} epochs, batch {args.batch_size}, AdamW lr 3e-3, warm-up 30 steps + cosine, "
               f"seeds {list(range(args.seeds))}{' (--quick: one seed, so no ± std)' if args.seeds == 1 else ''}; encoders: image_cnn widths (16, 32, 64), dim 32, for both the image and "
               "the spectrogram", ""]
+    all_runs: list[list[dict]] = []
     for protocol in args.protocols.split(","):
         train_rec, test_rec = split_recordings(fsdd, protocol)
         rng = np.random.default_rng(0)
         spectra = fsdd["spectrograms"][train_rec]
         mean, std = float(spectra.mean()), float(spectra.std())
         train = paired(fsdd, train_rec, mnist["train"], mnist["y_train"], per_recording, mean, std, rng)
-        test = paired(fsdd, test_rec, mnist["test"], mnist["y_test"], TEST_PAIRS, mean, std, rng)
+        test = paired(fsdd, test_rec, mnist["test"], mnist["y_test"], test_pairs, mean, std, rng)
         test_batches = [Collate()([test[i] for i in range(s, min(s + 256, len(test)))]) for s in range(0, len(test), 256)]
         models = [("image only", ["image"], "late"), ("audio only", ["audio"], "late")]
         models += [(f"fusion: {m}", ["image", "audio"], m) for m in args.methods.split(",")]
         runs = []
+        all_runs.append(runs)
         for seed in range(args.seeds):
             for name, modalities, method in models:
                 run = run_model(name, modalities, method, train, test_batches, args, seed)
                 runs.append(run)
                 print(f"[{protocol}] seed {seed} {name:28s} accuracy {100 * run['accuracy']:5.1f}%  "
-                      f"train {run['train_seconds']:5.1f} s  {run['samples_per_s']:6.0f} samples/s  "
+                      f"train {run['train_seconds']:5.1f} s  scoring {run['score_seconds']:4.1f} s  "
+                      f"{run['samples_per_s']:6.0f} samples/s  "
                       f"latency {run['latency_ms']:.2f} ms", flush=True)
         table = summarise(runs)
         lines = markdown(f"Protocol: {protocol} ({len(train)} training pairs, {len(test)} test pairs)", table)
         print("\n".join(lines))
         report += lines
     total = time.perf_counter() - started
-    report.append(f"Total wall time {total / 60:.1f} min (data preparation {prepared:.0f} s; cached after the first run).")
+    trained = sum(r["train_seconds"] for runs in all_runs for r in runs)
+    scored = sum(r["score_seconds"] for runs in all_runs for r in runs)
+    report.append(f"Total wall time {total / 60:.1f} min: training {trained:.0f} s, robustness + latency {scored:.0f} s, "
+                  f"data preparation {prepared:.0f} s (cached after the first run).")
     args.report.write_text("\n".join(report) + "\n", encoding="utf-8")
     print(f"wrote {args.report} after {total / 60:.1f} min")
 

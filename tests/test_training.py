@@ -159,6 +159,8 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
     (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
+    (lambda r: r["train"].update(threads=-1), r"train\.threads: must not be negative, got -1"),
+    (lambda r: r["data"].update(cache_mb=-5), r"data\.cache_mb: must not be negative, got -5"),
     (lambda r: r["data"]["modalities"]["image"].update(kind="hologram"), r"data\.modalities\.image\.kind: 'hologram'"),
     (lambda r: r["data"]["modalities"].update(depth={"kind": "image"}), r"data\.modalities\.depth: no encoder"),
     (lambda r: r.pop("model"), r"model: missing section \[model\]"),
@@ -259,6 +261,55 @@ def test_folder_layout_groups_files_by_stem(tmp_path):
     assert val is None and len(train) == 6
     assert sorted(train.targets["label"].tolist()) == [0, 0, 0, 1, 1, 1]
     assert sum(item.files["audio"] is None for item in train.items) == 2
+
+
+def test_each_file_is_decoded_once_then_served_from_memory(run_dir):
+    from sensorium.training.data import load_file
+
+    config = load_config(run_dir / "config.toml")
+    train, val = load_datasets(config)
+    assert train.cache is val.cache is not None  # one budget for both
+    files = [(name, f) for item in train.items for name, f in item.files.items() if f is not None]
+    first = [train[i] for i in range(len(train))]
+    assert train.cache.misses == len(files) and train.cache.hits == 0
+    assert 0 < train.cache.used_bytes <= config.data.cache_mb * 2**20
+    again = [train[i] for i in range(len(train))]
+    assert train.cache.misses == len(files) and train.cache.hits == len(files)
+    for a, b in zip(first, again):
+        for name, value in a["inputs"].items():
+            assert (value is None) == (b["inputs"][name] is None)
+            if value is not None:
+                assert torch.equal(value, b["inputs"][name])
+    name, path = files[0]
+    assert torch.equal(train.cache.entries[(name, path)], load_file(config.data.modalities[name], path))
+
+
+def test_decoded_cache_keeps_to_its_budget(run_dir):
+    from sensorium.training.data import DecodedCache, decoded_bytes, load_file
+
+    config = load_config(run_dir / "config.toml")
+    train, _ = load_datasets(config)
+    spec = config.data.modalities["image"]
+    paths = [item.files["image"] for item in train.items if item.files["image"] is not None][:5]
+    one = decoded_bytes(load_file(spec, paths[0]))  # every 16x16 grey picture decodes to the same size
+    cache = DecodedCache(budget_bytes=2 * one + one // 2)
+    values = [cache.get("image", spec, p) for p in paths]
+    assert len(cache.entries) == 2 and cache.used_bytes == 2 * one
+    assert all(torch.equal(v, load_file(spec, p)) for v, p in zip(values, paths))  # beyond it: decoded each time
+    raw = load_config_dict()
+    raw["data"].update(train=str(run_dir / "data" / "train.csv"), cache_mb=0)
+    assert load_datasets(config_from_dict(raw))[0].cache is None
+
+
+def test_thread_count_is_asked_for_or_fits_the_idle_cores():
+    import os
+
+    from sensorium.training.trainer import threads_for
+
+    assert threads_for(3) == 3 and threads_for(2, world_size=4) == 2
+    cores = len(os.sched_getaffinity(0))
+    for world in (1, 2):
+        assert 1 <= threads_for(0, world_size=world) <= max(1, cores // world)
 
 
 # ---- schedule, OGM-GE ---------------------------------------------------------------------------

@@ -269,6 +269,8 @@ def train(
         summary = run_training(config, out, resume=resume)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (out / "metrics.jsonl").is_file() else []
     if lines:
         _console().print(lines[-1], markup=False)

@@ -37,6 +37,7 @@ class DataConfig:
     validation: Path | None = None
     val_fraction: float = 0.2
     label: str = "label"
+    cache_mb: int = 1024  # decoded inputs kept in memory after their first read; 0 = decode every epoch
     modalities: dict[str, ModalitySpec] = field(default_factory=dict)
 
 
@@ -80,6 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps; 0 = at each epoch end only
     max_steps: int = 0  # 0 = epochs decide
     num_workers: int = 0
+    threads: int = 0  # torch threads per process; 0 = the cores not busy with other work, split over replicas
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     progress: bool = True
@@ -208,6 +210,8 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
             value = _typed(raw[key], str, f"data.{key}")
             path = Path(value)
             setattr(data, key, path if path.is_absolute() or base is None else base / path)
+    if data.cache_mb < 0:
+        raise ConfigError(f"data.cache_mb: must not be negative, got {data.cache_mb}")
     if not 0.0 <= data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: must be in [0, 1), got {data.val_fraction}")
     tables = _table(raw, "modalities", "data.")
@@ -245,7 +249,7 @@ def _train(raw: dict) -> TrainConfig:
         if getattr(train, key) <= 0:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(train, key)}")
     for key in ("lr", "weight_decay", "grad_clip", "warmup_steps", "patience", "checkpoint_every", "max_steps",
-                "num_workers", "aux_loss_weight", "min_lr_ratio"):
+                "num_workers", "threads", "aux_loss_weight", "min_lr_ratio"):
         if getattr(train, key) < 0:
             raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
     if not 0.0 <= train.modality_dropout <= 1.0:

@@ -156,12 +156,52 @@ def _read_array(spec: ModalitySpec, path: Path) -> np.ndarray:
     return values
 
 
+def decoded_bytes(value: Tensor | str) -> int:
+    return len(value.encode("utf-8")) if isinstance(value, str) else value.element_size() * value.numel()
+
+
+class DecodedCache:
+    """Decoded inputs kept in memory after their first read, up to a byte budget.
+
+    Decoding a PNG or WAV costs far more than a small model's step on it, so without this every
+    epoch pays the first epoch's decoding again. Entries are keyed by (modality, file) and never
+    evicted: once the budget is spent, further files are decoded each time, as before. Training and
+    validation share one cache. A DataLoader worker fills its own copy, which dies with it, so the
+    cache pays off in the main process (num_workers = 0) or in workers that persist.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = int(budget_bytes)
+        self.used_bytes = 0
+        self.entries: dict[tuple[str, Path], Tensor | str] = {}
+        self.hits = self.misses = 0
+
+    def get(self, modality: str, spec: ModalitySpec, path: Path) -> Tensor | str:
+        key = (modality, path)
+        found = self.entries.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        value = load_file(spec, path)
+        size = decoded_bytes(value)
+        if self.used_bytes + size <= self.budget_bytes:
+            self.entries[key] = value
+            self.used_bytes += size
+        return value
+
+
 class ItemDataset(Dataset):
-    """Items read lazily from their files; `labels` maps each task to class indices."""
+    """Items read lazily from their files; `labels` maps each task to class indices.
+
+    With a `cache`, each file is decoded once and later epochs read the decoded tensor from memory.
+    Samples hand out the cached tensors themselves, so nothing downstream may modify them in place
+    (collation stacks them into new tensors).
+    """
 
     def __init__(self, items: list[Item], specs: Mapping[str, ModalitySpec], label_of: Mapping[str, str],
-                 classes: Mapping[str, list[str]]):
-        self.items, self.specs = items, dict(specs)
+                 classes: Mapping[str, list[str]], cache: DecodedCache | None = None):
+        self.items, self.specs, self.cache = items, dict(specs), cache
         self.label_of = dict(label_of)  # task -> label column
         self.classes = {task: list(names) for task, names in classes.items()}
         index = {task: {name: i for i, name in enumerate(names)} for task, names in self.classes.items()}
@@ -181,15 +221,20 @@ class ItemDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
-        inputs = {name: None if file is None else load_file(self.specs[name], file) for name, file in item.files.items()}
+        inputs = {name: None if file is None else self._decode(name, file) for name, file in item.files.items()}
         return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
 
+    def _decode(self, modality: str, file: Path) -> Tensor | str:
+        if self.cache is None:
+            return load_file(self.specs[modality], file)
+        return self.cache.get(modality, self.specs[modality], file)
+
     def texts(self, modality: str) -> list[str]:
-        return [load_file(self.specs[modality], item.files[modality]) for item in self.items
+        return [self._decode(modality, item.files[modality]) for item in self.items
                 if item.files[modality] is not None]
 
     def subset(self, indices: Sequence[int]) -> "ItemDataset":
-        return ItemDataset([self.items[i] for i in indices], self.specs, self.label_of, self.classes)
+        return ItemDataset([self.items[i] for i in indices], self.specs, self.label_of, self.classes, self.cache)
 
 
 class ArrayDataset(Dataset):
@@ -291,9 +336,10 @@ def load_datasets(config: Config) -> tuple[ItemDataset, ItemDataset | None]:
 
     train_items = read(data.train)
     classes = {task: sorted({item.labels[col] for item in train_items}) for task, col in label_of.items()}
-    train = ItemDataset(train_items, specs, label_of, classes)
+    cache = DecodedCache(data.cache_mb * 2**20) if data.cache_mb > 0 else None
+    train = ItemDataset(train_items, specs, label_of, classes, cache)
     if data.validation is not None:
-        return train, ItemDataset(read(data.validation), specs, label_of, classes)
+        return train, ItemDataset(read(data.validation), specs, label_of, classes, cache)
     if data.val_fraction == 0:
         return train, None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.train.seed)).tolist()

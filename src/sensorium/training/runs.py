@@ -42,14 +42,14 @@ def run_training(config_path: str | Path, out: str | Path, resume: bool = False,
                  stop_after_steps: int | None = None) -> dict[str, Any]:
     """Everything `sensorium train` does: read config and data, build the model, train, save."""
     from .distributed import setup, teardown
-    from .trainer import Trainer, seed_everything
+    from .trainer import Trainer, seed_everything, threads_for
 
     config, out = load_config(config_path), Path(out)
     if resume and not (out / RUN_FILE).is_file():
         raise ConfigError(f"--resume: {out} holds no run to resume ({RUN_FILE} missing)")
     context = setup()
     try:
-        torch.set_num_threads(max(1, torch.get_num_threads() // context.world_size))
+        torch.set_num_threads(threads_for(config.train.threads, context.world_size))
         train, validation = load_datasets(config)
         if context.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,10 @@ def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int
 
     from .evaluate import NOISE_LEVELS, classification_metrics, predict, relative_robustness, robustness
 
+    from .trainer import threads_for
+
     config, model, classes, collate = load_run(out)
+    torch.set_num_threads(threads_for(config.train.threads))  # as in training: spare threads only spin on a busy CPU
     data = Path(data)
     label_of = {task.name: task.label for task in config.tasks}
     if data.is_dir():
