@@ -162,3 +162,17 @@ def test_scores_are_a_distribution_over_the_candidates(recognizer):
 def test_longer_candidate_does_not_win_by_extension(recognizer):
     scores = recognizer.score_candidates(fsdd_clip("7_jackson_3"), ["seven", "seventy seven", "seven seven"])
     assert np.argmax(scores) == 0
+
+
+@needs_fsdd
+def test_spoken_templates_are_a_second_opinion_not_the_only_one(recognizer):
+    """The espeak-ng templates move the scores of a real clip, are built once per candidate set,
+    and leave a clear decision where the decoder is already sure."""
+    clip = fsdd_clip("5_nicolas_3")
+    both = recognizer.score_candidates(clip, WORDS)
+    decoder = recognizer.score_candidates(clip, WORDS, templates=False)
+    assert not np.allclose(both, decoder)
+    assert tuple(WORDS) in recognizer._templates
+    vectors, owners = recognizer._templates[tuple(WORDS)]
+    assert vectors.shape == (len(WORDS) * 6, 512) and sorted(set(owners.tolist())) == list(range(10))
+    assert np.argmax(both) == 5
