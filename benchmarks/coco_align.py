@@ -103,7 +103,7 @@ def choose_weight(feats: Features, train_photos: np.ndarray, config: AlignConfig
     local = {p: i for i, p in enumerate(train_photos)}
     sub_owner = np.asarray([local[p] for p in feats.owner[rows]])
     bridge = (feats.bridge_text @ feats.bridge_image.T)[np.ix_(rows, train_photos)]
-    totals = np.zeros(len(WEIGHTS))
+    figures = np.zeros((len(WEIGHTS), 4))
     for held in np.array_split(train_photos, inner):
         fit = np.setdiff1d(train_photos, held)
         learned, _ = learned_scores(feats, fit, config)
@@ -111,8 +111,11 @@ def choose_weight(feats: Features, train_photos: np.ndarray, config: AlignConfig
         held_local = np.asarray([local[p] for p in held])
         for i, w in enumerate(WEIGHTS):
             r = evaluate(bridge + w * learned, sub_owner, held_local)
-            totals[i] += r["t2i16@1"] + r["t2i16@5"] + r["t2i80@1"] + r["t2i80@5"]
-    return WEIGHTS[int(np.argmax(totals))]  # ties go to the smaller w (w = 0 first)
+            figures[i] += [r["t2i16@1"], r["t2i16@5"], r["t2i80@1"], r["t2i80@5"]]
+    # the product's rule (sensorium.align.job.choose_weight): a w > 0 only when no figure drops
+    # against w = 0, then the best sum; ties go to the smaller w (w = 0 first)
+    eligible = [i for i in range(len(WEIGHTS)) if WEIGHTS[i] == 0 or bool(np.all(figures[i] >= figures[0] - 1e-9))]
+    return WEIGHTS[max(eligible, key=lambda i: (round(float(figures[i].sum()), 9), -WEIGHTS[i]))]
 
 
 def mean(rows: list[dict]) -> dict[str, float]:
