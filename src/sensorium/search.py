@@ -127,8 +127,9 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
 
     scores: dict[int, float] = {}
     space_of: dict[int, str] = {}
+    spaces = collection.spaces()  # reads the attached space's record: once per query, not per space
     for space, vector in query.vectors.items():
-        if space not in collection.spaces():
+        if space not in spaces:
             continue
         for segment_id, similarity in collection.store(space).search(vector, fetch, allowed=allowed):
             if similarity > scores.get(segment_id, -np.inf):
