@@ -200,14 +200,14 @@ class Collection:
             if learned:
                 ids = np.asarray([segments[n].id for n in sorted(learned)], dtype=np.int64)
                 vectors = np.stack([learned[n] for n in sorted(learned)])
-                attach.put_vectors(catalog, loaded.name, ids, vectors)  # committed: the truth
+                catalog.put_vectors(loaded.name, ids, vectors)  # committed: the truth
                 store.add(ids, vectors)
             done += len(todo[first:first + batch])
             if progress:
                 progress(done, total)
         store.save()
         stale = [name for name in attach.learned_spaces(catalog) if name != loaded.name]
-        attach.switch(catalog, {ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
+        catalog.switch_spaces({ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
         self._forget_spaces(stale, keep=candidate.id)
         self._attached = loaded
         self._stores.pop(loaded.name, None)
@@ -222,7 +222,7 @@ class Collection:
         with WriterLock(self.dir):
             current = self.catalog.meta(ATTACHED_KEY)
             stale = attach.learned_spaces(self.catalog)
-            attach.switch(self.catalog, {ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
+            self.catalog.switch_spaces({ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
             self._forget_spaces(stale + ([current["name"]] if current else []), keep=None)
             self._attached = None
             return current is not None

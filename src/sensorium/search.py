@@ -174,7 +174,7 @@ def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict
     the best shared cosine of the same recording's speech segments overlapping it in time, and 0 for
     a sound without words. So a recording scores transcript + w * sound, a recording without words
     w * sound, and w = 0 leaves every item's score as it was without the space."""
-    from .align.attach import AUDIO_HEAD, item_segments
+    from .align.attach import AUDIO_HEAD
 
     attached = collection.attached_space()
     if attached is None or attached.weight <= 0 or query.text_features is None or SHARED not in query.vectors:
@@ -186,7 +186,7 @@ def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict
     spans = []
     if AUDIO_HEAD in attached.item_heads and candidates:  # recordings: their sound windows and the speech over them
         items = {row.item_id for row in catalog.segments(sorted(candidates)) if row.source in SPEECH + SOUNDS}
-        spans = item_segments(catalog, items, SPEECH + SOUNDS)
+        spans = catalog.item_segments(items, SPEECH + SOUNDS)
         candidates |= {span[0] for span in spans if span[4] in SOUNDS}
     ids, learned = catalog.vectors_for(attached.name, sorted(candidates))
     if not len(ids):

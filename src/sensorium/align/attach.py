@@ -215,43 +215,5 @@ def inputs_missing(catalog, attached: AttachedSpace) -> dict[str, list[str]]:
     return out
 
 
-def item_segments(catalog, item_ids, sources) -> list[tuple[int, int, float, float, str]]:
-    """(id, item_id, start, end, source) of the items' segments from `sources` (speech and sound windows
-    of the same recordings: the bridge part of a sound window's score comes from the speech over it)."""
-    item_ids = sorted({int(i) for i in item_ids})
-    if not item_ids:
-        return []
-    rows = []
-    for first in range(0, len(item_ids), 500):
-        part = item_ids[first:first + 500]
-        marks, source_marks = ",".join("?" * len(part)), ",".join("?" * len(sources))
-        rows += catalog._read(  # noqa: SLF001 - a read the Catalog class has no method for
-            'SELECT id, item_id, start, "end", source FROM segments '
-            f"WHERE item_id IN ({marks}) AND source IN ({source_marks})", [*part, *sources])
-    return [(int(i), int(item), float(s or 0.0), float(e or 0.0), str(src)) for i, item, s, e, src in rows]
-
-
-def put_vectors(catalog, space: str, ids: np.ndarray, matrix: np.ndarray) -> None:
-    """Store vectors for existing segments in one transaction (ids deleted meanwhile are skipped)."""
-    matrix = np.ascontiguousarray(matrix, dtype="<f4")
-    rows = [(int(i), space, int(matrix.shape[1]), matrix[n].tobytes(), int(i)) for n, i in enumerate(ids)]
-    with catalog._transaction() as db:  # noqa: SLF001 - the catalog's own all-or-nothing transaction
-        db.executemany("INSERT OR REPLACE INTO vectors (segment_id, space, dim, data) "
-                       "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?)", rows)
-
-
-def switch(catalog, changes: dict[str, object], drop_spaces: list[str]) -> None:
-    """Set meta keys (None deletes) and drop whole vector spaces, all in ONE transaction."""
-    with catalog._transaction() as db:  # noqa: SLF001
-        for key, value in changes.items():
-            if value is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (key,))
-            else:
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                           "value = excluded.value", (key, json.dumps(value)))
-        for space in drop_spaces:
-            db.execute("DELETE FROM vectors WHERE space = ?", (space,))
-
-
 def learned_spaces(catalog) -> list[str]:
     return [name for name in catalog.spaces() if name.startswith(PREFIX)]

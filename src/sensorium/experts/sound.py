@@ -14,6 +14,7 @@ whose pooled vectors are averaged, weighted by their frames.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 
@@ -47,11 +48,16 @@ class WhisperPooler:
         self.recognizer = recognizer or SpeechRecognizer()
         try:
             self.model = self.recognizer.model  # loads now: a missing model fails here, not mid-extraction
-            self.sha256 = self.recognizer.info().sha256
         except ModelError:
             raise
         except (ImportError, OSError) as exc:
             raise ModelError(f"Whisper base is not available for audio features: {exc}") from exc
+
+    @cached_property
+    def sha256(self) -> str:
+        """The model file's checksum, for feature-cache keys only: indexing and scoring never need
+        it, and hashing the 75 MB file would cost them a fraction of a second per process."""
+        return self.recognizer.info().sha256
 
     def pool(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """clips: float32 mono 16 kHz arrays -> (n, 512) float32 (not normalised: the heads learn the scale)."""

@@ -384,6 +384,37 @@ class Catalog:
         return dict(self._read("SELECT s.id, i.kind FROM segments s JOIN items i ON i.id = s.item_id "
                                "WHERE s.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)))
 
+    def item_segments(self, item_ids: Iterable[int], sources: Collection[str]) -> list[tuple[int, int, float, float, str]]:
+        """(id, item_id, start, end, source) of these items' segments from `sources`."""
+        item_ids = sorted({int(i) for i in item_ids})
+        rows = []
+        for first in range(0, len(item_ids), 500):
+            part = item_ids[first:first + 500]
+            marks, source_marks = ",".join("?" * len(part)), ",".join("?" * len(sources))
+            rows += self._read('SELECT id, item_id, start, "end", source FROM segments '
+                               f"WHERE item_id IN ({marks}) AND source IN ({source_marks})", [*part, *sources])
+        return [(int(i), int(item), float(s or 0.0), float(e or 0.0), str(src)) for i, item, s, e, src in rows]
+
+    def put_vectors(self, space: str, ids: np.ndarray, matrix: np.ndarray) -> None:
+        """Add vectors of a space to existing segments in one transaction (ids deleted meanwhile are skipped)."""
+        matrix = np.ascontiguousarray(matrix, dtype="<f4")
+        rows = [(int(i), space, int(matrix.shape[1]), matrix[n].tobytes(), int(i)) for n, i in enumerate(ids)]
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO vectors (segment_id, space, dim, data) "
+                           "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?)", rows)
+
+    def switch_spaces(self, meta: dict[str, object], drop_spaces: Iterable[str]) -> None:
+        """Set meta keys (None deletes) and drop whole vector spaces, all in ONE transaction."""
+        with self._transaction() as db:
+            for key, value in meta.items():
+                if value is None:
+                    db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                               "value = excluded.value", (key, json.dumps(value)))
+            for space in drop_spaces:
+                db.execute("DELETE FROM vectors WHERE space = ?", (space,))
+
     def version(self) -> tuple[int, int]:
         """Changes whenever the catalog does: commits by other connections (`PRAGMA data_version`)
         or by this one (`total_changes`). Cheap, so caches of derived data can check it per query."""
