@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import platform
 import sys
 import time
@@ -51,6 +52,9 @@ FUSION_KWARGS = {
 OUTPUT_DIM = 16
 TRAIN = {"batch_size": 8, "lr": 3e-3, "warmup_steps": 10, "min_lr_ratio": 0.05, "weight_decay": 0.01}
 MODALITY_DROPOUT = 0.0
+# train.unimodal_loss_weight of the fused models: each encoder also trains through its own head
+# (Gradient-Blending), so neither sensor is left under-trained beside the other.
+UNIMODAL_LOSS = 1.0
 # The official split saturates: the gyroscope alone scores 100% on all 3 seeds (40 epochs), and with 3 training
 # recordings per class the accelerometer alone still does (seed 0). A second protocol therefore trains on one
 # recording per class (4 in all, same 40-recording test set), where a single sensor scores 87.5-97.5%.
@@ -181,9 +185,10 @@ def export(folder: Path, data: dict[str, np.ndarray]) -> None:
 # ---- models -----------------------------------------------------------------------------------
 
 def config_for(modalities: list[str], method: str, epochs: int, seed: int, modality_dropout: float = MODALITY_DROPOUT,
-               encoder: dict | None = None):
+               encoder: dict | None = None, unimodal_loss: float = UNIMODAL_LOSS):
     return fusion_config({m: encoder or ENCODER for m in modalities}, method, FUSION_KWARGS[method], OUTPUT_DIM,
-                         {**TRAIN, "epochs": epochs, "seed": seed, "modality_dropout": modality_dropout})
+                         {**TRAIN, "epochs": epochs, "seed": seed, "modality_dropout": modality_dropout,
+                          "unimodal_loss_weight": unimodal_loss if len(modalities) > 1 else 0.0})
 
 
 def models_to_run(methods: list[str]) -> list[tuple[str, list[str], str]]:
@@ -203,6 +208,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=FEW_SHOT_PER_CLASS)
     parser.add_argument("--modality-dropout", type=float, default=MODALITY_DROPOUT,
                         help="train.modality_dropout of every fused model (unimodal models have nothing to drop)")
+    parser.add_argument("--unimodal-loss", type=float, default=UNIMODAL_LOSS,
+                        help="train.unimodal_loss_weight of every fused model (0 = the fused loss alone)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report", type=Path, default=Path("/tmp/bench_basicmotions.md"))
     parser.add_argument("--export", type=Path, default=None,
@@ -223,14 +230,15 @@ def main() -> None:
     train, test = modality_datasets(data)
     test_batches = batches_of(test)
     report = ["# BasicMotions benchmark (sensorium.training)", "",
-              f"- date: 2026-11-27; command: `.venv/bin/python benchmarks/basicmotions.py {' '.join(sys.argv[1:])}`",
+              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python benchmarks/basicmotions.py {' '.join(sys.argv[1:])}`",
               f"- machine: shared 2-core CPU ({platform.processor() or platform.machine()}) with other jobs running "
               f"at the same time, so times are indicative; torch {torch.__version__}, {args.threads} thread(s)",
               f"- data: BasicMotions (UEA) from the {DATA_PACKAGE} {metadata.version(DATA_PACKAGE)} wheel's .ts files, "
               "official split (40 train / 40 test, 10 per class), length 100 at 10 Hz; accelerometer = channels 0-2, "
               "gyroscope = channels 3-5, standardised per channel on the training set",
               f"- training: {args.epochs} epochs on the official split (few_shot: epochs scaled to about as many optimizer steps), batch {TRAIN['batch_size']}, AdamW lr {TRAIN['lr']:g}, warm-up "
-              f"{TRAIN['warmup_steps']} steps + cosine, modality dropout {args.modality_dropout:g}, seeds "
+              f"{TRAIN['warmup_steps']} steps + cosine, modality dropout {args.modality_dropout:g}, "
+              f"unimodal loss weight {args.unimodal_loss:g} (fused models), seeds "
               f"{list(range(args.seeds))}{' (one seed, so no ± std)' if args.seeds == 1 else ''}; encoder per sensor: "
               f"series_cnn dim {ENCODER['dim']}, depth {ENCODER['depth']} (dilations 1, 2, 4), kernel "
               f"{ENCODER['kernel_size']}; fusion output {OUTPUT_DIM}", ""]
@@ -244,7 +252,7 @@ def main() -> None:
         for seed in range(args.seeds):
             for name, modalities, method in models_to_run(args.methods.split(",")):
                 dropout = args.modality_dropout if len(modalities) > 1 else 0.0
-                config = config_for(modalities, method, epochs, seed, dropout)
+                config = config_for(modalities, method, epochs, seed, dropout, unimodal_loss=args.unimodal_loss)
                 run = fusion_bench.run_model(name, modalities, config, len(CLASSES), subset, test_batches, seed)
                 runs.append(run)
                 print(f"[{protocol}] seed {seed} {name:28s} accuracy {100 * run['accuracy']:5.1f}%  "

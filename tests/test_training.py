@@ -100,6 +100,7 @@ lr = 0.01
 warmup_steps = 2
 seed = 0
 progress = false
+unimodal_loss_weight = 0.5  # per-modality heads: saved, resumed and reloaded with the model
 """
 
 
@@ -536,3 +537,44 @@ def test_modality_dropout_trains_a_model_that_copes_with_a_missing_modality():
     assert scores[0.5]["noise"]["image"][0] >= 0.9  # still right with both modalities
     assert min(scores[0.5]["missing"].values()) >= 0.85
     assert min(scores[0.0]["missing"].values()) < 0.75
+
+
+# ---- unimodal (Gradient-Blending) losses ------------------------------------------------------
+
+def test_unimodal_loss_adds_each_present_modality_heads_cross_entropy():
+    import torch.nn.functional as F
+
+    config = small_config("tensor", unimodal_loss_weight=0.5)
+    trainer = make_trainer(config)
+    model = trainer.model
+    assert set(model.unimodal_heads) == {"image", "series"}
+    assert build_model(small_config("tensor"), {"label": 3}).unimodal_heads is None  # off by default
+    batch = Collate()([array_data(8, seed=3)[i] for i in range(8)])
+    batch["present"] = {"series": torch.tensor([True] * 6 + [False] * 2)}  # two samples have no series
+    logits, outputs, present = model(batch, return_parts=True)
+    labels = batch["labels"]["label"]
+    fused = F.cross_entropy(logits["label"], labels)
+    image_only = F.cross_entropy(model.unimodal_heads["image"]["label"](outputs["image"].pooled), labels)
+    series_here = present["series"]
+    series_only = F.cross_entropy(model.unimodal_heads["series"]["label"](outputs["series"].pooled)[series_here],
+                                  labels[series_here])  # an absent modality's head has nothing to learn from
+    expected = fused + 0.5 * (image_only + series_only)
+    torch.testing.assert_close(trainer._loss(logits, batch["labels"], outputs, present), expected)
+    torch.testing.assert_close(trainer._loss(logits, batch["labels"]), fused)  # validation: the fused loss only
+
+
+def test_unimodal_loss_is_configured_not_negative_and_resumes_exactly(tmp_path):
+    with pytest.raises(ConfigError, match="train.unimodal_loss_weight"):
+        small_config(unimodal_loss_weight=-1.0)
+    config = small_config("gated", unimodal_loss_weight=1.0)
+    uninterrupted = make_trainer(config, tmp_path / "a")
+    uninterrupted.fit()
+    stopped = make_trainer(config, tmp_path / "b")
+    assert stopped.fit(stop_after_steps=7)["interrupted"]
+    resumed = make_trainer(config, tmp_path / "b")
+    resumed.fit(resume=True)
+    final, expected = weights(resumed.model), weights(uninterrupted.model)
+    assert any(name.startswith("unimodal_heads.") for name in expected)
+    for name in expected:
+        torch.testing.assert_close(final[name], expected[name], rtol=1e-6, atol=1e-7, msg=name)
+

@@ -84,6 +84,7 @@ class TrainConfig:
     threads: int = 0  # torch threads per process; 0 = the cores not busy with other work, split over replicas
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
+    unimodal_loss_weight: float = 0.0  # weight of per-modality heads' losses (Gradient-Blending); 0 = no such heads
     progress: bool = True
     ogm_ge: OGMConfig = field(default_factory=OGMConfig)
 
@@ -249,7 +250,8 @@ def _train(raw: dict) -> TrainConfig:
         if getattr(train, key) <= 0:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(train, key)}")
     for key in ("lr", "weight_decay", "grad_clip", "warmup_steps", "patience", "checkpoint_every", "max_steps",
-                "num_workers", "threads", "aux_loss_weight", "min_lr_ratio"):
+                "num_workers", "threads", "aux_loss_weight", "min_lr_ratio",
+                "unimodal_loss_weight"):
         if getattr(train, key) < 0:
             raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
     if not 0.0 <= train.modality_dropout <= 1.0:

@@ -22,12 +22,18 @@ class MultimodalModel(nn.Module):
     """forward(batch) -> {task: logits (B, classes)}; modalities absent from the batch are missing."""
 
     def __init__(self, encoder_modules: Mapping[str, nn.Module], fusion_module: nn.Module,
-                 classes: Mapping[str, int]):
+                 classes: Mapping[str, int], unimodal_heads: bool = False):
         super().__init__()
         self.encoders = nn.ModuleDict(dict(encoder_modules))
         self.fusion = fusion_module
         width = fusion_module.output_dim
         self.heads = nn.ModuleDict({task: nn.Linear(width, count) for task, count in classes.items()})
+        # Training-only heads on each encoder's own vector (Gradient-Blending, Wang et al. 2020): their
+        # losses keep every encoder learning even when another modality alone could fit the labels.
+        self.unimodal_heads = nn.ModuleDict({
+            name: nn.ModuleDict({task: nn.Linear(int(encoder.output_dim), count) for task, count in classes.items()})
+            for name, encoder in self.encoders.items()
+        }) if unimodal_heads and len(self.encoders) > 1 else None
 
     @property
     def modalities(self) -> list[str]:
@@ -55,6 +61,14 @@ class MultimodalModel(nn.Module):
     def fuse(self, outputs: Mapping[str, EncoderOutput], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         features = self.fusion(dict(outputs), present=dict(present))
         return {task: head(features) for task, head in self.heads.items()}
+
+    def unimodal_logits(self, outputs: Mapping[str, EncoderOutput],
+                        present: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, dict[str, Tensor]]]:
+        """Per modality: (its presence (B,), {task: logits}) from its own head; {} without such heads."""
+        if self.unimodal_heads is None:
+            return {}
+        return {name: (present[name], {task: head(outputs[name].pooled) for task, head in self.unimodal_heads[name].items()})
+                for name in outputs}
 
     def forward(self, batch: Batch, return_parts: bool = False):
         """Logits per task; with return_parts also the encoder outputs and presence (for OGM-GE)."""
@@ -85,7 +99,7 @@ def build_model(config: Config, classes: Mapping[str, int], vocab_sizes: Mapping
         fused = fusion.create(method, dims, output_dim, **table)
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f"model.fusion: {exc}") from exc
-    return MultimodalModel(built, fused, classes)
+    return MultimodalModel(built, fused, classes, unimodal_heads=config.train.unimodal_loss_weight > 0)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -132,8 +132,14 @@ class Trainer:
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext()
 
-    def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+    def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor], outputs=None, present=None) -> Tensor:
         loss = sum(weight * F.cross_entropy(logits[task].float(), labels[task]) for task, weight in self.tasks.items())
+        if self.cfg.unimodal_loss_weight > 0 and outputs is not None:
+            for here, own in unwrap(self.model).unimodal_logits(outputs, present).values():
+                if here.any():
+                    loss = loss + self.cfg.unimodal_loss_weight * sum(
+                        weight * F.cross_entropy(own[task][here].float(), labels[task][here])
+                        for task, weight in self.tasks.items())
         aux = getattr(unwrap(self.model).fusion, "balance_loss", None)
         if aux is not None and self.cfg.aux_loss_weight > 0 and unwrap(self.model).training:
             loss = loss + self.cfg.aux_loss_weight * aux.float()
@@ -266,7 +272,7 @@ class Trainer:
                         loss = self.ddp(batch)
                     else:
                         logits, outputs, present = self.ddp(batch, return_parts=True)
-                        loss = self._loss(logits, batch["labels"])
+                        loss = self._loss(logits, batch["labels"], outputs, present)
                 (loss / cfg.accumulate).backward()
             if not self.computes_loss and self._ogm_active():
                 found = self._unimodal_scores(outputs, present, batch["labels"][self.main_task])
