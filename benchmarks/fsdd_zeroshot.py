@@ -9,7 +9,12 @@ Protocol: every method choice and constant of `score` (4 s encoder window, speed
 calibration on silence, first-token scoring with the candidate-list prompt) was chosen on speakers
 george, jackson and lucas only (dev, takes 10-16); nicolas is held out and only reported.
 
-Usage: .venv/bin/python benchmarks/fsdd_zeroshot.py [--quick] [--methods score,transcribe]
+`--together` adds `sensorium.agreement.agree` (what `classify_many(..., together=True)` and
+`sensorium classify A B C --together` do): the `score` results are re-scored in random batches of
+mixed speakers of several sizes, each clip hearing from the clips that sound like it. Its constants
+were chosen on the dev speakers by log-loss averaged over those batch sizes; nicolas held out.
+
+Usage: .venv/bin/python benchmarks/fsdd_zeroshot.py [--quick] [--methods score,transcribe] [--together]
 Data: ../shared/data/fsdd/{digit}_{speaker}_{take}.wav (8 kHz; read_audio resamples to 16 kHz).
 """
 from __future__ import annotations
@@ -47,20 +52,51 @@ def clip_paths(takes: int, speakers: list[str]) -> list[Path]:
     return [DATA / f"{d}_{s}_{k}.wav" for s in speakers for d in range(10) for k in range(takes)]
 
 
-def run(paths: list[Path], method: str, recognizer: SpeechRecognizer, context: bool) -> tuple[np.ndarray, float]:
+def run(paths: list[Path], method: str, recognizer: SpeechRecognizer, context: bool,
+        keep: dict | None = None) -> tuple[np.ndarray, float]:
+    """Predicted word index per clip (-1 = none) and the seconds it took; `keep` collects
+    score's log-probabilities and the clips' native vectors (for --together), outside the timing."""
     predictions = np.full(len(paths), -1)
     started = time.perf_counter()
+    outside = 0.0
     for i, path in enumerate(paths):
         if i and i % 100 == 0:
             print(f"  {method}: {i}/{len(paths)} clips, {i / (time.perf_counter() - started):.2f} clips/s", flush=True)
         audio = read_audio(path)
         if method == "score":
-            predictions[i] = int(np.argmax(recognizer.score_candidates(audio, WORDS, context=context)))
+            scores = recognizer.score_candidates(audio, WORDS, context=context)
+            predictions[i] = int(np.argmax(scores))
+            if keep is not None:
+                aside = time.perf_counter()
+                keep.setdefault("scores", []).append(scores)
+                keep.setdefault("vectors", []).append(keep["pooler"].embed([audio.samples])[0])
+                outside += time.perf_counter() - aside
         else:
             text = " ".join(s.text for s in recognizer.transcribe(audio, beam_size=1, fallback=False))
             found = word_in_transcript(text)
             predictions[i] = -1 if found is None else found
-    return predictions, time.perf_counter() - started
+    return predictions, time.perf_counter() - started - outside
+
+
+BATCH_SIZES = (2, 5, 10, 20, 50, 100, 500)
+
+
+def together_rows(kept: dict, truth: np.ndarray, who: np.ndarray, speakers: list[str]) -> list[tuple]:
+    """Accuracy per speaker after `agree`, in random mixed-speaker batches of each size (and all clips at once)."""
+    from sensorium.agreement import agree
+
+    scores, vectors = np.stack(kept["scores"]), np.stack(kept["vectors"])
+    rows = []
+    for size in [b for b in BATCH_SIZES if b < len(truth)] + [len(truth)]:
+        order = np.random.default_rng(1).permutation(len(truth))
+        agreed = np.array(scores, dtype=np.float64)
+        for start in range(0, len(truth), size):
+            batch = order[start:start + size]
+            agreed[batch] = agree(scores[batch], vectors[batch])
+        correct = agreed.argmax(axis=1) == truth
+        rows.append((f"score + agree, batches of {size}", {s: float(correct[who == s].mean()) for s in speakers},
+                     float(correct.mean()), float("nan")))
+    return rows
 
 
 def main() -> None:
@@ -70,6 +106,8 @@ def main() -> None:
     parser.add_argument("--methods", default="score,transcribe")
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--no-context", action="store_true", help="score without the candidate-list prompt")
+    parser.add_argument("--together", action="store_true",
+                        help="also re-score score's results in mixed batches with sensorium.agreement.agree")
     args = parser.parse_args()
 
     if not DATA.is_dir():
@@ -83,21 +121,28 @@ def main() -> None:
     recognizer = SpeechRecognizer()
     recognizer.model  # load once, outside the timings
     rows = []
+    kept = None
+    if args.together:
+        from sensorium.experts.sound import WhisperPooler
+
+        kept = {"pooler": WhisperPooler(recognizer)}
     for method in args.methods.split(","):
-        predictions, seconds = run(paths, method, recognizer, context=not args.no_context)
+        predictions, seconds = run(paths, method, recognizer, context=not args.no_context, keep=kept)
         correct = predictions == truth
         per_speaker = {s: float(correct[who == s].mean()) for s in speakers}
         rows.append((method, per_speaker, float(correct.mean()), len(paths) / seconds))
         wrong = [(p.name, WORDS[q] if q >= 0 else "-") for p, q, ok in zip(paths, predictions, correct) if not ok]
         print(f"{method}: {len(wrong)} wrong, e.g. {wrong[:8]}", flush=True)
 
+    if kept and kept.get("scores"):
+        rows += together_rows(kept, truth, who, speakers)
     header = ["method", *speakers, "overall", "clips/s"]
     print(f"\nFSDD zero-shot, {takes} takes x 10 digits x {len(speakers)} speakers = {len(paths)} clips")
     print("protocol: score's method chosen on george, jackson, lucas (dev); nicolas held out")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for method, per_speaker, overall, rate in rows:
-        cells = [method, *(f"{per_speaker[s]:.3f}" for s in speakers), f"{overall:.3f}", f"{rate:.2f}"]
+        cells = [method, *(f"{per_speaker[s]:.3f}" for s in speakers), f"{overall:.3f}", "-" if rate != rate else f"{rate:.2f}"]
         print("| " + " | ".join(cells) + " |")
 
 

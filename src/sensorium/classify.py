@@ -24,6 +24,7 @@ from .errors import QueryError, ReadError
 PROMPTS = ("a photo of a {}.", "a picture of {}.", "{}")
 IMAGE_TEMPERATURE = 0.02  # softmax temperature over cosine similarities
 SHORT_CLIP_SECONDS = 3.0  # up to this long, a clip is treated as a spoken word or two
+SPOKEN_METHOD = "spoken-label likelihood"
 
 
 @dataclass
@@ -67,34 +68,94 @@ def classify(path: str | Path, labels, experts=None, space=None) -> Classificati
 
     `space`: an AttachedSpace, or a folder (a `sensorium align` output or a collection with one
     attached) whose learned space also scores images."""
-    from .readers import read
+    labels = clean_labels(labels)
+    experts = experts or _default_experts()
+    space = load_space(space)
+    payload = _read(path)
+    probs, method = _rank(payload, labels, experts, space)
+    return _result(path, payload.modality, method, labels, probs)
+
+
+@dataclass
+class BatchClassification:
+    results: list[Classification]
+    failures: list[tuple[str, str]]  # (file, reason) for each file that could not be classified
+
+    def as_dict(self) -> dict:
+        return {"results": [r.as_dict() for r in self.results],
+                "failures": [{"path": p, "reason": r} for p, r in self.failures]}
+
+
+def classify_many(paths, labels, experts=None, space=None, together: bool = False,
+                  progress=None) -> BatchClassification:
+    """Classify several files with the same labels; a file that cannot be read is reported, not fatal.
+
+    With `together`, short spoken clips (the spoken-label method) also hear from the clips in the
+    batch that sound most like them (`sensorium.agreement.agree`): on FSDD this lifts the hardest
+    speaker from 0.93 to 0.95 in batches of 500+ clips, and changes little in small batches of
+    unrelated clips. Images, videos, texts and longer speech are scored alone either way.
+    `progress(done, total)` is called after each file.
+    """
+    from .agreement import agree
+    from .errors import SensoriumError
 
     labels = clean_labels(labels)
     experts = experts or _default_experts()
     space = load_space(space)
+    paths = list(paths)
+    rows, failures = [], []
+    for done, path in enumerate(paths, 1):
+        try:
+            payload = _read(path)
+            probs, method = _rank(payload, labels, experts, space)
+            vector = None
+            if together and payload.modality == "audio" and method.startswith(SPOKEN_METHOD):
+                vector = experts.sound.embed([payload.samples])[0]
+            rows.append([path, payload.modality, method, probs, vector])
+        except SensoriumError as error:  # unreadable, undecodable or a model failure: this file only
+            failures.append((str(path), str(error)))
+        if progress is not None:
+            progress(done, len(paths))
+    voters = [row for row in rows if row[4] is not None]
+    if len(voters) >= 2:
+        agreed = np.exp(agree(np.log(np.maximum(np.stack([row[3] for row in voters]), 1e-300)),
+                              np.stack([row[4] for row in voters])))
+        for row, probs in zip(voters, agreed):
+            row[3] = probs
+            row[2] = f"{row[2]} + agreement with similar clips among {len(voters)}"
+    return BatchClassification([_result(path, modality, method, labels, probs)
+                                for path, modality, method, probs, _ in rows], failures)
+
+
+def _read(path):
+    from .readers import read
+
     try:
-        payload = read(Path(path))
+        return read(Path(path))
     except ReadError as error:
         raise QueryError(f"cannot classify {error.path}: {error.reason}") from None
+
+
+def _rank(payload, labels: list[str], experts, space) -> tuple[np.ndarray, str]:
+    """Probabilities over `labels` for one decoded file, and how they were reached."""
     modality = payload.modality
     if modality == "image":
-        probs = _visual(experts, [payload.pixels], labels, space)
-        method = "label bridge (image -> shared space)" + _with(space, "image")
-    elif modality == "audio":
-        probs, method = _audio(experts, payload, labels, space)
-    elif modality == "video":
+        return _visual(experts, [payload.pixels], labels, space), "label bridge (image -> shared space)" + _with(space, "image")
+    if modality == "audio":
+        return _audio(experts, payload, labels, space)
+    if modality == "video":
         parts = []
         if payload.frames:
             parts.append(_visual(experts, [f.pixels for f in payload.frames], labels, space))
         if payload.audio is not None:
             parts.append(_audio(experts, payload.audio, labels, space)[0])
-        probs = np.mean(parts, axis=0)
-        method = (f"frames (label bridge{_with(space, 'image')}) + sound track "
-                  f"(spoken-label likelihood{_with(space, 'audio')})")
-    else:
-        text_vector = experts.text.encode([payload.text])[0]
-        probs = _softmax(experts.text.encode(labels) @ text_vector / IMAGE_TEMPERATURE)
-        method = "text embedding"
+        return np.mean(parts, axis=0), (f"frames (label bridge{_with(space, 'image')}) + sound track "
+                                        f"(spoken-label likelihood{_with(space, 'audio')})")
+    text_vector = experts.text.encode([payload.text])[0]
+    return _softmax(experts.text.encode(labels) @ text_vector / IMAGE_TEMPERATURE), "text embedding"
+
+
+def _result(path, modality: str, method: str, labels: list[str], probs: np.ndarray) -> Classification:
     order = np.argsort(-probs)
     return Classification(path=str(path), modality=modality, method=method,
                           labels=[LabelScore(labels[i], float(probs[i])) for i in order])
@@ -170,11 +231,11 @@ def _audio(experts, audio, labels: list[str], space=None) -> tuple[np.ndarray, s
     is transcribed and its meaning compared with the labels'. A space with an audio head adds its
     opinion of the sound itself (which also serves recordings without words)."""
     if audio.duration <= SHORT_CLIP_SECONDS:
-        probs, method = _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+        probs, method = _spoken(experts, audio, labels), f"{SPOKEN_METHOD} (Whisper, teacher-forced)"
     else:
         transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(audio)).strip()
         if len(transcript.split()) <= 3:
-            probs, method = _spoken(experts, audio, labels), "spoken-label likelihood (Whisper, teacher-forced)"
+            probs, method = _spoken(experts, audio, labels), f"{SPOKEN_METHOD} (Whisper, teacher-forced)"
         else:
             vector = experts.text.encode([transcript])[0]
             probs = _softmax(experts.text.encode(labels) @ vector / IMAGE_TEMPERATURE)

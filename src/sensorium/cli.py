@@ -168,25 +168,52 @@ def search(
 
 @app.command()
 def classify(
-    path: Path = typer.Argument(..., help="An image, audio, video or text file."),
+    paths: list[Path] = typer.Argument(..., help="Image, audio, video or text files (one or more)."),
     labels: str = typer.Option(..., "--labels", help="Comma-separated candidate labels."),
     json_out: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
     space: Optional[Path] = typer.Option(None, "--space", help="A learned space (align --out folder, or a "
                                          "collection with one attached) to combine with the bridge."),
+    together: bool = typer.Option(False, "--together", help="Let short spoken clips that sound alike inform "
+                                  "each other's labels (for many recordings of the same words)."),
 ):
-    """Rank free-text labels for a file (zero-shot)."""
+    """Rank free-text labels for files (zero-shot). Exit status 1 when any file could not be classified."""
     from .classify import classify as run
+    from .classify import classify_many
 
+    if len(paths) == 1 and not together:
+        try:
+            result = run(paths[0], labels, space=space)
+        except QueryError as error:
+            _fail(str(error), EXIT_USAGE)
+        except SensoriumError as error:
+            _fail(str(error), EXIT_ERROR)
+        if json_out:
+            print(json.dumps(result.as_dict(), indent=2))
+            return
+        _print_classification(_console(), result)
+        return
     try:
-        result = run(path, labels, space=space)
+        batch = classify_many(paths, labels, space=space, together=together,
+                              progress=None if json_out else _progress_bar("classifying"))
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
+    finally:
+        _stop_progress()
     if json_out:
-        print(json.dumps(result.as_dict(), indent=2))
-        return
-    console = _console()
+        print(json.dumps(batch.as_dict(), indent=2))
+    else:
+        console = _console()
+        for result in batch.results:
+            _print_classification(console, result)
+        for path, reason in batch.failures:
+            console.print(f"failed: {path}: {reason}", style="red")
+    if batch.failures:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _print_classification(console, result) -> None:
     console.print(f"{result.path} ({result.modality}, {result.method})")
     for score in result.labels:
         console.print(f"  {score.score:6.3f}  {score.label}")
