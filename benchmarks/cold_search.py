@@ -8,49 +8,33 @@ The collection is built directly through the catalog and vector store with synth
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _synthetic import write_synthetic_collection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".benchmarks-cache"
 
 
 def build(directory: Path, items: int, seed: int = 0) -> None:
-    from sensorium import Collection
-    from sensorium.index.catalog import FileState, NewSegment
+    """`items` synthetic items, a quarter of each kind (no files, no experts run)."""
+    from sensorium.index.catalog import FileState
 
     marker = directory / ".complete"
     if marker.exists():
         return
-    rng = np.random.default_rng(seed)
-    collection = Collection(directory)
-    centres = rng.normal(size=(64, 384)).astype(np.float32)
     kinds = ["image", "audio", "text", "video"]
-    shared, image = collection.store("shared"), collection.store("image")
+    entries = []
     for number in range(items):
-        vector = centres[number % 64] + 0.5 * rng.normal(size=384).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        native = rng.normal(size=1280).astype(np.float32)
-        native /= np.linalg.norm(native)
         kind = kinds[number % 4]
-        vectors = {"shared": vector} | ({"image": native} if kind == "image" else {})
-        state = FileState(f"/synthetic/{kind}/{number:06d}.dat", 1000 + number, number, f"{number:032x}")
-        _, ids, _ = collection.catalog.put_item(state, kind, None, {}, [
-            NewSegment(start=None, end=None, source=kind, text=f"synthetic item {number} cluster {number % 64}",
-                       vectors=vectors)])
-        shared.add(np.asarray(ids, dtype=np.int64), vector[None])
-        if kind == "image":
-            image.add(np.asarray(ids, dtype=np.int64), native[None])
-    shared.save()
-    image.save()
-    collection.close()
+        entries.append((FileState(f"/synthetic/{kind}/{number:06d}.dat", 1000 + number, number, f"{number:032x}"),
+                        kind))
+    write_synthetic_collection(directory, entries, label="synthetic item", seed=seed)
     marker.touch()
 
 

@@ -17,9 +17,6 @@ import json
 import os
 import random
 import shutil
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _photos import CACHE, ROOT, photo_folder  # noqa: E402
+from _photos import CACHE, photo_folder  # noqa: E402
+from _synthetic import write_synthetic_collection  # noqa: E402
+
+from sensorium.serve.process import start_server, stop_server  # noqa: E402
 
 PHOTO_WIDTH = 320
 QUERIES = [
@@ -47,75 +47,22 @@ QUERIES = [
 
 def build(directory: Path, photos: Path, items: int, seed: int = 0) -> None:
     """A collection of `items` real photos with synthetic clustered vectors (no experts run)."""
-    from sensorium import Collection
-    from sensorium.index.catalog import FileState, NewSegment
+    from sensorium.index.catalog import FileState
 
     marker = directory / ".complete"
     if marker.exists():
         return
     if directory.exists():
         shutil.rmtree(directory)
-    files = sorted(photos.rglob("*.jpg"))[:items]
-    rng = np.random.default_rng(seed)
-    collection = Collection(directory)
-    centres = rng.normal(size=(64, 384)).astype(np.float32)
-    shared, image = collection.store("shared"), collection.store("image")
-    for number, path in enumerate(files):
-        vector = centres[number % 64] + 0.5 * rng.normal(size=384).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        native = rng.normal(size=1280).astype(np.float32)
-        native /= np.linalg.norm(native)
+    entries = []
+    for path in sorted(photos.rglob("*.jpg"))[:items]:
         stat = path.stat()
-        state = FileState(str(path.resolve()), stat.st_size, stat.st_mtime_ns, None)
-        _, ids, _ = collection.catalog.put_item(state, "image", None, {}, [
-            NewSegment(start=None, end=None, source="image", text=f"photo {number} cluster {number % 64}",
-                       vectors={"shared": vector, "image": native})])
-        shared.add(np.asarray(ids, dtype=np.int64), vector[None])
-        image.add(np.asarray(ids, dtype=np.int64), native[None])
-    shared.save()
-    image.save()
-    collection.close()
+        entries.append((FileState(str(path.resolve()), stat.st_size, stat.st_mtime_ns, None), "image"))
+    write_synthetic_collection(directory, entries, label="photo", seed=seed)
     marker.touch()
 
 
 # --- the server -----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(collection: Path, roots: list[Path], log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    args = [sys.executable, "-c", "from sensorium.cli import main; main()", "serve", "-c", str(collection),
-            "--host", "127.0.0.1", "--port", str(port)]
-    for root in roots:
-        args += ["--root", str(root)]
-    process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if call(port, "GET", "/api/v1/health")[0] == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
 
 def call(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None,
          connection: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
@@ -250,7 +197,7 @@ def main() -> None:
         shutil.copytree(new_photos, incoming_root / "new-photos", ignore=shutil.ignore_patterns(".complete"))
         log = scratch / "server.log"
         started = time.perf_counter()
-        process, port = start_server(collection, [photos, incoming_root], log)
+        process, port = start_server(collection, [photos, incoming_root], log, timeout=120)
         print(f"server up on 127.0.0.1:{port} in {time.perf_counter() - started:.1f} s", flush=True)
         try:
             status, body = call(port, "GET", "/api/v1/search?q=warm+up&k=5")  # loads the text encoder
@@ -280,7 +227,7 @@ def main() -> None:
                 job_line += (f"; without load it then ended {state['state']} {state['done']}/{state['total']} "
                              f"at {time.monotonic() - job_began:.0f} s after the start")
         finally:
-            stop_server(process)
+            stop_server(process, timeout=40)
 
     print()
     print(f"`sensorium serve` under load: {args.items} items, {args.clients} clients, {args.seconds:.0f} s per phase, "

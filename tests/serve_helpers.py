@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from sensorium.serve.process import start_server as start_server_process
+from sensorium.serve.process import stop_server  # noqa: F401 (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,43 +25,10 @@ class Reply:
         return json.loads(self.body)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(collection: Path, roots: list[Path], log: Path) -> tuple[subprocess.Popen, str]:
-    """`sensorium serve` in a subprocess on a free loopback port; waits until /health answers."""
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    args = [sys.executable, "-c", "from sensorium.cli import main; main()", "serve", "-c", str(collection),
-            "--port", str(port)]
-    for root in roots:
-        args += ["--root", str(root)]
-    process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(REPO))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if request(base + "/api/v1/health").status == 200:
-                return process, base
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`sensorium serve` in a subprocess on a free loopback port, and its base URL."""
+    process, port = start_server_process(collection, roots, log)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,

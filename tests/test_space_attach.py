@@ -152,7 +152,7 @@ def test_interrupted_attach_keeps_the_catalog_and_the_old_space_then_resumes(set
 
 
 def test_classify_with_a_space(setup):
-    from sensorium.classify import classify
+    from sensorium.classification import classify
 
     root, collection, spaces, baseline = setup
     labels = ["cat", "rocket", "coffee", "motorcycle"]

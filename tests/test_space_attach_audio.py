@@ -152,7 +152,7 @@ def test_files_indexed_later_get_learned_vectors(setup):
 
 
 def test_classify_an_audio_file_uses_the_audio_head(setup):
-    from sensorium.classify import classify
+    from sensorium.classification import classify
 
     root, collection, _, _ = setup
     labels = [*WORDS, *SOUNDS]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Collection", "classify", "__version__"]
+__all__ = ["Collection", "classify", "classify_many", "__version__"]
 
 
 def __getattr__(name: str):
@@ -14,8 +14,8 @@ def __getattr__(name: str):
         from .collection import Collection
 
         return Collection
-    if name == "classify":
-        from .classify import classify
+    if name in ("classify", "classify_many"):
+        from . import classification
 
-        return classify
+        return getattr(classification, name)
     raise AttributeError(f"module 'sensorium' has no attribute {name!r}")

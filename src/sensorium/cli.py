@@ -177,8 +177,8 @@ def classify(
                                   "each other's labels (for many recordings of the same words)."),
 ):
     """Rank free-text labels for files (zero-shot). Exit status 1 when any file could not be classified."""
-    from .classify import classify as run
-    from .classify import classify_many
+    from .classification import classify as run
+    from .classification import classify_many
 
     if len(paths) == 1 and not together:
         try:

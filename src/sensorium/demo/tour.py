@@ -56,7 +56,7 @@ def run_tour(directory: str | Path | None = None) -> list[dict]:
         console.print(table)
         results.append({"step": title, "hits": [h.as_dict() for h in hits]})
 
-    from ..classify import classify
+    from ..classification import classify
 
     table = Table(title="zero-shot classification", title_justify="left")
     for column in ("file", "labels", "best", "p"):

@@ -103,7 +103,7 @@ def search_example(state: State, file: Annotated[UploadFile, File()],
 def classify_upload(state: State, file: Annotated[UploadFile, File()],
                     labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)]) -> dict:
     """Rank comma-separated `labels` for an uploaded file of any modality."""
-    from ..classify import classify
+    from ..classification import classify
 
     with _saved_upload(file, allowed=KINDS) as (path, modality):
         result = classify(path, labels, experts=state.experts).as_dict()
