@@ -26,15 +26,31 @@ from sensorium.training.model import build_model, count_parameters  # noqa: E402
 from sensorium.training.trainer import Trainer, seed_everything  # noqa: E402
 
 
+FUSED_ONLY = ("modality_dropout", "unimodal_loss_weight")  # options a one-modality model has nothing to apply to
+
+
 def fusion_config(encoders: dict[str, dict], method: str, fusion_kwargs: dict, output_dim: int,
                   train: dict) -> Config:
-    """The config `sensorium train` would read: array inputs, these encoders, this fusion, this schedule."""
+    """The config `sensorium train` would read: array inputs, these encoders, this fusion, this schedule.
+
+    A unimodal baseline gets the same schedule without the options that only fused models use."""
+    if len(encoders) == 1:
+        train = {k: v for k, v in train.items() if k not in FUSED_ONLY}
     return config_from_dict({
         "model": {"encoders": {m: dict(e) for m, e in encoders.items()},
                   "fusion": {"method": method, "output_dim": output_dim, **fusion_kwargs}},
         "data": {"modalities": {m: {"kind": "array"} for m in encoders}},
         "train": {"progress": False, **train},
     })
+
+
+def add_fused_training_options(parser, modality_dropout: float, unimodal_loss: float) -> None:
+    """The command-line options both fusion benchmarks share (threads and the fused models' training options)."""
+    parser.add_argument("--modality-dropout", type=float, default=modality_dropout,
+                        help="train.modality_dropout of every fused model (unimodal models have nothing to drop)")
+    parser.add_argument("--unimodal-loss", type=float, default=unimodal_loss,
+                        help="train.unimodal_loss_weight of every fused model (0 = the fused loss alone)")
+    parser.add_argument("--threads", type=int, default=1)
 
 
 def only(dataset: ArrayDataset, modalities: list[str]) -> ArrayDataset:

@@ -186,7 +186,7 @@ def config_for(modalities: list[str], method: str, epochs: int, seed: int, batch
     return fusion_config({m: ENCODER for m in modalities}, method, FUSION_KWARGS[method], 32,
                          {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "warmup_steps": 30, "seed": seed,
                           "min_lr_ratio": 0.05, "modality_dropout": modality_dropout,
-                          "unimodal_loss_weight": unimodal_loss if len(modalities) > 1 else 0.0})
+                          "unimodal_loss_weight": unimodal_loss})
 
 
 def run_model(name: str, modalities: list[str], method: str, train: ArrayDataset, test_batches: list[dict],
@@ -206,11 +206,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--protocols", default="conventional,held_out_speaker")
     parser.add_argument("--methods", default=",".join(FUSION_KWARGS))
-    parser.add_argument("--modality-dropout", type=float, default=MODALITY_DROPOUT,
-                        help="train.modality_dropout of every fused model (unimodal models have nothing to drop)")
-    parser.add_argument("--unimodal-loss", type=float, default=UNIMODAL_LOSS,
-                        help="train.unimodal_loss_weight of every fused model (0 = the fused loss alone)")
-    parser.add_argument("--threads", type=int, default=1)
+    fusion_bench.add_fused_training_options(parser, MODALITY_DROPOUT, UNIMODAL_LOSS)
     parser.add_argument("--report", type=Path, default=Path("/tmp/bench_avmnist.md"))
     parser.add_argument("--export", type=Path, default=None,
                         help="only write the conventional-split pairs as files + manifests (for examples/avmnist.toml)")

@@ -188,7 +188,7 @@ def config_for(modalities: list[str], method: str, epochs: int, seed: int, modal
                encoder: dict | None = None, unimodal_loss: float = UNIMODAL_LOSS):
     return fusion_config({m: encoder or ENCODER for m in modalities}, method, FUSION_KWARGS[method], OUTPUT_DIM,
                          {**TRAIN, "epochs": epochs, "seed": seed, "modality_dropout": modality_dropout,
-                          "unimodal_loss_weight": unimodal_loss if len(modalities) > 1 else 0.0})
+                          "unimodal_loss_weight": unimodal_loss})
 
 
 def models_to_run(methods: list[str]) -> list[tuple[str, list[str], str]]:
@@ -206,11 +206,7 @@ def main() -> None:
     parser.add_argument("--protocols", default="official,few_shot",
                         help="official = the 40-recording training set; few_shot = its first --per-class per class")
     parser.add_argument("--per-class", type=int, default=FEW_SHOT_PER_CLASS)
-    parser.add_argument("--modality-dropout", type=float, default=MODALITY_DROPOUT,
-                        help="train.modality_dropout of every fused model (unimodal models have nothing to drop)")
-    parser.add_argument("--unimodal-loss", type=float, default=UNIMODAL_LOSS,
-                        help="train.unimodal_loss_weight of every fused model (0 = the fused loss alone)")
-    parser.add_argument("--threads", type=int, default=1)
+    fusion_bench.add_fused_training_options(parser, MODALITY_DROPOUT, UNIMODAL_LOSS)
     parser.add_argument("--report", type=Path, default=Path("/tmp/bench_basicmotions.md"))
     parser.add_argument("--export", type=Path, default=None,
                         help="only write the recordings as .npy series + manifests (for examples/basicmotions.toml)")
@@ -251,8 +247,7 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             for name, modalities, method in models_to_run(args.methods.split(",")):
-                dropout = args.modality_dropout if len(modalities) > 1 else 0.0
-                config = config_for(modalities, method, epochs, seed, dropout, unimodal_loss=args.unimodal_loss)
+                config = config_for(modalities, method, epochs, seed, args.modality_dropout, unimodal_loss=args.unimodal_loss)
                 run = fusion_bench.run_model(name, modalities, config, len(CLASSES), subset, test_batches, seed)
                 runs.append(run)
                 print(f"[{protocol}] seed {seed} {name:28s} accuracy {100 * run['accuracy']:5.1f}%  "

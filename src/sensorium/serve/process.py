@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import sensorium
@@ -44,13 +43,11 @@ def start_server(collection: Path, roots: list[Path], log: Path, host: str = "12
         args += ["--root", str(root)]
     with Path(log).open("wb") as output:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url_host = f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets in a URL
-    health = f"http://{url_host}:{port}{HEALTH_PATH}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}: {_tail(log)}")
-        if _healthy(health):
+        if _healthy(host, port):
             return process, port
         time.sleep(0.2)
     stop_server(process, timeout=5)
@@ -68,12 +65,16 @@ def stop_server(process: subprocess.Popen, timeout: float = 30) -> None:
             process.wait()
 
 
-def _healthy(url: str) -> bool:
+def _healthy(host: str, port: int) -> bool:
+    """Whether the server on this (loopback) address answers its health check with 200."""
+    connection = http.client.HTTPConnection(host, port, timeout=5)
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
+        connection.request("GET", HEALTH_PATH)
+        return connection.getresponse().status == 200
     except (OSError, http.client.HTTPException):  # not listening yet, or answering an error
         return False
+    finally:
+        connection.close()
 
 
 def _tail(log: Path) -> str:
