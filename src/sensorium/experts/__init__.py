@@ -61,9 +61,7 @@ class Experts:
     @cached_property
     def sound(self):
         """Native audio vectors (Whisper's encoder, pooled), sharing the speech expert's model."""
-        from .sound import WhisperPooler
-
-        return WhisperPooler(self.speech)
+        return self.speech.pooler
 
     @cached_property
     def clip(self):

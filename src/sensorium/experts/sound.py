@@ -39,6 +39,13 @@ def _window_seconds(length: int) -> int:
     return int(min(MAX_WINDOW_SECONDS, max(MIN_WINDOW_SECONDS, np.ceil(length / SAMPLE_RATE))))
 
 
+def _clip_key(samples: np.ndarray) -> tuple:
+    import hashlib
+
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    return samples.shape, hashlib.blake2b(samples.tobytes(), digest_size=16).digest()
+
+
 class WhisperPooler:
     """Whisper base encoder -> one (512,) vector per clip. Raises ModelError when Whisper is unavailable."""
 
@@ -46,6 +53,7 @@ class WhisperPooler:
         from ..experts.speech import SpeechRecognizer
 
         self.recognizer = recognizer or SpeechRecognizer()
+        self._last = None  # (key, vectors) of the last single clip embedded
         try:
             self.model = self.recognizer.model  # loads now: a missing model fails here, not mid-extraction
         except ModelError:
@@ -89,6 +97,16 @@ class WhisperPooler:
         return np.asarray(encoded, dtype=np.float32)
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Pooled vectors, L2-normalised: what the collection stores and searches by cosine."""
+        """Pooled vectors, L2-normalised: what the collection stores and searches by cosine.
+
+        The last single clip's vector is remembered (keyed by its samples' hash): scoring a spoken
+        clip against templates and then storing or comparing its vector asks for it twice."""
+        key = _clip_key(clips[0]) if len(clips) == 1 else None
+        last = self._last  # read once: another thread may replace it
+        if key is not None and last is not None and last[0] == key:
+            return last[1].copy()
         pooled = self.pool(clips)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        vectors = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        if key is not None:
+            self._last = (key, vectors.copy())
+        return vectors

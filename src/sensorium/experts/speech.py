@@ -158,7 +158,7 @@ class SpeechRecognizer:
         self._model = None
         self._calibration: dict[tuple, np.ndarray] = {}  # (candidates, context) -> scores on silence
         self._templates: dict[tuple, tuple] = {}  # candidates -> (espeak templates' audio vectors, owners)
-        self._pooler = None  # native audio vectors from this model's encoder, made on first use
+        self._pooler = None  # see `pooler`
 
     def model_dir(self) -> Path:
         if self.local_dir is None:
@@ -288,8 +288,6 @@ class SpeechRecognizer:
         from .sound import WhisperPooler
         from .tts import synthesize
 
-        if self._pooler is None:
-            self._pooler = WhisperPooler(self)
         key = tuple(candidates)
         if key not in self._templates:
             try:
@@ -297,13 +295,23 @@ class SpeechRecognizer:
                           for index, text in enumerate(candidates) for voice in TEMPLATE_VOICES]
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
-            vectors = self._pooler.embed([payload.samples for _, payload in spoken])
+            vectors = self.pooler.embed([payload.samples for _, payload in spoken])
             self._templates[key] = (vectors, np.asarray([index for index, _ in spoken]))
         vectors, owners = self._templates[key]
-        similarity = vectors @ self._pooler.embed([samples])[0]
+        similarity = vectors @ self.pooler.embed([samples])[0]
         best = np.full(len(candidates), -np.inf)
         np.maximum.at(best, owners, similarity)
         return best - best.max()
+
+    @property
+    def pooler(self):
+        """Native audio vectors from this model's encoder (made on first use), shared with
+        `Experts.sound`, so a clip embedded while scoring is not encoded again for its vector."""
+        if self._pooler is None:
+            from .sound import WhisperPooler
+
+            self._pooler = WhisperPooler(self)
+        return self._pooler
 
     def _forms(self, tokenizer, candidates: list[str]) -> tuple[list[list[int]], np.ndarray]:
         forms, owners = [], []
