@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import QueryError, ReadError
+from .errors import QueryError, ReadError, SensoriumError
 
 PROMPTS = ("a photo of a {}.", "a picture of {}.", "{}")
 IMAGE_TEMPERATURE = 0.02  # softmax temperature over cosine similarities
@@ -97,34 +97,31 @@ def classify_many(paths, labels, experts=None, space=None, together: bool = Fals
     `progress(done, total)` is called after each file.
     """
     from .agreement import agree
-    from .errors import SensoriumError
 
     labels = clean_labels(labels)
     experts = experts or _default_experts()
     space = load_space(space)
     paths = list(paths)
-    rows, failures = [], []
+    results, voters, sounds, failures = [], [], [], []
     for done, path in enumerate(paths, 1):
         try:
             payload = _read(path)
             probs, method = _rank(payload, labels, experts, space)
-            vector = None
+            results.append(_result(path, payload.modality, method, labels, probs))
             if together and payload.modality == "audio" and method.startswith(SPOKEN_METHOD):
-                vector = experts.sound.embed([payload.samples])[0]
-            rows.append([path, payload.modality, method, probs, vector])
+                voters.append((len(results) - 1, probs))
+                sounds.append(experts.sound.embed([payload.samples])[0])  # computed while scoring: remembered
         except SensoriumError as error:  # unreadable, undecodable or a model failure: this file only
             failures.append((str(path), str(error)))
         if progress is not None:
             progress(done, len(paths))
-    voters = [row for row in rows if row[4] is not None]
     if len(voters) >= 2:
-        agreed = np.exp(agree(np.log(np.maximum(np.stack([row[3] for row in voters]), 1e-300)),
-                              np.stack([row[4] for row in voters])))
-        for row, probs in zip(voters, agreed):
-            row[3] = probs
-            row[2] = f"{row[2]} + agreement with similar clips among {len(voters)}"
-    return BatchClassification([_result(path, modality, method, labels, probs)
-                                for path, modality, method, probs, _ in rows], failures)
+        agreed = np.exp(agree(np.log(np.maximum(np.stack([p for _, p in voters]), 1e-300)), np.stack(sounds)))
+        for (index, _), probs in zip(voters, agreed):
+            alone = results[index]
+            results[index] = _result(alone.path, alone.modality,
+                                     f"{alone.method} + agreement with similar clips among {len(voters)}", labels, probs)
+    return BatchClassification(results, failures)
 
 
 def _read(path):

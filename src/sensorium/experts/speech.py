@@ -285,7 +285,6 @@ class SpeechRecognizer:
     def _sounds_like(self, samples: np.ndarray, candidates: list[str]) -> np.ndarray | None:
         """Per candidate: the clip's best cosine to that candidate spoken by espeak-ng in
         `TEMPLATE_VOICES`, minus the best over all candidates (so <= 0). None without espeak-ng."""
-        from .sound import WhisperPooler
         from .tts import synthesize
 
         key = tuple(candidates)
