@@ -6,7 +6,9 @@ path), saves it, reopens it as a memory-mapped view the way a search process doe
 queries: ANN search + `catalog.segments` lookup of the hits, with and without a kind filter.
 Recall@10 is against exact numpy brute force.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/query_latency.py --n 100000
+    PYTHONPATH=src .venv/bin/python benchmarks/query_latency.py --n 100000 [--one-index]
+
+`--one-index` keeps the space in one usearch file (the layout before shards) for a before/after.
 """
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--one-index", action="store_true",
+                        help="one usearch file for the space, as before shards (for before/after)")
     args = parser.parse_args()
+    capacity = args.n + 1 if args.one_index else None
 
     data = clustered(args.n, DIM, seed=args.n)
     queries = make_queries(data, args.queries, seed=7)
@@ -58,14 +63,15 @@ def main() -> None:
         rows.append(("catalog put_item, %d items x %d segments" % (args.n // PER_ITEM, PER_ITEM), f"{put_s:.1f} s"))
 
         t0 = time.perf_counter()
-        store = VectorStore(folder, "shared", DIM)
+        store = VectorStore(folder, "shared", DIM, capacity=capacity)
         store.sync_with(catalog)
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         store.save()
         rows.append(("ANN rebuild from catalog (sync_with)", f"{build_s:.1f} s"))
         rows.append(("ANN save (atomic, fsync)", f"{time.perf_counter() - t0:.2f} s"))
-        rows.append(("ANN file size", f"{(folder / 'vectors-shared.usearch').stat().st_size / 1e6:.0f} MB"))
+        files = list(folder.glob("vectors-shared*.usearch"))
+        rows.append(("ANN files (shards), total size", f"{len(files)}, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB"))
         catalog.close()
 
         t0 = time.perf_counter()

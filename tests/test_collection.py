@@ -169,3 +169,39 @@ def test_bad_queries_raise_clear_errors(indexed, tmp_path):
         collection.search(image=broken)
     with pytest.raises(QueryError, match="kind"):
         collection.search(text="x", kind="smell")
+
+
+def test_a_collection_in_many_shards_indexes_updates_and_searches(tmp_path, monkeypatch):
+    """Shards of 8 vectors: notes spread over many files, then deletions and an edit, as one index."""
+    from sensorium.index import vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "MIN_SHARD_VECTORS", 1)
+    monkeypatch.setattr(vectors_module, "SHARD_BYTES", 8 * 4 * 384)  # 8 shared-space vectors per shard
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    topics = ["sourdough bread recipe", "hiking boots for the alps", "tax return deadline", "piano lesson at five",
+              "the cat needs her vaccine", "fixing the bicycle brakes", "tomato seedlings on the balcony",
+              "flight to lisbon on monday", "birthday present for grandma", "oil change for the car"]
+    for i in range(40):
+        (notes / f"note{i:02d}.txt").write_text(f"Note {i}: {topics[i % 10]}, item {i}.\n", encoding="utf-8")
+    collection = Collection(tmp_path / "col")
+    assert collection.index(notes).added == 40
+    shards = list((tmp_path / "col" / "vectors").glob("vectors-shared*.usearch"))
+    assert len(shards) >= 5
+    best = Path(collection.search(text="flight to lisbon", k=1)[0].path).name
+    assert best in {"note07.txt", "note17.txt", "note27.txt", "note37.txt"}
+
+    for i in range(0, 40, 2):  # half the notes go, one is rewritten
+        (notes / f"note{i:02d}.txt").unlink()
+    (notes / "note01.txt").write_text("Note 1: the violin needs new strings.\n", encoding="utf-8")
+    report = collection.index(notes)
+    assert (report.removed, report.updated) == (20, 1)
+    store = collection.store("shared")
+    assert store.ids().tolist() == collection.catalog.vector_ids("shared").tolist()
+    assert Path(collection.search(text="violin strings", k=1)[0].path).name == "note01.txt"
+    found = {Path(hit.path).name for hit in collection.search(text="tax return deadline", k=40)}
+    assert not any(f"note{i:02d}.txt" in found for i in range(0, 40, 2))
+    collection.close()
+    reopened = Collection(tmp_path / "col")  # a new process's view of the saved shards
+    assert len(reopened.store("shared")) == len(reopened.catalog.vector_ids("shared"))
+    reopened.close()

@@ -63,7 +63,7 @@ WRITER = OPS + textwrap.dedent('''
     SPACES = {"shared": 384, "image": 64}
     with WriterLock(folder):
         catalog = Catalog(folder / "catalog.sqlite")
-        stores = {s: VectorStore(folder, s, d) for s, d in SPACES.items()}
+        stores = {s: VectorStore(folder, s, d, capacity=16) for s, d in SPACES.items()}  # many shards
         for store in stores.values():
             store.sync_with(catalog)
             store.save()

@@ -97,7 +97,7 @@ def test_add_replaces_remove_drops_and_save_reopens_as_view(tmp_path: Path):
     hits = reader.search(data[299], 2)
     assert hits[0][0] == 0 and hits[0][1] == pytest.approx(1.0, abs=1e-5)
     assert 298 not in {i for i, _ in reader.search(data[298], 300)}
-    assert len(reader) == 298 and reader._viewing  # read-only processes memory-map the file
+    assert len(reader) == 298 and all(s.viewing for s in reader._current())  # readers memory-map the files
 
     writer.add(np.array([5000]), data[298:299])  # a writer saves a newer file: the reader follows it
     writer.save()
@@ -148,3 +148,72 @@ def test_opening_a_store_does_not_import_the_ann_library(tmp_path: Path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_shards_keep_one_in_memory_and_search_like_one_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    data = clustered(1050, seed=8)
+    ids = np.arange(1050, dtype=np.int64) * 3 + 1
+    writer = VectorStore(tmp_path, "shared", 384, capacity=200)
+    for start in range(0, 1050, 70):  # as the indexer adds: a file's segments at a time, saving now and then
+        writer.add(ids[start:start + 70], data[start:start + 70], new=True)
+        shards = writer._current()
+        assert shards[-1].loaded_for_writing  # only the newest shard is in memory ...
+        assert all(s.index is None for s in shards[:-1])  # ... full ones are not even mapped while indexing
+        if start % 210 == 0:
+            writer.save()
+    writer.save()
+    assert sorted(p.name for p in tmp_path.glob("*.usearch")) == [
+        "vectors-shared.1.usearch", "vectors-shared.2.usearch", "vectors-shared.3.usearch",
+        "vectors-shared.4.usearch", "vectors-shared.5.usearch", "vectors-shared.usearch"]
+    assert len(writer) == 1050 and writer.ids().tolist() == ids.tolist()
+
+    reader = VectorStore(tmp_path, "shared", 384)  # any capacity reads any shards
+    queries = clustered(15, seed=9)
+    for q in queries:  # below EXACT_BELOW every shard is searched exhaustively: exact overall
+        assert [i for i, _ in reader.search(q, 10)] == exact(ids, data, q, 10)
+        mask = ids % 7 == 0
+        assert [i for i, _ in reader.search(q, 5, allowed=lambda k: k % 7 == 0)] == exact(ids, data, q, 5, mask)
+    monkeypatch.setattr(vectors_module, "EXACT_BELOW", 0)
+    recall = np.mean([len({i for i, _ in reader.search(d, 10)} & set(exact(ids, data, d, 10))) / 10
+                      for d in data[::70]])
+    assert recall >= 0.95
+
+
+def test_removals_from_full_shards_apply_on_save_and_empty_shards_go(tmp_path: Path):
+    data = clustered(600, seed=10)
+    ids = np.arange(600, dtype=np.int64)
+    writer = VectorStore(tmp_path, "shared", 384, capacity=200)
+    writer.add(ids, data)
+    writer.save()
+    reader = VectorStore(tmp_path, "shared", 384)
+    assert len(reader) == 600
+
+    writer.remove(ids[:200])          # all of shard 0 ...
+    writer.remove(ids[250:260])       # ... and part of shard 1
+    assert len(writer) == 390 and writer.search(data[5], 1)[0][0] not in set(range(200))
+    assert writer.search(data[255], 1)[0][0] != 255
+    assert len(reader) == 600         # others see saved state only
+    writer.save()
+    assert len(reader) == 390 and reader.search(data[255], 1)[0][0] != 255
+    assert (tmp_path / "vectors-shared.usearch").exists()  # the first file always stays (older versions read it)
+
+    writer.remove(ids[200:400])                 # shard 1 emptied: its file is deleted
+    writer.add(np.array([255]), data[255:256])  # an id removed from a full shard comes back in the newest
+    writer.save()
+    assert not (tmp_path / "vectors-shared.1.usearch").exists()
+    assert sorted(reader.ids().tolist()) == [255] + list(range(400, 600))
+    assert reader.search(data[255], 1)[0] == (255, pytest.approx(1.0, abs=1e-5))
+
+
+def test_a_single_file_from_before_shards_is_the_first_shard(tmp_path: Path):
+    data = clustered(700, seed=11)
+    old = VectorStore(tmp_path, "shared", 384, capacity=10_000)  # one file, as before shards
+    old.add(np.arange(500), data[:500])
+    old.save()
+    writer = VectorStore(tmp_path, "shared", 384, capacity=300)  # now over capacity: left as it is
+    writer.add(np.arange(500, 700), data[500:])
+    writer.save()
+    assert sorted(p.name for p in tmp_path.glob("*.usearch")) == ["vectors-shared.1.usearch", "vectors-shared.usearch"]
+    assert VectorStore(tmp_path, "shared", 384).ids().tolist() == list(range(700))
+    with pytest.raises(ConfigError, match="name"):
+        VectorStore(tmp_path, "shared.1", 384)

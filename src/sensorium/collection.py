@@ -201,7 +201,7 @@ class Collection:
                 ids = np.asarray([segments[n].id for n in sorted(learned)], dtype=np.int64)
                 vectors = np.stack([learned[n] for n in sorted(learned)])
                 catalog.put_vectors(loaded.name, ids, vectors)  # committed: the truth
-                store.add(ids, vectors)
+                store.add(ids, vectors, new=True)  # ids the space lacked (missing_ids)
             done += len(todo[first:first + batch])
             if progress:
                 progress(done, total)
@@ -231,11 +231,11 @@ class Collection:
         """Remove derived files of spaces no longer in the catalog: ANN files and copied folders."""
         import shutil
 
-        from .index.vectors import index_path
+        from .index.vectors import remove_files
 
         for name in names:
             self._stores.pop(name, None)
-            index_path(self.dir / "vectors", name).unlink(missing_ok=True)
+            remove_files(self.dir / "vectors", name)
         spaces_dir = self.dir / SPACES_DIR
         if spaces_dir.is_dir():
             for entry in spaces_dir.iterdir():
@@ -428,8 +428,8 @@ class Collection:
             if ids:
                 import numpy as np
 
-                store.add(np.asarray(ids, dtype=np.int64),
-                          np.stack([s.vectors[space] for s in segments if space in s.vectors]))
+                store.add(np.asarray(ids, dtype=np.int64),  # fresh catalog ids
+                          np.stack([s.vectors[space] for s in segments if space in s.vectors]), new=True)
         if was_known:
             report.updated += 1
         else:

@@ -1,4 +1,4 @@
-"""The ANN index of one embedding space, persisted as one usearch file in the collection folder.
+"""The ANN index of one embedding space, persisted as usearch files (shards) in the collection folder.
 
 Why usearch (benchmarks/ann_compare.py; figures in the project's benchmark notes): at 100k vectors its
 HNSW answers in ~1 ms with recall@10 ~0.995, it deletes by key (faiss HNSW cannot), needs no training
@@ -7,12 +7,17 @@ index (`view`), so a search process starts without reading the whole file. Below
 vectors the same index is searched exhaustively (`exact=True`, ~3 ms at 10k): exact results for
 small collections, no second storage format.
 
-The file is a cache: the catalog holds every vector, and `sync_with` repairs the index after a crash
+Why shards: a usearch index is written in memory, so one index per space made indexing memory grow
+with the collection (~9.5 KB per photo) and every periodic save rewrite the whole file. With shards
+of about `SHARD_BYTES`, a writer holds only the newest shard; searching maps them all.
+
+The files are a cache: the catalog holds every vector, and `sync_with` repairs the index after a crash
 between a catalog commit and `save`.
 """
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,8 +38,38 @@ EXPANSION_SEARCH = 64
 METRICS = ("cos", "ip")
 
 
+SHARD_BYTES = 32 * 2**20
+"""Float32 vector bytes per shard: what indexing holds in memory for a space, whatever its size."""
+MIN_SHARD_VECTORS = 1024
+
+_SPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def index_path(folder: Path, space: str) -> Path:
-    return Path(folder) / f"vectors-{space}.usearch"
+    """The first shard's file (the only one in collections made before shards)."""
+    return shard_path(folder, space, 0)
+
+
+def shard_path(folder: Path, space: str, number: int) -> Path:
+    name = f"vectors-{space}.usearch" if number == 0 else f"vectors-{space}.{number}.usearch"
+    return Path(folder) / name
+
+
+def shard_numbers(folder: Path, space: str) -> list[int]:
+    """Numbers of the shard files of `space` on disk, ascending."""
+    pattern = re.compile(re.escape(f"vectors-{space}") + r"(?:\.(\d+))?\.usearch")
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = (pattern.fullmatch(name) for name in names)
+    return sorted(int(m.group(1) or 0) for m in found if m)
+
+
+def remove_files(folder: Path, space: str) -> None:
+    """Delete every shard file of `space` (its vectors stay in the catalog)."""
+    for number in shard_numbers(folder, space):
+        shard_path(folder, space, number).unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,30 +109,164 @@ def _import_onnxruntime_first() -> None:
         pass
 
 
+class _Shard:
+    """One usearch file of a space: memory-mapped while only read, loaded while written."""
+
+    def __init__(self, store: "VectorStore", number: int):
+        self.store = store
+        self.number = number
+        self.path = shard_path(store.folder, store.space, number)
+        self.index = None
+        self.viewing = False
+        self.viewed_stat: tuple[int, int] | None = None
+        self.dirty = False
+        self.removed: set[int] = set()  # ids dropped from a frozen shard, applied on save
+
+    def stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def open(self, writable: bool):
+        """The index, mapped read-only or loaded for writing as asked; created empty if no file."""
+        if self.index is not None:
+            if writable and self.viewing:
+                self.index = None  # a viewed index must never be modified (usearch would crash)
+            elif not writable and self.viewing and not self.dirty and self.stat() != self.viewed_stat:
+                self.index = None  # a writer saved a newer file: map that one
+            else:
+                return self.index
+        index = self.store._new_index()
+        stat = self.stat()
+        if stat is not None:
+            try:
+                (index.load if writable else index.view)(str(self.path))
+            except Exception as exc:  # usearch raises RuntimeError/ValueError on bad files
+                raise ReadError(self.path, f"unreadable vector index ({exc}); delete it to rebuild "
+                                           "from the catalog") from exc
+            if index.ndim != self.store.dim:
+                raise ConfigError(f"{self.path}: index has {index.ndim} dimensions, space "
+                                  f"{self.store.space!r} expects {self.store.dim}")
+        self.index, self.viewing, self.viewed_stat = index, not writable and stat is not None, stat
+        return index
+
+    def exists(self) -> bool:
+        return self.index is not None or self.stat() is not None
+
+    @property
+    def loaded_for_writing(self) -> bool:
+        return self.index is not None and not self.viewing
+
+    def size(self) -> int:
+        """Vectors in the index, not counting pending removals."""
+        return len(self.open(writable=False)) - len(self.removed) if self.exists() else 0
+
+    def keys(self) -> np.ndarray:
+        if not self.exists():
+            return np.empty(0, dtype=np.int64)
+        index = self.open(writable=False)
+        keys = np.asarray(index.keys[:], dtype=np.int64) if len(index) else np.empty(0, dtype=np.int64)
+        if self.removed:
+            keys = keys[~np.isin(keys, np.fromiter(self.removed, dtype=np.int64))]
+        return keys
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        if not self.exists():
+            return np.zeros(len(ids), dtype=bool)
+        found = np.asarray(self.open(writable=False).contains(ids), dtype=bool).reshape(-1)
+        if self.removed:
+            found &= ~np.isin(ids, np.fromiter(self.removed, dtype=np.int64))
+        return found
+
+    def save(self) -> None:
+        """Write atomically (temp file, fsync, rename, fsync folder); an emptied shard file is deleted."""
+        if self.removed:
+            index = self.open(writable=True)
+            index.remove(np.fromiter(self.removed, dtype=np.int64))
+            self.removed.clear()
+            self.dirty = True
+        if not self.dirty:
+            return
+        index = self.open(writable=True)
+        folder = self.store.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(index) == 0 and self.number > 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+            index.save(str(tmp))
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        _fsync_dir(folder)
+        self.dirty = False
+
+    def release(self) -> None:
+        """Forget the in-memory index (after `save`): a full shard is read back as a view."""
+        self.index, self.viewing, self.viewed_stat = None, False, None
+
+    def search(self, query: np.ndarray, k: int, exact: bool,
+               allowed: Callable[[np.ndarray], np.ndarray] | None) -> list[tuple[int, float]]:
+        """This shard's best `k` allowed (id, cosine), over-fetching until it has `k` or saw everything."""
+        if not self.exists():
+            return []
+        index = self.open(writable=False)
+        size = len(index)
+        if size == 0:
+            return []
+        if self.removed:
+            dropped = id_filter(np.fromiter(self.removed, dtype=np.int64))
+            inner = allowed
+            allowed = (lambda keys: ~dropped(keys)) if inner is None else (lambda keys: inner(keys) & ~dropped(keys))
+        fetch = min(size, k if allowed is None else max(4 * k, 64))
+        while True:
+            exhausted = fetch >= size
+            matches = index.search(query, fetch, exact=exact or exhausted, threads=1)
+            keys = np.asarray(matches.keys, dtype=np.int64)
+            scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
+            if allowed is not None and len(keys):
+                mask = np.asarray(allowed(keys), dtype=bool)
+                keys, scores = keys[mask], scores[mask]
+            if len(keys) >= k or exhausted:
+                return [(int(i), float(s)) for i, s in zip(keys[:k], scores[:k])]
+            # expect the same share of allowed ids further out; 1.5x margin, at least double
+            grow = 8.0 if len(keys) == 0 else 1.5 * k / len(keys)
+            fetch = min(size, int(fetch * max(grow, 2.0)) + 1)
+
+
 class VectorStore:
     """Add, remove and search the vectors of one space by segment id.
 
+    The vectors live in shards of at most `capacity` vectors (about `SHARD_BYTES` of float32 each).
+    Only the newest shard is ever loaded for writing; full shards are saved, dropped from memory and
+    afterwards memory-mapped. So indexing holds one shard in memory, not the whole collection, and a
+    periodic save rewrites one shard, not everything. Removing ids from a full shard is recorded and
+    applied on `save`, one shard at a time.
+
     Opening is lazy: nothing is imported or read until the first call. A store that only searches
-    memory-maps the file (read-only view); the first `add`/`remove` loads it into memory instead.
-    A viewing store notices when a writer replaced the file and maps the new one.
+    memory-maps every shard (read-only views); it notices when a writer replaced, added or deleted
+    a shard file and maps the new state.
     """
 
-    def __init__(self, folder: Path, space: str, dim: int, metric: str = "cos"):
+    def __init__(self, folder: Path, space: str, dim: int, metric: str = "cos", capacity: int | None = None):
         if metric not in METRICS:
             raise ConfigError(f"vector space {space!r}: metric must be one of {METRICS}, got {metric!r}")
         if dim <= 0:
             raise ConfigError(f"vector space {space!r}: dimension must be positive, got {dim}")
+        if not _SPACE_NAME.fullmatch(space):
+            raise ConfigError(f"vector space {space!r}: a name is letters, digits, '-' and '_' only")
         self.folder = Path(folder)
         self.space = space
         self.dim = int(dim)
         self.metric = metric
+        self.capacity = int(capacity) if capacity else max(MIN_SHARD_VECTORS, SHARD_BYTES // (4 * self.dim))
         self.path = index_path(self.folder, space)
-        self._index = None
-        self._viewing = False
-        self._viewed_stat: tuple[int, int] | None = None
-        self._dirty = False
-
-    # ------------------------------------------------------------------ opening
+        self._shards: dict[int, _Shard] = {}
 
     def _new_index(self):
         _import_onnxruntime_first()
@@ -105,40 +274,39 @@ class VectorStore:
         return Index(ndim=self.dim, metric=self.metric, dtype="f32", connectivity=CONNECTIVITY,
                      expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
 
-    def _file_stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns
+    def _current(self) -> list[_Shard]:
+        """The shards on disk plus one being written, in order; follows files other processes wrote."""
+        on_disk = set(shard_numbers(self.folder, self.space))
+        for number in on_disk - self._shards.keys():
+            self._shards[number] = _Shard(self, number)
+        for number, shard in list(self._shards.items()):
+            if number not in on_disk and not shard.loaded_for_writing:
+                del self._shards[number]  # a writer deleted it (it became empty)
+        return [self._shards[n] for n in sorted(self._shards)]
 
-    def _open(self, writable: bool):
-        """The index, mapped read-only or loaded for writing as asked; created empty if no file."""
-        if self._index is not None:
-            if writable and self._viewing:
-                self._index = None  # a viewed index must never be modified (usearch would crash)
-            elif not writable and self._viewing and not self._dirty and self._file_stat() != self._viewed_stat:
-                self._index = None  # a writer saved a newer file: map that one
-            else:
-                return self._index
-        index = self._new_index()
-        stat = self._file_stat()
-        if stat is not None:
-            try:
-                (index.load if writable else index.view)(str(self.path))
-            except Exception as exc:  # usearch raises RuntimeError/ValueError on bad files
-                raise ReadError(self.path, f"unreadable vector index ({exc}); delete it to rebuild "
-                                           "from the catalog") from exc
-            if index.ndim != self.dim:
-                raise ConfigError(f"{self.path}: index has {index.ndim} dimensions, space {self.space!r} "
-                                  f"expects {self.dim}")
-        self._index, self._viewing, self._viewed_stat = index, not writable and stat is not None, stat
-        return index
+    def _writable_shard(self) -> _Shard:
+        """The newest shard if it has room, loaded for writing; else a new one (a full shard is
+        saved and let go, so at most one shard of a space is ever in memory)."""
+        shards = self._current()
+        if shards and len(shards[-1].open(writable=False)) < self.capacity:
+            shards[-1].open(writable=True)
+            return shards[-1]
+        if shards and shards[-1].loaded_for_writing:
+            shards[-1].save()
+            shards[-1].release()
+        number = shards[-1].number + 1 if shards else 0
+        shard = self._shards[number] = _Shard(self, number)
+        shard.open(writable=True)
+        return shard
 
     # ------------------------------------------------------------------ edits
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add (or replace) vectors by segment id."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, new: bool = False) -> None:
+        """Add (or replace) vectors by segment id.
+
+        `new`: the caller vouches that no full shard holds these ids (the catalog never reuses a
+        segment id), so full shards are not looked up: indexing then never maps them into memory.
+        """
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1) if len(ids) else vectors
         if len(ids) == 0:
@@ -147,38 +315,49 @@ class VectorStore:
             raise ValueError(f"space {self.space!r} holds {self.dim}-d vectors, got {vectors.shape[1]}-d")
         if len(np.unique(ids)) != len(ids) or ids.min() < 0:
             raise ValueError(f"space {self.space!r}: ids must be unique and non-negative")
-        index = self._open(writable=True)
-        present = ids[np.asarray(index.contains(ids), dtype=bool).reshape(-1)]
-        if len(present):
-            index.remove(present)
-        index.add(ids, np.ascontiguousarray(vectors))
-        self._dirty = True
+        if new:
+            shards = self._current()
+            if shards and shards[-1].loaded_for_writing:
+                self._remove_from(shards[-1], ids)
+        else:
+            self.remove(ids)
+        start = 0
+        while start < len(ids):
+            shard = self._writable_shard()
+            index = shard.index
+            room = self.capacity - len(index)
+            chunk = slice(start, start + room)
+            index.add(ids[chunk], np.ascontiguousarray(vectors[chunk]))
+            shard.dirty = True
+            start += room
 
     def remove(self, ids) -> None:
         """Drop these ids; unknown ids are ignored."""
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64).reshape(-1)
-        if len(ids) == 0 or (self._index is None and self._file_stat() is None):
+        if len(ids) == 0:
             return
-        index = self._open(writable=True)
-        index.remove(ids)
-        self._dirty = True
+        for shard in self._current():
+            self._remove_from(shard, ids)
+
+    @staticmethod
+    def _remove_from(shard: _Shard, ids: np.ndarray) -> None:
+        found = ids[shard.contains(ids)]
+        if not len(found):
+            return
+        if shard.loaded_for_writing:  # in memory anyway: drop now
+            shard.index.remove(found)
+            shard.dirty = True
+        else:
+            shard.removed.update(int(i) for i in found)
 
     def save(self) -> None:
-        """Write the index atomically (temp file, fsync, rename, fsync folder): never a torn file."""
-        if not self._dirty:
-            return
-        index = self._open(writable=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-        index.save(str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.folder)
-        self._dirty = False
+        """Write every changed shard atomically: never a torn file. Only the newest shard, if it has
+        room, stays in memory."""
+        shards = self._current()
+        for shard in shards:
+            shard.save()
+            if shard.loaded_for_writing and (shard is not shards[-1] or len(shard.index) >= self.capacity):
+                shard.release()
 
     def sync_with(self, catalog: Catalog) -> tuple[int, int]:
         """Make the index hold exactly the catalog's ids for this space; returns (added, removed).
@@ -194,56 +373,42 @@ class VectorStore:
             self.remove(extra)
         for start in range(0, len(missing), 10_000):  # bounded memory on a full rebuild
             ids, matrix = catalog.vectors_for(self.space, missing[start:start + 10_000])
-            self.add(ids, matrix)
+            self.add(ids, matrix, new=True)
         return len(missing), len(extra)
 
     # ------------------------------------------------------------------ reading
 
     def ids(self) -> np.ndarray:
         """Every id in the index, sorted."""
-        if self._index is None and self._file_stat() is None:
-            return np.empty(0, dtype=np.int64)
-        index = self._open(writable=False)
-        return np.sort(np.asarray(index.keys[:], dtype=np.int64)) if len(index) else np.empty(0, dtype=np.int64)
+        parts = [shard.keys() for shard in self._current()]
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        if self._index is None and self._file_stat() is None:
-            return 0
-        return len(self._open(writable=False))
+        return sum(shard.size() for shard in self._current())
+
+    @property
+    def shard_count(self) -> int:
+        return sum(1 for shard in self._current() if shard.exists())
 
     def search(self, query: np.ndarray, k: int,
                allowed: Callable[[np.ndarray], np.ndarray] | np.ndarray | None = None) -> list[tuple[int, float]]:
         """Best `k` (segment id, cosine similarity) pairs, best first.
 
         `allowed` filters candidates (e.g. by kind): a predicate `ids -> bool mask`, or an array of
-        the allowed ids. The search over-fetches, widening by the selectivity it observes, until it
-        has `k` allowed hits or has seen the whole index.
+        the allowed ids. Each shard over-fetches, widening by the selectivity it observes, until it
+        has `k` allowed hits or has seen the whole shard; the shards' best are merged.
         """
         if allowed is not None and not callable(allowed):
             allowed = id_filter(allowed)
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.dim:
             raise ValueError(f"space {self.space!r} holds {self.dim}-d vectors, query is {query.shape[0]}-d")
-        if k <= 0 or (self._index is None and self._file_stat() is None):
+        if k <= 0:
             return []
-        index = self._open(writable=False)
-        size = len(index)
-        if size == 0:
+        shards = [shard for shard in self._current() if shard.exists()]
+        if not shards:
             return []
-        exact = size < EXACT_BELOW
-        fetch = min(size, k if allowed is None else max(4 * k, 64))
-        while True:
-            exhausted = fetch >= size
-            matches = index.search(query, fetch, exact=exact or exhausted, threads=1)
-            keys = np.asarray(matches.keys, dtype=np.int64)
-            scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
-            if allowed is not None and len(keys):
-                mask = np.asarray(allowed(keys), dtype=bool)
-                kept_keys, kept_scores = keys[mask], scores[mask]
-            else:
-                kept_keys, kept_scores = keys, scores
-            if len(kept_keys) >= k or exhausted:
-                return [(int(i), float(s)) for i, s in zip(kept_keys[:k], kept_scores[:k])]
-            # expect the same share of allowed ids further out; 1.5x margin, at least double
-            grow = 8.0 if len(kept_keys) == 0 else 1.5 * k / len(kept_keys)
-            fetch = min(size, int(fetch * max(grow, 2.0)) + 1)
+        exact = sum(len(shard.open(writable=False)) for shard in shards) < EXACT_BELOW
+        hits = [hit for shard in shards for hit in shard.search(query, k, exact, allowed)]
+        hits.sort(key=lambda hit: -hit[1])
+        return hits[:k]
