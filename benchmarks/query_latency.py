@@ -40,8 +40,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--one-index", action="store_true",
                         help="one usearch file for the space, as before shards (for before/after)")
+    parser.add_argument("--shard-mib", type=float, help="shard size in MiB of float32 (default: the store's)")
     args = parser.parse_args()
     capacity = args.n + 1 if args.one_index else None
+    if args.shard_mib:
+        capacity = int(args.shard_mib * 2**20 // (4 * DIM))
 
     data = clustered(args.n, DIM, seed=args.n)
     queries = make_queries(data, args.queries, seed=7)

@@ -38,8 +38,12 @@ EXPANSION_SEARCH = 64
 METRICS = ("cos", "ip")
 
 
-SHARD_BYTES = 32 * 2**20
-"""Float32 vector bytes per shard: what indexing holds in memory for a space, whatever its size."""
+SHARD_BYTES = 64 * 2**20
+"""Float32 vector bytes per shard: what indexing holds in memory for a space, whatever its size.
+
+Each shard searched costs a full HNSW descent (~0.5-1 ms), so this is memory against latency: at
+100k 384-d vectors one file answered in 1.39 ms, 128 MiB shards (2) in 2.40, 64 MiB (3) in 2.97 and
+32 MiB (5) in 4.96 ms (benchmarks/query_latency.py --shard-mib)."""
 MIN_SHARD_VECTORS = 1024
 
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -210,9 +214,13 @@ class _Shard:
         """Forget the in-memory index (after `save`): a full shard is read back as a view."""
         self.index, self.viewing, self.viewed_stat = None, False, None
 
-    def search(self, query: np.ndarray, k: int, exact: bool,
-               allowed: Callable[[np.ndarray], np.ndarray] | None) -> list[tuple[int, float]]:
-        """This shard's best `k` allowed (id, cosine), over-fetching until it has `k` or saw everything."""
+    def search(self, query: np.ndarray, k: int, exact: bool, allowed: Callable[[np.ndarray], np.ndarray] | None,
+               seen: list[int]) -> list[tuple[int, float]]:
+        """This shard's best `k` allowed (id, cosine), over-fetching until it has `k` or saw everything.
+
+        `seen` ([candidates, allowed]) carries the filter's observed selectivity from shard to shard,
+        so later shards fetch enough at once instead of widening step by step.
+        """
         if not self.exists():
             return []
         index = self.open(writable=False)
@@ -223,7 +231,11 @@ class _Shard:
             dropped = id_filter(np.fromiter(self.removed, dtype=np.int64))
             inner = allowed
             allowed = (lambda keys: ~dropped(keys)) if inner is None else (lambda keys: inner(keys) & ~dropped(keys))
-        fetch = min(size, k if allowed is None else max(4 * k, 64))
+        fetch = k
+        if allowed is not None:
+            share = seen[1] / seen[0] if seen[0] else 0.25
+            fetch = max(4 * k, 64, int(1.5 * k / max(share, 1e-3)))
+        fetch = min(size, fetch)
         while True:
             exhausted = fetch >= size
             matches = index.search(query, fetch, exact=exact or exhausted, threads=1)
@@ -231,6 +243,8 @@ class _Shard:
             scores = 1.0 - np.asarray(matches.distances, dtype=np.float64)
             if allowed is not None and len(keys):
                 mask = np.asarray(allowed(keys), dtype=bool)
+                seen[0] += len(keys)
+                seen[1] += int(mask.sum())
                 keys, scores = keys[mask], scores[mask]
             if len(keys) >= k or exhausted:
                 return [(int(i), float(s)) for i, s in zip(keys[:k], scores[:k])]
@@ -409,6 +423,7 @@ class VectorStore:
         if not shards:
             return []
         exact = sum(len(shard.open(writable=False)) for shard in shards) < EXACT_BELOW
-        hits = [hit for shard in shards for hit in shard.search(query, k, exact, allowed)]
+        seen = [0, 0]
+        hits = [hit for shard in shards for hit in shard.search(query, k, exact, allowed, seen)]
         hits.sort(key=lambda hit: -hit[1])
         return hits[:k]
