@@ -297,7 +297,7 @@ class VectorStore:
             self._shards[number] = _Shard(self, number)
         for number, shard in list(self._shards.items()):
             if number not in on_disk and not shard.loaded_for_writing:
-                del self._shards[number]  # a writer deleted it (it became empty)
+                self._shards.pop(number, None)  # a writer deleted it (it became empty)
         return [self._shards[n] for n in sorted(self._shards)]
 
     def _writable_shard(self) -> _Shard:
