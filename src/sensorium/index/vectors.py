@@ -281,7 +281,6 @@ class VectorStore:
         self.dim = int(dim)
         self.metric = metric
         self.capacity = int(capacity) if capacity else max(MIN_SHARD_VECTORS, SHARD_BYTES // (4 * self.dim))
-        self.path = index_path(self.folder, space)
         self._shards: dict[int, _Shard] = {}
 
     def _new_index(self):
@@ -401,10 +400,6 @@ class VectorStore:
 
     def __len__(self) -> int:
         return sum(shard.size() for shard in self._current())
-
-    @property
-    def shard_count(self) -> int:
-        return sum(1 for shard in self._current() if shard.exists())
 
     def search(self, query: np.ndarray, k: int,
                allowed: Callable[[np.ndarray], np.ndarray] | np.ndarray | None = None) -> list[tuple[int, float]]:
