@@ -28,15 +28,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from index_memory import rss_mb  # noqa: E402
 
 SPACES = {"shared": 384, "image": 1280}
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def unit_rows(rng: np.random.Generator, centers: np.ndarray, n: int) -> np.ndarray:
