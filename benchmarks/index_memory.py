@@ -1,6 +1,6 @@
 """Peak memory while indexing many photos, and whether it grows with the collection.
 
-    .venv/bin/python benchmarks/index_memory.py [--photos 10000] [--no-ocr] [--shard-mib M]
+    .venv/bin/python benchmarks/index_memory.py [--photos 10000] [--no-ocr] [--shard-mib M] [--no-trim]
 
 Samples the process's resident set size (VmRSS) every 0.5 s while `Collection.index` runs and
 prints it at each tenth of the run, then the peak (VmHWM). Memory that does not grow with the
@@ -8,6 +8,12 @@ collection shows as a flat line after the models have loaded.
 
 `--shard-mib` sets the ANN shard size (default 128 MiB, which 10,000 photos do not fill): a small
 value shows, within a short run, where the line goes flat once each space's first shard is full.
+
+`--no-trim` stops the indexer from handing freed heap memory back to the OS after each batch
+(`sensorium.heap.release_free_memory`), to measure what that does.
+
+The growth figure is a least-squares line through every sample of the second half of the run
+(KB per photo), so a single sample caught in the middle of a batch does not decide it.
 """
 from __future__ import annotations
 
@@ -31,12 +37,27 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def growth_kb_per_photo(samples: list[tuple[int, float]], photos: int) -> float:
+    """Slope of RSS against photos done, fitted to the samples of the run's second half."""
+    import numpy as np
+
+    late = np.array([(done, rss) for done, rss in samples if done >= photos // 2], dtype=float)
+    if len(late) < 2 or np.ptp(late[:, 0]) == 0:
+        return float("nan")
+    return float(np.polyfit(late[:, 0], late[:, 1], 1)[0] * 1024)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=10_000)
     parser.add_argument("--no-ocr", action="store_true")
     parser.add_argument("--shard-mib", type=float, help="ANN shard size in MiB (default: the store's)")
+    parser.add_argument("--no-trim", action="store_true", help="keep freed heap memory (the old behaviour)")
     args = parser.parse_args()
+    if args.no_trim:
+        from sensorium import heap
+
+        heap.release_free_memory = lambda: False
     if args.shard_mib:
         from sensorium.index import vectors
 
@@ -86,7 +107,9 @@ def main() -> None:
             if bucket not in shown:
                 shown.add(bucket)
                 print(f"{done:11d} | {rss:7.0f}")
-        print(f"peak RSS (VmHWM): {rss_mb('VmHWM'):.0f} MB")
+        print(f"peak RSS (VmHWM): {rss_mb('VmHWM'):.0f} MB; growth over the second half "
+              f"{growth_kb_per_photo(samples, args.photos):+.2f} KB/photo (least squares); "
+              f"heap trimmed after each batch: {'no' if args.no_trim else 'yes'}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -322,6 +322,7 @@ class Collection:
 
     def _embed_all(self, todo, report: IndexReport, stores, progress: Progress | None,
                    should_stop: ShouldStop | None = None) -> None:
+        from .heap import release_free_memory
         from .space.embed import Embedder
 
         embedder = Embedder(self.experts)
@@ -353,6 +354,7 @@ class Collection:
                             segments, stores)
             done += len(pending_images)
             pending_images.clear()
+            release_free_memory()  # the batch's decoded pixels and OCR tensors, back to the OS
 
         for state, kind, payload, read_time, error in self._read_ahead(todo):
             if should_stop is not None and should_stop():
@@ -375,6 +377,7 @@ class Collection:
                 else:
                     self._time(report, kind, began, 1)
                     self._store(report, state, kind, _duration(payload), _meta(payload), segments, stores)
+                release_free_memory()
                 done += 1
             if progress:
                 progress(done + len(pending_images), total, state.path)
