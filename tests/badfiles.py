@@ -170,6 +170,7 @@ def make_good_corpus(directory: Path) -> dict[str, str]:
     sf.write(put("tone.ogg", "1 s mono 44.1 kHz Ogg Vorbis tone"), tone(1.0), AUDIO_RATE, format="OGG", subtype="VORBIS")
     sf.write(put("tone.opus", "1 s mono 48 kHz Ogg Opus tone"), tone(1.0, 48_000), 48_000, format="OGG", subtype="OPUS")
     sf.write(put("tone.mp3", "1 s mono 44.1 kHz MP3 tone"), tone(1.0), AUDIO_RATE, format="MP3", subtype="MPEG_LAYER_III")
+    sf.write(put("tone.aiff", "1 s mono 44.1 kHz AIFF tone (Apple's PCM)"), tone(1.0), AUDIO_RATE, format="AIFF", subtype="PCM_16")
     write_clip(put("tone.m4a", "1 s mono AAC in MP4 (PyAV only)"), video_codec=None, audio_codec="aac", seconds=1.0)
 
     write_clip(put("clip.mp4", "3 s 25 fps 320x240 H.264 + AAC tone"), "libx264", "aac")

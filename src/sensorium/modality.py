@@ -15,7 +15,7 @@ EXTENSIONS: dict[str, str] = {
     ".jpg": IMAGE, ".jpeg": IMAGE, ".png": IMAGE, ".webp": IMAGE, ".bmp": IMAGE, ".gif": IMAGE,
     ".tif": IMAGE, ".tiff": IMAGE,
     ".wav": AUDIO, ".flac": AUDIO, ".ogg": AUDIO, ".oga": AUDIO, ".opus": AUDIO, ".mp3": AUDIO,
-    ".m4a": AUDIO,
+    ".m4a": AUDIO, ".aif": AUDIO, ".aiff": AUDIO, ".aifc": AUDIO,
     ".mp4": VIDEO, ".m4v": VIDEO, ".webm": VIDEO, ".mkv": VIDEO, ".avi": VIDEO, ".mov": VIDEO,
 }
 

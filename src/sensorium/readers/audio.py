@@ -1,4 +1,4 @@
-"""Read a sound file (wav, flac, ogg, opus, mp3, m4a) to 16 kHz mono float32, or say why not.
+"""Read a sound file (wav, flac, ogg, opus, mp3, m4a, aiff) to 16 kHz mono float32, or say why not.
 
 libsndfile (soundfile) decodes what it can, as it is fast and exact; PyAV's bundled FFmpeg takes
 the rest (AAC in .m4a, odd containers), so no system ffmpeg is needed. Resampling uses soxr at high
