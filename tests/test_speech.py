@@ -137,6 +137,15 @@ def test_speed_views_change_tempo_and_keep_the_original():
         assert abs(len(view) - len(clip) / factor) <= 2  # slower = longer
 
 
+def test_templates_cut_at_the_word_lose_their_silent_margins_only():
+    word = (0.5 * np.sin(np.linspace(0, 300, 4800))).astype(np.float32)
+    quiet = np.full(1600, 0.001, np.float32)  # -54 dB below the word: a silent margin
+    cut = speech._cut_at_word(np.concatenate([np.zeros(3200, np.float32), quiet, word, quiet]))
+    assert abs(len(cut) - len(word)) <= 4 and np.abs(cut).max() == np.abs(word).max()
+    assert speech._cut_at_word(np.zeros(100, np.float32)).size == 100  # silence: nothing to cut to
+    assert speech._cut_at_word(np.zeros(0, np.float32)).size == 0
+
+
 def test_content_free_audio_prefers_no_digit(recognizer):
     """Calibration subtracts each word's score on silence, so silence itself favours no candidate."""
     silence = AudioPayload(path=Path("silence"), samples=np.zeros(8000, np.float32))
@@ -174,5 +183,6 @@ def test_spoken_templates_are_a_second_opinion_not_the_only_one(recognizer):
     assert not np.allclose(both, decoder)
     assert tuple(WORDS) in recognizer._templates
     vectors, owners = recognizer._templates[tuple(WORDS)]
-    assert vectors.shape == (len(WORDS) * 6, 512) and sorted(set(owners.tolist())) == list(range(10))
+    # six voices, each as synthesised and cut at the word
+    assert vectors.shape == (len(WORDS) * 6 * 2, 512) and np.bincount(owners).tolist() == [12] * 10
     assert np.argmax(both) == 5

@@ -250,9 +250,10 @@ class SpeechRecognizer:
         candidates (log-softmax), so it is <= 0 and a single candidate always scores 0.
 
         With `templates` (short candidates only), a second, independent opinion is added: how the
-        clip sounds next to each candidate spoken by espeak-ng in six voices (cosine of native
-        audio vectors, `sensorium.experts.sound`), weighted by `TEMPLATE_WEIGHT`. It helps most
-        where the decoder is unsure, e.g. a word cut tightly at its onset.
+        clip sounds next to each candidate spoken by espeak-ng in six voices, as synthesised and cut
+        at the word (cosine of native audio vectors, `sensorium.experts.sound`), weighted by
+        `TEMPLATE_WEIGHT`. It helps most where the decoder is unsure, e.g. a word cut tightly at its
+        onset.
         """
         from scipy.special import log_softmax
 
@@ -284,7 +285,11 @@ class SpeechRecognizer:
 
     def _sounds_like(self, samples: np.ndarray, candidates: list[str]) -> np.ndarray | None:
         """Per candidate: the clip's best cosine to that candidate spoken by espeak-ng in
-        `TEMPLATE_VOICES`, minus the best over all candidates (so <= 0). None without espeak-ng."""
+        `TEMPLATE_VOICES`, minus the best over all candidates (so <= 0). None without espeak-ng.
+
+        Every voice gives two templates: the synthesis as it comes (with espeak-ng's silent margins)
+        and the same cut at the word (`TEMPLATE_CUT_DB`), since recordings are often trimmed that
+        tightly (FSDD's nicolas: 0 ms margins) and a pooled vector changes with its silence."""
         from .tts import synthesize
 
         key = tuple(candidates)
@@ -294,8 +299,11 @@ class SpeechRecognizer:
                           for index, text in enumerate(candidates) for voice in TEMPLATE_VOICES]
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
-            vectors = self.pooler.embed([payload.samples for _, payload in spoken])
-            self._templates[key] = (vectors, np.asarray([index for index, _ in spoken]))
+            # each voice as spoken, and cut tightly at the word as recordings often are
+            clips = [(index, payload.samples) for index, payload in spoken]
+            clips += [(index, _cut_at_word(payload.samples)) for index, payload in spoken]
+            vectors = self.pooler.embed([clip for _, clip in clips])
+            self._templates[key] = (vectors, np.asarray([index for index, _ in clips]))
         vectors, owners = self._templates[key]
         similarity = vectors @ self.pooler.embed([samples])[0]
         best = np.full(len(candidates), -np.inf)
@@ -448,6 +456,7 @@ TEMPLATE_RATE_WPM, TEMPLATE_PITCH = 140, 60
 TEMPLATE_WEIGHT = 30.0
 TEMPLATE_MAX_WORDS = 3  # longer candidates are sentences: their sound says little beyond the words
 TEMPLATE_SILENCE = 1e-4  # peak amplitude below which a clip gets no template opinion
+TEMPLATE_CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB of its peak
 
 
 def _speed_views(samples: np.ndarray) -> list[np.ndarray]:
@@ -461,6 +470,15 @@ def _speed_views(samples: np.ndarray) -> list[np.ndarray]:
         else:
             views.append(soxr.resample(samples, SAMPLE_RATE, int(SAMPLE_RATE / factor)).astype(np.float32))
     return views
+
+
+def _cut_at_word(samples: np.ndarray) -> np.ndarray:
+    """The stretch from the first to the last sample within `TEMPLATE_CUT_DB` of the peak."""
+    level = np.abs(samples)
+    loud = np.flatnonzero(level > level.max() * 10 ** (-TEMPLATE_CUT_DB / 20)) if samples.size else []
+    if len(loud) == 0:
+        return samples
+    return samples[loud[0]: loud[-1] + 1]
 
 
 def _ctranslate2():
