@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lock clean-venv
+.PHONY: demo test install lock clean-venv bench-data
 
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Real data for some benchmarks, from Debian packages (not needed by demo or test):
+# Fashion-MNIST (fashion_mnist_zeroshot.py) and 14 drum kits of recorded hits (drum_sounds.py).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+bench-data:
+	$(SUDO) apt-get install -y dataset-fashion-mnist hydrogen-drumkits
 
 clean-venv:
 	rm -rf $(VENV)

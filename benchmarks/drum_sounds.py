@@ -1,6 +1,6 @@
 """Sound-by-example on real non-speech recordings: drum and percussion hits from 14 drum kits.
 
-    apt-get install hydrogen-drumkits      # Debian, GPL-2; about 140 MB, recorded and synthesised kits
+    make bench-data    # or: apt-get install hydrogen-drumkits (Debian, GPL-2, about 140 MB)
     .venv/bin/python benchmarks/drum_sounds.py
 
 Every sample a kit's `drumkit.xml` lists becomes a native audio vector (`Experts().sound`: the
