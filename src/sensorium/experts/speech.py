@@ -299,7 +299,6 @@ class SpeechRecognizer:
                           for index, text in enumerate(candidates) for voice in TEMPLATE_VOICES]
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
-            # each voice as spoken, and cut tightly at the word as recordings often are
             clips = [(index, payload.samples) for index, payload in spoken]
             clips += [(index, _cut_at_word(payload.samples)) for index, payload in spoken]
             vectors = self.pooler.embed([clip for _, clip in clips])
@@ -474,11 +473,11 @@ def _speed_views(samples: np.ndarray) -> list[np.ndarray]:
 
 def _cut_at_word(samples: np.ndarray) -> np.ndarray:
     """The stretch from the first to the last sample within `TEMPLATE_CUT_DB` of the peak."""
-    level = np.abs(samples)
-    loud = np.flatnonzero(level > level.max() * 10 ** (-TEMPLATE_CUT_DB / 20)) if samples.size else []
-    if len(loud) == 0:
+    if samples.size == 0:
         return samples
-    return samples[loud[0]: loud[-1] + 1]
+    level = np.abs(samples)
+    loud = np.flatnonzero(level > level.max() * 10 ** (-TEMPLATE_CUT_DB / 20))
+    return samples[loud[0]: loud[-1] + 1] if loud.size else samples
 
 
 def _ctranslate2():
