@@ -44,8 +44,8 @@ SHARD_BYTES = 128 * 2**20
 Each shard searched costs a full HNSW descent (~0.5-1 ms), so this is memory against latency: at
 100k 384-d vectors one file answered in 1.39 ms, 128 MiB shards (2) in 2.40, 64 MiB (3) in 2.97 and
 32 MiB (5) in 4.96 ms (benchmarks/query_latency.py --shard-mib). The warm text query has a 15 ms
-budget at 100k vectors and the text encoder alone took 10.3 ms p50 of it in a profiled run; 128 MiB keeps indexing
-under ~150 MB per space, well inside its 1.5 GB budget with the models."""
+budget at 100k vectors and the text encoder alone took 10.3 ms p50 of it in a profiled run; 128 MiB
+keeps indexing under ~150 MB per space, well inside its 1.5 GB budget with the models."""
 MIN_SHARD_VECTORS = 1024
 
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
