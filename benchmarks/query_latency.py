@@ -9,6 +9,8 @@ Recall@10 is against exact numpy brute force.
     PYTHONPATH=src .venv/bin/python benchmarks/query_latency.py --n 100000 [--one-index]
 
 `--one-index` keeps the space in one usearch file (the layout before shards) for a before/after.
+`--shard-mib 8` makes many shards (19 at 100k), the shard count of a collection ten times larger.
+Warm searches are timed with the shards searched one at a time and all at once, interleaved.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ann_compare import DIM, clustered, make_queries  # noqa: E402
 
 from sensorium.index.catalog import Catalog, FileState, NewSegment  # noqa: E402
+from sensorium.index import vectors  # noqa: E402
 from sensorium.index.vectors import VectorStore  # noqa: E402
 
 K = 10
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--one-index", action="store_true",
                         help="one usearch file for the space, as before shards (for before/after)")
     parser.add_argument("--shard-mib", type=float, help="shard size in MiB of float32 (default: the store's)")
+    parser.add_argument("--parallel-only", action="store_true",
+                        help="time only the default (shards searched at once), not also one at a time")
     args = parser.parse_args()
     capacity = args.n + 1 if args.one_index else None
     if args.shard_mib:
@@ -66,20 +71,20 @@ def main() -> None:
         rows.append(("catalog put_item, %d items x %d segments" % (args.n // PER_ITEM, PER_ITEM), f"{put_s:.1f} s"))
 
         t0 = time.perf_counter()
-        store = VectorStore(folder, "shared", DIM, capacity=capacity)
+        store = VectorStore(folder / "vectors", "shared", DIM, capacity=capacity)  # where Collection looks
         store.sync_with(catalog)
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         store.save()
         rows.append(("ANN rebuild from catalog (sync_with)", f"{build_s:.1f} s"))
         rows.append(("ANN save (atomic, fsync)", f"{time.perf_counter() - t0:.2f} s"))
-        files = list(folder.glob("vectors-shared*.usearch"))
+        files = list((folder / "vectors").glob("vectors-shared*.usearch"))
         rows.append(("ANN files (shards), total size", f"{len(files)}, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB"))
         catalog.close()
 
         t0 = time.perf_counter()
         catalog = Catalog(folder / "catalog.sqlite")
-        reader = VectorStore(folder, "shared", DIM)
+        reader = VectorStore(folder / "vectors", "shared", DIM)
         hits = reader.search(queries[0], K)
         catalog.segments([i for i, _ in hits])
         rows.append(("cold open + first query (view/mmap)", f"{(time.perf_counter() - t0) * 1000:.1f} ms"))
@@ -90,28 +95,38 @@ def main() -> None:
         def kind_filter():  # what search does per query: the catalog's cached ids of that kind
             return catalog.segment_ids_cached({"audio"})
 
+        threads = vectors.SEARCH_THREADS
+        ways = {"": threads} if args.parallel_only else {", shards 1 at a time": 1, f", {threads} shards at once": threads}
         for label, make_filter, mask in (("no filter", lambda: None, None),
                                          ("kind filter (10% audio)", kind_filter, is_audio)):
-            for q in queries[:20]:
-                reader.search(q, K, allowed=make_filter())
-            ann_ms, total_ms, recalls = [], [], []
+            ann_ms, total_ms, found = ({way: [] for way in ways} for _ in range(3))
+            for q_number, q in enumerate(list(queries[:20]) + list(queries)):
+                for way, count in ways.items():  # interleaved, so machine load hits each way alike
+                    vectors.SEARCH_THREADS = count
+                    t0 = time.perf_counter()
+                    hits = reader.search(q, K, allowed=make_filter())
+                    t1 = time.perf_counter()
+                    segments = catalog.segments([i for i, _ in hits])
+                    t2 = time.perf_counter()
+                    assert len(segments) == len(hits)
+                    if q_number >= 20:  # after the warm-up
+                        ann_ms[way].append((t1 - t0) * 1000)
+                        total_ms[way].append((t2 - t0) * 1000)
+                        found[way].append({i for i, _ in hits})
+            # recall after the timing: numpy's BLAS threads spin after a product and would steal the
+            # cores from the next search's threads
+            truths = []
             for q in queries:
-                t0 = time.perf_counter()
-                hits = reader.search(q, K, allowed=make_filter())
-                t1 = time.perf_counter()
-                segments = catalog.segments([i for i, _ in hits])
-                t2 = time.perf_counter()
-                assert len(segments) == len(hits)
-                ann_ms.append((t1 - t0) * 1000)
-                total_ms.append((t2 - t0) * 1000)
                 scores = data @ q
                 if mask is not None:
                     scores = np.where(mask, scores, -np.inf)
-                truth = set(ids[np.argpartition(-scores, K)[:K]].tolist())
-                recalls.append(len(truth & {i for i, _ in hits}) / K)
-            rows.append((f"warm ANN search p50 | p99, {label}", percentiles(ann_ms) + " ms"))
-            rows.append((f"warm search + segments p50 | p99, {label}", percentiles(total_ms) + " ms"))
-            rows.append((f"recall@10, {label}", f"{np.mean(recalls):.3f}"))
+                truths.append(set(ids[np.argpartition(-scores, K)[:K]].tolist()))
+            for way in ways:
+                recall = np.mean([len(truth & hits) / K for truth, hits in zip(truths, found[way])])
+                rows.append((f"warm ANN search p50 | p99, {label}{way}", percentiles(ann_ms[way]) + " ms"))
+                rows.append((f"warm search + segments p50 | p99, {label}{way}", percentiles(total_ms[way]) + " ms"))
+                rows.append((f"recall@10, {label}{way}", f"{recall:.3f}"))
+        vectors.SEARCH_THREADS = threads
         from sensorium.experts.text import TextEncoder
 
         # the two fast text backends, interleaved so machine load hits both alike
@@ -139,12 +154,17 @@ def main() -> None:
 
         collection = Collection(folder)
         collection.search(text=texts[0], k=K)
-        library = []
+        library = {way: [] for way in ways}
         for text in texts:
-            t0 = time.perf_counter()
-            collection.search(text=text, k=K)
-            library.append((time.perf_counter() - t0) * 1000)
-        rows.append(("warm Collection.search(text=...) p50 | p99 (hybrid, onnx MiniLM)", percentiles(library) + " ms"))
+            for way, count in ways.items():
+                vectors.SEARCH_THREADS = count
+                t0 = time.perf_counter()
+                collection.search(text=text, k=K)
+                library[way].append((time.perf_counter() - t0) * 1000)
+        vectors.SEARCH_THREADS = threads
+        for way in ways:
+            rows.append((f"warm Collection.search(text=...) p50 | p99 (hybrid, onnx MiniLM){way}",
+                         percentiles(library[way]) + " ms"))
         collection.close()
 
     print(f"| measure (n = {args.n} vectors, {DIM}-d) | value |")

@@ -150,7 +150,10 @@ def test_opening_a_store_does_not_import_the_ann_library(tmp_path: Path):
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_shards_keep_one_in_memory_and_search_like_one_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("threads", [1, 3])  # shards searched one after another, or at once
+def test_shards_keep_one_in_memory_and_search_like_one_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             threads: int):
+    monkeypatch.setattr(vectors_module, "SEARCH_THREADS", threads)
     data = clustered(1050, seed=8)
     ids = np.arange(1050, dtype=np.int64) * 3 + 1
     writer = VectorStore(tmp_path, "shared", 384, capacity=200)
