@@ -220,3 +220,52 @@ def test_a_single_file_from_before_shards_is_the_first_shard(tmp_path: Path):
     assert VectorStore(tmp_path, "shared", 384).ids().tolist() == list(range(700))
     with pytest.raises(ConfigError, match="name"):
         VectorStore(tmp_path, "shared.1", 384)
+
+
+def test_sparse_shards_are_merged_after_removals(tmp_path: Path):
+    data = clustered(1000, seed=12)
+    ids = np.arange(1000, dtype=np.int64)
+    writer = VectorStore(tmp_path, "shared", 384, capacity=200)
+    writer.add(ids, data)
+    writer.save()
+    assert len(shard_files := sorted(tmp_path.glob("*.usearch"))) == 5, shard_files
+    gone = (ids % 10 < 7) & (ids < 800)  # a user deleted most files of the first four shards
+    writer.remove(ids[gone])
+    writer.save()
+    kept = ids[~gone]  # 240 + 200 = 440 vectors: 3 shards are enough, 4 allowed, 5 were there
+    reader = VectorStore(tmp_path, "shared", 384)
+    sizes = [shard.size() for shard in reader._current()]
+    assert sum(sizes) == 440 and sum(1 for size in sizes if size) <= 4, sizes
+    assert reader.ids().tolist() == kept.tolist()  # each id once, none lost
+    for q in clustered(10, seed=13):
+        assert [i for i, _ in reader.search(q, 10)] == exact(kept, data[kept], q, 10)
+
+
+def test_a_crash_while_merging_loses_nothing_that_sync_restores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    data = clustered(600, seed=14)
+    seg_ids = []
+    for item in range(60):
+        segs = [NewSegment(float(j), float(j + 1), "frame", "", [], {"shared": data[item * 10 + j]}) for j in range(10)]
+        seg_ids += catalog.put_item(FileState(f"/m/{item}.mp4", 1, 1, str(item)), "video", None, {}, segs)[1]
+    seg_ids = np.asarray(seg_ids, dtype=np.int64)
+    writer = VectorStore(tmp_path / "vectors", "shared", 384, capacity=100)
+    writer.sync_with(catalog)
+    writer.save()
+    doomed = [f"/m/{item}.mp4" for item in range(45) if item % 5]  # most items of the first shards
+    gone = np.asarray(catalog.remove_paths(doomed), dtype=np.int64)
+    assert len(gone) == 360
+    writer.remove(gone)
+
+    def crash(*args, **kwargs):  # the process dies after a merged shard's file is deleted
+        raise KeyboardInterrupt
+    monkeypatch.setattr(VectorStore, "add", crash)
+    with pytest.raises(KeyboardInterrupt):
+        writer.save()
+    monkeypatch.undo()
+    reader = VectorStore(tmp_path / "vectors", "shared", 384)
+    kept = np.setdiff1d(seg_ids, gone)
+    assert len(reader) < len(kept)  # the merged shard's vectors are missing from the files ...
+    added, removed = reader.sync_with(catalog)  # ... and the catalog puts them back, once each
+    assert added > 0 and removed == 0
+    assert reader.ids().tolist() == kept.tolist()

@@ -9,7 +9,8 @@ small collections, no second storage format.
 
 Why shards: a usearch index is written in memory, so one index per space made indexing memory grow
 with the collection (~9.5 KB per photo) and every periodic save rewrite the whole file. With shards
-of about `SHARD_BYTES`, a writer holds only the newest shard; searching maps them all.
+of about `SHARD_BYTES`, a writer holds only the newest shard; searching maps them all, several at
+once. After removals, sparse shards are merged, since a shard costs a search as much half empty as full.
 
 The files are a cache: the catalog holds every vector, and `sync_with` repairs the index after a crash
 between a catalog commit and `save`.
@@ -387,12 +388,58 @@ class VectorStore:
 
     def save(self) -> None:
         """Write every changed shard atomically: never a torn file. Only the newest shard, if it has
-        room, stays in memory."""
+        room, stays in memory. After removals, sparse shards are merged (`_compact`)."""
+        removed = any(shard.removed for shard in self._current())
+        self._save_shards()
+        if removed and self._compact():
+            self._save_shards()
+
+    def _save_shards(self) -> None:
         shards = self._current()
         for shard in shards:
             shard.save()
             if shard.loaded_for_writing and (shard is not shards[-1] or len(shard.index) >= self.capacity):
                 shard.release()
+
+    def _compact(self) -> bool:
+        """Move the vectors of the sparsest older shards into the newest until at most one shard more
+        than the vectors need is left; True if any moved. Deleting files leaves shards half empty, and
+        every shard costs a search its own descent.
+
+        A moved shard's file is deleted before the shard that takes its vectors is saved: a crash in
+        between leaves those ids missing from the files (never twice in them), and `sync_with`, run
+        when a collection opens a space, adds them back from the catalog.
+        """
+        moved = False
+        for _ in range(len(self._current())):  # each move leaves one sparse older shard fewer
+            shards = [shard for shard in self._current() if shard.exists()]
+            sizes = {shard.number: shard.size() for shard in shards}
+            live = [shard for shard in shards if sizes[shard.number]]
+            needed = max(1, -(-sum(sizes.values()) // self.capacity))
+            if len(live) <= needed + 1 or len(live) < 2:
+                break
+            victim = min(live[:-1], key=lambda shard: sizes[shard.number])  # the newest takes vectors in
+            index = victim.open(writable=False)
+            keys = np.array(index.keys[:], dtype=np.int64)  # copies: the mapped file is about to go
+            vectors = np.array(index.get(keys), dtype=np.float32).reshape(len(keys), self.dim)
+            self._drop_file(victim)
+            self.add(keys, vectors, new=True)
+            moved = True
+        return moved
+
+    def _drop_file(self, shard: _Shard) -> None:
+        """Forget a shard on disk: delete its file, or leave the first one empty (older versions of
+        Sensorium read that file)."""
+        shard.release()
+        if shard.number == 0:
+            empty = self._new_index()
+            shard.index, shard.viewing, shard.dirty = empty, False, True
+            shard.save()  # atomic: an empty first shard
+            shard.release()
+        else:
+            shard.path.unlink(missing_ok=True)
+            _fsync_dir(self.folder)
+            self._shards.pop(shard.number, None)
 
     def sync_with(self, catalog: Catalog) -> tuple[int, int]:
         """Make the index hold exactly the catalog's ids for this space; returns (added, removed).
