@@ -96,7 +96,8 @@ def main() -> None:
             return catalog.segment_ids_cached({"audio"})
 
         threads = vectors.SEARCH_THREADS
-        ways = {"": threads} if args.parallel_only else {", shards 1 at a time": 1, f", {threads} shards at once": threads}
+        ways = ({"": threads} if args.parallel_only
+                else {", shards 1 at a time": 1, f", {threads} shards at once": threads})
         for label, make_filter, mask in (("no filter", lambda: None, None),
                                          ("kind filter (10% audio)", kind_filter, is_audio)):
             ann_ms, total_ms, found = ({way: [] for way in ways} for _ in range(3))
