@@ -36,6 +36,13 @@ def clustered(n: int, dim: int, seed: int, n_centers: int = 256, spread: float =
     return points.astype(np.float32)
 
 
+def alternating(pairs, number: int) -> list:
+    """The ways being compared, in reverse order on every other query: the way timed second would
+    otherwise always find the query's part of the index already in the CPU caches."""
+    pairs = list(pairs)
+    return pairs if number % 2 == 0 else pairs[::-1]
+
+
 def make_queries(data: np.ndarray, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picks = data[rng.choice(len(data), count, replace=False)]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, clustered, make_queries  # noqa: E402
+from ann_compare import DIM, alternating, clustered, make_queries  # noqa: E402
 
 from sensorium.index.catalog import Catalog, FileState, NewSegment  # noqa: E402
 from sensorium.index import vectors  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
                                          ("kind filter (10% audio)", kind_filter, is_audio)):
             ann_ms, total_ms, found = ({way: [] for way in ways} for _ in range(3))
             for q_number, q in enumerate(list(queries[:20]) + list(queries)):
-                for way, count in ways.items():  # interleaved, so machine load hits each way alike
+                for way, count in alternating(ways.items(), q_number):  # machine load hits each way alike
                     vectors.SEARCH_THREADS = count
                     t0 = time.perf_counter()
                     hits = reader.search(q, K, allowed=make_filter())
@@ -156,8 +156,8 @@ def main() -> None:
         collection = Collection(folder)
         collection.search(text=texts[0], k=K)
         library = {way: [] for way in ways}
-        for text in texts:
-            for way, count in ways.items():
+        for number, text in enumerate(texts):
+            for way, count in alternating(ways.items(), number):
                 vectors.SEARCH_THREADS = count
                 t0 = time.perf_counter()
                 collection.search(text=text, k=K)

@@ -49,7 +49,7 @@ Each shard searched costs a full HNSW descent (~0.5-1 ms), so this is memory aga
 32 MiB (5) in 4.96 ms (benchmarks/query_latency.py --shard-mib). The warm text query has a 15 ms
 budget at 100k vectors and the text encoder alone took 10.3 ms p50 of it in a profiled run; 128 MiB
 keeps indexing under ~150 MB per space, well inside its 1.5 GB budget with the models. Shards are
-searched in parallel (`SEARCH_THREADS`): 19 shards took 11.3 ms instead of 15.6 on 2 cores."""
+searched in parallel (`SEARCH_THREADS`): 19 shards took 10.8 ms instead of 16.1 on 2 cores."""
 MIN_SHARD_VECTORS = 1024
 
 SEARCH_THREADS = os.cpu_count() or 1
