@@ -36,6 +36,14 @@ def clustered(n: int, dim: int, seed: int, n_centers: int = 256, spread: float =
     return points.astype(np.float32)
 
 
+def print_rows(header: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column markdown table: measure | value."""
+    print(f"| {header} | value |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
 def alternating(pairs, number: int) -> list:
     """The ways being compared, in reverse order on every other query: the way timed second would
     otherwise always find the query's part of the index already in the CPU caches."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries  # noqa: E402
+from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
 
 from sensorium.index.catalog import Catalog, FileState, NewSegment  # noqa: E402
 from sensorium.index import vectors  # noqa: E402
@@ -168,10 +168,7 @@ def main() -> None:
                          percentiles(library[way]) + " ms"))
         collection.close()
 
-    print(f"| measure (n = {args.n} vectors, {DIM}-d) | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_rows(f"measure (n = {args.n} vectors, {DIM}-d)", rows)
 
 
 if __name__ == "__main__":

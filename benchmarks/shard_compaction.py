@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries  # noqa: E402
+from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
 
 from sensorium.index.vectors import VectorStore  # noqa: E402
 
@@ -84,10 +84,7 @@ def main() -> None:
         ratio = np.median(times["sparse shards kept"]) / np.median(times["sparse shards merged"])
         rows.append(("search p50, kept / merged", f"{ratio:.2f}x"))
 
-    print(f"| measure (n = {args.n}, {DIM}-d, {args.remove:.0%} of the older shards removed) | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_rows(f"measure (n = {args.n}, {DIM}-d, {args.remove:.0%} of the older shards removed)", rows)
 
 
 if __name__ == "__main__":

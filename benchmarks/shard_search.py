@@ -19,7 +19,7 @@ import numpy as np
 from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries  # noqa: E402
+from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
 
 from sensorium.index import vectors  # noqa: E402
 from sensorium.index.vectors import VectorStore  # noqa: E402
@@ -71,10 +71,7 @@ def main() -> None:
         first, second = (np.median(t) for t in times.values())
         rows.append(("p50 ratio, one at a time / at once", f"{first / second:.2f}x"))
 
-    print(f"| measure (n = {args.n} vectors, {DIM}-d) | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_rows(f"measure (n = {args.n} vectors, {DIM}-d)", rows)
 
 
 if __name__ == "__main__":
