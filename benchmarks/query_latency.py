@@ -44,8 +44,6 @@ def main() -> None:
     parser.add_argument("--one-index", action="store_true",
                         help="one usearch file for the space, as before shards (for before/after)")
     parser.add_argument("--shard-mib", type=float, help="shard size in MiB of float32 (default: the store's)")
-    parser.add_argument("--parallel-only", action="store_true",
-                        help="time only the default (shards searched at once), not also one at a time")
     args = parser.parse_args()
     capacity = args.n + 1 if args.one_index else None
     if args.shard_mib:
@@ -96,8 +94,7 @@ def main() -> None:
             return catalog.segment_ids_cached({"audio"})
 
         threads = vectors.SEARCH_THREADS
-        ways = ({"": threads} if args.parallel_only
-                else {", shards 1 at a time": 1, f", {threads} shards at once": threads})
+        ways = {", shards 1 at a time": 1, f", {threads} shards at once": threads}
         for label, make_filter, mask in (("no filter", lambda: None, None),
                                          ("kind filter (10% audio)", kind_filter, is_audio)):
             ann_ms, total_ms, found = ({way: [] for way in ways} for _ in range(3))
