@@ -1,0 +1,50 @@
+"""Google's speech_embedding (openwakeword's ONNX files): a word said by another voice is nearest
+to the same word, long and empty clips still get one vector, and a broken folder is named."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensorium.errors import ModelError
+from sensorium.experts.keyword import DIM, FILES, KeywordEmbedder
+from sensorium.experts.spoken_templates import cut_at_word
+from sensorium.experts.tts import synthesize
+
+WORDS = ["seven", "three", "yes", "no", "stop", "go"]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> KeywordEmbedder:
+    return KeywordEmbedder()
+
+
+def _unit(rows):
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
+def test_a_word_in_another_voice_is_nearest_to_the_same_word(embedder):
+    said = {voice: embedder.embed([cut_at_word(synthesize(w, voice=voice, rate_wpm=140, pitch=60).samples)
+                                   for w in WORDS])
+            for voice in ("en-us", "en-gb+m5", "en-us+f2")}
+    centre = np.concatenate(list(said.values())).mean(axis=0)
+    for voice in ("en-gb+m5", "en-us+f2"):
+        similarity = _unit(said[voice] - centre) @ _unit(said["en-us"] - centre).T
+        assert similarity.argmax(axis=1).tolist() == list(range(len(WORDS))), voice
+
+
+def test_every_clip_gets_one_vector_whatever_its_length(embedder):
+    sentence = synthesize("please turn the kitchen lights off now").samples  # longer than one window
+    vectors = embedder.embed([sentence, np.zeros(0, np.float32), sentence[:4000]])
+    assert vectors.shape == (3, DIM) and np.isfinite(vectors).all()
+    assert np.array_equal(vectors, embedder.embed([sentence, np.zeros(0, np.float32), sentence[:4000]]))
+    assert not np.allclose(vectors[0], vectors[2])
+
+
+def test_a_folder_without_the_model_files_is_named(tmp_path):
+    (tmp_path / FILES[0]).write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=str(tmp_path)) as error:
+        KeywordEmbedder(tmp_path)
+    assert FILES[1] in str(error.value)
+    (tmp_path / FILES[1]).write_bytes(b"not a model either")
+    with pytest.raises(ModelError, match="cannot load"):
+        KeywordEmbedder(tmp_path).embed([np.zeros(1600, np.float32)])
