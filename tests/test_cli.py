@@ -96,7 +96,7 @@ def test_models_lists_checksums_and_licences(home):
     assert result.returncode == 0, result.stderr
     models = json.loads(result.stdout)
     names = {m["name"] for m in models}
-    assert {"all-MiniLM-L6-v2", "whisper-base"} <= names
+    assert {"all-MiniLM-L6-v2", "whisper-base", "speech_embedding (Google)"} <= names
     for model in models:
         assert len(model["sha256"]) == 64 and model["licence"] and model["size_bytes"] > 0
 

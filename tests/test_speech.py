@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sensorium.errors import ModelError, QueryError
-from sensorium.experts import speech
+from sensorium.experts import speech, spoken_templates
 from sensorium.experts.speech import SpeechRecognizer, joined_model_dir
 from sensorium.readers.payloads import AudioPayload
 
@@ -129,10 +129,10 @@ def test_candidate_scoring_ranks_the_spoken_digit_first(recognizer, speaker):
 
 def test_speed_views_change_tempo_and_keep_the_original():
     clip = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
-    views = speech._speed_views(clip)
-    assert len(views) == len(speech.SPEED_FACTORS)
-    assert views[speech.SPEED_FACTORS.index(1.0)] is clip
-    for factor, view in zip(speech.SPEED_FACTORS, views):
+    views = spoken_templates.speed_views(clip)
+    assert len(views) == len(spoken_templates.SPEED_FACTORS)
+    assert views[spoken_templates.SPEED_FACTORS.index(1.0)] is clip
+    for factor, view in zip(spoken_templates.SPEED_FACTORS, views):
         assert view.dtype == np.float32
         assert abs(len(view) - len(clip) / factor) <= 2  # slower = longer
 
@@ -140,10 +140,10 @@ def test_speed_views_change_tempo_and_keep_the_original():
 def test_templates_cut_at_the_word_lose_their_silent_margins_only():
     word = (0.5 * np.sin(np.linspace(0, 300, 4800))).astype(np.float32)
     quiet = np.full(1600, 0.001, np.float32)  # -54 dB below the word: a silent margin
-    cut = speech._cut_at_word(np.concatenate([np.zeros(3200, np.float32), quiet, word, quiet]))
+    cut = spoken_templates.cut_at_word(np.concatenate([np.zeros(3200, np.float32), quiet, word, quiet]))
     assert abs(len(cut) - len(word)) <= 4 and np.abs(cut).max() == np.abs(word).max()
-    assert speech._cut_at_word(np.zeros(100, np.float32)).size == 100  # silence: nothing to cut to
-    assert speech._cut_at_word(np.zeros(0, np.float32)).size == 0
+    assert spoken_templates.cut_at_word(np.zeros(100, np.float32)).size == 100  # silence: nothing to cut to
+    assert spoken_templates.cut_at_word(np.zeros(0, np.float32)).size == 0
 
 
 def test_content_free_audio_prefers_no_digit(recognizer):
@@ -177,12 +177,50 @@ def test_longer_candidate_does_not_win_by_extension(recognizer):
 def test_spoken_templates_are_a_second_opinion_not_the_only_one(recognizer):
     """The espeak-ng templates move the scores of a real clip, are built once per candidate set,
     and leave a clear decision where the decoder is already sure."""
+    from sensorium.experts.sound import _clip_key
+
     clip = fsdd_clip("5_nicolas_3")
     both = recognizer.score_candidates(clip, WORDS)
     decoder = recognizer.score_candidates(clip, WORDS, templates=False)
     assert not np.allclose(both, decoder)
-    assert tuple(WORDS) in recognizer._templates
-    vectors, owners = recognizer._templates[tuple(WORDS)]
-    # six voices, each as synthesised and cut at the word
-    assert vectors.shape == (len(WORDS) * 6 * 2, 512) and np.bincount(owners).tolist() == [12] * 10
+    templates = recognizer._templates[tuple(WORDS)]
+    # English voices as synthesised and cut at the word; accented voices cut at the word
+    english, accents = len(spoken_templates.ENGLISH_VOICES), len(spoken_templates.ACCENT_VOICES)
+    assert templates.english.shape == (len(WORDS) * english * 2, 512)
+    assert np.bincount(templates.english_owner).tolist() == [english * 2] * 10
+    assert templates.accents.shape == (len(WORDS) * accents, 512)
+    assert np.bincount(templates.accent_owner).tolist() == [accents] * 10
+    # the keyword model hears the English and accented voices cut at the word
+    assert templates.keyword.shape == (len(WORDS) * (english + accents), 96)
+    assert np.bincount(templates.keyword_owner).tolist() == [english + accents] * 10
     assert np.argmax(both) == 5
+    # the clip's own vector (not a sped-up view's) stays remembered for the collection to store
+    assert recognizer.pooler._last[0] == _clip_key(clip.samples)
+
+
+def test_template_vectors_are_kept_on_disk_for_the_next_process(recognizer, tmp_path, monkeypatch):
+    """A later process with the same labels reads the templates instead of synthesising them; a
+    torn cache file is synthesised again, never trusted."""
+    from sensorium.experts import tts
+
+    monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path))
+    words = ["yes", "no"]
+    built = spoken_templates.build_templates(recognizer.pooler, words, recognizer.keyword)
+    files = sorted((tmp_path / "cache" / "spoken-templates").rglob("*.safetensors"))
+    assert len(files) == 2 and not list(tmp_path.rglob("*.tmp"))
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesised although the templates were on disk")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tts, "synthesize", no_synthesis)
+        again = spoken_templates.build_templates(recognizer.pooler, words, recognizer.keyword)
+    for field in ("english", "english_owner", "accents", "accent_owner", "keyword", "keyword_owner"):
+        assert np.array_equal(getattr(built, field), getattr(again, field))
+    files[0].write_bytes(files[0].read_bytes()[:100])  # torn by a crash mid-write
+    mended = spoken_templates.build_templates(recognizer.pooler, words, recognizer.keyword)
+    # espeak-ng's voices are not bit-for-bit repeatable (hence the cache), but nearly
+    assert (np.sum(mended.english * built.english, axis=1) > 0.98).all()
+    assert spoken_templates._load(recognizer.pooler, recognizer.keyword, "yes") is not None
+    # without the keyword model the same words are a different entry, never a mix of the two
+    assert spoken_templates._load(recognizer.pooler, None, "yes") is None

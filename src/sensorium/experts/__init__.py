@@ -22,6 +22,7 @@ class ExpertConfig:
     image_weights: str | None = None  # EfficientNet-Lite0 weights (.safetensors)
     speech_dir: str | None = None  # a CTranslate2 Whisper folder
     clip_dir: str | None = None  # a Hugging Face transformers CLIP checkpoint (adds the "clip" space)
+    keyword_dir: str | None = None  # melspectrogram.onnx + embedding_model.onnx (spoken-label templates)
     ocr: bool = True  # read text in images (slower indexing)
     people: bool = True  # detect people in images (ImageNet has no "person" class)
 
@@ -56,7 +57,7 @@ class Experts:
     def speech(self):
         from .speech import SpeechRecognizer
 
-        return SpeechRecognizer(self.config.speech_dir)
+        return SpeechRecognizer(self.config.speech_dir, keyword_dir=self.config.keyword_dir)
 
     @cached_property
     def sound(self):
@@ -87,6 +88,8 @@ class Experts:
     def models(self) -> list[ModelInfo]:
         """One ModelInfo per expert this configuration uses (loads no weights, hashes files)."""
         infos = [self.text.info(), self.image.info(), self.speech.info()]
+        if self.speech.keyword is not None:
+            infos.append(self.speech.keyword.info())
         if self.clip is not None:
             infos.append(self.clip.info())
         if self.config.ocr:

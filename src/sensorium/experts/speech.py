@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ModelError
 from ..paths import models_dir
 from ..readers.payloads import SAMPLE_RATE, AudioPayload
+from . import spoken_templates
 from .base import ModelInfo, package_version, sha256_of
 
 MODEL_NAME = "whisper-base"
@@ -152,12 +153,15 @@ def _replace_folder(temp: Path, target: Path, signature: dict) -> None:
 class SpeechRecognizer:
     """Whisper base on CPU: free transcription and teacher-forced scoring of candidate texts."""
 
-    def __init__(self, local_dir: str | Path | None = None, compute_type: str = "int8"):
+    def __init__(self, local_dir: str | Path | None = None, compute_type: str = "int8",
+                 keyword_dir: str | Path | None = None):
         self.local_dir = Path(local_dir) if local_dir else None
+        self.keyword_dir = keyword_dir  # the keyword-embedding model's folder; None: the packaged one
+        self._keyword = None  # see `keyword`
         self.compute_type = compute_type
         self._model = None
         self._calibration: dict[tuple, np.ndarray] = {}  # (candidates, context) -> scores on silence
-        self._templates: dict[tuple, tuple] = {}  # candidates -> (espeak templates' audio vectors, owners)
+        self._templates: dict[tuple, spoken_templates.TemplateSet] = {}  # candidates -> their templates
         self._pooler = None  # see `pooler`
 
     def model_dir(self) -> Path:
@@ -250,10 +254,9 @@ class SpeechRecognizer:
         candidates (log-softmax), so it is <= 0 and a single candidate always scores 0.
 
         With `templates` (short candidates only), a second, independent opinion is added: how the
-        clip sounds next to each candidate spoken by espeak-ng in six voices, as synthesised and cut
-        at the word (cosine of native audio vectors, `sensorium.experts.sound`), weighted by
-        `TEMPLATE_WEIGHT`. It helps most where the decoder is unsure, e.g. a word cut tightly at its
-        onset.
+        clip sounds next to each candidate spoken by espeak-ng in English and in accented voices
+        (cosine of native audio vectors, `sensorium.experts.spoken_templates`). It helps most where
+        the decoder is unsure, e.g. a word cut tightly at its onset or said with an accent.
         """
         from scipy.special import log_softmax
 
@@ -262,7 +265,7 @@ class SpeechRecognizer:
         forms, owners = self._forms(tokenizer, candidates)
         prompt = self._prompt(tokenizer, candidates, context)
         samples = _as_16k(audio)
-        views = _speed_views(_condition(samples)[: MAX_SCORE_SECONDS * SAMPLE_RATE])
+        views = spoken_templates.speed_views(_condition(samples)[: MAX_SCORE_SECONDS * SAMPLE_RATE])
         per_view = self._candidate_scores(self._encode_short_many(views), prompt, forms, owners, len(candidates))
         if any(len(f) > 1 for f in forms):
             # not calibrated: subtracting scores on silence made "seven seven" beat "seven" on a clip
@@ -276,38 +279,37 @@ class SpeechRecognizer:
                     self._encode_short_many([silence]), prompt, forms, owners, len(candidates)
                 )[0]
             scores = log_softmax(per_view.mean(axis=0) - self._calibration[key])
-        audible = samples.size > 0 and float(np.abs(samples).max()) > TEMPLATE_SILENCE  # silence sounds like nothing
-        if templates and audible and all(len(c.split()) <= TEMPLATE_MAX_WORDS for c in candidates):
+        if templates and spoken_templates.applies_to(samples, candidates):
             sounded = self._sounds_like(samples, candidates)
             if sounded is not None:
-                scores = log_softmax(scores + TEMPLATE_WEIGHT * sounded)
+                scores = log_softmax(scores + sounded)
         return scores
 
     def _sounds_like(self, samples: np.ndarray, candidates: list[str]) -> np.ndarray | None:
-        """Per candidate: the clip's best cosine to that candidate spoken by espeak-ng in
-        `TEMPLATE_VOICES`, minus the best over all candidates (so <= 0). None without espeak-ng.
-
-        Every voice gives two templates: the synthesis as it comes (with espeak-ng's silent margins)
-        and the same cut at the word (`TEMPLATE_CUT_DB`), since recordings are often trimmed that
-        tightly (FSDD's nicolas: 0 ms margins) and a pooled vector changes with its silence."""
-        from .tts import synthesize
-
+        """The spoken templates' weighted opinion per candidate (`sensorium.experts.spoken_templates`);
+        None without espeak-ng. Templates are built once per candidate set (and kept on disk)."""
         key = tuple(candidates)
         if key not in self._templates:
             try:
-                spoken = [(index, synthesize(text, voice=voice, rate_wpm=TEMPLATE_RATE_WPM, pitch=TEMPLATE_PITCH))
-                          for index, text in enumerate(candidates) for voice in TEMPLATE_VOICES]
+                self._templates[key] = spoken_templates.build_templates(self.pooler, candidates, self.keyword)
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
-            clips = [(index, payload.samples) for index, payload in spoken]
-            clips += [(index, _cut_at_word(payload.samples)) for index, payload in spoken]
-            vectors = self.pooler.embed([clip for _, clip in clips])
-            self._templates[key] = (vectors, np.asarray([index for index, _ in clips]))
-        vectors, owners = self._templates[key]
-        similarity = vectors @ self.pooler.embed([samples])[0]
-        best = np.full(len(candidates), -np.inf)
-        np.maximum.at(best, owners, similarity)
-        return best - best.max()
+        return spoken_templates.sounds_like(self.pooler, samples, self._templates[key], self.keyword)
+
+    @property
+    def keyword(self):
+        """Google's speech_embedding (`sensorium.experts.keyword`) for the templates' third opinion,
+        or None where its package is not installed (the other two opinions still hold)."""
+        if self._keyword is None:
+            from .keyword import KeywordEmbedder
+
+            try:
+                self._keyword = KeywordEmbedder(self.keyword_dir)
+            except ModelError:
+                if self.keyword_dir:  # a folder the user named must work
+                    raise
+                self._keyword = False
+        return self._keyword or None
 
     @property
     def pooler(self):
@@ -446,38 +448,6 @@ MAX_SCORE_SECONDS = 30  # Whisper's own window: scoring looks at the first 30 s 
 MAX_DECODER_TOKENS = 448
 MAX_CONTEXT_TOKENS = 200
 END_PUNCTUATION = (".", "!", "?")
-SPEED_FACTORS = (0.9, 1.0, 1.1)  # test-time augmentation: the clip played slower, as is, faster
-# Second opinion for short spoken labels: how the clip sounds next to each candidate spoken by
-# espeak-ng in a few voices (native audio vectors, cosine). Voices fixed before any measurement;
-# the weight minimised log-loss on the dev speakers george/jackson/lucas only (nicolas held out).
-TEMPLATE_VOICES = ("en-us", "en-us+m3", "en-us+f2", "en-gb", "en-gb+m5", "en-us+f4")
-TEMPLATE_RATE_WPM, TEMPLATE_PITCH = 140, 60
-TEMPLATE_WEIGHT = 30.0
-TEMPLATE_MAX_WORDS = 3  # longer candidates are sentences: their sound says little beyond the words
-TEMPLATE_SILENCE = 1e-4  # peak amplitude below which a clip gets no template opinion
-TEMPLATE_CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB of its peak
-
-
-def _speed_views(samples: np.ndarray) -> list[np.ndarray]:
-    """The clip at each of SPEED_FACTORS (resampling changes tempo and pitch together, like tape)."""
-    import soxr
-
-    views = []
-    for factor in SPEED_FACTORS:
-        if factor == 1.0 or samples.size == 0:
-            views.append(samples)
-        else:
-            views.append(soxr.resample(samples, SAMPLE_RATE, int(SAMPLE_RATE / factor)).astype(np.float32))
-    return views
-
-
-def _cut_at_word(samples: np.ndarray) -> np.ndarray:
-    """The stretch from the first to the last sample within `TEMPLATE_CUT_DB` of the peak."""
-    if samples.size == 0:
-        return samples
-    level = np.abs(samples)
-    loud = np.flatnonzero(level > level.max() * 10 ** (-TEMPLATE_CUT_DB / 20))
-    return samples[loud[0]: loud[-1] + 1] if loud.size else samples
 
 
 def _ctranslate2():
