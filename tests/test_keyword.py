@@ -23,12 +23,17 @@ def _unit(rows):
 
 
 def test_a_word_in_another_voice_is_nearest_to_the_same_word(embedder):
+    """As the templates are used: each word's best cosine over two reference voices. (espeak-ng
+    varies slightly from one synthesis to the next; with one reference voice, 1 run in 10 confused
+    one of the six words, with two none in 30.)"""
+    voices = ("en-us", "en-gb", "en-gb+m5", "en-us+f2")
     said = {voice: embedder.embed([cut_at_word(synthesize(w, voice=voice, rate_wpm=140, pitch=60).samples)
                                    for w in WORDS])
-            for voice in ("en-us", "en-gb+m5", "en-us+f2")}
+            for voice in voices}
     centre = np.concatenate(list(said.values())).mean(axis=0)
-    for voice in ("en-gb+m5", "en-us+f2"):
-        similarity = _unit(said[voice] - centre) @ _unit(said["en-us"] - centre).T
+    references = [_unit(said[voice] - centre) for voice in voices[:2]]
+    for voice in voices[2:]:
+        similarity = np.maximum(*(_unit(said[voice] - centre) @ reference.T for reference in references))
         assert similarity.argmax(axis=1).tolist() == list(range(len(WORDS))), voice
 
 

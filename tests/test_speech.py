@@ -198,6 +198,14 @@ def test_spoken_templates_are_a_second_opinion_not_the_only_one(recognizer):
     assert recognizer.pooler._last[0] == _clip_key(clip.samples)
 
 
+def test_templates_speak_only_for_short_labels_in_short_audible_clips():
+    word = (0.3 * np.sin(np.linspace(0, 900, 8000))).astype(np.float32)
+    assert spoken_templates.applies_to(word, WORDS)
+    assert not spoken_templates.applies_to(word, ["please call me back tomorrow"])  # a sentence
+    assert not spoken_templates.applies_to(np.zeros(8000, np.float32), WORDS)  # silence
+    assert not spoken_templates.applies_to(np.tile(word, 12), WORDS)  # 6 s: a recording, not a label
+
+
 def test_template_vectors_are_kept_on_disk_for_the_next_process(recognizer, tmp_path, monkeypatch):
     """A later process with the same labels reads the templates instead of synthesising them; a
     torn cache file is synthesised again, never trusted."""

@@ -42,6 +42,7 @@ ACCENT_WEIGHT = 20.0
 KEYWORD_WEIGHT = 5.0
 MAX_WORDS = 3  # longer candidates are sentences: their sound says little beyond the words
 SILENCE = 1e-4  # peak amplitude below which a clip gets no template opinion
+MAX_CLIP_SECONDS = 5.0  # a longer recording is not one spoken label (FSDD's longest clip: 1.3 s)
 CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB of its peak
 SPEED_FACTORS = (0.9, 1.0, 1.1)  # the clip played slower, as is, faster (as the decoder hears it)
 CACHE_VERSION = 2
@@ -83,9 +84,10 @@ def cut_at_word(samples: np.ndarray) -> np.ndarray:
 
 
 def applies_to(samples: np.ndarray, candidates: list[str]) -> bool:
-    """Templates speak for short candidates only, and silence sounds like nothing."""
+    """Templates speak for short candidates in short clips only, and silence sounds like nothing."""
     audible = samples.size > 0 and float(np.abs(samples).max()) > SILENCE
-    return audible and all(len(c.split()) <= MAX_WORDS for c in candidates)
+    short = samples.size <= MAX_CLIP_SECONDS * SAMPLE_RATE
+    return audible and short and all(len(c.split()) <= MAX_WORDS for c in candidates)
 
 
 def sounds_like(pooler, samples: np.ndarray, templates: TemplateSet, keyword=None) -> np.ndarray:
