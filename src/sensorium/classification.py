@@ -25,6 +25,7 @@ PROMPTS = ("a photo of a {}.", "a picture of {}.", "{}")
 IMAGE_TEMPERATURE = 0.02  # softmax temperature over cosine similarities
 SHORT_CLIP_SECONDS = 3.0  # up to this long, a clip is treated as a spoken word or two
 SPOKEN_METHOD = "spoken-label likelihood"
+SPOKEN_DETAIL = f"{SPOKEN_METHOD} (Whisper's decoder + spoken templates)"
 
 
 @dataclass
@@ -228,11 +229,11 @@ def _audio(experts, audio, labels: list[str], space=None) -> tuple[np.ndarray, s
     is transcribed and its meaning compared with the labels'. A space with an audio head adds its
     opinion of the sound itself (which also serves recordings without words)."""
     if audio.duration <= SHORT_CLIP_SECONDS:
-        probs, method = _spoken(experts, audio, labels), f"{SPOKEN_METHOD} (Whisper, teacher-forced)"
+        probs, method = _spoken(experts, audio, labels), SPOKEN_DETAIL
     else:
         transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(audio)).strip()
         if len(transcript.split()) <= 3:
-            probs, method = _spoken(experts, audio, labels), f"{SPOKEN_METHOD} (Whisper, teacher-forced)"
+            probs, method = _spoken(experts, audio, labels), SPOKEN_DETAIL
         else:
             vector = experts.text.encode([transcript])[0]
             probs = _softmax(experts.text.encode(labels) @ vector / IMAGE_TEMPERATURE)
