@@ -4,8 +4,9 @@ Two methods with the same Whisper base expert, no training:
   transcribe  free transcription, then the first digit word (or numeral) found in the text;
   score       SpeechRecognizer.score_candidates over the ten words (Whisper's probability of each
               word as the first token, averaged over 3 speeds, calibrated on silence), plus the
-              spoken templates' opinion (sensorium.experts.spoken_templates: the clip's native
-              vector next to each word spoken by espeak-ng in English and accented voices).
+              spoken templates' opinion (sensorium.experts.spoken_templates: the clip's Whisper
+              encoder vectors and keyword embeddings next to each word spoken by espeak-ng in
+              English and accented voices).
 
 Protocol: every method choice and constant of `score` (4 s encoder window, speeds x0.9/x1/x1.1,
 calibration on silence, first-token scoring with the candidate-list prompt, the templates' voices

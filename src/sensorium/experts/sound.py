@@ -96,19 +96,17 @@ class WhisperPooler:
                                           to_cpu=True)
         return np.asarray(encoded, dtype=np.float32)
 
-    def embed(self, clips: Sequence[np.ndarray], remember: int | None = None) -> np.ndarray:
+    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled vectors, L2-normalised: what the collection stores and searches by cosine.
 
-        One clip's vector is remembered (keyed by its samples' hash): `clips[remember]`, or the only
-        clip of a single-clip call. Scoring a spoken clip against templates and then storing or
-        comparing its vector asks for it twice."""
-        if len(clips) == 1:
-            remember = 0
-            last = self._last  # read once: another thread may replace it
-            if last is not None and last[0] == _clip_key(clips[0]):
-                return last[1].copy()
+        The last single clip's vector is remembered (keyed by its samples' hash): scoring a spoken
+        clip against templates and then storing or comparing its vector asks for it twice."""
+        key = _clip_key(clips[0]) if len(clips) == 1 else None
+        last = self._last  # read once: another thread may replace it
+        if key is not None and last is not None and last[0] == key:
+            return last[1].copy()
         pooled = self.pool(clips)
         vectors = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        if remember is not None:
-            self._last = (_clip_key(clips[remember]), vectors[remember][None].copy())
+        if key is not None:
+            self._last = (key, vectors.copy())
         return vectors

@@ -266,7 +266,8 @@ class SpeechRecognizer:
         prompt = self._prompt(tokenizer, candidates, context)
         samples = _as_16k(audio)
         views = spoken_templates.speed_views(_condition(samples)[: MAX_SCORE_SECONDS * SAMPLE_RATE])
-        per_view = self._candidate_scores(self._encode_short_many(views), prompt, forms, owners, len(candidates))
+        encoded = self._encode_short_many(views)
+        per_view = self._candidate_scores(encoded, prompt, forms, owners, len(candidates))
         if any(len(f) > 1 for f in forms):
             # not calibrated: subtracting scores on silence made "seven seven" beat "seven" on a clip
             # saying "seven" (a long candidate scores very low on silence, so it gains most)
@@ -280,21 +281,28 @@ class SpeechRecognizer:
                 )[0]
             scores = log_softmax(per_view.mean(axis=0) - self._calibration[key])
         if templates and spoken_templates.applies_to(samples, candidates):
-            sounded = self._sounds_like(samples, candidates)
+            sounded = self._sounds_like(samples, spoken_templates.pool_frames(encoded, views), candidates)
             if sounded is not None:
                 scores = log_softmax(scores + sounded)
         return scores
 
-    def _sounds_like(self, samples: np.ndarray, candidates: list[str]) -> np.ndarray | None:
+    def _sounds_like(self, samples: np.ndarray, vectors: np.ndarray, candidates: list[str]) -> np.ndarray | None:
         """The spoken templates' weighted opinion per candidate (`sensorium.experts.spoken_templates`);
-        None without espeak-ng. Templates are built once per candidate set (and kept on disk)."""
+        `vectors`: the clip's pooled scoring-pass vectors. None without espeak-ng. Templates are built
+        once per candidate set (and kept on disk)."""
         key = tuple(candidates)
         if key not in self._templates:
             try:
-                self._templates[key] = spoken_templates.build_templates(self.pooler, candidates, self.keyword)
+                self._templates[key] = spoken_templates.build_templates(
+                    self._template_vectors, self.pooler.sha256, candidates, self.keyword)
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
-        return spoken_templates.sounds_like(self.pooler, samples, self._templates[key], self.keyword)
+        return spoken_templates.sounds_like(vectors, samples, self._templates[key], self.keyword)
+
+    def _template_vectors(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Unit vectors of template clips, made the way a scored clip's are (conditioned, scoring window)."""
+        conditioned = [_condition(clip) for clip in clips]
+        return spoken_templates.pool_frames(self._encode_short_many(conditioned), conditioned)
 
     @property
     def keyword(self):

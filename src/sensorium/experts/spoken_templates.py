@@ -1,8 +1,8 @@
 """Spoken templates: how a clip sounds next to each candidate word spoken by espeak-ng.
 
 A second opinion beside Whisper's decoder for short spoken labels (`SpeechRecognizer.score_candidates`).
-Each candidate is synthesised in a few voices and the clip's native audio vector (Whisper encoder,
-pooled, `sensorium.experts.sound`) is compared with theirs by cosine. Two groups of voices:
+Each candidate is synthesised in a few voices and the clip's Whisper encoder vector (pooled over the
+clip's frames) is compared with theirs by cosine. Two groups of voices:
 - English voices, each as synthesised (espeak-ng leaves silent margins) and cut at the word, since a
   pooled vector changes with the silence around the word and recordings are often trimmed tightly;
 - "accented" voices: espeak-ng's voices for other languages reading the English word with their
@@ -12,9 +12,11 @@ The same templates, cut at the word, are also compared in a second embedding mad
 spoken words apart (Google's speech_embedding, `sensorium.experts.keyword`), centred on the
 templates' mean; that third opinion is skipped when its package is not installed.
 
-The clip is compared at the same three speeds the decoder hears (`SPEED_FACTORS`) and the cosines
-are averaged. Every constant here was chosen on FSDD's dev speakers george, jackson and lucas by
-log-loss; nicolas was held out (benchmarks/fsdd_zeroshot.py, BENCHMARKS.md).
+The Whisper vectors are the encoder frames of the decoder's own scoring pass, averaged over the
+frames that hold the clip (`pool_frames`), so they cost nothing extra; the clip is compared at the
+three speeds the decoder hears (`SPEED_FACTORS`) and the cosines are averaged. The templates are
+encoded the same way. Every constant here was chosen on FSDD's dev speakers george, jackson and
+lucas by log-loss; nicolas was held out (benchmarks/fsdd_zeroshot.py, BENCHMARKS.md).
 
 The templates' vectors depend only on the words, the voices and the model, so they are kept on disk
 (`paths.home()/cache/spoken-templates`) and a new process classifying with the same labels does not
@@ -36,7 +38,8 @@ ENGLISH_VOICES = ("en-us", "en-us+m3", "en-us+f2", "en-gb", "en-gb+m5", "en-us+f
 # 16 European languages, fixed before measuring (not picked one by one)
 ACCENT_VOICES = ("de", "fr", "fr-be", "el", "es", "it", "nl", "pt", "pl", "sv", "cs", "hu", "tr", "fi", "ro", "da")
 RATE_WPM, PITCH = 140, 60
-# dev log-loss: English alone (weight 30) 0.0416; + accented 20/20 0.0369; + keyword embeddings 5: 0.0254
+# dev log-loss: English alone (weight 30) 0.0416; + accented 20/20 0.0369; + keyword embeddings 5: 0.0254;
+# Whisper vectors from the scoring pass instead of a separate 2 s encoding: 0.0220
 ENGLISH_WEIGHT = 20.0
 ACCENT_WEIGHT = 20.0
 KEYWORD_WEIGHT = 5.0
@@ -45,7 +48,9 @@ SILENCE = 1e-4  # peak amplitude below which a clip gets no template opinion
 MAX_CLIP_SECONDS = 5.0  # a longer recording is not one spoken label (FSDD's longest clip: 1.3 s)
 CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB of its peak
 SPEED_FACTORS = (0.9, 1.0, 1.1)  # the clip played slower, as is, faster (as the decoder hears it)
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+POOLING = "scoring-pass encoder frames over the clip, conditioned, window >= 4 s"
+SAMPLES_PER_FRAME = 320  # Whisper encoder frames: 10 ms hop, stride-2 conv -> 20 ms
 
 
 @dataclass(frozen=True)
@@ -90,14 +95,22 @@ def applies_to(samples: np.ndarray, candidates: list[str]) -> bool:
     return audible and short and all(len(c.split()) <= MAX_WORDS for c in candidates)
 
 
-def sounds_like(pooler, samples: np.ndarray, templates: TemplateSet, keyword=None) -> np.ndarray:
+def pool_frames(encoded: np.ndarray, clips: list[np.ndarray]) -> np.ndarray:
+    """(n, frames, 512) encoder output of `clips` -> (n, 512) unit vectors: the mean of the frames
+    that cover each clip (the rest of the window is padding)."""
+    rows = []
+    for frames, clip in zip(encoded, clips):
+        used = max(1, min(frames.shape[0], int(np.ceil(len(clip) / SAMPLES_PER_FRAME))))
+        rows.append(frames[:used].mean(axis=0))
+    return _unit(np.asarray(rows, dtype=np.float32))
+
+
+def sounds_like(vectors: np.ndarray, samples: np.ndarray, templates: TemplateSet, keyword=None) -> np.ndarray:
     """Weighted log-score per candidate: for each group of templates, the clip's best cosine to each
-    candidate's templates minus the best over candidates (<= 0). Whisper vectors: averaged over the
-    speed views, English and accented voices weighted separately; keyword embeddings (with
-    `keyword`, a KeywordEmbedder): centred on the templates' mean. The unchanged clip's Whisper
-    vector stays in the pooler's memo, so storing the clip afterwards does not encode it again."""
-    views = speed_views(samples)
-    vectors = pooler.embed(views, remember=SPEED_FACTORS.index(1.0))
+    candidate's templates minus the best over candidates (<= 0). `vectors`: the clip's Whisper
+    vectors at each speed (`pool_frames` of the scoring pass), the cosines averaged over them,
+    English and accented voices weighted separately; keyword embeddings (with `keyword`, a
+    KeywordEmbedder) of `samples` cut at the word, centred on the templates' mean."""
     count = int(templates.english_owner.max(initial=-1)) + 1
     total = ENGLISH_WEIGHT * _best_per_candidate(vectors @ templates.english.T, templates.english_owner, count)
     total += ACCENT_WEIGHT * _best_per_candidate(vectors @ templates.accents.T, templates.accent_owner, count)
@@ -121,18 +134,19 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
 
-def build_templates(pooler, candidates: list[str], keyword=None, cache: bool = True) -> TemplateSet:
-    """Every candidate's template vectors, from the disk cache where it has them (keyword
-    embeddings only with `keyword`). Raises `sensorium.errors.ModelError` without espeak-ng or
-    with a voice missing."""
+def build_templates(embed, model_key: str, candidates: list[str], keyword=None, cache: bool = True) -> TemplateSet:
+    """Every candidate's template vectors, from the disk cache where it has them. `embed` turns
+    clips into unit Whisper vectors the way the clip's are made, `model_key` names that model in the
+    cache; keyword embeddings only with `keyword`. Raises `sensorium.errors.ModelError` without
+    espeak-ng or with a voice missing."""
     groups: dict[str, list[np.ndarray]] = {"english": [], "accents": [], "keyword": []}
     owners: dict[str, list[int]] = {name: [] for name in groups}
     for index, text in enumerate(candidates):
-        stored = _load(pooler, keyword, text) if cache else None
+        stored = _load(model_key, keyword, text) if cache else None
         if stored is None:
-            stored = _synthesise_and_embed(pooler, keyword, text)
+            stored = _synthesise_and_embed(embed, keyword, text)
             if cache:
-                _save(pooler, keyword, text, stored)
+                _save(model_key, keyword, text, stored)
         for name in groups:
             rows = stored.get(name, np.zeros((0, _width(name)), np.float32))
             groups[name].append(rows)
@@ -148,14 +162,14 @@ def _width(group: str) -> int:
     return KEYWORD_DIM if group == "keyword" else DIM
 
 
-def _synthesise_and_embed(pooler, keyword, text: str) -> dict[str, np.ndarray]:
+def _synthesise_and_embed(embed, keyword, text: str) -> dict[str, np.ndarray]:
     from .tts import synthesize
 
     spoken = [synthesize(text, voice=voice, rate_wpm=RATE_WPM, pitch=PITCH).samples for voice in ENGLISH_VOICES]
     accented = [cut_at_word(synthesize(text, voice=voice, rate_wpm=RATE_WPM, pitch=PITCH).samples)
                 for voice in ACCENT_VOICES]
     cut = [cut_at_word(s) for s in spoken]
-    vectors = pooler.embed(spoken + cut + accented)
+    vectors = embed(spoken + cut + accented)
     split = 2 * len(spoken)
     stored = {"english": np.ascontiguousarray(vectors[:split]), "accents": np.ascontiguousarray(vectors[split:])}
     if keyword is not None:
@@ -163,12 +177,11 @@ def _synthesise_and_embed(pooler, keyword, text: str) -> dict[str, np.ndarray]:
     return stored
 
 
-def _cache_file(pooler, keyword, text: str) -> Path:
+def _cache_file(model_key: str, keyword, text: str) -> Path:
     from .base import package_version
-    from .sound import SETTINGS
 
     settings = json.dumps({
-        "version": CACHE_VERSION, "model": pooler.sha256, "pooling": SETTINGS,
+        "version": CACHE_VERSION, "model": model_key, "pooling": POOLING,
         "keyword": None if keyword is None else keyword.sha256,
         "espeak": package_version("espeakng-loader"), "english": ENGLISH_VOICES, "accents": ACCENT_VOICES,
         "rate": RATE_WPM, "pitch": PITCH, "cut_db": CUT_DB,
@@ -178,10 +191,10 @@ def _cache_file(pooler, keyword, text: str) -> Path:
     return home() / "cache" / "spoken-templates" / folder / f"{name}.safetensors"
 
 
-def _load(pooler, keyword, text: str) -> dict[str, np.ndarray] | None:
+def _load(model_key: str, keyword, text: str) -> dict[str, np.ndarray] | None:
     from safetensors.numpy import load_file
 
-    path = _cache_file(pooler, keyword, text)
+    path = _cache_file(model_key, keyword, text)
     try:
         stored = load_file(str(path))
     except Exception:  # absent, or torn by a crash (safetensors' own error type): synthesise again
@@ -194,10 +207,10 @@ def _load(pooler, keyword, text: str) -> dict[str, np.ndarray] | None:
     return stored
 
 
-def _save(pooler, keyword, text: str, stored: dict[str, np.ndarray]) -> None:
+def _save(model_key: str, keyword, text: str, stored: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import save_file
 
-    path = _cache_file(pooler, keyword, text)
+    path = _cache_file(model_key, keyword, text)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{id(stored)}.tmp")
