@@ -99,8 +99,8 @@ class WhisperPooler:
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled vectors, L2-normalised: what the collection stores and searches by cosine.
 
-        The last single clip's vector is remembered (keyed by its samples' hash): scoring a spoken
-        clip against templates and then storing or comparing its vector asks for it twice."""
+        The last single clip's vector is remembered (keyed by its samples' hash), so a clip asked for
+        twice in a row (compared, then stored) is encoded once."""
         key = _clip_key(clips[0]) if len(clips) == 1 else None
         last = self._last  # read once: another thread may replace it
         if key is not None and last is not None and last[0] == key:

@@ -255,8 +255,9 @@ class SpeechRecognizer:
 
         With `templates` (short candidates only), a second, independent opinion is added: how the
         clip sounds next to each candidate spoken by espeak-ng in English and in accented voices
-        (cosine of native audio vectors, `sensorium.experts.spoken_templates`). It helps most where
-        the decoder is unsure, e.g. a word cut tightly at its onset or said with an accent.
+        (cosines of the scoring pass's pooled encoder frames and of keyword embeddings,
+        `sensorium.experts.spoken_templates`). It helps most where the decoder is unsure, e.g. a
+        word cut tightly at its onset or said with an accent.
         """
         from scipy.special import log_softmax
 
@@ -322,7 +323,7 @@ class SpeechRecognizer:
     @property
     def pooler(self):
         """Native audio vectors from this model's encoder (made on first use), shared with
-        `Experts.sound`, so a clip embedded while scoring is not encoded again for its vector."""
+        `Experts.sound` so that the model is loaded once; its checksum also keys the template cache."""
         if self._pooler is None:
             from .sound import WhisperPooler
 
