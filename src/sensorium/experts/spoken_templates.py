@@ -33,6 +33,7 @@ import numpy as np
 
 from ..paths import home
 from ..readers.payloads import SAMPLE_RATE
+from .sound import SAMPLES_PER_FRAME  # Whisper encoder frames: 20 ms each
 
 ENGLISH_VOICES = ("en-us", "en-us+m3", "en-us+f2", "en-gb", "en-gb+m5", "en-us+f4")  # fixed before measuring
 # 16 European languages, fixed before measuring (not picked one by one)
@@ -50,7 +51,6 @@ CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB 
 SPEED_FACTORS = (0.9, 1.0, 1.1)  # the clip played slower, as is, faster (as the decoder hears it)
 CACHE_VERSION = 3
 POOLING = "scoring-pass encoder frames over the clip, conditioned, window >= 4 s"
-SAMPLES_PER_FRAME = 320  # Whisper encoder frames: 10 ms hop, stride-2 conv -> 20 ms
 
 
 @dataclass(frozen=True)
