@@ -57,14 +57,10 @@ class KeywordEmbedder:
     def _models(self):
         with self._lock:
             if self._sessions is None:
-                import onnxruntime as ort
+                from .onnx_export import session
 
-                options = ort.SessionOptions()
-                options.log_severity_level = 3
                 try:
-                    self._sessions = tuple(
-                        ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])
-                        for name in FILES)
+                    self._sessions = tuple(session(self.folder / name) for name in FILES)
                 except Exception as exc:  # onnxruntime raises its own types for a broken file
                     raise ModelError(f"{self.folder}: cannot load the keyword model: {exc}") from exc
             return self._sessions
