@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,13 @@ CUT_DB = 25.0  # a template "cut at the word" keeps what is within this many dB 
 SPEED_FACTORS = (0.9, 1.0, 1.1)  # the clip played slower, as is, faster (as the decoder hears it)
 CACHE_VERSION = 3
 POOLING = "scoring-pass encoder frames over the clip, conditioned, window >= 4 s"
+# shipped precomputed: the digits and the rest of the Speech Commands vocabulary (Warden 2018), the
+# label sets people most often classify short spoken clips into; any other word is built on first use
+SEED_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+              "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+              "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
+              "backward", "forward", "follow", "learn", "visual")
+SEED_FILE = Path(__file__).parent / "data" / "spoken-templates.safetensors"
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,8 @@ def _synthesise_and_embed(embed, keyword, text: str) -> dict[str, np.ndarray]:
     return stored
 
 
-def _cache_file(model_key: str, keyword, text: str) -> Path:
+def _settings_key(model_key: str, keyword) -> str:
+    """What the templates' vectors depend on besides the words, as a short hash."""
     from .base import package_version
 
     settings = json.dumps({
@@ -186,25 +195,65 @@ def _cache_file(model_key: str, keyword, text: str) -> Path:
         "espeak": package_version("espeakng-loader"), "english": ENGLISH_VOICES, "accents": ACCENT_VOICES,
         "rate": RATE_WPM, "pitch": PITCH, "cut_db": CUT_DB,
     }, sort_keys=True)
-    folder = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def _cache_file(model_key: str, keyword, text: str) -> Path:
     name = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-    return home() / "cache" / "spoken-templates" / folder / f"{name}.safetensors"
+    return home() / "cache" / "spoken-templates" / _settings_key(model_key, keyword) / f"{name}.safetensors"
 
 
 def _load(model_key: str, keyword, text: str) -> dict[str, np.ndarray] | None:
+    """The word's stored templates: this machine's cache first, then the seed shipped with the package."""
     from safetensors.numpy import load_file
 
-    path = _cache_file(model_key, keyword, text)
     try:
-        stored = load_file(str(path))
-    except Exception:  # absent, or torn by a crash (safetensors' own error type): synthesise again
-        return None
+        stored = load_file(str(_cache_file(model_key, keyword, text)))
+    except Exception:  # absent, or torn by a crash (safetensors' own error type): try the seed
+        stored = _seed(_settings_key(model_key, keyword)).get(text)
+    return stored if stored is not None and _complete(stored, keyword) else None
+
+
+def _complete(stored: dict[str, np.ndarray], keyword) -> bool:
     rows = {"english": 2 * len(ENGLISH_VOICES), "accents": len(ACCENT_VOICES)}
     if keyword is not None:
         rows["keyword"] = len(ENGLISH_VOICES) + len(ACCENT_VOICES)
-    if set(stored) != set(rows) or any(stored[name].shape[0] != count for name, count in rows.items()):
-        return None
-    return stored
+    return set(stored) == set(rows) and all(stored[name].shape[0] == count for name, count in rows.items())
+
+
+@lru_cache(maxsize=4)
+def _seed(settings_key: str) -> dict[str, dict[str, np.ndarray]]:
+    """Templates shipped for common spoken labels (`SEED_WORDS`), by word; empty unless they were
+    made with exactly these settings and models (the file's metadata names its settings key)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(SEED_FILE), framework="numpy") as handle:
+            if (handle.metadata() or {}).get("settings") != settings_key:
+                return {}
+            words: dict[str, dict[str, np.ndarray]] = {}
+            for name in handle.keys():
+                group, word = name.split("/", 1)
+                rows = handle.get_tensor(name).astype(np.float32)
+                words.setdefault(word, {})[group] = rows if group == "keyword" else _unit(rows)
+            return words
+    except Exception:  # absent or unreadable: every word is synthesised as without a seed
+        return {}
+
+
+def write_seed(embed, model_key: str, keyword, words=SEED_WORDS, path: Path | None = None) -> Path:
+    """Synthesise and encode `words` and store them as the package's seed (float16, ~33 KB per word).
+    Run by `scripts/seed_spoken_templates.py` whenever the settings or a model change."""
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    for word in words:
+        for group, rows in _synthesise_and_embed(embed, keyword, word).items():
+            tensors[f"{group}/{word}"] = rows.astype(np.float16)
+    path = Path(path or SEED_FILE)
+    save_file(tensors, str(path), metadata={"settings": _settings_key(model_key, keyword), "words": " ".join(words)})
+    _seed.cache_clear()
+    return path
 
 
 def _save(model_key: str, keyword, text: str, stored: dict[str, np.ndarray]) -> None:
