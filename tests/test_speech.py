@@ -266,3 +266,31 @@ def test_common_labels_come_precomputed_with_the_package(recognizer, tmp_path, m
         a, b = getattr(seeded, group), getattr(fresh, group)
         cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         assert cosines.min() > 0.97, group  # espeak-ng is not bit-for-bit repeatable; measured >= 0.99
+
+
+def test_new_labels_report_their_progress_once(tmp_path, monkeypatch):
+    """Voicing labels the machine has not seen takes seconds a word, so each word is reported to
+    `sensorium.progress` (the CLI draws it as a bar); words on disk or in the seed are not."""
+    from sensorium.progress import reporting
+
+    monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+
+    def embed(clips):  # stands in for Whisper: only the bookkeeping is under test here
+        rows = rng.normal(size=(len(clips), 512)).astype(np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def build(words):
+        seen = []
+        with reporting(lambda stage, done, total: seen.append((stage, done, total))):
+            templates = spoken_templates.build_templates(embed, "test-model", words)
+        return templates, seen
+
+    stage = spoken_templates.PROGRESS_STAGE
+    templates, seen = build(["maybe", "later"])
+    assert seen == [(stage, 0, 2), (stage, 1, 2), (stage, 2, 2)]
+    assert np.bincount(templates.english_owner).tolist() == [2 * len(spoken_templates.ENGLISH_VOICES)] * 2
+    _, seen = build(["later", "maybe", "never"])  # two on disk now, one new
+    assert seen == [(stage, 0, 1), (stage, 1, 1)]
+    _, seen = build(["later", "never"])
+    assert seen == []

@@ -114,11 +114,11 @@ _BAR = {}
 def _progress_bar(label: str = "indexing"):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.fields[name]}", style="dim"), console=_console(stderr=True),
                         transient=True)
     progress.start()
-    task = progress.add_task("index", total=None, name="")
+    task = progress.add_task(label, total=None, name="")
     _BAR["progress"] = progress
 
     def update(done: int, total: int, path: str = "") -> None:
@@ -179,22 +179,27 @@ def classify(
     """Rank free-text labels for files (zero-shot). Exit status 1 when any file could not be classified."""
     from .classification import classify as run
     from .classification import classify_many
+    from .progress import reporting
 
     if len(paths) == 1 and not together:
         try:
-            result = run(paths[0], labels, space=space)
+            with reporting(None if json_out else _stage_progress()):
+                result = run(paths[0], labels, space=space)
         except QueryError as error:
             _fail(str(error), EXIT_USAGE)
         except SensoriumError as error:
             _fail(str(error), EXIT_ERROR)
+        finally:
+            _stop_progress()
         if json_out:
             print(json.dumps(result.as_dict(), indent=2))
             return
         _print_classification(_console(), result)
         return
     try:
-        batch = classify_many(paths, labels, space=space, together=together,
-                              progress=None if json_out else _progress_bar("classifying"))
+        bar = None if json_out else _progress_bar("classifying")
+        with reporting(None if json_out else _stage_progress()):
+            batch = classify_many(paths, labels, space=space, together=together, progress=bar)
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
@@ -342,17 +347,21 @@ def align(
 
 
 def _stage_progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """A (stage, done, total) callback that shows a bar per stage, in the running display if there
+    is one (e.g. below the "classifying" bar); also what `sensorium.progress.reporting` takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        console=_console(stderr=True), transient=True)
-    progress.start()
-    _BAR["progress"] = progress
+    progress = _BAR.get("progress")
+    if progress is None:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+        progress.start()
+        _BAR["progress"] = progress
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
+            tasks[stage] = progress.add_task(stage, total=total, name="")
         progress.update(tasks[stage], completed=done, total=total)
 
     return update

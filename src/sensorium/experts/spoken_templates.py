@@ -59,6 +59,7 @@ SEED_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "ei
               "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
               "backward", "forward", "follow", "learn", "visual")
 SEED_FILE = Path(__file__).parent / "data" / "spoken-templates.safetensors"
+PROGRESS_STAGE = "voicing new labels (once)"  # what `sensorium.progress` shows while templates are made
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,24 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 def build_templates(embed, model_key: str, candidates: list[str], keyword=None, cache: bool = True) -> TemplateSet:
     """Every candidate's template vectors, from the disk cache where it has them. `embed` turns
     clips into unit Whisper vectors the way the clip's are made, `model_key` names that model in the
-    cache; keyword embeddings only with `keyword`. Raises `sensorium.errors.ModelError` without
-    espeak-ng or with a voice missing."""
+    cache; keyword embeddings only with `keyword`. The words synthesised here (~3 s each) are
+    reported to `sensorium.progress`. Raises `sensorium.errors.ModelError` without espeak-ng or with
+    a voice missing."""
+    from ..progress import report
+
+    found = {text: _load(model_key, keyword, text) if cache else None for text in candidates}
+    missing = [text for text, stored in found.items() if stored is None]
+    for done, text in enumerate(missing):
+        report(PROGRESS_STAGE, done, len(missing))
+        found[text] = _synthesise_and_embed(embed, keyword, text)
+        if cache:
+            _save(model_key, keyword, text, found[text])
+    if missing:
+        report(PROGRESS_STAGE, len(missing), len(missing))
     groups: dict[str, list[np.ndarray]] = {"english": [], "accents": [], "keyword": []}
     owners: dict[str, list[int]] = {name: [] for name in groups}
     for index, text in enumerate(candidates):
-        stored = _load(model_key, keyword, text) if cache else None
-        if stored is None:
-            stored = _synthesise_and_embed(embed, keyword, text)
-            if cache:
-                _save(model_key, keyword, text, stored)
+        stored = found[text]
         for name in groups:
             rows = stored.get(name, np.zeros((0, _width(name)), np.float32))
             groups[name].append(rows)
