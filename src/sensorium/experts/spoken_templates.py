@@ -20,7 +20,8 @@ lucas by log-loss; nicolas was held out (benchmarks/fsdd_zeroshot.py, BENCHMARKS
 
 The templates' vectors depend only on the words, the voices and the model, so they are kept on disk
 (`paths.home()/cache/spoken-templates`) and a new process classifying with the same labels does not
-synthesise and encode ~280 clips again.
+synthesise and encode ~280 clips again. The digits and the Speech Commands words ship precomputed
+(`SEED_FILE`), so the commonest label sets cost nothing even the first time on a machine.
 """
 from __future__ import annotations
 
