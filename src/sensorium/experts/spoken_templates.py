@@ -220,7 +220,8 @@ def _load(model_key: str, keyword, text: str) -> dict[str, np.ndarray] | None:
     try:
         stored = load_file(str(_cache_file(model_key, keyword, text)))
     except Exception:  # absent, or torn by a crash (safetensors' own error type): try the seed
-        stored = _seed(_settings_key(model_key, keyword)).get(text)
+        seed = _seed(_settings_key(model_key, keyword))
+        stored = seed.get(text, seed.get(text.lower()))  # "Yes" and "YES" sound as "yes" in espeak-ng
     return stored if stored is not None and _complete(stored, keyword) else None
 
 
