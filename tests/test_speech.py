@@ -294,3 +294,31 @@ def test_new_labels_report_their_progress_once(tmp_path, monkeypatch):
     assert seen == [(stage, 0, 1), (stage, 1, 1)]
     _, seen = build(["later", "never"])
     assert seen == []
+
+
+def test_a_short_clip_is_also_heard_said_again(recognizer, monkeypatch):
+    """A clip under REPEAT_BELOW_SECONDS is scored as is and said three times in a row at each
+    speed (a 0.2 s word is often too little for the decoder); a longer one only as is."""
+    encoded_lengths = []
+    real = recognizer._encode_short_many
+
+    def spy(clips):
+        encoded_lengths.append([len(c) for c in clips])
+        return real(clips)
+
+    monkeypatch.setattr(recognizer, "_encode_short_many", spy)
+    tone = lambda seconds: AudioPayload(  # noqa: E731
+        path=Path("tone"), samples=(0.3 * np.sin(np.arange(int(16000 * seconds)) * 0.2)).astype(np.float32))
+    recognizer.score_candidates(tone(0.3), WORDS, templates=False)
+    views = encoded_lengths[0]
+    gap = int(speech.REPEAT_GAP_SECONDS * 16000)
+    assert [speech.REPEATS * n + (speech.REPEATS - 1) * gap for n in views] in encoded_lengths
+    encoded_lengths.clear()
+    recognizer.score_candidates(tone(0.8), WORDS, templates=False)
+    assert all(max(lengths) <= 0.9 * 16000 * 1.12 for lengths in encoded_lengths)  # the views, silence: no repeats
+    # a candidate of several tokens is scored to its end, which a repeated word would blur: no repeats
+    encoded_lengths.clear()
+    recognizer.score_candidates(tone(0.3), ["seventy seven", "seven"], templates=False)
+    assert all(max(lengths) < 0.3 * 16000 * 1.12 for lengths in encoded_lengths)
+    word, pause = [1.0] * 10, [0.0] * gap
+    assert speech._said_again(np.ones(10, np.float32)).tolist() == word + pause + word + pause + word
