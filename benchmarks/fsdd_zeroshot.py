@@ -9,9 +9,9 @@ Two methods with the same Whisper base expert, no training:
               English and accented voices).
 
 Protocol: every method choice and constant of `score` (4 s encoder window, speeds x0.9/x1/x1.1,
-calibration on silence, first-token scoring with the candidate-list prompt, the templates' voices
-and weights) was chosen on speakers george, jackson and lucas only (dev); nicolas is held out and
-only reported.
+clips under 0.5 s also said three times, calibration on silence, first-token scoring with the
+candidate-list prompt, the templates' voices and weights) was chosen on speakers george, jackson
+and lucas only (dev); nicolas is held out and only reported.
 
 `--together` adds `sensorium.agreement.agree` (what `classify_many(..., together=True)` and
 `sensorium classify A B C --together` do): the `score` results are re-scored in random batches of

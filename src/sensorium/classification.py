@@ -93,7 +93,7 @@ def classify_many(paths, labels, experts=None, space=None, together: bool = Fals
 
     With `together`, short spoken clips (the spoken-label method) also hear from the clips in the
     batch that sound most like them (`sensorium.agreement.agree`): on FSDD this lifts the hardest
-    speaker from 0.946 per clip to 0.956-0.970 in batches of 100-500 clips, and changes little in
+    speaker from 0.956 per clip to 0.958-0.972 in batches of 100-500 clips, and changes little in
     small batches of unrelated clips. Images, videos, texts and longer speech are scored alone either way.
     `progress(done, total)` is called after each file.
     """
