@@ -245,14 +245,14 @@ class SpeechRecognizer:
           a short candidate cannot win by being short nor a prefix ("seven" vs "seventeen") by
           being a prefix.
 
-        Two corrections, chosen on FSDD speakers george, jackson and lucas only (nicolas held out,
+        Three corrections, chosen on FSDD speakers george, jackson and lucas only (nicolas held out,
         see benchmarks/fsdd_zeroshot.py): the clip is scored at three speeds (x0.9, x1, x1.1) and
         the log-likelihoods averaged (test-time augmentation: one tight cut or odd tempo matters
-        less); a clip shorter than 0.5 s is also heard said three times in a row (0.1 s apart) at
-        each speed, for single-token forms only (the first word is scored; a word of 0.2 s is often
-        too little for the decoder to hear anything); and, for single-token forms, each candidate's score on silence is subtracted
-        ("contextual calibration", Zhao et al. 2021: removes Whisper's prior for some words;
-        computed once per candidate set and cached). The result is renormalised over the
+        less); for single-token forms, a clip shorter than 0.5 s is also heard said three times in
+        a row (0.1 s apart) at each speed (only the first word is scored, and a word of 0.2 s is
+        often too little for the decoder to hear anything); and, for single-token forms, each
+        candidate's score on silence is subtracted ("contextual calibration", Zhao et al. 2021:
+        removes Whisper's prior for some words; computed once per candidate set and cached). The result is renormalised over the
         candidates (log-softmax), so it is <= 0 and a single candidate always scores 0.
 
         With `templates` (short candidates only), a second, independent opinion is added: how the
