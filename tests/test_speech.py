@@ -229,8 +229,11 @@ def test_template_vectors_are_kept_on_disk_for_the_next_process(recognizer, tmp_
         assert np.array_equal(getattr(built, field), getattr(again, field))
     files[0].write_bytes(files[0].read_bytes()[:100])  # torn by a crash mid-write
     mended = build()
-    # espeak-ng's voices are not bit-for-bit repeatable (hence the cache), but nearly
-    assert (np.sum(mended.english * built.english, axis=1) > 0.98).all()
+    # espeak-ng's voices are not bit-for-bit repeatable (hence the cache), but nearly: the same word
+    # synthesised again measured cosine >= 0.97 per template and >= 0.995 on average; two different
+    # words ("yes", "no") ~0.72 on average
+    cosines = np.sum(mended.english * built.english, axis=1)
+    assert cosines.mean() > 0.98 and cosines.min() > 0.9
     assert spoken_templates._load(model, recognizer.keyword, "maybe") is not None
     # without the keyword model the same words are a different entry, never a mix of the two
     assert spoken_templates._load(model, None, "maybe") is None
@@ -262,10 +265,13 @@ def test_common_labels_come_precomputed_with_the_package(recognizer, tmp_path, m
         patch.setattr(tts, "synthesize", synthesis_of({"maybe"}))
         seeded = spoken_templates.build_templates(recognizer._template_vectors, model, words, keyword)
     fresh = spoken_templates.build_templates(recognizer._template_vectors, model, words, keyword, cache=False)
-    for group in ("english", "accents", "keyword"):
-        a, b = getattr(seeded, group), getattr(fresh, group)
+    for group, owner in (("english", "english_owner"), ("accents", "accent_owner"), ("keyword", "keyword_owner")):
+        shipped = getattr(seeded, owner) < 2  # "Yes" and "seven" came from the seed
+        a, b = getattr(seeded, group)[shipped], getattr(fresh, group)[shipped]
         cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        assert cosines.min() > 0.97, group  # espeak-ng is not bit-for-bit repeatable; measured >= 0.99
+        # espeak-ng is not bit-for-bit repeatable: measured >= 0.97 per template, >= 0.995 on average;
+        # another word's templates ~0.72-0.77 on average
+        assert cosines.mean() > 0.98 and cosines.min() > 0.9, group
 
 
 def test_new_labels_report_their_progress_once(tmp_path, monkeypatch):
