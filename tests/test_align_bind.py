@@ -7,7 +7,7 @@ import torch
 
 from sensorium.align.bind import Edge, train_bound_space
 from sensorium.align.metrics import ranks_text_to_image, recall
-from sensorium.align.projection import Space
+from sensorium.align.heads import Space
 from sensorium.align.train import AlignConfig
 from sensorium.errors import ConfigError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sensorium.align.attach import AttachedSpace
+from sensorium.space.learned import AttachedSpace
 from sensorium.align.job import load_job
 from sensorium.cli import app
 from sensorium.errors import ConfigError

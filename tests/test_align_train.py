@@ -10,7 +10,7 @@ import torch
 from sensorium.align.data import load_pairs, pairs_from_folder
 from sensorium.align.features import Extractor, FeatureCache
 from sensorium.align.metrics import ranks_text_to_image, recall
-from sensorium.align.projection import ProjectionHead, Space
+from sensorium.align.heads import ProjectionHead, Space
 from sensorium.align.train import AlignConfig, train_space
 from sensorium.errors import ConfigError, ReadError
 

@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sensorium.align.attach import AttachedSpace
+from sensorium.space.learned import AttachedSpace
 from sensorium.align.bind import Edge
 from sensorium.align.job import load_job
-from sensorium.align.projection import Space
+from sensorium.align.heads import Space
 from sensorium.align.train import AlignConfig
 from sensorium.align.trainer_bridge import AlignEdge, train_edges
 from sensorium.cli import app

@@ -140,7 +140,7 @@ def test_interrupted_attach_keeps_the_catalog_and_the_old_space_then_resumes(set
     # a fresh process (new Collection object) resumes: only the 6 missing segments are embedded
     collection.close()
     reopened = Collection(collection.dir)
-    new_name = "learned-" + __import__("sensorium.align.attach", fromlist=["space_id"]).space_id(spaces["w1"])
+    new_name = "learned-" + __import__("sensorium.space.learned", fromlist=["space_id"]).space_id(spaces["w1"])
     assert len(reopened.catalog.vector_ids(new_name)) == 4
     result = reopened.attach_space(spaces["w1"], batch=4)
     assert result["embedded"] == 6 and result["vectors"] == 10

@@ -166,7 +166,7 @@ def test_a_space_trained_on_raw_audio_features_is_refused(setup, tmp_path):
     import json
     import shutil
 
-    from sensorium.align.attach import AttachedSpace
+    from sensorium.space.learned import AttachedSpace
     from sensorium.errors import ReadError
 
     root = setup[0]

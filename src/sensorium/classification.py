@@ -175,7 +175,7 @@ def load_space(space):
     """None, an AttachedSpace, a space folder, or a collection folder -> AttachedSpace or None."""
     if space is None or not isinstance(space, (str, Path)):
         return space
-    from .align.attach import AttachedSpace
+    from .space.learned import AttachedSpace
 
     folder = Path(space).expanduser()
     if (folder / "collection.json").is_file():

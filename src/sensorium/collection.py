@@ -138,12 +138,12 @@ class Collection:
 
     # --- attached learned space -------------------------------------------------------------
     def attached_space(self):
-        """The learned space search and indexing use (`sensorium.align.attach.AttachedSpace`), or None."""
+        """The learned space search and indexing use (`sensorium.space.learned.AttachedSpace`), or None."""
         record = self.catalog.meta(ATTACHED_KEY)
         if not record:
             return None
         if self._attached is None or self._attached.id != record["id"]:
-            from .align.attach import AttachedSpace
+            from .space.learned import AttachedSpace
 
             self._attached = AttachedSpace.load(self.dir / record["folder"])
         return self._attached
@@ -162,29 +162,29 @@ class Collection:
     def _attach_locked(self, folder: Path, progress: AttachProgress | None, batch: int) -> dict:
         import numpy as np
 
-        from .align import attach
+        from .space import learned
         from .errors import ConfigError
         from .index.vectors import VectorStore
 
         started = time.perf_counter()
-        candidate = attach.AttachedSpace.load(folder)
+        candidate = learned.AttachedSpace.load(folder)
         catalog = self.catalog
-        missing = attach.inputs_missing(catalog, candidate)
+        missing = learned.inputs_missing(catalog, candidate)
         if missing:
             head, missing_inputs = next(iter(missing.items()))
             raise ConfigError(f"space {folder}: its {head} head reads {'+'.join(candidate.inputs[head])} "
                               f"vectors, but this collection stores no {', '.join(missing_inputs)} vectors "
                               "(index its files again with this version to add them)")
-        target = attach.install(candidate, self.dir / SPACES_DIR)
+        target = learned.install(candidate, self.dir / SPACES_DIR)
         record = {"id": candidate.id, "folder": f"{SPACES_DIR}/{candidate.id}", "name": candidate.name,
                   "dim": candidate.dim, "weight": candidate.weight, "source": str(folder.expanduser().resolve())}
         current = catalog.meta(ATTACHED_KEY)
         if not current or current["id"] != candidate.id:
             catalog.set_meta(ATTACHING_KEY, record)
-        loaded = attach.AttachedSpace.load(target)
+        loaded = learned.AttachedSpace.load(target)
         store = VectorStore(self.dir / "vectors", loaded.name, loaded.dim)
         store.sync_with(catalog)
-        todo = attach.missing_ids(catalog, loaded)
+        todo = learned.missing_ids(catalog, loaded)
         total, done = len(todo), 0
         if progress:
             progress(0, total)
@@ -196,17 +196,17 @@ class Collection:
                 for i, vector in zip(got.tolist(), matrix):
                     stored[i][name] = vector
             segments = [_Stored(i, vectors) for i, vectors in stored.items()]
-            learned = loaded.embed_segments(segments)
-            if learned:
-                ids = np.asarray([segments[n].id for n in sorted(learned)], dtype=np.int64)
-                vectors = np.stack([learned[n] for n in sorted(learned)])
+            embedded = loaded.embed_segments(segments)
+            if embedded:
+                ids = np.asarray([segments[n].id for n in sorted(embedded)], dtype=np.int64)
+                vectors = np.stack([embedded[n] for n in sorted(embedded)])
                 catalog.put_vectors(loaded.name, ids, vectors)  # committed: the truth
                 store.add(ids, vectors, new=True)  # ids the space lacked (missing_ids)
             done += len(todo[first:first + batch])
             if progress:
                 progress(done, total)
         store.save()
-        stale = [name for name in attach.learned_spaces(catalog) if name != loaded.name]
+        stale = [name for name in learned.learned_spaces(catalog) if name != loaded.name]
         catalog.switch_spaces({ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
         self._forget_spaces(stale, keep=candidate.id)
         self._attached = loaded
@@ -216,12 +216,12 @@ class Collection:
 
     def detach_space(self) -> bool:
         """Stop using the attached space and delete its vectors; True when one was attached."""
-        from .align import attach
+        from .space import learned
         from .index.lock import WriterLock
 
         with WriterLock(self.dir):
             current = self.catalog.meta(ATTACHED_KEY)
-            stale = attach.learned_spaces(self.catalog)
+            stale = learned.learned_spaces(self.catalog)
             self.catalog.switch_spaces({ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
             self._forget_spaces(stale + ([current["name"]] if current else []), keep=None)
             self._attached = None

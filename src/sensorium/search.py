@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import QueryError, ReadError
 from .modality import ALL as KINDS
+from .space.learned import AUDIO_HEAD, is_learned
 from .space.segments import AUDIO, CLIP, IMAGE, SHARED
 
 STOPWORDS = frozenset(
@@ -174,8 +175,6 @@ def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict
     the best shared cosine of the same recording's speech segments overlapping it in time, and 0 for
     a sound without words. So a recording scores transcript + w * sound, a recording without words
     w * sound, and w = 0 leaves every item's score as it was without the space."""
-    from .align.attach import AUDIO_HEAD
-
     attached = collection.attached_space()
     if attached is None or attached.weight <= 0 or query.text_features is None or SHARED not in query.vectors:
         return
@@ -234,13 +233,13 @@ def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
         labels = ", ".join(name for name, _ in row.labels[:4]) if row.labels else row.text
         parts.append(f"looks like {labels}{when}")
     elif row.source in SOUNDS:
-        learned = bool(space and space.startswith("learned-"))
+        learned = is_learned(space)
         parts.append(f"{'sound matches the words' if learned else 'sounds like the query'}{when}")
     else:
         parts.append(f'text "{_snippet(row.text)}"')
     if space == IMAGE:
         parts.append("visually similar")
-    elif space and space.startswith("learned-"):
+    elif is_learned(space):
         parts.append("learned space")
     if lexical:
         parts.append("words match")

@@ -11,7 +11,7 @@ Several modalities bound through a hub (only audio<->image and image<->text pair
 from .audio_features import audio_extractor
 from .bind import Edge, train_bound_space
 from .losses import InfoNCELoss, SigLIPLoss, SinkhornAlignmentLoss, TripletLoss, make_loss, sinkhorn
-from .projection import ProjectionHead, Space
+from .heads import ProjectionHead, Space
 from .train import AlignConfig, AlignResult, train_space
 
 __all__ = ["AlignConfig", "AlignResult", "Edge", "InfoNCELoss", "ProjectionHead", "SigLIPLoss", "SinkhornAlignmentLoss",

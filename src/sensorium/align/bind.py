@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..training.schedule import warmup_cosine
 from ..training.trainer import seed_everything
 from .losses import make_loss
-from .projection import ProjectionHead, Space
+from .heads import ProjectionHead, Space
 from .train import AlignConfig, AlignResult, _batches, _unique_mask
 
 

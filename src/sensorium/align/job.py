@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import ConfigError, ReadError
 from ..modality import AUDIO, IMAGE, TEXT, VIDEO, modality_of
-from .attach import ALIGN_FILE, IMAGE_HEAD, INPUT_NORM, TEXT_HEAD, head_input
+from ..space.learned import ALIGN_FILE, IMAGE_HEAD, INPUT_NORM, TEXT_HEAD, head_input
 from .bind import Edge
 from .train import AlignConfig, train_space
 

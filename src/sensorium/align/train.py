@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..training.schedule import warmup_cosine
 from ..training.trainer import seed_everything
 from .losses import LOSSES, make_loss
-from .projection import Space
+from .heads import Space
 
 
 @dataclass

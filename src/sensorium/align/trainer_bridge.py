@@ -33,7 +33,7 @@ from ..training.distributed import DistContext
 from ..training.trainer import METRICS_FILE, Trainer, seed_everything
 from .bind import Edge, build_bound_space
 from .losses import make_loss
-from .projection import Space
+from .heads import Space
 from .train import AlignConfig, AlignResult, _batches, _hard_batches, _unique_mask
 
 

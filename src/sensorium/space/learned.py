@@ -1,4 +1,4 @@
-"""A trained space attached to a collection: its heads, its combination weight, its stored vectors.
+"""A trained space at query time: its heads, its combination weight, its stored vectors in a collection.
 
 `sensorium align` writes a folder (space.safetensors + space.json + align.json). Attaching it to a
 collection copies that folder into the collection and gives every segment an item head can read a
@@ -17,6 +17,9 @@ Why the learned vectors live under a name carrying the space's content id ("lear
 space's vectors accumulate beside the old space's, which stays in use until the new one is
 complete; the switch is one catalog transaction. A crash (even `kill -9`) at any point leaves the
 old space attached and the new one's finished batches stored, and attaching again resumes.
+
+Everything here runs at search, classify and attach time, so the heads run with numpy
+(`sensorium.space.projection`); training them is `sensorium.align`'s job.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ReadError
-from .projection import CONFIG_FILE, WEIGHTS_FILE, Space
+from .projection import CONFIG_FILE, WEIGHTS_FILE, Projection
 
 ALIGN_FILE = "align.json"
 SPACE_FILES = (WEIGHTS_FILE, CONFIG_FILE, ALIGN_FILE)
@@ -66,7 +69,7 @@ class AttachedSpace:
 
     folder: Path
     id: str
-    space: Space
+    space: Projection
     weight: float
     inputs: dict[str, list[str]]
     info: dict
@@ -96,7 +99,7 @@ class AttachedSpace:
             raise ReadError(folder / ALIGN_FILE, f"not a valid align summary ({exc})") from exc
         if not np.isfinite(weight) or weight < 0:
             raise ReadError(folder / ALIGN_FILE, f"weight must be a finite number >= 0, got {weight}")
-        space = Space.load(folder)
+        space = Projection.load(folder)
         if TEXT_HEAD not in space.heads or TEXT_HEAD not in inputs:
             raise ReadError(folder / CONFIG_FILE, "space has no 'text' head with named inputs; "
                                                   "only spaces with a text head can be attached")
@@ -215,5 +218,10 @@ def inputs_missing(catalog, attached: AttachedSpace) -> dict[str, list[str]]:
     return out
 
 
+def is_learned(space: str | None) -> bool:
+    """Whether a vector space name holds an attached space's vectors ("learned-<id>")."""
+    return bool(space) and space.startswith(PREFIX)
+
+
 def learned_spaces(catalog) -> list[str]:
-    return [name for name in catalog.spaces() if name.startswith(PREFIX)]
+    return [name for name in catalog.spaces() if is_learned(name)]

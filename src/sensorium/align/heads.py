@@ -1,8 +1,10 @@
-"""Small projection heads that map each modality's frozen features into one shared space.
+"""Small projection heads that map each modality's frozen features into one shared space (training side).
 
 The experts stay frozen; only these heads learn, so a space trains in seconds on a CPU and is a
 few hundred kB on disk. A `Space` is the set of heads keyed by modality (or by feature name, e.g.
-"image" for native+bridge features), saved as safetensors weights + a JSON config (no pickle).
+"image" for native+bridge features), saved as safetensors weights + a JSON config (no pickle) in
+the format `sensorium.space.projection` defines; that module runs the saved heads with numpy at
+query time, so searching never imports torch.
 """
 from __future__ import annotations
 
@@ -15,10 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ReadError
+from ..space.projection import CONFIG_FILE, HEAD_KINDS, WEIGHTS_FILE
 from ..training.checkpoint import load_weights, save_weights
-
-HEAD_KINDS = ("linear", "mlp")
-WEIGHTS_FILE, CONFIG_FILE = "space.safetensors", "space.json"
 
 
 class ProjectionHead(nn.Module):
