@@ -226,3 +226,47 @@ def test_cached_kind_ids_follow_every_change_from_any_connection(tmp_path: Path)
     assert writer.segment_ids_cached({"image"}).tolist() == writer.segment_ids(["image"]).tolist()
     writer.close()
     reader.close()
+
+
+def _catalog_of_schema_1(path: Path) -> None:
+    """A catalog as the first schema wrote it: OCR appended to an image's labels after "; text: "."""
+    from sensorium.index.catalog import MIGRATIONS
+
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO items (path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at) "
+               "VALUES ('/p/sign.jpg', 'image', 10, 1, 'h', NULL, '{}', 0)")
+    db.execute("INSERT INTO segments (item_id, start, \"end\", source, text, labels) "
+               "VALUES (1, NULL, NULL, 'image', 'street sign, pole; text: STOP AHEAD', '[]')")
+    db.execute("INSERT INTO segment_text (rowid, text) VALUES (1, 'street sign, pole; text: STOP AHEAD')")
+    db.execute("INSERT INTO items (path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at) "
+               "VALUES ('/p/memo.wav', 'audio', 10, 1, 'h2', 3.0, '{}', 0)")
+    db.execute("INSERT INTO segments (item_id, start, \"end\", source, text, labels) "
+               "VALUES (2, 0.0, 3.0, 'speech', 'buy milk; text: not OCR', '[]')")
+    db.commit()
+    db.close()
+
+
+def test_a_catalog_of_the_first_schema_opens_with_ocr_and_words_in_their_own_fields(tmp_path: Path):
+    _catalog_of_schema_1(tmp_path / "catalog.sqlite")
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        assert catalog.schema_version() == SCHEMA_VERSION
+        sign, memo = catalog.segments([1, 2])
+        assert (sign.text, sign.ocr, sign.words) == ("street sign, pole", "STOP AHEAD", [])
+        assert (memo.text, memo.ocr) == ("buy milk; text: not OCR", "")  # only pictures had OCR packed in
+        assert [sid for sid, _ in catalog.lexical("stop", 5)] == [1]  # still found by the words it reads
+
+
+def test_ocr_and_word_times_round_trip_and_ocr_is_searchable(catalog: Catalog):
+    rng = np.random.default_rng(3)
+    photo = NewSegment(None, None, "image", "street sign", [], {"shared": _vec(rng)}, ocr="NO PARKING")
+    words = [(0.5, 0.9, "the"), (0.9, 1.4, "rocket"), (1.4, 2.0, "launched.")]
+    speech = NewSegment(0.4, 2.1, "speech", "The rocket launched.", [], {"shared": _vec(rng)}, words=words)
+    _, (photo_id,), _ = catalog.put_item(FileState("/p/sign.jpg", 1, 1, "a"), "image", None, {}, [photo])
+    _, (speech_id,), _ = catalog.put_item(FileState("/p/memo.wav", 1, 1, "b"), "audio", 2.1, {}, [speech])
+    photo_row, speech_row = catalog.segments([photo_id, speech_id])
+    assert (photo_row.text, photo_row.ocr) == ("street sign", "NO PARKING")
+    assert speech_row.words == words
+    assert [sid for sid, _ in catalog.lexical("parking", 5)] == [photo_id]

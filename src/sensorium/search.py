@@ -6,7 +6,9 @@ A query becomes one vector per space it can reach:
            label bridge, the shared space (so a photo finds notes and spoken memos about it);
 - audio -> its transcript, then as a text query.
 Segment scores are cosine similarities plus a small lexical bonus; an item's score is that of its
-best segment, whose time range and text explain the hit.
+best segment, whose time range and text explain the hit. A spoken segment keeps each word's time,
+so a hit whose words match the query spans those words (`matched_span`), not the whole sentence:
+a player starts at the words that were asked for.
 
 With a learned space attached (`Collection.attach_space`), a text query also goes through the
 space's text head, and every segment holding a learned vector (photos and shots through an image
@@ -24,14 +26,15 @@ import numpy as np
 from .errors import QueryError, ReadError
 from .modality import ALL as KINDS
 from .space.learned import AUDIO_HEAD, is_learned
-from .space.segments import AUDIO, CLIP, IMAGE, SHARED
+from .space.segments import AUDIO, CLIP, IMAGE, PICTURE_SOURCES, SHARED, SOUND_SOURCES, SPEECH_SOURCES
 
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have how i in is it its me my of on or our show "
     "so that the their this to was we were what when where which who why will with you your".split())
 LEXICAL_WEIGHT = 0.15  # a full lexical match adds this much to a cosine similarity
 CANDIDATES_PER_HIT = 8  # segments fetched from each space per requested hit
-SPEECH, SOUNDS = ("speech", "video-speech"), ("sound", "video-sound")  # segment sources of a recording
+SPAN_CONTEXT_SECONDS = 0.3  # a matched word span starts this much before its first word and ends after its last
+SPAN_GAP_SECONDS = 2.0  # matched words further apart than this are separate places in the sentence
 
 
 @dataclass
@@ -76,7 +79,7 @@ def build_query(experts, text=None, image=None, audio=None) -> Query:
         query.vectors[SHARED] = description.shared
         if experts.clip is not None:
             query.vectors[CLIP] = experts.clip.encode_images([payload.pixels])[0]
-        query.described_as = description.text
+        query.described_as = description.text + (f'; reads "{description.ocr_text}"' if description.ocr_text else "")
     if audio is not None:
         payload = _read_query(audio, "audio")
         transcript = " ".join(s.text.strip() for s in experts.speech.transcribe(payload)).strip()
@@ -159,9 +162,11 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
         if wanted and row.kind not in wanted:
             continue
         seen_items.add(row.item_id)
-        hits.append(Hit(path=row.path, kind=row.kind, score=score, start=row.start, end=row.end,
-                        why=explain(row, space_of.get(segment_id), lexical.get(segment_id), query),
-                        source=row.source, item_id=row.item_id, segment_id=segment_id))
+        start, end = matched_span(row, query.lexical) or (row.start, row.end)
+        hits.append(Hit(path=row.path, kind=row.kind, score=score, start=start, end=end,
+                        why=explain(row, space_of.get(segment_id), lexical.get(segment_id), query, start, end),
+                        source=row.source, item_id=row.item_id, segment_id=segment_id,
+                        details={"segment_start": row.start, "segment_end": row.end}))
         if len(hits) == k:
             break
     return hits
@@ -184,9 +189,10 @@ def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict
     candidates = {sid for sid, _ in hits} | {sid for sid, space in space_of.items() if space == SHARED}
     spans = []
     if AUDIO_HEAD in attached.item_heads and candidates:  # recordings: their sound windows and the speech over them
-        items = {row.item_id for row in catalog.segments(sorted(candidates)) if row.source in SPEECH + SOUNDS}
-        spans = catalog.item_segments(items, SPEECH + SOUNDS)
-        candidates |= {span[0] for span in spans if span[4] in SOUNDS}
+        recording = SPEECH_SOURCES + SOUND_SOURCES
+        items = {row.item_id for row in catalog.segments(sorted(candidates)) if row.source in recording}
+        spans = catalog.item_segments(items, recording)
+        candidates |= {span[0] for span in spans if span[4] in SOUND_SOURCES}
     ids, learned = catalog.vectors_for(attached.name, sorted(candidates))
     if not len(ids):
         return
@@ -202,7 +208,7 @@ def _combine_learned(collection, query: Query, fetch: int, allowed, scores: dict
 
 def _speech_over_sounds(catalog, spans, query_vector: np.ndarray, skip: set) -> dict[int, float]:
     """{sound window id: best shared cosine of its recording's speech overlapping it in time}."""
-    speech = [span for span in spans if span[4] in SPEECH]
+    speech = [span for span in spans if span[4] in SPEECH_SOURCES]
     if not speech:
         return {}
     similarity = _cosines(*catalog.vectors_for(SHARED, [span[0] for span in speech]), query_vector)
@@ -212,7 +218,7 @@ def _speech_over_sounds(catalog, spans, query_vector: np.ndarray, skip: set) -> 
             by_item.setdefault(item, []).append((start, end, similarity[sid]))
     out = {}
     for sid, item, start, end, source in spans:
-        if source in SOUNDS and sid not in skip:
+        if source in SOUND_SOURCES and sid not in skip:
             over = [score for s, e, score in by_item.get(item, ()) if s <= end and e >= start]
             if over:
                 out[sid] = max(over)
@@ -223,16 +229,61 @@ def _cosines(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray) -> dict[in
     return dict(zip(ids.tolist(), (matrix @ vector).tolist())) if len(ids) else {}
 
 
-def explain(row, space: str | None, lexical: float | None, query: Query) -> str:
-    """A short reason a person can check: what matched, and where in time."""
+def matched_span(row, lexical: str) -> tuple[float, float] | None:
+    """(start, end) around the words of a spoken segment that match the query's terms, with a little
+    context; None when the segment has no word times or none of its words match.
+
+    Words match when they are equal after lower-casing and a light stemming ("launches" ~ "launch").
+    Matched words further apart than `SPAN_GAP_SECONDS` are separate places; the one matching the
+    most distinct terms wins (the earliest on a tie)."""
+    words = getattr(row, "words", None)
+    if not words or not lexical or row.source not in SPEECH_SOURCES:
+        return None
+    terms = {_stem(t) for t in lexical.split()} - {""}
+    matched = [(float(start), float(end), stem) for start, end, word in words
+               if (stem := _stem(word)) in terms]
+    if not matched:
+        return None
+    places: list[list[tuple[float, float, str]]] = [[matched[0]]]
+    for word in matched[1:]:
+        if word[0] - places[-1][-1][1] > SPAN_GAP_SECONDS:
+            places.append([word])
+        else:
+            places[-1].append(word)
+    best = max(places, key=lambda place: (len({stem for *_, stem in place}), -place[0][0]))
+    start = max(0.0, best[0][0] - SPAN_CONTEXT_SECONDS)
+    end = best[-1][1] + SPAN_CONTEXT_SECONDS
+    if row.end is not None:
+        end = min(end, max(float(row.end), best[-1][1]))
+    return round(start, 3), round(end, 3)
+
+
+def _stem(word: str) -> str:
+    """Lower-case, without surrounding punctuation or a common English suffix: enough to match a
+    query word with the same word said in another form."""
+    word = word.lower().strip(".,!?;:\"'()[]{}-—–…")
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def explain(row, space: str | None, lexical: float | None, query: Query,
+            start: float | None = None, end: float | None = None) -> str:
+    """A short reason a person can check: what matched, and where in time (`start`-`end` when the
+    hit spans only some of the segment's words)."""
     parts = []
-    when = f" at {_clock(row.start)}-{_clock(row.end)}" if row.start is not None else ""
-    if row.source in ("speech", "video-speech"):
+    start = row.start if start is None else start
+    end = row.end if end is None else end
+    when = f" at {_clock(start)}-{_clock(end)}" if start is not None else ""
+    if row.source in SPEECH_SOURCES:
         parts.append(f'said "{_snippet(row.text)}"{when}')
-    elif row.source in ("image", "frame"):
+    elif row.source in PICTURE_SOURCES:
         labels = ", ".join(name for name, _ in row.labels[:4]) if row.labels else row.text
         parts.append(f"looks like {labels}{when}")
-    elif row.source in SOUNDS:
+        if getattr(row, "ocr", ""):
+            parts.append(f'reads "{_snippet(row.ocr, 60)}"')
+    elif row.source in SOUND_SOURCES:
         learned = is_learned(space)
         parts.append(f"{'sound matches the words' if learned else 'sounds like the query'}{when}")
     else:

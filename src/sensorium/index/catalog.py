@@ -47,6 +47,8 @@ class NewSegment:
     text: str = ""
     labels: list = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    ocr: str = ""  # text read in a picture: searchable by words like `text`, kept apart for display
+    words: list = field(default_factory=list)  # (start, end, word) of each spoken word
 
 
 @dataclass
@@ -83,6 +85,8 @@ class SegmentRow:
     source: str
     text: str
     labels: list
+    ocr: str = ""
+    words: list = field(default_factory=list)  # [(start, end, word), ...] for spoken segments
 
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry: append a new one.
@@ -131,6 +135,16 @@ MIGRATIONS: list[str] = [
         failed_at REAL NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: word timings of spoken segments (a hit spans the words it matched, not the whole sentence), and
+    # the text read in a picture in a column of its own instead of appended to its labels after "; text: "
+    # (char(59) is ";": statements are split on semicolons)
+    """
+    ALTER TABLE segments ADD COLUMN words TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE segments ADD COLUMN ocr TEXT NOT NULL DEFAULT '';
+    UPDATE segments SET ocr = trim(substr(text, instr(text, char(59) || ' text: ') + 8)),
+                        text = substr(text, 1, instr(text, char(59) || ' text: ') - 1)
+        WHERE source IN ('image', 'frame') AND instr(text, char(59) || ' text: ') > 0;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -271,19 +285,22 @@ class Catalog:
                 (state.path, kind, int(state.size), int(state.mtime_ns), state.content_hash, duration,
                  json.dumps(meta), time.time())).lastrowid
             new_ids = []
-            for seg, labels, vectors in prepared:
+            for seg, labels, words, vectors in prepared:
                 seg_id = db.execute(
-                    'INSERT INTO segments (item_id, start, "end", source, text, labels) VALUES (?, ?, ?, ?, ?, ?)',
-                    (item_id, seg.start, seg.end, seg.source, seg.text or "", labels)).lastrowid
+                    'INSERT INTO segments (item_id, start, "end", source, text, labels, ocr, words) '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item_id, seg.start, seg.end, str(seg.source), seg.text or "", labels, seg.ocr or "",
+                     words)).lastrowid
                 new_ids.append(seg_id)
-                if seg.text:
-                    db.execute("INSERT INTO segment_text (rowid, text) VALUES (?, ?)", (seg_id, seg.text))
+                searchable = " ".join(part for part in (seg.text, seg.ocr) if part)
+                if searchable:
+                    db.execute("INSERT INTO segment_text (rowid, text) VALUES (?, ?)", (seg_id, searchable))
                 db.executemany("INSERT INTO vectors (segment_id, space, dim, data) VALUES (?, ?, ?, ?)",
                                [(seg_id, space, dim, blob) for space, (dim, blob) in vectors.items()])
         return item_id, new_ids, removed
 
     @staticmethod
-    def _prepare(path: str, index: int, seg: NewSegment) -> tuple[NewSegment, str, dict[str, tuple[int, bytes]]]:
+    def _prepare(path: str, index: int, seg: NewSegment) -> tuple[NewSegment, str, str, dict[str, tuple[int, bytes]]]:
         """Validate and serialise a segment before the transaction opens (no half-written item)."""
         vectors = {}
         for space, vector in seg.vectors.items():
@@ -292,14 +309,15 @@ class Catalog:
                 raise ValueError(f"{path}: segment {index} vector for space {space!r} must be a finite 1-D "
                                  f"array, got shape {array.shape}")
             vectors[space] = (array.size, _blob(array))
-        return seg, json.dumps(seg.labels), vectors
+        words = json.dumps([[round(float(start), 3), round(float(end), 3), str(word)] for start, end, word in seg.words])
+        return seg, json.dumps(seg.labels), words, vectors
 
     @staticmethod
     def _check_dims(db: sqlite3.Connection, path: str, prepared: list) -> None:
-        spaces = {space: dim for _, _, vectors in prepared for space, (dim, _) in vectors.items()}
+        spaces = {space: dim for *_, vectors in prepared for space, (dim, _) in vectors.items()}
         for space, dim in spaces.items():
             row = db.execute("SELECT dim FROM vectors WHERE space = ? LIMIT 1", (space,)).fetchone()
-            mismatched = [d for _, _, v in prepared for s, (d, _) in v.items() if s == space and d != dim]
+            mismatched = [d for *_, v in prepared for s, (d, _) in v.items() if s == space and d != dim]
             if (row and row[0] != dim) or mismatched:
                 raise ValueError(f"{path}: vectors for space {space!r} have {dim} dimensions, the collection "
                                  f"stores {row[0] if row else mismatched[0]}")
@@ -371,10 +389,11 @@ class Catalog:
         if not ids:
             return []
         rows = self._read(
-            'SELECT s.id, s.item_id, i.path, i.kind, s.start, s."end", s.source, s.text, s.labels '
+            'SELECT s.id, s.item_id, i.path, i.kind, s.start, s."end", s.source, s.text, s.labels, s.ocr, s.words '
             "FROM segments s JOIN items i ON i.id = s.item_id WHERE s.id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),))
-        by_id = {r[0]: SegmentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows}
+        by_id = {r[0]: SegmentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
+                                  [tuple(w) for w in json.loads(r[10])]) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     def segment_kinds(self, ids: Iterable[int]) -> dict[int, str]:

@@ -14,7 +14,7 @@ import re
 import numpy as np
 
 from ..readers.payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoPayload
-from .segments import AUDIO, CLIP, IMAGE, SHARED, Segment
+from .segments import AUDIO, CLIP, IMAGE, SHARED, Segment, Source
 
 PASSAGE_WORDS = 120  # MiniLM was trained on sentences and short passages; longer text dilutes
 PASSAGE_OVERLAP = 20
@@ -60,7 +60,7 @@ class Embedder:
         passages = split_passages(payload.text) or [payload.text.strip()]
         vectors = self.experts.text.encode(passages)
         return [
-            Segment(source="text", text=passage, vectors={SHARED: vector})
+            Segment(source=Source.TEXT, text=passage, vectors={SHARED: vector})
             for passage, vector in zip(passages, vectors)
         ]
 
@@ -76,25 +76,26 @@ class Embedder:
             vectors = {SHARED: description.shared, IMAGE: description.native}
             if clip_vectors is not None:
                 vectors[CLIP] = clip_vectors[index]
-            out.append([Segment(source="image", text=description.text,
-                                labels=_labels(description), vectors=vectors)])
+            out.append([Segment(source=Source.IMAGE, text=description.text, labels=_labels(description),
+                                vectors=vectors, ocr=description.ocr_text)])
         return out
 
-    def embed_audio(self, payload: AudioPayload, source: str = "speech") -> list[Segment]:
-        """Spoken sentences in the shared space, plus every stretch of sound (speech or not) as a
-        native audio vector, so a recording with no words can still be found by an example."""
-        segments = self.embed_sound(payload, source="video-sound" if source == "video-speech" else "sound")
+    def embed_audio(self, payload: AudioPayload, source: Source = Source.SPEECH) -> list[Segment]:
+        """Spoken sentences in the shared space, with each word's time (a hit can then start at the
+        words it matched), plus every stretch of sound (speech or not) as a native audio vector, so a
+        recording with no words can still be found by an example."""
+        segments = self.embed_sound(payload, Source.VIDEO_SOUND if source == Source.VIDEO_SPEECH else Source.SOUND)
         pieces = [s for s in self.experts.speech.transcribe(payload) if s.text.strip()]
         if not pieces:
             return segments
         vectors = self.experts.text.encode([p.text.strip() for p in pieces])
         return [
             Segment(source=source, text=p.text.strip(), start=float(p.start), end=float(p.end),
-                    vectors={SHARED: v})
+                    vectors={SHARED: v}, words=[(w.start, w.end, w.text) for w in getattr(p, "words", ())])
             for p, v in zip(pieces, vectors)
         ] + segments
 
-    def embed_sound(self, payload: AudioPayload, source: str = "sound") -> list[Segment]:
+    def embed_sound(self, payload: AudioPayload, source: Source = Source.SOUND) -> list[Segment]:
         """One native audio vector per window of up to `SOUND_WINDOW_SECONDS`; none for silence."""
         samples = np.asarray(payload.samples, np.float32).reshape(-1)
         rate = payload.sample_rate
@@ -114,7 +115,7 @@ class Embedder:
     def embed_video(self, payload: VideoPayload) -> list[Segment]:
         segments = self._embed_shots(payload)
         if payload.audio is not None:
-            segments += self.embed_audio(payload.audio, source="video-speech")
+            segments += self.embed_audio(payload.audio, source=Source.VIDEO_SPEECH)
         return segments
 
     # --- video shots ------------------------------------------------------------------------
@@ -143,9 +144,9 @@ class Embedder:
             }
             if clip_vectors is not None:
                 vectors[CLIP] = _mean_unit([clip_vectors[i] for i in shot])
-            segments.append(Segment(source="frame", text=descriptions[best].text, start=float(start),
+            segments.append(Segment(source=Source.FRAME, text=descriptions[best].text, start=float(start),
                                     end=float(max(end, start)), labels=_labels(descriptions[best]),
-                                    vectors=vectors))
+                                    vectors=vectors, ocr=descriptions[best].ocr_text))
         return segments
 
 

@@ -64,7 +64,7 @@ class ImageDescription:
     labels: list[tuple[str, float]]  # top classes, clean names, probabilities
     people: int
     ocr_text: str
-    text: str  # short description: "tabby cat, tiger cat, person; text: STOP"
+    text: str  # short description from the labels: "tabby cat, tiger cat, person" (the OCR is `ocr_text`)
 
 
 class ImageBridge:
@@ -120,10 +120,7 @@ class ImageBridge:
         words = [name for name, p in labels if p >= 0.05] or [labels[0][0]]
         if item.people:
             words.append("person" if item.people == 1 else "people")
-        text = ", ".join(words)
-        if item.ocr_text:
-            text += f"; text: {item.ocr_text}"
-        return ImageDescription(self.vector(item), item.native, labels, item.people, item.ocr_text, text)
+        return ImageDescription(self.vector(item), item.native, labels, item.people, item.ocr_text, ", ".join(words))
 
     def describe(self, images: list[np.ndarray]) -> list[ImageDescription]:
         return [self.describe_evidence(item) for item in self.observe(images)]

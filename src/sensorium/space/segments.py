@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -12,13 +13,32 @@ AUDIO = "audio"  # native Whisper-encoder features, for recording -> recording s
 AUDIO_DIM = 512
 
 
+class Source(StrEnum):
+    """Which part of a file a segment comes from; stored in the catalog as its plain string."""
+
+    TEXT = "text"  # a passage of a note
+    IMAGE = "image"  # a photo, whole
+    FRAME = "frame"  # a shot of a video (consecutive frames that look alike)
+    SPEECH = "speech"  # a spoken sentence of a recording
+    VIDEO_SPEECH = "video-speech"  # a spoken sentence of a video's sound track
+    SOUND = "sound"  # a window of a recording's sound, words or not (native audio vector)
+    VIDEO_SOUND = "video-sound"  # the same for a video's sound track
+
+
+SPEECH_SOURCES = (Source.SPEECH, Source.VIDEO_SPEECH)
+SOUND_SOURCES = (Source.SOUND, Source.VIDEO_SOUND)
+PICTURE_SOURCES = (Source.IMAGE, Source.FRAME)
+
+
 @dataclass
 class Segment:
     """One searchable piece of an item: a photo, a note passage, a spoken sentence, a video shot."""
 
-    source: str  # "text", "image", "speech", "frame", "video-speech", "sound", "video-sound"
-    text: str  # labels / transcript / OCR / passage: what lexical search and the `why` use
+    source: Source
+    text: str  # labels / transcript / passage: what lexical search and the `why` use
     start: float | None = None  # seconds; None for items without time (photos, notes)
     end: float | None = None
     labels: list = field(default_factory=list)  # e.g. [["tabby cat", 0.61], ...]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    ocr: str = ""  # text read in a photo or shot (searchable by words, shown on its own)
+    words: list[tuple[float, float, str]] = field(default_factory=list)  # a spoken segment's (start, end, word)
