@@ -7,9 +7,11 @@ text in this module. Nothing is downloaded and nothing is read from outside the 
     manifest = build_sample_folder(Path("~/sensorium-demo").expanduser())
     manifest.by_kind("video")[0].speech   # when each sentence is spoken in the video
 
-The build is deterministic (same bytes every time on a given installation; speech is rendered in a
-fresh process because libespeak-ng's pitch-flutter phase carries over between calls), and idempotent: files whose recipe
-and content are unchanged are left alone, mtimes included, so re-indexing the folder skips them.
+The build gives the same samples every time (the same manifest and text, pictures and sound equal
+within codec tolerance; speech is rendered in a fresh process because libespeak-ng's pitch-flutter
+phase carries over between calls; a video encoder's bytes may still differ between runs), and it is
+idempotent: files whose recipe and content are unchanged are left alone, mtimes included, so
+re-indexing the folder skips them.
 """
 from __future__ import annotations
 
