@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from sensorium.align.audio_features import audio_extractor  # noqa: E402
 from sensorium.align.bind import Edge, train_bound_space  # noqa: E402
-from sensorium.align.features import Extractor, FeatureCache, _checksum, file_key, text_extractor  # noqa: E402
+from sensorium.align.features import Extractor, FeatureCache, checksum, file_key, text_extractor  # noqa: E402
 from sensorium.align.train import AlignConfig  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -62,7 +62,7 @@ def mnist_extractor(resize: str = "direct") -> Extractor:
     def extract(digits: list) -> dict[str, np.ndarray]:
         return {"image": expert.run([np.repeat(d[:, :, None], 3, axis=2) for d in digits]).features}
 
-    return Extractor("mnist-efficientnet-lite0", _checksum(sha256_of(expert.weights_path()), resize), extract, 32)
+    return Extractor("mnist-efficientnet-lite0", checksum(sha256_of(expert.weights_path()), resize), extract, 32)
 
 
 def image_key(pixels: np.ndarray) -> str:

@@ -13,7 +13,7 @@ clips under 0.5 s also said three times, calibration on silence, first-token sco
 candidate-list prompt, the templates' voices and weights) was chosen on speakers george, jackson
 and lucas only (dev); nicolas is held out and only reported.
 
-`--together` adds `sensorium.agreement.agree` (what `classify_many(..., together=True)` and
+`--together` adds `sensorium.space.agreement.agree` (what `classify_many(..., together=True)` and
 `sensorium classify A B C --together` do): the `score` results are re-scored in random batches of
 mixed speakers of several sizes, each clip hearing from the clips that sound like it. Its constants
 were chosen on the dev speakers by log-loss averaged over those batch sizes; nicolas held out.
@@ -87,7 +87,7 @@ BATCH_SIZES = (2, 5, 10, 20, 50, 100, 500)
 
 def together_rows(kept: dict, truth: np.ndarray, who: np.ndarray, speakers: list[str]) -> list[tuple]:
     """Accuracy per speaker after `agree`, in random mixed-speaker batches of each size (and all clips at once)."""
-    from sensorium.agreement import agree
+    from sensorium.space.agreement import agree
 
     scores, vectors = np.stack(kept["scores"]), np.stack(kept["vectors"])
     rows = []
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--no-context", action="store_true", help="score without the candidate-list prompt")
     parser.add_argument("--together", action="store_true",
-                        help="also re-score score's results in mixed batches with sensorium.agreement.agree")
+                        help="also re-score score's results in mixed batches with sensorium.space.agreement.agree")
     args = parser.parse_args()
 
     if not DATA.is_dir():

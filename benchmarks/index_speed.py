@@ -40,6 +40,7 @@ def main() -> None:
     from sensorium import Collection
     from sensorium.collection import IMAGE_BATCH
     from sensorium.readers import read
+    from sensorium.space.image_bridge import bridge_for
 
     console = Console()
     folder = photo_folder(count)
@@ -47,7 +48,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sensorium-bench-"))
     try:
         collection = Collection(workdir / "col")
-        collection.experts.bridge.describe([read(files[0]).pixels])  # load models outside the timing
+        bridge_for(collection.experts).describe([read(files[0]).pixels])  # load models outside the timing
         collection.experts.text.encode(["warm up"])
 
         began = time.perf_counter()
@@ -58,7 +59,7 @@ def main() -> None:
         pixels = [read(f).pixels for f in files]
         began = time.perf_counter()
         for start in range(0, len(pixels), IMAGE_BATCH):
-            collection.experts.bridge.describe(pixels[start:start + IMAGE_BATCH])
+            bridge_for(collection.experts).describe(pixels[start:start + IMAGE_BATCH])
         encoder_only = time.perf_counter() - began
         del pixels
 

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import log_softmax
 from typer.testing import CliRunner
 
-from sensorium.agreement import agree
+from sensorium.space.agreement import agree
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

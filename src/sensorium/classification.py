@@ -92,12 +92,12 @@ def classify_many(paths, labels, experts=None, space=None, together: bool = Fals
     """Classify several files with the same labels; a file that cannot be read is reported, not fatal.
 
     With `together`, short spoken clips (the spoken-label method) also hear from the clips in the
-    batch that sound most like them (`sensorium.agreement.agree`): on FSDD this lifts the hardest
+    batch that sound most like them (`sensorium.space.agreement.agree`): on FSDD this lifts the hardest
     speaker from 0.956 per clip to 0.958-0.972 in batches of 100-500 clips, and changes little in
     small batches of unrelated clips. Images, videos, texts and longer speech are scored alone either way.
     `progress(done, total)` is called after each file.
     """
-    from .agreement import agree
+    from .space.agreement import agree
 
     labels = clean_labels(labels)
     experts = experts or _default_experts()
@@ -202,7 +202,9 @@ def _with(space, head: str) -> str:
 
 
 def _visual(experts, images: list, labels: list[str], space=None) -> np.ndarray:
-    descriptions = experts.bridge.describe(images)
+    from .space.image_bridge import bridge_for
+
+    descriptions = bridge_for(experts).describe(images)
     image_vector = _mean_unit(np.stack([d.shared for d in descriptions]))
     prompts = [template.format(label) for label in labels for template in PROMPTS]
     text = experts.query_vectors(prompts)

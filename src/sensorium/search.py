@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import QueryError, ReadError
 from .modality import ALL as KINDS
+from .space.image_bridge import bridge_for
 from .space.learned import AUDIO_HEAD, is_learned
 from .space.segments import AUDIO, CLIP, IMAGE, PICTURE_SOURCES, SHARED, SOUND_SOURCES, SPEECH_SOURCES
 
@@ -74,7 +75,7 @@ def build_query(experts, text=None, image=None, audio=None) -> Query:
         texts.append(str(text))
     if image is not None:
         payload = _read_query(image, "image")
-        description = experts.bridge.describe([payload.pixels])[0]
+        description = bridge_for(experts).describe([payload.pixels])[0]
         query.vectors[IMAGE] = description.native
         query.vectors[SHARED] = description.shared
         if experts.clip is not None:

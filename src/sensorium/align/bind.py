@@ -27,7 +27,8 @@ from ..training.schedule import warmup_cosine
 from ..training.trainer import seed_everything
 from .losses import make_loss
 from .heads import ProjectionHead, Space
-from .train import AlignConfig, AlignResult, _batches, _unique_mask
+from .batching import group_batches, unique_mask
+from .train import AlignConfig, AlignResult
 
 
 @dataclass
@@ -153,7 +154,7 @@ class _EdgeSampler:
         while True:
             if not self.queue:
                 order = self.rng.permutation(len(self.edge.left))
-                self.queue = _batches(order, self.edge.groups, self.batch_size)
+                self.queue = group_batches(order, self.edge.groups, self.batch_size)
             batch = self.queue.pop(0)
             if len(batch) >= 2:
                 return batch
@@ -187,7 +188,7 @@ def _train(edges: dict[tuple[str, str], Edge], space: Space, config: AlignConfig
             left, right = tensors[names]
             a = space(names[0], left[index])
             b = space(names[1], right[index])
-            unique = torch.from_numpy(_unique_mask(batch, edge.groups))
+            unique = torch.from_numpy(unique_mask(batch, edge.groups))
             loss = losses[names](a, b, torch.from_numpy(edge.left_present[batch]) & unique,
                                  torch.from_numpy(edge.right_present[batch]))
             total = loss if total is None else total + loss

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..training.schedule import warmup_cosine
 from ..training.trainer import seed_everything
 from .losses import LOSSES, make_loss
+from .batching import group_batches, hard_batches, unique_mask
 from .heads import Space
 
 
@@ -59,55 +60,6 @@ class AlignResult:
     seconds: float
     pairs_per_second: float
     summary: dict = field(default_factory=dict)  # the Trainer's progress (step, epoch, interrupted), when it trained
-
-
-def _batches(order: np.ndarray, groups: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Spread each group's members over different batches: order by (occurrence within group, order)."""
-    seen: dict = {}
-    occurrence = np.empty(len(order), dtype=np.int64)
-    for position, index in enumerate(order):
-        occurrence[position] = seen.get(groups[index], 0)
-        seen[groups[index]] = occurrence[position] + 1
-    spread = order[np.lexsort((np.arange(len(order)), occurrence))]
-    return [spread[i:i + batch_size] for i in range(0, len(spread), batch_size)]
-
-
-def _hard_batches(order: np.ndarray, groups: np.ndarray, batch_size: int, features: np.ndarray,
-                  rng: np.random.Generator) -> list[np.ndarray]:
-    """Half of each batch = nearest neighbours of a random anchor (in frozen left features)."""
-    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    remaining = list(order)
-    batches = []
-    while remaining:
-        anchor = remaining[0]
-        pool = np.asarray(remaining)
-        near = pool[np.argsort(-(unit[pool] @ unit[anchor]))]
-        chosen, used = [], set()
-        for index in near:  # nearest distinct groups first
-            if len(chosen) >= max(2, batch_size // 2):
-                break
-            if groups[index] not in used:
-                chosen.append(index)
-                used.add(groups[index])
-        for index in rng.permutation(pool):  # then random distinct groups
-            if len(chosen) >= batch_size:
-                break
-            if groups[index] not in used:
-                chosen.append(index)
-                used.add(groups[index])
-        taken = set(chosen)
-        remaining = [i for i in remaining if i not in taken]
-        batches.append(np.asarray(chosen))
-    return batches
-
-
-def _unique_mask(batch: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """True for the first pair of each group in the batch: a second caption of the same photo must not
-    be a negative for the first, so it sits this batch out."""
-    _, first = np.unique(groups[batch], return_index=True)
-    mask = np.zeros(len(batch), dtype=bool)
-    mask[first] = True
-    return mask
 
 
 def train_space(left: np.ndarray, right: np.ndarray, left_name: str = "image", right_name: str = "text",
@@ -157,13 +109,13 @@ def _train(left, right, left_name, right_name, config, groups, left_present, rig
     space.train()
     for _ in range(config.epochs):
         order = rng.permutation(n)
-        batches = (_hard_batches(order, groups, config.batch_size, left, rng) if config.hard_negatives
-                   else _batches(order, groups, config.batch_size))
+        batches = (hard_batches(order, groups, config.batch_size, left, rng) if config.hard_negatives
+                   else group_batches(order, groups, config.batch_size))
         losses = []
         for batch in batches:
             if len(batch) < 2:
                 continue
-            unique = torch.from_numpy(_unique_mask(batch, groups))
+            unique = torch.from_numpy(unique_mask(batch, groups))
             index = torch.from_numpy(batch)
             a = space(left_name, left_t[index])
             b = space(right_name, right_t[index])

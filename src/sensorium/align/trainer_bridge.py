@@ -34,7 +34,8 @@ from ..training.trainer import METRICS_FILE, Trainer, seed_everything
 from .bind import Edge, build_bound_space
 from .losses import make_loss
 from .heads import Space
-from .train import AlignConfig, AlignResult, _batches, _hard_batches, _unique_mask
+from .batching import group_batches, hard_batches, unique_mask
+from .train import AlignConfig, AlignResult
 
 
 @dataclass
@@ -97,8 +98,8 @@ class PlannedBatches(Dataset):
         batches: list[np.ndarray] = []
         while len(batches) < self.steps:
             order = rng.permutation(len(edge.left))
-            planned = (_hard_batches(order, edge.groups, self.batch_size, edge.left, rng) if self.hard_negatives
-                       else _batches(order, edge.groups, self.batch_size))
+            planned = (hard_batches(order, edge.groups, self.batch_size, edge.left, rng) if self.hard_negatives
+                       else group_batches(order, edge.groups, self.batch_size))
             batches.extend(b for b in planned if len(b) >= 2)
         return batches[:self.steps]
 
@@ -108,7 +109,7 @@ class PlannedBatches(Dataset):
             batch = self.plan[number][step]
             left, right = self.tensors[number]
             index = torch.from_numpy(batch)
-            unique = torch.from_numpy(_unique_mask(batch, item.edge.groups))
+            unique = torch.from_numpy(unique_mask(batch, item.edge.groups))
             parts.append({"left": left[index], "right": right[index],
                           "left_present": torch.from_numpy(item.edge.left_present[batch]) & unique,
                           "right_present": torch.from_numpy(item.edge.right_present[batch])})

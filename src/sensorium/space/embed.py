@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from ..readers.payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoPayload
+from .image_bridge import bridge_for
 from .segments import AUDIO, CLIP, IMAGE, SHARED, Segment, Source
 
 PASSAGE_WORDS = 120  # MiniLM was trained on sentences and short passages; longer text dilutes
@@ -69,7 +70,7 @@ class Embedder:
         if not payloads:
             return []
         pixels = [p.pixels for p in payloads]
-        descriptions = self.experts.bridge.describe(pixels)
+        descriptions = bridge_for(self.experts).describe(pixels)
         clip_vectors = self.experts.clip.encode_images(pixels) if self.experts.clip else None
         out = []
         for index, description in enumerate(descriptions):
@@ -124,7 +125,7 @@ class Embedder:
         if not frames:
             return []
         pixels = [f.pixels for f in frames]
-        descriptions = self.experts.bridge.describe(pixels)
+        descriptions = bridge_for(self.experts).describe(pixels)
         clip_vectors = self.experts.clip.encode_images(pixels) if self.experts.clip else None
         native = np.stack([d.native for d in descriptions])
         shots: list[list[int]] = [[0]]

@@ -13,6 +13,8 @@ Interface:
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,3 +138,17 @@ class ImageBridge:
 
 
 DEFAULT_CONFIG = BridgeConfig()
+_BRIDGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Experts -> its ImageBridge
+_BRIDGES_LOCK = threading.Lock()
+
+
+def bridge_for(experts) -> ImageBridge:
+    """The bridge over these experts' image and text models (people and OCR as their config says),
+    built once per `Experts`: the indexer, search and classification share one."""
+    with _BRIDGES_LOCK:
+        bridge = _BRIDGES.get(experts)
+        if bridge is None:
+            bridge = ImageBridge(expert=experts.image, encoder=experts.text, detect_people=experts.config.people,
+                                 ocr="auto" if experts.config.ocr else "never")
+            _BRIDGES[experts] = bridge
+        return bridge
