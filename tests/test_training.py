@@ -353,23 +353,33 @@ def test_training_from_a_config_learns_and_writes_a_run_folder(run_dir):
     assert report["robustness"]["missing"]["image"] >= 0.75  # audio alone still knows the answer
 
 
-def test_cli_train_and_evaluate(run_dir, tmp_path):
+def test_cli_train_resume_and_evaluate_meet_the_library_bar(run_dir, tmp_path):
+    """Through the command line: a run stopped mid-way (as a crash would leave it) is finished with
+    `train --resume`, and `evaluate` on held-out data meets the same bar as the library path."""
     from typer.testing import CliRunner
 
     from sensorium.cli import app
+    from sensorium.training.runs import run_training
 
-    (run_dir / "one_epoch.toml").write_text(TOML.format(method="gated", epochs=1))
+    (run_dir / "gated.toml").write_text(TOML.format(method="gated", epochs=4))
+    out = tmp_path / "cli"
+    assert run_training(run_dir / "gated.toml", out, stop_after_steps=3)["interrupted"]
     runner = CliRunner()
-    result = runner.invoke(app, ["train", str(run_dir / "one_epoch.toml"), "--out", str(tmp_path / "cli")])
+    result = runner.invoke(app, ["train", str(run_dir / "gated.toml"), "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     assert "val_accuracy" in result.output
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "cli"), "--data", str(run_dir / "data" / "val.csv"),
-                                 "--json"])
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "val_accuracy" in r] == [1, 2, 3, 4]  # every epoch exactly once
+    result = runner.invoke(app, ["evaluate", str(out), "--data", str(run_dir / "data" / "val.csv"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert 0.0 <= report["tasks"]["label"]["accuracy"] <= 1.0
+    assert report["tasks"]["label"]["accuracy"] >= 0.9
+    text = runner.invoke(app, ["evaluate", str(out), "--data", str(run_dir / "data" / "val.csv")])
+    assert text.exit_code == 0 and "accuracy" in text.output.lower()
     bad = runner.invoke(app, ["train", str(run_dir / "nowhere.toml"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "no such config file" in bad.output
+    again = runner.invoke(app, ["train", str(run_dir / "gated.toml"), "--out", str(tmp_path / "y"), "--resume"])
+    assert again.exit_code == 1 and "no run to resume" in again.output
 
 
 def weights(model) -> dict[str, torch.Tensor]:
