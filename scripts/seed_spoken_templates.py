@@ -20,7 +20,7 @@ def main() -> None:
     if recognizer.keyword is None:
         raise SystemExit("the keyword model (openwakeword's ONNX files) is not installed: run `make install` first")
     start = time.perf_counter()
-    path = spoken_templates.write_seed(recognizer._template_vectors, recognizer.pooler.sha256, recognizer.keyword)
+    path = spoken_templates.write_seed(recognizer.template_vectors, recognizer.whisper.sha256, recognizer.keyword)
     print(f"{path}: {len(spoken_templates.SEED_WORDS)} words, {path.stat().st_size / 1024:.0f} KiB, "
           f"{time.perf_counter() - start:.0f} s")
 

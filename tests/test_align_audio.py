@@ -49,7 +49,7 @@ def test_only_the_frames_of_the_clip_are_pooled(pooler):
 
     clip = read_audio(FSDD / CLIPS[0]).samples
     assert len(clip) < MIN_WINDOW_SECONDS * 16000  # a sub-second digit: most of the window is padding
-    frames = pooler._encode([clip], MIN_WINDOW_SECONDS)[0]
+    frames = pooler.whisper.encode([clip], MIN_WINDOW_SECONDS)[0]
     used = int(np.ceil(len(clip) / SAMPLES_PER_FRAME))
     pooled = pooler.pool([clip])[0]
     np.testing.assert_allclose(pooled, frames[:used].mean(axis=0), rtol=1e-4, atol=1e-4)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from sensorium.errors import ModelError, QueryError
-from sensorium.experts import speech, spoken_templates
-from sensorium.experts.speech import SpeechRecognizer, joined_model_dir
+from sensorium.experts import speech, spoken_templates, whisper
+from sensorium.experts.speech import SpeechRecognizer
+from sensorium.experts.whisper import joined_model_dir
 from sensorium.readers.payloads import AudioPayload
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
@@ -39,7 +40,7 @@ def test_join_is_idempotent_and_recorded(recognizer):
     before = model_bin.stat().st_mtime_ns
     assert joined_model_dir() == folder
     assert model_bin.stat().st_mtime_ns == before  # not rewritten
-    manifest = json.loads((folder / speech.MANIFEST).read_text())
+    manifest = json.loads((folder / whisper.MANIFEST).read_text())
     assert manifest["size_bytes"] == model_bin.stat().st_size == sum(manifest["source"]["part_sizes"])
     info = recognizer.info()
     assert info.sha256 == manifest["sha256"] and len(info.sha256) == 64
@@ -54,10 +55,10 @@ def fake_parts(tmp_path, monkeypatch):
     second.mkdir()
     (first / "model.bin.part1").write_bytes(b"A" * 1000)
     (second / "model.bin.part2").write_bytes(b"B" * 500)
-    for name in speech.SIDE_FILES:
+    for name in whisper.SIDE_FILES:
         (second / name).write_text("{}")
     monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(speech, "_part_files", lambda: (first, second))
+    monkeypatch.setattr(whisper, "_part_files", lambda: (first, second))
     return tmp_path / "home" / "models"
 
 
@@ -67,12 +68,12 @@ def test_crash_mid_join_leaves_no_model_and_retry_completes(fake_parts, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(speech.shutil, "copyfile", crash)
+    monkeypatch.setattr(whisper.shutil, "copyfile", crash)
     with pytest.raises(OSError, match="simulated"):
         joined_model_dir()
     assert list(fake_parts.iterdir()) == []  # neither a half model nor a temp folder
 
-    monkeypatch.setattr(speech.shutil, "copyfile", real_copy)
+    monkeypatch.setattr(whisper.shutil, "copyfile", real_copy)
     folder = joined_model_dir()
     assert (folder / "model.bin").read_bytes() == b"A" * 1000 + b"B" * 500
     assert sorted(p.name for p in fake_parts.iterdir()) == ["whisper-base"]
@@ -210,10 +211,10 @@ def test_template_vectors_are_kept_on_disk_for_the_next_process(recognizer, tmp_
     monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path))
     words = ["maybe", "later"]  # not in the package's seed
     assert not set(words) & set(spoken_templates.SEED_WORDS)
-    model = recognizer.pooler.sha256
+    model = recognizer.whisper.sha256
 
     def build():
-        return spoken_templates.build_templates(recognizer._template_vectors, model, words, recognizer.keyword)
+        return spoken_templates.build_templates(recognizer.template_vectors, model, words, recognizer.keyword)
 
     built = build()
     files = sorted((tmp_path / "cache" / "spoken-templates").rglob("*.safetensors"))
@@ -248,7 +249,7 @@ def test_common_labels_come_precomputed_with_the_package(recognizer, tmp_path, m
     if recognizer.keyword is None:
         pytest.skip("the keyword model (openwakeword's ONNX files) is not installed; the seed is made with it")
     monkeypatch.setenv("SENSORIUM_HOME", str(tmp_path))  # an empty cache
-    model, keyword = recognizer.pooler.sha256, recognizer.keyword
+    model, keyword = recognizer.whisper.sha256, recognizer.keyword
     seed = spoken_templates._seed(spoken_templates._settings_key(model, keyword))
     assert set(seed) == set(spoken_templates.SEED_WORDS), "stale seed: run scripts/seed_spoken_templates.py"
     words = ["Yes", "seven", "maybe"]  # a capitalised label is the same spoken word
@@ -263,8 +264,8 @@ def test_common_labels_come_precomputed_with_the_package(recognizer, tmp_path, m
 
     with monkeypatch.context() as patch:
         patch.setattr(tts, "synthesize", synthesis_of({"maybe"}))
-        seeded = spoken_templates.build_templates(recognizer._template_vectors, model, words, keyword)
-    fresh = spoken_templates.build_templates(recognizer._template_vectors, model, words, keyword, cache=False)
+        seeded = spoken_templates.build_templates(recognizer.template_vectors, model, words, keyword)
+    fresh = spoken_templates.build_templates(recognizer.template_vectors, model, words, keyword, cache=False)
     for group, owner in (("english", "english_owner"), ("accents", "accent_owner"), ("keyword", "keyword_owner")):
         shipped = getattr(seeded, owner) < 2  # "Yes" and "seven" came from the seed
         a, b = getattr(seeded, group)[shipped], getattr(fresh, group)[shipped]

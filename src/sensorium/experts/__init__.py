@@ -54,15 +54,24 @@ class Experts:
         return ImageExpert(self.config.image_weights)
 
     @cached_property
+    def whisper(self):
+        """The one Whisper model (loaded on first use) that `speech` and `sound` share."""
+        from .whisper import Whisper
+
+        return Whisper(self.config.speech_dir)
+
+    @cached_property
     def speech(self):
         from .speech import SpeechRecognizer
 
-        return SpeechRecognizer(self.config.speech_dir, keyword_dir=self.config.keyword_dir)
+        return SpeechRecognizer(keyword_dir=self.config.keyword_dir, whisper=self.whisper)
 
     @cached_property
     def sound(self):
-        """Native audio vectors (Whisper's encoder, pooled), sharing the speech expert's model."""
-        return self.speech.pooler
+        """Native audio vectors (Whisper's encoder, pooled), from the speech expert's model."""
+        from .sound import WhisperPooler
+
+        return WhisperPooler(self.whisper)
 
     @cached_property
     def clip(self):
@@ -71,14 +80,6 @@ class Experts:
         from .clip import ClipBackend
 
         return ClipBackend(self.config.clip_dir)
-
-    @cached_property
-    def bridge(self):
-        """Images into the text-anchored shared space (label bridge + people + OCR)."""
-        from ..space.image_bridge import ImageBridge
-
-        return ImageBridge(expert=self.image, encoder=self.text, detect_people=self.config.people,
-                           ocr="auto" if self.config.ocr else "never")
 
     def query_vectors(self, texts: list[str]):
         """Text queries in the shared space: the text side of the space is the plain text

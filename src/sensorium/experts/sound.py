@@ -7,24 +7,23 @@ image features serve image->image search). The same pooled features feed alignme
 
 Whisper's encoder is trained on 30 s windows; a short clip pooled over the whole window would
 mostly average the padding. Each clip is encoded in a short window (at least `MIN_WINDOW_SECONDS`,
-as the speech expert does for scoring: far cheaper than 30 s) and only the encoder frames (20 ms
-each) that cover the clip itself are averaged. Clips longer than 30 s are cut into 30 s windows
+as the speech expert does for scoring: far cheaper than 30 s; `Whisper.encode`) and only the encoder
+frames (20 ms each) that cover the clip itself are averaged. Clips longer than 30 s are cut into 30 s windows
 whose pooled vectors are averaged, weighted by their frames.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 
 import numpy as np
 
 from ..errors import ModelError
 from ..readers.payloads import SAMPLE_RATE
+from .whisper import (  # noqa: F401 - DIM and SAMPLES_PER_FRAME re-exported for existing importers
+    DIM, MAX_WINDOW_SECONDS, SAMPLES_PER_FRAME, Whisper, frames_covering,
+)
 
 MIN_WINDOW_SECONDS = 2  # shortest encoder window: FSDD digits last < 1 s; 4 s gave the same quality at 2.4x the cost
-MAX_WINDOW_SECONDS = 30  # Whisper's own window
-SAMPLES_PER_FRAME = 320  # encoder frames: 10 ms mel hop, stride-2 conv -> 20 ms at 16 kHz
-DIM = 512  # Whisper base d_model
 SETTINGS = f"mean-over-audio-frames|min-window={MIN_WINDOW_SECONDS}|max-window={MAX_WINDOW_SECONDS}"
 
 
@@ -47,25 +46,27 @@ def _clip_key(samples: np.ndarray) -> tuple:
 
 
 class WhisperPooler:
-    """Whisper base encoder -> one (512,) vector per clip. Raises ModelError when Whisper is unavailable."""
+    """Whisper base encoder -> one (512,) vector per clip. Raises ModelError when Whisper is unavailable.
 
-    def __init__(self, recognizer=None):
-        from ..experts.speech import SpeechRecognizer
+    `whisper`: the model, shared with the speech expert (`Experts` hands both the same one); an
+    object holding one as `.whisper` (a `SpeechRecognizer`) shares that one; None: the packaged
+    model, made here.
+    """
 
-        self.recognizer = recognizer or SpeechRecognizer()
+    def __init__(self, whisper: Whisper | None = None):
+        self.whisper = getattr(whisper, "whisper", whisper) or Whisper()
         self._last = None  # (key, vectors) of the last single clip embedded
         try:
-            self.model = self.recognizer.model  # loads now: a missing model fails here, not mid-extraction
+            self.model = self.whisper.model  # loads now: a missing model fails here, not mid-extraction
         except ModelError:
             raise
         except (ImportError, OSError) as exc:
             raise ModelError(f"Whisper base is not available for audio features: {exc}") from exc
 
-    @cached_property
+    @property
     def sha256(self) -> str:
-        """The model file's checksum, for feature-cache keys only: indexing and scoring never need
-        it, and hashing the 75 MB file would cost them a fraction of a second per process."""
-        return self.recognizer.info().sha256
+        """The model file's checksum, for feature-cache keys only (asked for once: `Whisper.sha256`)."""
+        return self.whisper.sha256
 
     def pool(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """clips: float32 mono 16 kHz arrays -> (n, 512) float32 (not normalised: the heads learn the scale)."""
@@ -77,24 +78,12 @@ class WhisperPooler:
         for owner, piece in pieces:
             by_window.setdefault(_window_seconds(len(piece)), []).append((owner, piece))
         for window, group in by_window.items():
-            encoded = self._encode([piece for _, piece in group], window)
+            encoded = self.whisper.encode([piece for _, piece in group], window)
             for (owner, piece), frames in zip(group, encoded):
-                used = max(1, min(frames.shape[0], int(np.ceil(len(piece) / SAMPLES_PER_FRAME))))
+                used = frames_covering(frames.shape[0], len(piece))
                 sums[owner] += frames[:used].sum(axis=0)
                 counts[owner] += used
         return (sums / counts[:, None]).astype(np.float32)
-
-    def _encode(self, pieces: list[np.ndarray], window: int) -> np.ndarray:
-        import ctranslate2
-
-        features = []
-        for piece in pieces:
-            padded = np.zeros(window * SAMPLE_RATE, np.float32)
-            padded[:len(piece)] = piece
-            features.append(self.model.feature_extractor(padded)[:, :window * 100])
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features))),
-                                          to_cpu=True)
-        return np.asarray(encoded, dtype=np.float32)
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled vectors, L2-normalised: what the collection stores and searches by cosine.

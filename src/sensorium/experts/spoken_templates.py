@@ -13,9 +13,9 @@ spoken words apart (Google's speech_embedding, `sensorium.experts.keyword`), cen
 templates' mean; that third opinion is skipped when its package is not installed.
 
 The Whisper vectors are the encoder frames of the decoder's own scoring pass, averaged over the
-frames that hold the clip (`pool_frames`), so they cost nothing extra; the clip is compared at the
-three speeds the decoder hears (`SPEED_FACTORS`) and the cosines are averaged. The templates are
-encoded the same way. Every constant here was chosen on FSDD's dev speakers george, jackson and
+frames that hold the clip (`sensorium.experts.whisper.pool_frames`), so they cost nothing extra;
+the clip is compared at the three speeds the decoder hears (`SPEED_FACTORS`) and the cosines are
+averaged. The templates are encoded the same way. Every constant here was chosen on FSDD's dev speakers george, jackson and
 lucas by log-loss; nicolas was held out (benchmarks/fsdd_zeroshot.py, BENCHMARKS.md).
 
 The templates' vectors depend only on the words, the voices and the model, so they are kept on disk
@@ -35,7 +35,7 @@ import numpy as np
 
 from ..paths import home
 from ..readers.payloads import SAMPLE_RATE
-from .sound import SAMPLES_PER_FRAME  # Whisper encoder frames: 20 ms each
+from .whisper import DIM, unit
 
 ENGLISH_VOICES = ("en-us", "en-us+m3", "en-us+f2", "en-gb", "en-gb+m5", "en-us+f4")  # fixed before measuring
 # 16 European languages, fixed before measuring (not picked one by one)
@@ -105,20 +105,10 @@ def applies_to(samples: np.ndarray, candidates: list[str]) -> bool:
     return audible and short and all(len(c.split()) <= MAX_WORDS for c in candidates)
 
 
-def pool_frames(encoded: np.ndarray, clips: list[np.ndarray]) -> np.ndarray:
-    """(n, frames, 512) encoder output of `clips` -> (n, 512) unit vectors: the mean of the frames
-    that cover each clip (the rest of the window is padding)."""
-    rows = []
-    for frames, clip in zip(encoded, clips):
-        used = max(1, min(frames.shape[0], int(np.ceil(len(clip) / SAMPLES_PER_FRAME))))
-        rows.append(frames[:used].mean(axis=0))
-    return _unit(np.asarray(rows, dtype=np.float32))
-
-
 def sounds_like(vectors: np.ndarray, samples: np.ndarray, templates: TemplateSet, keyword=None) -> np.ndarray:
     """Weighted log-score per candidate: for each group of templates, the clip's best cosine to each
     candidate's templates minus the best over candidates (<= 0). `vectors`: the clip's Whisper
-    vectors at each speed (`pool_frames` of the scoring pass), the cosines averaged over them,
+    vectors at each speed (`whisper.pool_frames` of the scoring pass), the cosines averaged over them,
     English and accented voices weighted separately; keyword embeddings (with `keyword`, a
     KeywordEmbedder) of `samples` cut at the word, centred on the templates' mean."""
     count = int(templates.english_owner.max(initial=-1)) + 1
@@ -126,8 +116,8 @@ def sounds_like(vectors: np.ndarray, samples: np.ndarray, templates: TemplateSet
     total += ACCENT_WEIGHT * _best_per_candidate(vectors @ templates.accents.T, templates.accent_owner, count)
     if keyword is not None and len(templates.keyword):
         centre = templates.keyword.mean(axis=0)
-        clip = _unit(keyword.embed([cut_at_word(samples)]) - centre)
-        total += KEYWORD_WEIGHT * _best_per_candidate(clip @ _unit(templates.keyword - centre).T,
+        clip = unit(keyword.embed([cut_at_word(samples)]) - centre)
+        total += KEYWORD_WEIGHT * _best_per_candidate(clip @ unit(templates.keyword - centre).T,
                                                       templates.keyword_owner, count)
     return total
 
@@ -138,10 +128,6 @@ def _best_per_candidate(similarity: np.ndarray, owner: np.ndarray, count: int) -
     for candidate in range(count):
         best[:, candidate] = similarity[:, owner == candidate].max(axis=1)
     return (best - best.max(axis=1, keepdims=True)).mean(axis=0)
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
 
 def build_templates(embed, model_key: str, candidates: list[str], keyword=None, cache: bool = True) -> TemplateSet:
@@ -175,7 +161,6 @@ def build_templates(embed, model_key: str, candidates: list[str], keyword=None, 
 
 def _width(group: str) -> int:
     from .keyword import DIM as KEYWORD_DIM
-    from .sound import DIM
 
     return KEYWORD_DIM if group == "keyword" else DIM
 
@@ -246,7 +231,7 @@ def _seed(settings_key: str) -> dict[str, dict[str, np.ndarray]]:
             for name in handle.keys():
                 group, word = name.split("/", 1)
                 rows = handle.get_tensor(name).astype(np.float32)
-                words.setdefault(word, {})[group] = rows if group == "keyword" else _unit(rows)
+                words.setdefault(word, {})[group] = rows if group == "keyword" else unit(rows)
             return words
     except Exception:  # absent or unreadable: every word is synthesised as without a seed
         return {}
