@@ -53,6 +53,12 @@ def _ranked(collection, query):
     return [(Path(h.path).name, round(h.score, 6)) for h in collection.search(query, k=10)]
 
 
+def _margin(ranked, expected) -> float:
+    """How far the expected photo's score stands above the best other photo's."""
+    scores = dict(ranked)
+    return scores.get(expected, -1.0) - max(score for name, score in ranked if name != expected)
+
+
 def _image_segments(collection) -> int:
     return len(collection.catalog.segment_ids({"image", "video"}))
 
@@ -71,10 +77,16 @@ def test_attach_reembeds_every_image_segment_and_search_still_finds_the_right_ph
     _, native = collection.catalog.vectors_for("image", ids)
     _, shared = collection.catalog.vectors_for("shared", ids)
     np.testing.assert_allclose(learned, attached.space.embed("image", np.concatenate([native, shared], 1)), atol=1e-6)
+    margins = {"bridge": [], "learned": []}
     for query, expected in QUERIES.items():
         ranked = _ranked(collection, query)
         assert ranked[0][0] == expected, (query, ranked)
         assert ranked != baseline[query]  # the learned term changed the scores
+        margins["bridge"].append(_margin(baseline[query], expected))
+        margins["learned"].append(_margin(ranked, expected))
+    # what the space was trained for: the right photo stands further above the rest than with the
+    # bridge alone (a space whose heads learned nothing would blur it)
+    assert np.mean(margins["learned"]) > np.mean(margins["bridge"]) + 0.05, margins
     hit = collection.search("a tabby cat", k=1)[0]
     assert "learned space" in hit.why
     # reattaching the same space is a no-op that keeps every vector

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from sensorium import Collection
-from sensorium.errors import ModelError
 
 WORDS = ("guitar", "yellow", "umbrella")
 SOUNDS = ("whistle", "rumble")  # no words in them: only the learned space can name them
@@ -47,16 +46,6 @@ def _write(folder: Path, name: str, samples: np.ndarray) -> Path:
 def setup(tmp_path_factory):
     from sensorium.experts import ExpertConfig, tts
 
-    try:
-        from sensorium.experts.sound import WhisperPooler
-
-        WhisperPooler()
-    except (ModelError, ImportError) as exc:
-        pytest.skip(f"Whisper base is not available: {exc}")
-    try:
-        tts.synthesize("test")
-    except (ModelError, OSError) as exc:
-        pytest.skip(f"espeak-ng is not available: {exc}")
     from sensorium.align.job import extract, load_job, train_and_save
 
     root = tmp_path_factory.mktemp("attach-audio")
