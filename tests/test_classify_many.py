@@ -60,12 +60,19 @@ def spoken_digits(folder: Path) -> dict[str, str]:
             shutil.copy(FSDD / name, folder / name)
             truth[name] = WORDS[digit]
         return truth
+    from sensorium.experts.spoken_templates import ACCENT_VOICES, ENGLISH_VOICES, PITCH, RATE_WPM
     from sensorium.experts.tts import save_wav, synthesize
 
-    for digit, voice in ((3, "en-us"), (3, "en-gb"), (7, "en-us"), (7, "en-gb")):
-        name = f"{digit}_{voice}.wav"
-        save_wav(synthesize(WORDS[digit], voice=voice), folder / name)
-        truth[name] = WORDS[digit]
+    # voices, rates and pitches the spoken templates are not built from: the engine is not matched
+    # against its own template of the word
+    speakers = (("en-029", 175, 40), ("en-gb-scotland", 120, 75))
+    assert not {voice for voice, *_ in speakers} & set(ENGLISH_VOICES + ACCENT_VOICES)
+    assert all(rate != RATE_WPM and pitch != PITCH for _, rate, pitch in speakers)
+    for digit in (3, 7):
+        for voice, rate, pitch in speakers:
+            name = f"{digit}_{voice}.wav"
+            save_wav(synthesize(WORDS[digit], voice=voice, rate_wpm=rate, pitch=pitch), folder / name)
+            truth[name] = WORDS[digit]
     return truth
 
 
