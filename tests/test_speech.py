@@ -128,6 +128,57 @@ def test_candidate_scoring_ranks_the_spoken_digit_first(recognizer, speaker):
     assert hits >= 2  # nicolas is the hardest speaker (held out when the method was chosen)
 
 
+def spoken(parts: list[tuple[float, str]]) -> tuple[AudioPayload, list[tuple[float, float]]]:
+    """espeak-ng speaking each (silence before it in seconds, text) in turn, cut to its sound: one
+    clip, and where each part's sound starts and ends in it (the truth word times are judged by)."""
+    from sensorium.experts.tts import synthesize
+
+    pieces, spans, at = [], [], 0.0
+    for gap, text in parts:
+        try:
+            sound = spoken_templates.cut_at_word(synthesize(text).samples)
+        except ModelError as exc:
+            pytest.skip(f"espeak-ng is not available: {exc}")
+        pieces += [np.zeros(int(gap * 16000), np.float32), sound]
+        at += gap
+        spans.append((at, at + len(sound) / 16000))
+        at = spans[-1][1]
+    pieces.append(np.zeros(8000, np.float32))
+    return AudioPayload(path=Path("sentences"), samples=np.concatenate(pieces)), spans
+
+
+def test_words_carry_their_times_on_the_audio_clock(recognizer):
+    """Each word's time is on the audio's own clock, also where silence detection (VAD, used for
+    clips over 10 s) cut the pauses out before decoding. The second sentence is spoken in two parts
+    0.15 s apart, so the onset of "musician", mid-sentence, is known to the sample."""
+    clip, spans = spoken([
+        (0.0, "The weather this morning was calm and bright, so we walked slowly along the river towards the old market."),
+        (1.0, "At the corner of the square a tall"),
+        (0.15, "musician played the violin while the children danced in a circle."),
+    ])
+    assert len(clip.samples) / 16000 > speech.VAD_MIN_SECONDS
+    segments = recognizer.transcribe(clip)
+    words = [w for s in segments for w in s.words]
+    assert len(words) >= 25  # 31 words are spoken
+    assert all(isinstance(w, speech.Word) and w.text == w.text.strip() and w.text for w in words)
+    tolerance = 0.05
+    for segment in segments:
+        assert segment.words, segment
+        for word in segment.words:
+            assert segment.start - tolerance <= word.start <= word.end <= segment.end + tolerance, (word, segment)
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert all(a.end <= b.start + tolerance for a, b in zip(words, words[1:]))
+
+    found = [w for w in words if w.text.strip(".,!?").lower() == "musician"]
+    assert len(found) == 1, [w.text for w in words]
+    second = (spans[1][0], spans[2][1])
+    assert second[0] - 0.3 <= found[0].start < found[0].end <= second[1] + 0.3  # in the second sentence
+    assert abs(found[0].start - spans[2][0]) < 0.5, (found[0], spans)
+    # and without asking for them, no words (the segments alone)
+    assert all(s.words == () for s in recognizer.transcribe(clip, word_timestamps=False))
+
+
 def test_speed_views_change_tempo_and_keep_the_original():
     clip = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
     views = spoken_templates.speed_views(clip)

@@ -4,7 +4,7 @@ The model itself (the packaged weights, joined once; loading; encoding clips in 
 `sensorium.experts.whisper`, shared with the native audio vectors of `sensorium.experts.sound`.
 
 Two ways to ask "what was said":
-- `transcribe` decodes freely (what a user reads as a transcript);
+- `transcribe` decodes freely (what a user reads as a transcript), with each word's time;
 - `score_candidates` asks how likely each of a few known texts is for this audio (teacher-forced),
   which is far more robust for short, accented or quiet clips than matching a free transcript.
 """
@@ -31,12 +31,22 @@ _NUMBER_WORDS = {
 
 
 @dataclass(frozen=True)
+class Word:
+    """One transcribed word and when it is said, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str  # as Whisper spells it, punctuation included, without surrounding spaces
+
+
+@dataclass(frozen=True)
 class TranscriptSegment:
     start: float  # seconds from the start of the audio
     end: float
     text: str
     avg_logprob: float
     no_speech_prob: float
+    words: tuple[Word, ...] = ()  # in order; empty when transcribed without word timestamps
 
 
 # ---------------------------------------------------------------- the recogniser
@@ -74,12 +84,17 @@ class SpeechRecognizer:
 
     def transcribe(
         self, audio: AudioPayload, language: str | None = "en", beam_size: int = 5,
-        fallback: bool = True,
+        fallback: bool = True, word_timestamps: bool = True,
     ) -> list[TranscriptSegment]:
         """Decode freely; time stamps are seconds from the start of `audio`.
 
         `fallback` re-decodes at rising temperatures when the output looks degenerate (Whisper's
         own recipe; it rescues long recordings but can cost 5x on short, unclear clips).
+
+        `word_timestamps` gives each segment its `words` with their times (faster-whisper aligns
+        them by dynamic time warping over the decoder's cross-attention); it also snaps a
+        segment's start and end to its first and last word. It costs ~5% more time (18.8 s of
+        espeak-ng speech on 2 cores: 2.07-2.45 s without, 2.18-2.61 s with, means of 3 runs).
 
         Silero VAD (shipped inside faster-whisper, run by onnxruntime) skips silences in audio
         longer than `VAD_MIN_SECONDS`: there it stops Whisper hallucinating text into long pauses.
@@ -93,13 +108,19 @@ class SpeechRecognizer:
             vad_filter=len(samples) > VAD_MIN_SECONDS * SAMPLE_RATE,
             condition_on_previous_text=False,
             temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if fallback else [0.0],
+            word_timestamps=word_timestamps,
         )
         duration = len(samples) / SAMPLE_RATE  # Whisper's last time stamp may overshoot the audio
+
+        def clock(seconds) -> float:
+            return round(min(max(float(seconds), 0.0), duration), 3)
+
         return [
             TranscriptSegment(
-                start=round(min(float(s.start), duration), 3),
-                end=round(min(float(s.end), duration), 3), text=s.text.strip(),
+                start=clock(s.start), end=clock(s.end), text=s.text.strip(),
                 avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob),
+                words=tuple(Word(start=clock(w.start), end=clock(w.end), text=w.word.strip())
+                            for w in (s.words or ()) if w.word.strip()),
             )
             for s in segments
         ]
