@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Real data for some benchmarks, from Debian packages (not needed by demo or test):
-# Fashion-MNIST (fashion_mnist_zeroshot.py) and 14 drum kits of recorded hits (drum_sounds.py).
+# Fashion-MNIST (benchmarks/quality/fashion_mnist_zeroshot.py) and 14 drum kits of recorded hits
+# (benchmarks/quality/drum_sounds.py).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-data:
 	$(SUDO) apt-get install -y dataset-fashion-mnist hydrogen-drumkits

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("basicmotions_bench", ROOT / "benchmarks" / "basicmotions.py")
+    spec = importlib.util.spec_from_file_location("basicmotions_bench", ROOT / "benchmarks" / "quality" / "basicmotions.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -104,7 +104,7 @@ def test_loader_returns_the_official_split_with_documented_shapes():
 
 @needs_data
 def test_gated_fusion_learns_basicmotions_well_above_chance():
-    import _fusion_bench as fusion_bench
+    from benchmarks.common import fusion_bench
 
     torch.set_num_threads(1)
     train, test = bm.modality_datasets(bm.load_basicmotions())

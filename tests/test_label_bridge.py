@@ -83,10 +83,7 @@ def test_describe_gives_vectors_labels_and_words(encoder):
 @pytest.mark.skipif(not (COCO / "captions_train2017.json").is_file(), reason="coco_mini data absent")
 def test_improved_bridge_beats_plain_on_coco(expert, encoder):
     """Full-view probabilities only (fast); the improved bridge must retrieve better than ConSE."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from coco_retrieval import load_coco, recall_table
+    from benchmarks.quality.coco_retrieval import load_coco, recall_table
 
     pixels, captions, owner = load_coco(COCO)
     probs = expert.run(pixels).probs

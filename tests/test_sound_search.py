@@ -95,7 +95,7 @@ def test_real_drum_hits_are_nearest_to_the_same_drum_in_other_kits():
     from sensorium.readers import read
 
     spec = importlib.util.spec_from_file_location(
-        "drum_sounds", Path(__file__).resolve().parents[1] / "benchmarks" / "drum_sounds.py")
+        "drum_sounds", Path(__file__).resolve().parents[1] / "benchmarks" / "quality" / "drum_sounds.py")
     drums = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(drums)
     first: dict[tuple[str, str], Path] = {}

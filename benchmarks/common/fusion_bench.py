@@ -7,23 +7,20 @@ rows here and differ only in data and model sizes.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-from sensorium.training.config import Config, config_from_dict  # noqa: E402
-from sensorium.training.data import ArrayDataset, Collate  # noqa: E402
-from sensorium.training.evaluate import (NOISE_LEVELS, effective_robustness, predict,  # noqa: E402
+from sensorium.training.config import Config, config_from_dict
+from sensorium.training.data import ArrayDataset, Collate
+from sensorium.training.evaluate import (NOISE_LEVELS, effective_robustness, predict,
                                          relative_robustness, robustness)
-from sensorium.training.model import build_model, count_parameters  # noqa: E402
-from sensorium.training.trainer import Trainer, seed_everything  # noqa: E402
+from sensorium.training.model import build_model, count_parameters
+from sensorium.training.trainer import Trainer, seed_everything
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 FUSED_ONLY = ("modality_dropout", "unimodal_loss_weight")  # options a one-modality model has nothing to apply to

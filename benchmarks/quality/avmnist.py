@@ -1,6 +1,6 @@
 """AV-MNIST rebuilt from ../shared/data: every fusion method against the unimodal baselines.
 
-    .venv/bin/python benchmarks/avmnist.py [--quick] [--seeds 3] [--epochs 10] [--report /tmp/bench_avmnist.md]
+    .venv/bin/python -m benchmarks.quality.avmnist [--quick] [--seeds 3] [--epochs 10] [--report /tmp/bench_avmnist.md]
 
 The task (Vielzeuf et al. 2018; MultiBench, Liang et al. 2021): an MNIST digit degraded to the PCA
 components holding 25% of the variance (PCA fitted on the training images, then reconstructed),
@@ -24,15 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from benchmarks.common import fusion_bench
+from benchmarks.common.fusion_bench import fusion_config, markdown, summarise
+from sensorium.encoders.audio_frontend import SILENCE, LogMel
+from sensorium.training.data import ArrayDataset, Collate
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import _fusion_bench as fusion_bench  # noqa: E402
-from _fusion_bench import fusion_config, markdown, summarise  # noqa: E402
-from sensorium.encoders.audio_frontend import SILENCE, LogMel  # noqa: E402
-from sensorium.training.data import ArrayDataset, Collate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".benchmarks-cache" / "avmnist"
@@ -230,7 +227,7 @@ def main() -> None:
     print(f"data ready in {prepared:.1f} s: MNIST kept {int(mnist['components'])} PCA components "
           f"({100 * float(mnist['variance']):.1f}% of the variance); {len(fsdd['digits'])} FSDD spectrograms")
     report = ["# AV-MNIST benchmark (sensorium.training)", "",
-              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python benchmarks/avmnist.py {' '.join(sys.argv[1:])}`",
+              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python -m benchmarks.quality.avmnist {' '.join(sys.argv[1:])}`",
               f"- machine: 2-core CPU ({platform.processor() or platform.machine()}), shared with other jobs running "
               f"at the same time, so times are indicative; torch {torch.__version__}, {args.threads} thread(s)",
               f"- data: MNIST reconstructed from {int(mnist['components'])} PCA components "

@@ -1,7 +1,7 @@
 """BasicMotions: accelerometer and gyroscope as two modalities, every fusion method against each alone.
 
-    .venv/bin/python benchmarks/basicmotions.py [--quick] [--seeds 3] [--epochs 40] [--report /tmp/bench_basicmotions.md]
-    .venv/bin/python benchmarks/basicmotions.py --export .benchmarks-cache/basicmotions/export   # for examples/basicmotions.toml
+    .venv/bin/python -m benchmarks.quality.basicmotions [--quick] [--seeds 3] [--epochs 40] [--report /tmp/bench_basicmotions.md]
+    .venv/bin/python -m benchmarks.quality.basicmotions --export .benchmarks-cache/basicmotions/export   # for examples/basicmotions.toml
 
 The data (UEA archive; Bagnall et al. 2018) is 80 smart-watch recordings, 10 s at 10 Hz, of four
 activities (Standing, Running, Walking, Badminton), with the official 40 train / 40 test split. It
@@ -12,7 +12,7 @@ aeon itself (and the numba / llvmlite / pandas it imports) is never imported.
 Channels 0-2 (accelerometer x, y, z) are one modality, channels 3-5 (gyroscope x, y, z) the other;
 each is standardised per channel with the training set's statistics. Every model goes through
 `sensorium.training` (config -> build_model -> Trainer), as `sensorium train` does; the table and
-the robustness figures are the AV-MNIST ones (benchmarks/_fusion_bench.py).
+the robustness figures are the AV-MNIST ones (benchmarks/common/fusion_bench.py).
 """
 from __future__ import annotations
 
@@ -28,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import fusion_bench
+from benchmarks.common.fusion_bench import batches_of, fusion_config, markdown, summarise
+from sensorium.errors import ReadError
+from sensorium.training.data import ArrayDataset
 
-import _fusion_bench as fusion_bench  # noqa: E402
-from _fusion_bench import batches_of, fusion_config, markdown, summarise  # noqa: E402
-from sensorium.errors import ReadError  # noqa: E402
-from sensorium.training.data import ArrayDataset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA_PACKAGE = "aeon"
 DATA_FOLDER = "aeon/datasets/data/BasicMotions"
@@ -226,7 +224,7 @@ def main() -> None:
     train, test = modality_datasets(data)
     test_batches = batches_of(test)
     report = ["# BasicMotions benchmark (sensorium.training)", "",
-              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python benchmarks/basicmotions.py {' '.join(sys.argv[1:])}`",
+              f"- date: {datetime.date.today().isoformat()}; command: `.venv/bin/python -m benchmarks.quality.basicmotions {' '.join(sys.argv[1:])}`",
               f"- machine: shared 2-core CPU ({platform.processor() or platform.machine()}) with other jobs running "
               f"at the same time, so times are indicative; torch {torch.__version__}, {args.threads} thread(s)",
               f"- data: BasicMotions (UEA) from the {DATA_PACKAGE} {metadata.version(DATA_PACKAGE)} wheel's .ts files, "

@@ -1,6 +1,6 @@
 """COCO-mini: does a projection learned on 64 photos add anything to the fixed label bridge?
 
-    .venv/bin/python benchmarks/coco_align.py [--quick] [--data DIR] [--out FILE]
+    .venv/bin/python -m benchmarks.quality.coco_align [--quick] [--data DIR] [--out FILE]
 
 5-fold cross-validation BY PHOTO on the 80 coco_mini photos (64 train / 16 test per fold; every
 caption of a test photo is a query). Rows:
@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium.align.features import FeatureCache, image_bridge_extractor, text_extractor
+from sensorium.align.metrics import ranks_image_to_text, ranks_text_to_image, recall
+from sensorium.align.train import AlignConfig, train_space
+from sensorium.space.image_bridge import ImageBridge
 
-from sensorium.align.features import FeatureCache, image_bridge_extractor, text_extractor  # noqa: E402
-from sensorium.align.metrics import ranks_image_to_text, ranks_text_to_image, recall  # noqa: E402
-from sensorium.align.train import AlignConfig, train_space  # noqa: E402
-from sensorium.space.image_bridge import ImageBridge  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco_mini"
 CACHE = ROOT / ".benchmarks-cache" / "align-features"
@@ -192,7 +191,7 @@ def main() -> None:
         "# COCO-mini alignment benchmark (learned projection vs label bridge)",
         "",
         "- date: 2026-11-27",
-        f"- command: `.venv/bin/python benchmarks/coco_align.py{' --quick' if args.quick else ''}`",
+        f"- command: `.venv/bin/python -m benchmarks.quality.coco_align{' --quick' if args.quick else ''}`",
         f"- machine: shared 2-core CPU with other jobs running ({platform.processor() or platform.machine()}, "
         f"python {platform.python_version()})",
         f"- data: coco_mini, {len(paths)} photos, {len(captions)} captions; {len(used)} of 5 folds by photo "

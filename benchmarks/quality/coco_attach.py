@@ -1,9 +1,9 @@
 """COCO-mini through the real Collection.search path, with and without an attached learned space.
 
-    .venv/bin/python benchmarks/coco_attach.py [--out /tmp/bench_attach.md]
+    .venv/bin/python -m benchmarks.quality.coco_attach [--out /tmp/bench_attach.md]
 
 The 80 coco_mini photos are indexed once (collection cached under .benchmarks-cache). Fold 1 of
-benchmarks/coco_align.py's 5-fold split by photo: a space is trained on the 64 training photos'
+benchmarks/quality/coco_align.py's 5-fold split by photo: a space is trained on the 64 training photos'
 captions (features read back from the catalog: native + shared vectors, as `sensorium align`
 extracts them), w picked by inner 4-fold CV on those 64 photos (sensorium.align.job.choose_weight),
 then attached. Each caption of the 16 held-out photos queries `Collection.search(kind="image")`;
@@ -21,15 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.quality.coco_align import DEFAULT_DATA, folds, load_coco
+from sensorium import Collection
+from sensorium.align.job import AlignJob, PairFeatures, choose_weight, save_space
+from sensorium.align.train import AlignConfig, train_space
+from sensorium.index.catalog import FileState, NewSegment
 
-from coco_align import DEFAULT_DATA, folds, load_coco  # noqa: E402
-from sensorium import Collection  # noqa: E402
-from sensorium.align.job import AlignJob, PairFeatures, choose_weight, save_space  # noqa: E402
-from sensorium.align.train import AlignConfig, train_space  # noqa: E402
-from sensorium.index.catalog import FileState, NewSegment  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CACHE = ROOT / ".benchmarks-cache"
 
@@ -129,7 +127,7 @@ def main() -> None:
     image_in = np.concatenate([np.stack([native[i] for i in ids]), shared_m], axis=1)
     text = collection.experts.text.encode(captions)
     if args.all_folds:
-        lines = ["# The w rule on all 5 folds of COCO-mini (`benchmarks/coco_attach.py --all-folds`)", ""]
+        lines = ["# The w rule on all 5 folds of COCO-mini (`.venv/bin/python -m benchmarks.quality.coco_attach --all-folds`)", ""]
         lines += all_folds(collection, paths, captions, owner, image_in, shared_m, text)
         args.out.write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
@@ -166,11 +164,11 @@ def main() -> None:
     per_thousand = attach_speed(space_dir)
 
     lines = ["# Attached learned space on COCO-mini, through Collection.search", "",
-             "- date: 2026-11-27", "- command: `.venv/bin/python benchmarks/coco_attach.py`",
+             "- date: 2026-11-27", "- command: `.venv/bin/python -m benchmarks.quality.coco_attach`",
              f"- machine: shared 2-core CPU with other jobs running ({platform.machine()}, python "
              f"{platform.python_version()})",
              f"- data: coco_mini, 80 photos indexed ({report.added} new this run, {index_seconds:.1f} s); fold 1 of "
-             "benchmarks/coco_align.py's 5-fold split by photo: 64 training photos (their captions train the "
+             "benchmarks/quality/coco_align.py's 5-fold split by photo: 64 training photos (their captions train the "
              f"space), 16 held-out photos whose {rows_out['bridge alone (no space)']['queries']} captions are the queries",
              f"- space: linear heads 1664 -> 256 (image: native + shared) and 384 -> 256 (text), InfoNCE, 60 epochs; "
              f"w from inner 4-fold CV on the 64 training photos = {weight:g} (CV scores {cv}); training incl. CV "

@@ -1,6 +1,6 @@
 """COCO-mini cross-modal retrieval through the label bridge (no training on these photos).
 
-    .venv/bin/python benchmarks/coco_retrieval.py [--data DIR] [--cache FILE] [--quick]
+    .venv/bin/python -m benchmarks.quality.coco_retrieval [--data DIR] [--cache FILE] [--quick]
 
 80 COCO train2017 photos, their 400 captions. Text->image: each caption queries the 80 photos,
 R@1/5/10 = share of captions whose photo ranks in the top 1/5/10. Image->text: each photo queries
@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium.experts.image import ImageExpert
+from sensorium.experts.ocr import OcrLine
+from sensorium.experts.person import Box
+from sensorium.experts.text import TextEncoder
+from sensorium.space.image_bridge import DEFAULT_CONFIG, ImageBridge, ImageEvidence
+from sensorium.space.label_bridge import TEMPLATES, BridgeConfig
 
-from sensorium.experts.image import ImageExpert  # noqa: E402
-from sensorium.experts.ocr import OcrLine  # noqa: E402
-from sensorium.experts.person import Box  # noqa: E402
-from sensorium.experts.text import TextEncoder  # noqa: E402
-from sensorium.space.image_bridge import DEFAULT_CONFIG, ImageBridge, ImageEvidence  # noqa: E402
-from sensorium.space.label_bridge import TEMPLATES, BridgeConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco_mini"
 

@@ -1,7 +1,7 @@
 """Sound-by-example on real non-speech recordings: drum and percussion hits from 14 drum kits.
 
     make bench-data    # or: apt-get install hydrogen-drumkits (Debian, GPL-2, about 140 MB)
-    .venv/bin/python benchmarks/drum_sounds.py
+    .venv/bin/python -m benchmarks.quality.drum_sounds
 
 Every sample a kit's `drumkit.xml` lists becomes a native audio vector (`Experts().sound`: the
 Whisper base encoder, mean-pooled over the frames that hold sound, L2-normalised; the vectors a
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = Path(__file__).resolve().parents[2]
 KITS = Path("/usr/share/hydrogen/data/drumkits")
 
 # checked in this order: "ride bell" is a cymbal, "cowbell" a cowbell, "bass drum" a kick

@@ -1,6 +1,6 @@
 """Emergent audio<->text alignment through an image hub (ImageBind-style) on spoken and written digits.
 
-    .venv/bin/python benchmarks/emergent_digits.py [--quick] [--data DIR] [--out FILE]
+    .venv/bin/python -m benchmarks.quality.emergent_digits [--quick] [--data DIR] [--out FILE]
 
 Modalities and frozen experts:
   audio  FSDD spoken digits -> Whisper base encoder, mean-pooled over the frames that hold audio (512-d)
@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium.align.audio_features import audio_extractor
+from sensorium.align.bind import Edge, train_bound_space
+from sensorium.align.features import Extractor, FeatureCache, checksum, file_key, text_extractor
+from sensorium.align.train import AlignConfig
 
-from sensorium.align.audio_features import audio_extractor  # noqa: E402
-from sensorium.align.bind import Edge, train_bound_space  # noqa: E402
-from sensorium.align.features import Extractor, FeatureCache, checksum, file_key, text_extractor  # noqa: E402
-from sensorium.align.train import AlignConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".benchmarks-cache" / "emergent-features"
@@ -215,7 +214,7 @@ def report(args, data, config, seeds, rows, efficiency, train_seconds, train_pai
         "# Emergent audio<->text alignment through an image hub (FSDD + MNIST)",
         "",
         "- date: 2026-11-27",
-        f"- command: `.venv/bin/python benchmarks/emergent_digits.py{' --quick' if args.quick else ''}`",
+        f"- command: `.venv/bin/python -m benchmarks.quality.emergent_digits{' --quick' if args.quick else ''}`",
         f"- machine: shared 2-core CPU with other jobs running ({platform.processor() or platform.machine()}, "
         f"python {platform.python_version()}); timings are pessimistic",
         f"- data: FSDD train speakers {', '.join(TRAIN_SPEAKERS)} ({len(data.train_audio)} clips), held-out speaker "

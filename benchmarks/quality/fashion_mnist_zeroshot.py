@@ -1,6 +1,6 @@
 """Fashion-MNIST zero-shot classification through the image bridge (text prompts only).
 
-    .venv/bin/python benchmarks/fashion_mnist_zeroshot.py [--quick] [--data DIR]
+    .venv/bin/python -m benchmarks.quality.fashion_mnist_zeroshot [--quick] [--data DIR]
 
 Each test image (28x28 grey, white garment on black) goes through EfficientNet-Lite0 and the label
 bridge into the text space; its class is the prompt embedding it is closest to. Nothing is
@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium.experts.image import ImageExpert
+from sensorium.experts.text import TextEncoder
+from sensorium.space.image_bridge import DEFAULT_CONFIG
+from sensorium.space.label_bridge import TEMPLATES, LabelBridge
 
-from sensorium.experts.image import ImageExpert  # noqa: E402
-from sensorium.experts.text import TextEncoder  # noqa: E402
-from sensorium.space.image_bridge import DEFAULT_CONFIG  # noqa: E402
-from sensorium.space.label_bridge import TEMPLATES, LabelBridge  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -18,7 +18,7 @@ and lucas only (dev); nicolas is held out and only reported.
 mixed speakers of several sizes, each clip hearing from the clips that sound like it. Its constants
 were chosen on the dev speakers by log-loss averaged over those batch sizes; nicolas held out.
 
-Usage: .venv/bin/python benchmarks/fsdd_zeroshot.py [--quick] [--methods score,transcribe] [--together]
+Usage: .venv/bin/python -m benchmarks.quality.fsdd_zeroshot [--quick] [--methods score,transcribe] [--together]
 Data: ../shared/data/fsdd/{digit}_{speaker}_{take}.wav (8 kHz; read_audio resamples to 16 kHz).
 """
 from __future__ import annotations
@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium.experts.speech import SpeechRecognizer
+from sensorium.readers.audio import read_audio
 
-from sensorium.experts.speech import SpeechRecognizer  # noqa: E402
-from sensorium.readers.audio import read_audio  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = ROOT.parent / "shared" / "data" / "fsdd"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -1,7 +1,7 @@
 """Sound-by-example: how well the native audio vectors (Whisper encoder, pooled) find recordings
 that sound alike, and what they cost at indexing time.
 
-    .venv/bin/python benchmarks/sound_search.py [--quick]
+    .venv/bin/python -m benchmarks.quality.sound_search [--quick]
 
 Data: FSDD (../shared/data/fsdd, 2,000 spoken digits, 4 speakers). Each clip is a query against
 every other clip by cosine of the stored (L2-normalised) vectors; reported: how often the top hit
@@ -9,7 +9,7 @@ is the same digit said by ANOTHER speaker (gallery = other speakers only: the wo
 "which recordings sound like this one"), and the same speaker (gallery = other clips). FSDD is
 speech, so this measures acoustic similarity only, not meaning. Cost: seconds of Whisper encoder
 per second of audio for the sound vectors, against free transcription of the same clips.
-Vectors come from the same cache as benchmarks/emergent_digits.py (computed on first use).
+Vectors come from the same cache as benchmarks/quality/emergent_digits.py (computed on first use).
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = Path(__file__).resolve().parents[2]
 FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 CACHE = ROOT / ".benchmarks-cache" / "emergent-features"
 

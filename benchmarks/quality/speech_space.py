@@ -1,6 +1,6 @@
 """Text -> recording retrieval with an attached audio-text space, on FSDD spoken digits.
 
-    .venv/bin/python benchmarks/speech_space.py [--quick] [--data DIR] [--out FILE]
+    .venv/bin/python -m benchmarks.quality.speech_space [--quick] [--data DIR] [--out FILE]
 
 1. `sensorium align` (library job API, the same path as the CLI) trains an audio+text space on the
    clips of george, jackson and lucas (1,500), each paired with its digit word ("seven"), clips of
@@ -21,19 +21,17 @@ import argparse
 import csv
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from sensorium import Collection
+from sensorium.align.job import run_align
+from sensorium.experts import ExpertConfig
 
-from sensorium import Collection  # noqa: E402
-from sensorium.align.job import run_align  # noqa: E402
-from sensorium.experts import ExpertConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fsdd"
 CACHE = ROOT / ".benchmarks-cache"
@@ -175,7 +173,7 @@ def main() -> None:
 
 
 def write_report(args, summary, results, attached, n_train, n_test, align_seconds, index_seconds, report) -> None:
-    command = ".venv/bin/python benchmarks/speech_space.py" + (" --quick" if args.quick else "")
+    command = ".venv/bin/python -m benchmarks.quality.speech_space" + (" --quick" if args.quick else "")
     lines = [
         "# Speech space: text -> recording retrieval on FSDD (nicolas held out)",
         "",

@@ -4,7 +4,7 @@ Data: 384-d float32 L2-normalised vectors drawn from a gaussian mixture (cluster
 embeddings, so the ANN graph is not tested on trivially uniform noise). Queries are perturbed
 held-out points. Recall@10 is measured against exact numpy brute force.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/ann_compare.py --sizes 10000 100000 --threads 2
+    .venv/bin/python -m benchmarks.speed.ann_compare --sizes 10000 100000 --threads 2
 
 Measured per backend: build time, add-one-at-a-time cost, delete cost, save / load / view(mmap)
 time, warm single-query latency p50/p99 for k=10 (one thread, as a search process does), recall@10,

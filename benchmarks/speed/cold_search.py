@@ -1,6 +1,6 @@
 """Cold `sensorium search`: a new process, to its first printed result, on a 10,000-item collection.
 
-    .venv/bin/python benchmarks/cold_search.py [--items 10000] [--runs 5]
+    .venv/bin/python -m benchmarks.speed.cold_search [--items 10000] [--runs 5]
 
 The collection is built directly through the catalog and vector store with synthetic vectors
 (the issue allows synthetic vectors for scale); the query runs the real CLI, text encoder included.
@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _synthetic import write_synthetic_collection  # noqa: E402
+from benchmarks.common.synthetic import write_synthetic_collection
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".benchmarks-cache"
 
 

@@ -1,6 +1,6 @@
 """Peak memory while indexing many photos, and whether it grows with the collection.
 
-    .venv/bin/python benchmarks/index_memory.py [--photos 10000] [--no-ocr] [--shard-mib M] [--no-trim]
+    .venv/bin/python -m benchmarks.speed.index_memory [--photos 10000] [--no-ocr] [--shard-mib M] [--no-trim]
 
 Samples the process's resident set size (VmRSS) every 0.5 s while `Collection.index` runs and
 prints it at each tenth of the run, then the peak (VmHWM). Memory that does not grow with the
@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _photos import photo_folder  # noqa: E402
+from benchmarks.common.photos import photo_folder
 
 
 def rss_mb(field: str = "VmRSS") -> float:

@@ -1,7 +1,7 @@
 """Indexing speed: end-to-end vs encoder-only time on 1,000 photos, re-indexing an unchanged
 collection, and items/s per modality.
 
-    .venv/bin/python benchmarks/index_speed.py [--photos 1000] [--quick] [--no-trim]
+    .venv/bin/python -m benchmarks.speed.index_speed [--photos 1000] [--quick] [--no-trim]
 
 Encoder-only time is the image experts (EfficientNet + label bridge + people + OCR) run alone on
 already decoded photos in the same batches; the rest of end-to-end time is decoding, hashing,
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _photos import photo_folder  # noqa: E402
+from benchmarks.common.photos import photo_folder
 
 
 def main() -> None:

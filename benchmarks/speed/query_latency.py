@@ -6,7 +6,7 @@ path), saves it, reopens it as a memory-mapped view the way a search process doe
 queries: ANN search + `catalog.segments` lookup of the hits, with and without a kind filter.
 Recall@10 is against exact numpy brute force.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/query_latency.py --n 100000 [--one-index]
+    .venv/bin/python -m benchmarks.speed.query_latency --n 100000 [--one-index]
 
 `--one-index` keeps the space in one usearch file (the layout before shards) for a before/after.
 `--shard-mib 8` makes many shards (19 at 100k), the shard count of a collection ten times larger.
@@ -15,19 +15,17 @@ Warm searches are timed with the shards searched one at a time and all at once, 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
+from benchmarks.speed.ann_compare import DIM, alternating, clustered, make_queries, print_rows
 
-from sensorium.index.catalog import Catalog, FileState, NewSegment  # noqa: E402
-from sensorium.index import vectors  # noqa: E402
-from sensorium.index.vectors import VectorStore  # noqa: E402
+from sensorium.index.catalog import Catalog, FileState, NewSegment
+from sensorium.index import vectors
+from sensorium.index.vectors import VectorStore
 
 K = 10
 PER_ITEM = 20

@@ -1,6 +1,6 @@
 """Load on `sensorium serve`: concurrent text searches and thumbnail fetches, idle and while indexing.
 
-    .venv/bin/python benchmarks/serve_load.py [--items 10000] [--seconds 60] [--clients 32] [--quick]
+    .venv/bin/python -m benchmarks.speed.serve_load [--items 10000] [--seconds 60] [--clients 32] [--quick]
 
 The collection's items are REAL JPEGs (so thumbnails are really decoded and drawn), inserted through
 the catalog and vector store with synthetic vectors instead of running the experts (as in
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _photos import CACHE, photo_folder  # noqa: E402
-from _synthetic import write_synthetic_collection  # noqa: E402
+from benchmarks.common.photos import CACHE, photo_folder
+from benchmarks.common.synthetic import write_synthetic_collection
 
-from sensorium.serve.process import start_server, stop_server  # noqa: E402
+from sensorium.serve.process import start_server, stop_server
 
 PHOTO_WIDTH = 320
 QUERIES = [

@@ -5,23 +5,21 @@ collection), removes a share of the vectors from the older shards, then saves tw
 state: once as before (sparse shards kept) and once with `VectorStore._compact`. Times the save and
 warm searches over each layout (interleaved) and checks recall against exact search.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/shard_compaction.py [--n 100000] [--shard-mib 8] [--remove 0.7]
+    .venv/bin/python -m benchmarks.speed.shard_compaction [--n 100000] [--shard-mib 8] [--remove 0.7]
 """
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
+from benchmarks.speed.ann_compare import DIM, alternating, clustered, make_queries, print_rows
 
-from sensorium.index.vectors import VectorStore  # noqa: E402
+from sensorium.index.vectors import VectorStore
 
 K = 10
 

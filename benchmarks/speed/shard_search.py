@@ -5,12 +5,11 @@ the index): synthetic clustered 384-d vectors added the way the indexer adds the
 as memory-mapped views the way a search process sees them, then warm searches timed both ways,
 interleaved query by query. Recall@10 against exact search is computed after the timing.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/shard_search.py [--n 1000000]
+    .venv/bin/python -m benchmarks.speed.shard_search [--n 1000000]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,11 +17,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ann_compare import DIM, alternating, clustered, make_queries, print_rows  # noqa: E402
+from benchmarks.speed.ann_compare import DIM, alternating, clustered, make_queries, print_rows
 
-from sensorium.index import vectors  # noqa: E402
-from sensorium.index.vectors import VectorStore  # noqa: E402
+from sensorium.index import vectors
+from sensorium.index.vectors import VectorStore
 
 K = 10
 BATCH = 20_000

@@ -8,7 +8,7 @@ Two label sets: the ten digits (shipped) and ten fruit names (not shipped).
 The model itself is loaded before the timing in both. `--src` points at another checkout's `src/`
 to time an older version the same way (A/B on one machine).
 
-Usage: .venv/bin/python benchmarks/spoken_label_cost.py [--clips 40] [--src PATH]
+Usage: .venv/bin/python -m benchmarks.speed.spoken_label_cost [--clips 40] [--src PATH]
 Data: ../shared/data/fsdd (clips of all four speakers).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "fsdd"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # ten labels outside the package's template seed: what any other label set costs the first time
@@ -30,10 +30,9 @@ OTHER = ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "orang
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
 from sensorium.experts.speech import SpeechRecognizer
 from sensorium.readers.audio import read_audio
-words = json.loads(sys.argv[2]); paths = [Path(p) for p in json.loads(sys.argv[3])]
+words = json.loads(sys.argv[1]); paths = [Path(p) for p in json.loads(sys.argv[2])]
 clips = [read_audio(p) for p in paths]
 recognizer = SpeechRecognizer(); recognizer.model
 start = time.perf_counter(); recognizer.score_candidates(clips[0], words); first = time.perf_counter() - start
@@ -46,7 +45,10 @@ print(json.dumps({"first": first, "each": each}))
 
 
 def run_child(src: Path, home: Path, paths: list[Path], words: list[str]) -> dict:
-    env = dict(os.environ, SENSORIUM_HOME=str(home))
+    # `src` comes first on the child's path (PYTHONPATH precedes the installed package), so --src
+    # times another checkout the same way
+    env = dict(os.environ, SENSORIUM_HOME=str(home),
+               PYTHONPATH=os.pathsep.join(filter(None, (str(src), os.environ.get("PYTHONPATH")))))
     # the joined Whisper folder is shared, so a fresh home does not copy 145 MB again
     models = Path(os.environ.get("SENSORIUM_HOME", Path.home() / ".cache" / "sensorium")) / "models"
     (home / "models").mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ def run_child(src: Path, home: Path, paths: list[Path], words: list[str]) -> dic
         target = home / "models" / entry.name
         if not target.exists():
             target.symlink_to(entry)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(src), json.dumps(words), json.dumps([str(p) for p in paths])],
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(words), json.dumps([str(p) for p in paths])],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -1,6 +1,6 @@
 """Memory of the vector stores while a large collection is indexed: one index per space vs shards.
 
-    .venv/bin/python benchmarks/store_memory.py [--photos 50000] [--save-every 1000]
+    .venv/bin/python -m benchmarks.speed.store_memory [--photos 50000] [--save-every 1000]
 
 What `Collection.index` does to the ANN indexes for each photo, without the encoders: one 384-d
 shared vector and one 1,280-d image vector per photo (synthetic, clustered unit vectors) added
@@ -11,7 +11,7 @@ and the peak VmHWM) is that layout's alone:
   one index   capacity larger than the run: the single usearch file per space of before shards;
   shards      the default capacity (about `SHARD_BYTES` of float32 per shard).
 
-The real 10,000-photo run (`benchmarks/index_memory.py`) showed RSS growing ~9.5 KB per photo after
+The real 10,000-photo run (`benchmarks/speed/index_memory.py`) showed RSS growing ~9.5 KB per photo after
 the models loaded, the size of these indexes; this isolates that part at larger scale.
 """
 from __future__ import annotations
@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.speed.index_memory import rss_mb
 
-from index_memory import rss_mb  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SPACES = {"shared": 384, "image": 1280}
 
@@ -87,8 +85,9 @@ def main() -> None:
 
     results = {}
     for layout in ("one index", "shards"):
-        out = subprocess.run([sys.executable, __file__, "--child", layout, "--photos", str(args.photos),
-                              "--save-every", str(args.save_every)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.speed.store_memory", "--child", layout,
+                              "--photos", str(args.photos), "--save-every", str(args.save_every)],
+                             cwd=ROOT, capture_output=True, text=True, check=True)
         results[layout] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{layout}: {results[layout]['seconds']:.0f} s", file=sys.stderr, flush=True)
 

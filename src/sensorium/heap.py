@@ -7,7 +7,7 @@ memory and slowly grow. `malloc_trim(0)` returns them (the top of each heap, and
 inside it). It is cheap (measured here: 1 ms on a fragmented heap, 50 ms when it hands back 180 MB),
 so the indexer calls it after every batch.
 
-Measured (BENCHMARKS.md "Memory while indexing"): `benchmarks/index_memory.py --photos
+Measured (BENCHMARKS.md "Memory while indexing"): `benchmarks/speed/index_memory.py --photos
 3000` with and without `--no-trim`, ~410 MB resident instead of ~600 MB; 10,000 photos, RSS flat
 (420 MB at photo 1,007, 383 MB at 10,000) where it grew 5.3 KB/photo before.
 """

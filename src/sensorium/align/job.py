@@ -17,7 +17,7 @@ Heads and the frozen features feeding them (cached on disk, see features.py):
 
 An image-text job is combined with the label bridge's cosine: `combine = "auto"` picks w by
 k-fold cross-validation BY PHOTO on the training pairs, from candidates that include 0, so the
-attached space is never worse than the bridge alone on the training data (benchmarks/coco_align.py).
+attached space is never worse than the bridge alone on the training data (benchmarks/quality/coco_align.py).
 An audio-text space attaches too (search.py: a sound window scores the bridge cosine of the speech
 over it, if any, + w * learned cosine); its w is `combine = NUMBER`, default 1 (no CV: the bridge
 part is a transcript, absent for sounds without words). Other spaces load with `Space.load`.

@@ -28,7 +28,7 @@ from .base import ModelInfo, package_version, sha256_of
 INPUT_SIZE = 224
 # Shorter side resized to this before the centre crop: the classic 0.875 ImageNet crop ratio. On
 # skimage's chelsea/coffee/astronaut/rocket photos and on COCO retrieval it beat a direct resize
-# to 224x224 (see benchmarks/coco_retrieval.py --ablate-resize).
+# to 224x224 (see benchmarks/quality/coco_retrieval.py --ablate-resize).
 RESIZE_SHORTER = 256
 CROP_LAYOUTS = ("full", "grid", "five")
 

@@ -146,7 +146,7 @@ class SpeechRecognizer:
           being a prefix.
 
         Three corrections, chosen on FSDD speakers george, jackson and lucas only (nicolas held out,
-        see benchmarks/fsdd_zeroshot.py): the clip is scored at three speeds (x0.9, x1, x1.1) and
+        see benchmarks/quality/fsdd_zeroshot.py): the clip is scored at three speeds (x0.9, x1, x1.1) and
         the log-likelihoods averaged (test-time augmentation: one tight cut or odd tempo matters
         less); for single-token forms, a clip shorter than 0.5 s is also heard said three times in
         a row (0.1 s apart) at each speed (only the first word is scored, and a word of 0.2 s is
@@ -311,7 +311,7 @@ class SpeechRecognizer:
 
         Not Whisper's fixed 30 s: the decoder cross-attends to every encoder frame, so a short
         window makes scoring far cheaper. The minimum (4 s) was chosen on the dev speakers, where
-        it beat 2 s (see benchmarks/fsdd_zeroshot.py).
+        it beat 2 s (see benchmarks/quality/fsdd_zeroshot.py).
         """
         longest = max(len(c) for c in clips) / SAMPLE_RATE
         window = int(np.ceil(max(longest + SCORE_MARGIN_SECONDS, MIN_SCORE_SECONDS)))

@@ -16,7 +16,7 @@ The Whisper vectors are the encoder frames of the decoder's own scoring pass, av
 frames that hold the clip (`sensorium.experts.whisper.pool_frames`), so they cost nothing extra;
 the clip is compared at the three speeds the decoder hears (`SPEED_FACTORS`) and the cosines are
 averaged. The templates are encoded the same way. Every constant here was chosen on FSDD's dev speakers george, jackson and
-lucas by log-loss; nicolas was held out (benchmarks/fsdd_zeroshot.py, BENCHMARKS.md).
+lucas by log-loss; nicolas was held out (benchmarks/quality/fsdd_zeroshot.py, BENCHMARKS.md).
 
 The templates' vectors depend only on the words, the voices and the model, so they are kept on disk
 (`paths.home()/cache/spoken-templates`) and a new process classifying with the same labels does not

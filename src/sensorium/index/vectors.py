@@ -1,6 +1,6 @@
 """The ANN index of one embedding space, persisted as usearch files (shards) in the collection folder.
 
-Why usearch (benchmarks/ann_compare.py; figures in the project's benchmark notes): at 100k vectors its
+Why usearch (benchmarks/speed/ann_compare.py; figures in the project's benchmark notes): at 100k vectors its
 HNSW answers in ~1 ms with recall@10 ~0.995, it deletes by key (faiss HNSW cannot), needs no training
 (faiss IVF's centroids would go stale as a collection grows file by file), and it memory-maps a saved
 index (`view`), so a search process starts without reading the whole file. Below `EXACT_BELOW`
@@ -46,7 +46,7 @@ SHARD_BYTES = 128 * 2**20
 
 Each shard searched costs a full HNSW descent (~0.5-1 ms), so this is memory against latency: at
 100k 384-d vectors one file answered in 1.39 ms, 128 MiB shards (2) in 2.40, 64 MiB (3) in 2.97 and
-32 MiB (5) in 4.96 ms (benchmarks/query_latency.py --shard-mib). The warm text query has a 15 ms
+32 MiB (5) in 4.96 ms (benchmarks/speed/query_latency.py --shard-mib). The warm text query has a 15 ms
 budget at 100k vectors and the text encoder alone took 10.3 ms p50 of it in a profiled run; 128 MiB
 keeps indexing under ~150 MB per space, well inside its 1.5 GB budget with the models. Shards are
 searched in parallel (`SEARCH_THREADS`): 19 shards took 10.8 ms instead of 16.1 on 2 cores."""

@@ -9,7 +9,7 @@ confident clips can carry unsure ones (label propagation, Zhou et al. 2004, on a
 Only neighbours closer than `AGREE_MIN_COSINE` vote, so a small batch of unrelated clips barely
 moves anything. The constants were chosen on FSDD speakers george, jackson and lucas only, by log-loss
 averaged over random batches of 2 to 2,000 clips, with the rule that no batch size may lose dev accuracy
-(benchmarks/fsdd_zeroshot.py --together); nicolas was held out.
+(benchmarks/quality/fsdd_zeroshot.py --together); nicolas was held out.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Here the text space is all-MiniLM-L6-v2's, so an image vector can be compared wi
 by a plain inner product, and an ANN index over image vectors answers text queries.
 
 Improvements over the plain recipe, each switchable in `BridgeConfig` and measured in
-benchmarks/coco_retrieval.py:
+benchmarks/quality/coco_retrieval.py:
 - several prompt templates per class, averaged (CLIP-style prompt ensembling);
 - cleaned class names (no Latin binomials, "crane bird" vs "construction crane");
 - hypernyms: captions say "a dog", not "a Norwich terrier", so each class vector is pulled toward
@@ -82,7 +82,7 @@ class BridgeConfig:
     """How class probabilities become one text-space vector. `plain()` is textbook ConSE.
 
     The defaults are the shipped bridge. Generic options (crop layout, power, top-k, person
-    weight) were chosen among a few values on COCO-mini retrieval; see benchmarks/coco_retrieval.py.
+    weight) were chosen among a few values on COCO-mini retrieval; see benchmarks/quality/coco_retrieval.py.
     """
 
     templates: tuple[str, ...] = TEMPLATES

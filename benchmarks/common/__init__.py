@@ -1,0 +1,1 @@
+"""Helpers the benchmark scripts share: photo sets, synthetic collections, the fusion table."""

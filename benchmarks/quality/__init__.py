@@ -1,0 +1,1 @@
+"""Accuracy and retrieval benchmarks (results in BENCHMARKS.md)."""

@@ -1,0 +1,1 @@
+"""Latency, memory and throughput benchmarks (results in BENCHMARKS.md)."""
