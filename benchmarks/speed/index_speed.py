@@ -35,7 +35,7 @@ def main() -> None:
     from rich.table import Table
 
     from sensorium import Collection
-    from sensorium.collection import IMAGE_BATCH
+    from sensorium.indexing import IMAGE_BATCH
     from sensorium.readers import read
     from sensorium.space.image_bridge import bridge_for
 

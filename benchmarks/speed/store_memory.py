@@ -56,7 +56,7 @@ def run_layout(layout: str, photos: int, save_every: int) -> dict:
             for j in range(batch):
                 photo = start + j
                 for space, store in stores.items():
-                    store.add(np.array([photo]), made[space][j:j + 1], new=True)  # as Collection._store
+                    store.add(np.array([photo]), made[space][j:j + 1], new=True)  # as Indexer._store
                 if (photo + 1) % save_every == 0:
                     t0 = time.perf_counter()
                     for store in stores.values():

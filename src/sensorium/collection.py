@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ReadError, SensoriumError, UnsupportedFileError
 from .experts import ExpertConfig, Experts
+from .indexing import IMAGE_BATCH, READ_AHEAD, SAVE_EVERY_SECONDS, IndexReport, Progress, ShouldStop  # noqa: F401 - re-exported
 from .space.segments import AUDIO, AUDIO_DIM, CLIP, IMAGE, SHARED
 
 CATALOG_FILE = "catalog.sqlite"
@@ -25,43 +24,8 @@ MODEL_FIELDS = ("text_dir", "image_weights", "speech_dir", "clip_dir")  # what m
 SPACES_DIR = "spaces"  # attached learned spaces, one folder per content id
 ATTACHED_KEY, ATTACHING_KEY = "attached_space", "attaching_space"  # catalog meta keys
 ATTACH_BATCH = 512
-SAVE_EVERY_SECONDS = 30.0
-IMAGE_BATCH = 16
-READ_AHEAD = 8
 
-Progress = Callable[[int, int, str], None]
 AttachProgress = Callable[[int, int], None]  # (segments done, total); may raise to abort (tests)
-ShouldStop = Callable[[], bool]  # polled between files; True ends the run early (each file is one transaction)
-
-
-@dataclass
-class IndexReport:
-    """What one `index` run did. `failed` lists (path, reason) for each file that could not be read."""
-
-    folder: str
-    scanned: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    touched: int = 0
-    removed: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    cancelled: bool = False  # stopped early by `should_stop`; files not reached are indexed next run
-    seconds: float = 0.0
-    read_seconds: float = 0.0
-    encode_seconds: dict[str, float] = field(default_factory=dict)
-    encoded_items: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def as_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in (
-            "folder", "scanned", "added", "updated", "unchanged", "touched", "removed", "cancelled", "seconds",
-            "read_seconds", "encode_seconds", "encoded_items")}
-        out["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
-        return out
 
 
 class Collection:
@@ -267,194 +231,16 @@ class Collection:
     # --- indexing ---------------------------------------------------------------------------
     def index(self, folder: str | Path, progress: Progress | None = None,
               should_stop: ShouldStop | None = None) -> IndexReport:
-        """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
+        """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones
+        (`sensorium.indexing` runs the pipeline; this takes the writer lock and hands it the parts)."""
         from .index.lock import WriterLock
-
-        with WriterLock(self.dir):
-            return self._index_locked(Path(folder).expanduser().resolve(), progress, should_stop)
-
-    def _index_locked(self, folder: Path, progress: Progress | None,
-                      should_stop: ShouldStop | None = None) -> IndexReport:
-        from .index.catalog import FileState
-        from .index.scan import content_hash, scan
-
-        if not folder.is_dir():
-            raise SensoriumError(f"{folder}: not a folder")
-        started = time.perf_counter()
-        report = IndexReport(folder=str(folder))
-        catalog = self.catalog
-        stores = {space: self.store(space) for space in self.spaces()}
-
-        seen: set[str] = set()
-        todo: list[tuple[FileState, str]] = []
-        for scanned in scan(folder, exclude=[self.dir]):
-            path = str(scanned.path)
-            seen.add(path)
-            report.scanned += 1
-            known = catalog.item_state(path)
-            if known and known.size == scanned.size and known.mtime_ns == scanned.mtime_ns:
-                report.unchanged += 1
-                continue
-            state = FileState(path, scanned.size, scanned.mtime_ns, None)
-            try:
-                state.content_hash = content_hash(scanned.path)
-            except OSError as error:
-                self._fail(report, state, scanned.kind, f"cannot read file: {error.strerror or error}")
-                continue
-            if known and known.content_hash == state.content_hash and (catalog.item(path) is not None):
-                catalog.touch(path, scanned.size, scanned.mtime_ns)
-                report.touched += 1
-                continue
-            todo.append((state, scanned.kind))
-
-        gone = catalog.paths(under=str(folder)) - seen
-        if gone:
-            removed_ids = catalog.remove_paths(sorted(gone))
-            for store in stores.values():
-                store.remove(removed_ids)
-            report.removed = len(gone)
-
-        self._embed_all(todo, report, stores, progress, should_stop)
-        for store in stores.values():
-            store.save()
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _embed_all(self, todo, report: IndexReport, stores, progress: Progress | None,
-                   should_stop: ShouldStop | None = None) -> None:
-        from .heap import release_free_memory
+        from .indexing import Indexer
         from .space.embed import Embedder
 
-        embedder = Embedder(self.experts)
-        total = len(todo)
-        done = 0
-        last_save = time.perf_counter()
-        pending_images: list = []
-
-        def flush_images() -> None:
-            nonlocal done
-            if not pending_images:
-                return
-            began = time.perf_counter()
-            try:
-                results = embedder.embed_images([payload for _, _, payload in pending_images])
-            except Exception:  # noqa: BLE001 - one bad image must not fail its batch: retry one by one
-                results = None
-            self._time(report, "image", began, len(pending_images))
-            for index, (state, kind, payload) in enumerate(pending_images):
-                if results is None:
-                    try:
-                        segments = embedder.embed_images([payload])[0]
-                    except Exception as error:  # noqa: BLE001 - recorded per file
-                        self._fail(report, state, kind, f"image encoder failed: {_reason(error)}")
-                        continue
-                else:
-                    segments = results[index]
-                self._store(report, state, kind, None, {"width": payload.size[0], "height": payload.size[1]},
-                            segments, stores)
-            done += len(pending_images)
-            pending_images.clear()
-            release_free_memory()  # the batch's decoded pixels and OCR tensors, back to the OS
-
-        for state, kind, payload, read_time, error in self._read_ahead(todo):
-            if should_stop is not None and should_stop():
-                report.cancelled = True
-                break
-            report.read_seconds += read_time
-            if error is not None:
-                self._fail(report, state, kind, error)
-                done += 1
-            elif kind == "image":
-                pending_images.append((state, kind, payload))
-                if len(pending_images) >= IMAGE_BATCH:
-                    flush_images()
-            else:
-                began = time.perf_counter()
-                try:
-                    segments = embedder.embed(payload)
-                except Exception as error:  # noqa: BLE001 - one bad file never stops the batch
-                    self._fail(report, state, kind, f"{kind} encoder failed: {_reason(error)}")
-                else:
-                    self._time(report, kind, began, 1)
-                    self._store(report, state, kind, _duration(payload), _meta(payload), segments, stores)
-                release_free_memory()
-                done += 1
-            if progress:
-                progress(done + len(pending_images), total, state.path)
-            if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
-                for store in stores.values():
-                    store.save()
-                last_save = time.perf_counter()
-        flush_images()
-        if progress and not report.cancelled:
-            progress(total, total, "")
-
-    def _read_ahead(self, todo) -> Iterator[tuple]:
-        """Decode files in a background thread while the encoders work on earlier ones."""
-        from .readers import read
-
-        def load(entry):
-            state, kind = entry
-            began = time.perf_counter()
-            try:
-                payload = read(state.path)
-                return state, kind, payload, time.perf_counter() - began, None
-            except UnsupportedFileError as error:
-                return state, kind, None, time.perf_counter() - began, error.reason
-            except ReadError as error:
-                return state, kind, None, time.perf_counter() - began, error.reason
-            except Exception as error:  # noqa: BLE001 - a reader bug must not stop the batch
-                return state, kind, None, time.perf_counter() - began, f"unexpected {type(error).__name__}: {error}"
-
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sensorium-read") as pool:
-            window = []
-            entries = iter(todo)
-            for entry in entries:
-                window.append(pool.submit(load, entry))
-                if len(window) >= READ_AHEAD:
-                    yield window.pop(0).result()
-            for future in window:
-                yield future.result()
-
-    def _store(self, report, state, kind, duration, meta, segments, stores) -> None:
-        from .index.catalog import NewSegment
-
-        was_known = self.catalog.item(state.path) is not None
-        self._add_learned(segments, stores)
-        rows = [NewSegment(start=s.start, end=s.end, source=s.source, text=s.text, labels=s.labels,
-                           vectors=s.vectors) for s in segments]
-        _, new_ids, removed_ids = self.catalog.put_item(state, kind, duration, meta, rows)
-        for space, store in stores.items():
-            if removed_ids:
-                store.remove(removed_ids)
-            ids = [i for i, s in zip(new_ids, segments) if space in s.vectors]
-            if ids:
-                import numpy as np
-
-                store.add(np.asarray(ids, dtype=np.int64),  # fresh catalog ids
-                          np.stack([s.vectors[space] for s in segments if space in s.vectors]), new=True)
-        if was_known:
-            report.updated += 1
-        else:
-            report.added += 1
-
-    def _add_learned(self, segments, stores) -> None:
-        """New image/shot segments and sound windows get the attached space's vector too, in the same
-        transaction (each from the head that reads its stored vectors)."""
-        attached = self.attached_space()
-        if attached is None or attached.name not in stores:
-            return
-        for position, vector in attached.embed_segments(segments).items():
-            segments[position].vectors[attached.name] = vector
-
-    def _fail(self, report, state, kind, reason: str) -> None:
-        self.catalog.record_failure(state, kind, reason)
-        report.failed.append((state.path, reason))
-
-    @staticmethod
-    def _time(report, kind: str, began: float, count: int) -> None:
-        report.encode_seconds[kind] = report.encode_seconds.get(kind, 0.0) + time.perf_counter() - began
-        report.encoded_items[kind] = report.encoded_items.get(kind, 0) + count
+        with WriterLock(self.dir):
+            stores = {space: self.store(space) for space in self.spaces()}
+            indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,))
+            return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop)
 
     # --- reading back -----------------------------------------------------------------------
     def search(self, text: str | None = None, image: str | Path | None = None,
@@ -502,25 +288,3 @@ def stored_experts(directory: str | Path) -> ExpertConfig | None:
     if not path.is_file():
         return None
     return ExpertConfig.from_json(json.loads(path.read_text())["experts"])
-
-
-def _reason(error: Exception) -> str:
-    """Our own errors already read as a sentence; anything else gets its type named."""
-    if isinstance(error, SensoriumError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-def _duration(payload) -> float | None:
-    return float(payload.duration) if hasattr(payload, "duration") else None
-
-
-def _meta(payload) -> dict:
-    meta: dict = {}
-    if getattr(payload, "modality", None) == "text":
-        meta["encoding"] = payload.encoding
-        meta["chars"] = len(payload.text)
-    if getattr(payload, "modality", None) == "video":
-        meta["frames"] = len(payload.frames)
-        meta["has_audio"] = payload.audio is not None
-    return meta
