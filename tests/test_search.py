@@ -23,7 +23,22 @@ def test_the_place_matching_most_terms_wins_and_single_matches_tie_to_the_earlie
     assert matched_span(_row(SENTENCE), "rocket launch")[0] < 5  # not the lone "Rocket!" at 9 s
     assert matched_span(_row(SENTENCE), "rockets")[0] < 5  # plural query, two places: the earlier
     start, end = matched_span(_row(SENTENCE), "films")
-    assert start == 1.2 and abs(end - 2.3) < 1e-6
+    assert abs(start - (1.5 - SPAN_CONTEXT_SECONDS)) < 1e-6 and abs(end - (2.0 + SPAN_CONTEXT_SECONDS)) < 1e-6
+
+
+def test_words_asked_for_across_a_segment_boundary_make_one_place():
+    """Whisper ended a segment after "musician"; the hit is the next segment, holding "violin"."""
+    before = [(11.9, 12.3, "an"), (12.3, 12.6, "old"), (12.6, 13.1, "musician")]
+    after = [(13.7, 13.9, "his"), (13.94, 14.2, "violin"), (14.2, 14.5, "under")]
+    hit = _row(after, start=13.7, end=16.4)
+    assert matched_span(hit, "musician violin")[0] > 13.5  # its own words alone
+    start, end = matched_span(hit, "musician violin", sorted(before + after))
+    assert abs(start - (12.6 - SPAN_CONTEXT_SECONDS)) < 1e-6 and abs(end - (14.2 + SPAN_CONTEXT_SECONDS)) < 1e-6
+    # the same word in the neighbour and in the hit's own segment, far apart: the hit's own wins the tie
+    earlier = [(10.0, 10.4, "violin")]
+    assert matched_span(hit, "violin", sorted(earlier + after))[0] > 13.5
+    lone = matched_span(_row(after, start=13.7, end=16.4), "musician", sorted(before + after))
+    assert abs(lone[0] - (12.6 - SPAN_CONTEXT_SECONDS)) < 1e-6  # only the neighbour holds it
 
 
 def test_no_span_without_word_times_matches_or_speech():
@@ -36,7 +51,7 @@ def test_no_span_without_word_times_matches_or_speech():
 def test_the_span_stays_inside_the_file_and_the_reason_gives_its_times():
     row = _row([(0.1, 0.5, "rocket")], end=0.6)
     start, end = matched_span(row, "rocket")
-    assert start == 0.0 and end == 0.6
+    assert start == 0.0 and end == 0.6  # clamped to the file's start and the segment's end
     why = explain(_row(SENTENCE), None, 1.0, Query(), 4.6, 6.4)
     assert "at 0:04.6-0:06.4" in why and "words match" in why
 

@@ -34,7 +34,9 @@ STOPWORDS = frozenset(
     "so that the their this to was we were what when where which who why will with you your".split())
 LEXICAL_WEIGHT = 0.15  # a full lexical match adds this much to a cosine similarity
 CANDIDATES_PER_HIT = 8  # segments fetched from each space per requested hit
-SPAN_CONTEXT_SECONDS = 0.3  # a matched word span starts this much before its first word and ends after its last
+# a matched word span starts this much before its first word and ends as much after its last; Whisper's word
+# starts already run ~0.2 s before the sound (benchmarks/quality/word_spans.py), so a player gets ~0.4 s of lead-in
+SPAN_CONTEXT_SECONDS = 0.2
 SPAN_GAP_SECONDS = 2.0  # matched words further apart than this are separate places in the sentence
 
 
@@ -163,7 +165,7 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
         if wanted and row.kind not in wanted:
             continue
         seen_items.add(row.item_id)
-        start, end = matched_span(row, query.lexical) or (row.start, row.end)
+        start, end = matched_span(row, query.lexical, _words_around(catalog, row)) or (row.start, row.end)
         hits.append(Hit(path=row.path, kind=row.kind, score=score, start=start, end=end,
                         why=explain(row, space_of.get(segment_id), lexical.get(segment_id), query, start, end),
                         source=row.source, item_id=row.item_id, segment_id=segment_id,
@@ -230,14 +232,17 @@ def _cosines(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray) -> dict[in
     return dict(zip(ids.tolist(), (matrix @ vector).tolist())) if len(ids) else {}
 
 
-def matched_span(row, lexical: str) -> tuple[float, float] | None:
+def matched_span(row, lexical: str, words=None) -> tuple[float, float] | None:
     """(start, end) around the words of a spoken segment that match the query's terms, with a little
     context; None when the segment has no word times or none of its words match.
 
-    Words match when they are equal after lower-casing and a light stemming ("launches" ~ "launch").
-    Matched words further apart than `SPAN_GAP_SECONDS` are separate places; the one matching the
-    most distinct terms wins (the earliest on a tie)."""
-    words = getattr(row, "words", None)
+    `words` defaults to the segment's own; a caller may add its neighbours' (Whisper may end a
+    segment in the middle of the words asked for). Words match when they are equal after
+    lower-casing and a light stemming ("launches" ~ "launch"). Matched words further apart than
+    `SPAN_GAP_SECONDS` are separate places; the one matching the most distinct terms wins, the one
+    inside the hit's own segment on a tie, then the earliest."""
+    own = getattr(row, "words", None) or []
+    words = own if words is None else words
     if not words or not lexical or row.source not in SPEECH_SOURCES:
         return None
     terms = {_stem(t) for t in lexical.split()} - {""}
@@ -251,12 +256,25 @@ def matched_span(row, lexical: str) -> tuple[float, float] | None:
             places.append([word])
         else:
             places[-1].append(word)
-    best = max(places, key=lambda place: (len({stem for *_, stem in place}), -place[0][0]))
+    inside = {(float(start), float(end)) for start, end, _ in own}
+    best = max(places, key=lambda place: (len({stem for *_, stem in place}),
+                                          any((start, end) in inside for start, end, _ in place), -place[0][0]))
     start = max(0.0, best[0][0] - SPAN_CONTEXT_SECONDS)
     end = best[-1][1] + SPAN_CONTEXT_SECONDS
     if row.end is not None:
         end = min(end, max(float(row.end), best[-1][1]))
     return round(start, 3), round(end, 3)
+
+
+def _words_around(catalog, row) -> list | None:
+    """The words of a spoken hit's segment and of its item's speech segments within
+    `SPAN_GAP_SECONDS` of it, in time order; None for other segments (they have no words)."""
+    if row.source not in SPEECH_SOURCES or row.start is None or not row.words:
+        return None
+    near = [span[0] for span in catalog.item_segments([row.item_id], SPEECH_SOURCES)
+            if span[3] >= row.start - SPAN_GAP_SECONDS and span[2] <= row.end + SPAN_GAP_SECONDS]
+    words = [word for segment in catalog.segments(near) for word in segment.words]
+    return sorted(words) or None
 
 
 def _stem(word: str) -> str:
