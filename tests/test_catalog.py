@@ -270,3 +270,25 @@ def test_ocr_and_word_times_round_trip_and_ocr_is_searchable(catalog: Catalog):
     assert (photo_row.text, photo_row.ocr) == ("street sign", "NO PARKING")
     assert speech_row.words == words
     assert [sid for sid, _ in catalog.lexical("parking", 5)] == [photo_id]
+
+
+def test_read_only_handle_reads_never_writes_and_refuses_an_old_schema(tmp_path: Path):
+    rng = np.random.default_rng(4)
+    with Catalog(tmp_path / "catalog.sqlite") as writer:
+        segment = NewSegment(0.0, 1.0, "speech", "hello there", [], {"shared": _vec(rng)}, words=[(0.1, 0.4, "hello")])
+        item_id, (segment_id,), _ = writer.put_item(FileState("/p/a.wav", 1, 1, "h"), "audio", 1.0, {}, [segment])
+        reader = Catalog(tmp_path / "catalog.sqlite", readonly=True)
+        item, rows = reader.item_detail(item_id)
+        assert item.path == "/p/a.wav" and [r.id for r in rows] == [segment_id] and rows[0].words == [(0.1, 0.4, "hello")]
+        assert reader.counts() == {"audio": 1} and reader.segment_count() == 1
+        # a write through the read-only handle fails; the writer's later commits are seen
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.set_meta("x", 1)
+        writer.put_item(FileState("/p/b.wav", 1, 1, "i"), "audio", 1.0, {}, [])
+        assert reader.counts() == {"audio": 2}
+        for unknown in (10**6, 2**63, -(2**63) - 1, 2**70):  # ids from URLs: unknown, never an OverflowError
+            assert reader.item_by_id(unknown) is None and reader.item_detail(unknown) is None
+        reader.close()
+    _catalog_of_schema_1(tmp_path / "old.sqlite")
+    with pytest.raises(ConfigError, match="migrate"):
+        Catalog(tmp_path / "old.sqlite", readonly=True)

@@ -75,3 +75,36 @@ def test_edited_file_gets_a_new_thumbnail(tmp_path: Path):
     second = cache.get(photo, "image")
     assert second != first
     assert Image.open(second).getpixel((2, 2))[0] > 200
+
+
+def _two_scene_video(path: Path, fps: int = 10, seconds_each: float = 3.0) -> Path:
+    """Red for the first `seconds_each`, then blue: which frame a thumbnail shows is plain to see."""
+    import av
+
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"g": "5"}  # a keyframe every half second, so seeking has somewhere to land
+        for colour in ((220, 30, 30), (30, 30, 220)):
+            pixels = np.zeros((120, 160, 3), np.uint8) + np.asarray(colour, np.uint8)
+            for _ in range(int(fps * seconds_each)):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _mean_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).reshape(-1, 3).mean(axis=0)
+
+
+def test_a_video_thumbnail_shows_the_frame_at_the_asked_time(tmp_path: Path):
+    video = _two_scene_video(tmp_path / "two_scenes.mp4")
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    opening = _mean_rgb(cache.get(video, "video"))
+    assert opening[0] > opening[2] + 100  # no time: the opening scene (red)
+    for seconds in (3.6, 4.5, 5.8, 99.0):  # the second scene, and past the end: its last frame
+        red, _, blue = _mean_rgb(cache.get(video, "video", at=seconds))
+        assert blue > red + 100, seconds
+    red, _, blue = _mean_rgb(cache.get(video, "video", at=1.2))
+    assert red > blue + 100
+    assert len(list(cache.directory.glob("*.jpg"))) == 6  # one entry per time asked

@@ -171,6 +171,13 @@ def _prefix_range(folder: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + chr(ord("/") + 1)
 
 
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # SQLite INTEGER
+
+
+def _item(r: tuple) -> Item:
+    return Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
@@ -179,11 +186,22 @@ class Catalog:
     """One collection's SQLite database. Safe to share across threads; one writer process at a time
     (the collection holds `WriterLock` while writing), any number of reader processes."""
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, readonly: bool = False):
+        """`readonly=True` opens an existing, migrated catalog through a read-only connection (the
+        service's reads: they can never write, and under WAL they never block the writer)."""
         self.db_path = Path(db_path)
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._id_cache: dict[tuple, tuple] = {}  # kinds -> (catalog version, sorted segment ids)
         try:
+            if readonly:
+                self._db = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False, timeout=30.0)
+                version = self.schema_version()
+                if version != SCHEMA_VERSION:
+                    raise ConfigError(f"{self.db_path}: catalog schema version {version}, this Sensorium reads "
+                                      f"{SCHEMA_VERSION}; open it once for writing to migrate it")
+                return
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
                                        timeout=30.0)
@@ -262,10 +280,24 @@ class Catalog:
     def item(self, path: str) -> Item | None:
         rows = self._read("SELECT id, path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at "
                           "FROM items WHERE path = ?", (path,))
-        if not rows:
+        return _item(rows[0]) if rows else None
+
+    def item_by_id(self, item_id: int) -> Item | None:
+        """The item with this id; None for an unknown id, including one no SQLite integer can hold
+        (ids arrive from URLs)."""
+        if not MIN_ID <= int(item_id) <= MAX_ID:
             return None
-        r = rows[0]
-        return Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+        rows = self._read("SELECT id, path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at "
+                          "FROM items WHERE id = ?", (int(item_id),))
+        return _item(rows[0]) if rows else None
+
+    def item_detail(self, item_id: int) -> tuple[Item, list[SegmentRow]] | None:
+        """An item and all its segments in time order (untimed ones first, then by id)."""
+        item = self.item_by_id(item_id)
+        if item is None:
+            return None
+        ids = [r[0] for r in self._read('SELECT id FROM segments WHERE item_id = ? ORDER BY start, id', (item.id,))]
+        return item, self.segments(ids)
 
     def put_item(self, state: FileState, kind: str, duration: float | None, meta: dict,
                  segments: list[NewSegment]) -> tuple[int, list[int], list[int]]:

@@ -16,13 +16,16 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ..index.catalog import Item
 from ..modality import ALL as KINDS
+from ..modality import VIDEO
 from ..readers.sniff import sniff_bytes
-from .app import MAX_UPLOAD_BYTES, ServeState
+from ..space.segments import SPEECH_SOURCES, Source
 from .jobs import RUNNING
 from .media import media_type
 from .problems import Problem
 from .security import token_matches
+from .state import MAX_UPLOAD_BYTES, ServeState
 
 MAX_QUERY_CHARS = 512
 MAX_LABELS_CHARS = 2000
@@ -55,9 +58,12 @@ def _hit_json(state: ServeState, hit) -> dict | None:
     shown = state.roots.relative(hit.path)
     if shown is None:  # indexed from outside the served roots: not ours to reveal
         return None
+    thumbnail = f"/api/v1/items/{hit.item_id}/thumbnail"
+    if hit.kind == VIDEO and hit.start is not None:  # a frame from inside the matched span, not the opening
+        thumbnail += f"?t={round((hit.start + (hit.end if hit.end is not None else hit.start)) / 2, 2)}"
     return {"item_id": hit.item_id, "path": shown, "name": Path(hit.path).name, "kind": hit.kind,
             "score": round(hit.score, 4), "start": hit.start, "end": hit.end, "why": hit.why, "source": hit.source,
-            "thumbnail_url": f"/api/v1/items/{hit.item_id}/thumbnail", "media_url": f"/api/v1/items/{hit.item_id}/media",
+            "thumbnail_url": thumbnail, "media_url": f"/api/v1/items/{hit.item_id}/media",
             "item_url": f"/api/v1/items/{hit.item_id}"}
 
 
@@ -180,56 +186,54 @@ def _suffix(head: bytes, modality: str) -> str:
 
 # --- items ----------------------------------------------------------------------------------
 
-def _item_row(state: ServeState, item_id: int) -> tuple:
-    rows = state.read("SELECT id, path, kind, size, duration, meta, indexed_at FROM items WHERE id = ?", (item_id,))
-    if not rows or state.roots.relative(rows[0][1]) is None:
+def _item(state: ServeState, item_id: int) -> Item:
+    item = state.catalog.item_by_id(item_id)  # an id past 64 bits is simply unknown
+    if item is None or state.roots.relative(item.path) is None:
         raise Problem(404, "Not Found", f"item {item_id}: no such item in the served roots")
-    return rows[0]
+    return item
 
 
-def _item_file(state: ServeState, row: tuple) -> Path:
-    path = Path(row[1])
-    resolved = path.resolve()
+def _item_file(state: ServeState, item: Item) -> Path:
+    resolved = Path(item.path).resolve()
     if state.roots.owner(resolved) is None:  # a symlink swapped in since indexing
-        raise Problem(404, "Not Found", f"item {row[0]}: file is outside the served roots")
+        raise Problem(404, "Not Found", f"item {item.id}: file is outside the served roots")
     if not resolved.is_file():
-        raise Problem(404, "Not Found", f"item {row[0]}: file no longer exists")
+        raise Problem(404, "Not Found", f"item {item.id}: file no longer exists")
     return resolved
 
 
 @router.get("/items/{item_id}")
 def item_details(state: State, item_id: int) -> dict:
     """An item's metadata and what the experts found in it: labels, transcript, OCR text, passages."""
-    item_id, path, kind, size, duration, meta, indexed_at = _item_row(state, item_id)
-    segments = state.read('SELECT id, start, "end", source, text, labels FROM segments WHERE item_id = ? ORDER BY '
-                          'start, id', (item_id,))
+    item = _item(state, item_id)
+    _, segments = state.catalog.item_detail(item.id) or (item, [])
     labels: dict[str, float] = {}
     transcript, passages, scenes, ocr = [], [], [], []
-    for _, start, end, source, text, label_json in segments:
-        for name, score in json.loads(label_json or "[]"):
+    for segment in segments:
+        for name, score in segment.labels:
             labels[name] = max(labels.get(name, 0.0), float(score))
-        if source in ("speech", "video-speech"):
-            transcript.append({"start": start, "end": end, "text": text})
-        elif source == "frame":
-            scenes.append({"start": start, "end": end, "text": text})
-        elif source == "image":
-            _, found, words = text.partition("; text: ")
-            if found and words.strip():
-                ocr.append(words.strip())
-        elif text:
-            passages.append(text)
-    return {"id": item_id, "path": state.roots.relative(path), "name": Path(path).name, "kind": kind, "size": size,
-            "duration": duration, "meta": json.loads(meta or "{}"), "indexed_at": indexed_at,
+        if segment.source in SPEECH_SOURCES:
+            transcript.append({"start": segment.start, "end": segment.end, "text": segment.text,
+                               "words": [{"start": s, "end": e, "text": w} for s, e, w in segment.words]})
+        elif segment.source == Source.FRAME:
+            scenes.append({"start": segment.start, "end": segment.end, "text": segment.text})
+        elif segment.source == Source.TEXT and segment.text:
+            passages.append(segment.text)
+        if segment.ocr and segment.ocr not in ocr:
+            ocr.append(segment.ocr)
+    return {"id": item.id, "path": state.roots.relative(item.path), "name": Path(item.path).name, "kind": item.kind,
+            "size": item.size, "duration": item.duration, "meta": item.meta, "indexed_at": item.indexed_at,
             "labels": [{"label": n, "score": round(s, 4)} for n, s in sorted(labels.items(), key=lambda p: -p[1])],
             "transcript": transcript, "ocr_text": "\n".join(ocr), "scenes": scenes, "passages": passages,
-            "thumbnail_url": f"/api/v1/items/{item_id}/thumbnail", "media_url": f"/api/v1/items/{item_id}/media"}
+            "thumbnail_url": f"/api/v1/items/{item.id}/thumbnail", "media_url": f"/api/v1/items/{item.id}/media"}
 
 
 @router.get("/items/{item_id}/thumbnail")
-def item_thumbnail(state: State, item_id: int):
-    row = _item_row(state, item_id)
+def item_thumbnail(state: State, item_id: int,
+                   t: Annotated[float | None, Query(ge=0, le=1e7, description="seconds: a video's frame at this time")] = None):
+    item = _item(state, item_id)
     try:
-        picture = state.thumbnails.get(_item_file(state, row), row[2])
+        picture = state.thumbnails.get(_item_file(state, item), item.kind, at=t if item.kind == VIDEO else None)
     except Problem:
         raise
     except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500
@@ -240,7 +244,7 @@ def item_thumbnail(state: State, item_id: int):
 @router.get("/items/{item_id}/media")
 def item_media(state: State, item_id: int):
     """The file itself; Range requests are answered with 206 (seeking in audio and video)."""
-    path = _item_file(state, _item_row(state, item_id))
+    path = _item_file(state, _item(state, item_id))
     return FileResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
 
 

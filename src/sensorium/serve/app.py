@@ -6,8 +6,6 @@ findable, while searches running meanwhile keep using the previous view.
 """
 from __future__ import annotations
 
-import sqlite3
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,16 +14,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..collection import CATALOG_FILE, Collection
-from .jobs import JobManager
-from .media import THUMB_DIR, ThumbnailCache
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import MetricsMiddleware
 from .problems import install_problem_handlers, problem_response
-from .security import TOKEN_FILE, Roots, load_or_create_token
+from .state import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, ServeState
 
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-MAX_BODY_BYTES = 64 * 1024  # JSON bodies and forms without files
 UPLOAD_ROUTES = ("/api/v1/search", "/api/v1/classify")
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 SECURITY_HEADERS = [
@@ -36,58 +29,6 @@ SECURITY_HEADERS = [
      b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; object-src 'none'; "
      b"frame-ancestors 'none'"),
 ]
-
-
-class ServeState:
-    """What every request handler needs: the collection, its roots, token, jobs and metrics."""
-
-    def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
-                 thumbnail_bytes: int = 256 * 1024**2):
-        self.collection_dir = Path(collection_dir).expanduser().resolve()
-        self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
-        self.roots = Roots(roots)
-        first = Collection(self.collection_dir)
-        first.catalog  # creates and migrates the catalog, so the read-only connection can open it
-        self.experts = first.experts
-        self._view = first
-        self._view_lock = threading.Lock()
-        self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
-        self.jobs = JobManager(self._open_writer, on_finished=self._after_job,
-                               display=lambda p: self.roots.relative(p) or Path(p).name)
-        self.metrics = Metrics(self.index_size)
-        self._reader = sqlite3.connect(f"file:{self.collection_dir / CATALOG_FILE}?mode=ro", uri=True,
-                                       check_same_thread=False, timeout=30.0)
-        self.reader_lock = threading.Lock()
-
-    def view(self) -> Collection:
-        """The collection searches use now (a consistent snapshot of the ANN indexes)."""
-        return self._view
-
-    def _after_job(self) -> None:
-        self.reopen_view()
-        self.thumbnails.prune()  # files the job found changed or deleted leave thumbnails behind
-
-    def reopen_view(self) -> None:
-        fresh = Collection(self.collection_dir)
-        fresh.experts = self.experts
-        for space in fresh.spaces():  # load the ANN indexes now, not in the next search
-            fresh.store(space)
-        with self._view_lock:
-            self._view = fresh  # the old view is dropped when the last search using it ends
-
-    def _open_writer(self) -> Collection:
-        writer = Collection(self.collection_dir)
-        writer.experts = self.experts
-        return writer
-
-    def read(self, sql: str, params=()) -> list[tuple]:
-        """A query on the service's own read-only catalog connection (WAL: never blocks the writer)."""
-        with self.reader_lock:
-            return self._reader.execute(sql, params).fetchall()
-
-    def index_size(self) -> tuple[dict[str, int], int]:
-        kinds = dict(self.read("SELECT kind, COUNT(*) FROM items GROUP BY kind"))
-        return kinds, self.read("SELECT COUNT(*) FROM segments")[0][0]
 
 
 class GuardMiddleware:

@@ -1,6 +1,7 @@
 """Thumbnails and media streaming for items.
 
-Thumbnails are small JPEGs made with Pillow (photos), PyAV (a keyframe of a video), or drawn
+Thumbnails are small JPEGs made with Pillow (photos), PyAV (a frame of a video: at a hit's time
+when one is asked for, so a hit shows the moment it matched), or drawn
 (the waveform of a recording, the first lines of a note), and cached in the collection folder
 under a name derived from the file's path, size and mtime, so a changed file gets a new one;
 the cache is bounded in bytes and drops the least recently used thumbnails first.
@@ -53,15 +54,17 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._bytes: int | None = None  # known total, counted on first use
 
-    def get(self, path: Path, kind: str) -> Path:
-        """The thumbnail of `path`, made on first request."""
+    def get(self, path: Path, kind: str, at: float | None = None) -> Path:
+        """The thumbnail of `path`, made on first request; for a video, `at` seconds picks the frame
+        (to a tenth of a second, so the cache holds a handful per video, not one per request)."""
         stat = path.stat()
-        key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}".encode()).hexdigest()[:32]
+        at = None if at is None else round(float(at), 1)
+        key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}\0{at}".encode()).hexdigest()[:32]
         target = self.directory / f"{key}.jpg"
         try:
             seen = target.stat().st_mtime
         except FileNotFoundError:
-            return self._make(path, kind, target)
+            return self._make(path, kind, target, at)
         now = time.time()
         if now - seen > 60:
             with contextlib.suppress(OSError):  # pruned by another request meanwhile: still served once
@@ -108,9 +111,9 @@ class ThumbnailCache:
             self.prune()
         return self._bytes or 0
 
-    def _make(self, path: Path, kind: str, target: Path) -> Path:
+    def _make(self, path: Path, kind: str, target: Path, at: float | None = None) -> Path:
         before = self.size_bytes()  # counted before the new file exists, so it is counted once
-        picture = _render(path, kind)
+        picture = _render(path, kind, at)
         picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # atomic: no half-written thumbnail
@@ -134,13 +137,13 @@ def _unlink(name: str) -> int:
         return 0
 
 
-def _render(path: Path, kind: str) -> Image.Image:
+def _render(path: Path, kind: str, at: float | None = None) -> Image.Image:
     if kind == "image":
         with Image.open(path) as image:
             image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at reduced size
             return ImageOps.exif_transpose(image).convert("RGB")
     if kind == "video":
-        return video_keyframe(path)
+        return video_keyframe(path) if at is None else video_frame_at(path, at)
     if kind == "audio":
         return _waveform(path)
     return _text_card(path)
@@ -161,6 +164,28 @@ def video_keyframe(path: Path) -> Image.Image:
         for frame in container.decode(stream):
             return frame.to_image()
     raise ValueError(f"{path}: no video frame")
+
+
+def video_frame_at(path: Path, seconds: float) -> Image.Image:
+    """The frame shown at `seconds` (the last one when the video is shorter): seek to the keyframe
+    before it, then decode forward to it."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.time_base:
+            try:
+                container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0)
+        shown = None
+        for frame in container.decode(stream):
+            if shown is not None and frame.time is not None and frame.time > seconds:
+                break
+            shown = frame
+        if shown is None:
+            raise ValueError(f"{path}: no video frame")
+        return shown.to_image()
 
 
 def _waveform(path: Path) -> Image.Image:

@@ -1,0 +1,64 @@
+"""What every request handler needs: the collection view, its roots, token, jobs and metrics.
+
+Handlers import this module, never the app that assembles them, so the HTTP layer's parts form
+no circle. Reads go through the catalog's own read-only handle (`Catalog(readonly=True)`): the
+service writes only through index jobs, which open a writer of their own.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..collection import CATALOG_FILE, Collection
+from ..index.catalog import Catalog
+from .jobs import JobManager
+from .media import THUMB_DIR, ThumbnailCache
+from .metrics import Metrics
+from .security import TOKEN_FILE, Roots, load_or_create_token
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024  # JSON bodies and forms without files
+
+
+class ServeState:
+    """What every request handler needs: the collection, its roots, token, jobs and metrics."""
+
+    def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
+                 thumbnail_bytes: int = 256 * 1024**2):
+        self.collection_dir = Path(collection_dir).expanduser().resolve()
+        self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
+        self.roots = Roots(roots)
+        first = Collection(self.collection_dir)
+        first.catalog  # creates and migrates the catalog, so the read-only connection can open it
+        self.experts = first.experts
+        self._view = first
+        self._view_lock = threading.Lock()
+        self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
+        self.jobs = JobManager(self._open_writer, on_finished=self._after_job,
+                               display=lambda p: self.roots.relative(p) or Path(p).name)
+        self.metrics = Metrics(self.index_size)
+        self.catalog = Catalog(self.collection_dir / CATALOG_FILE, readonly=True)  # what handlers read
+
+    def view(self) -> Collection:
+        """The collection searches use now (a consistent snapshot of the ANN indexes)."""
+        return self._view
+
+    def _after_job(self) -> None:
+        self.reopen_view()
+        self.thumbnails.prune()  # files the job found changed or deleted leave thumbnails behind
+
+    def reopen_view(self) -> None:
+        fresh = Collection(self.collection_dir)
+        fresh.experts = self.experts
+        for space in fresh.spaces():  # load the ANN indexes now, not in the next search
+            fresh.store(space)
+        with self._view_lock:
+            self._view = fresh  # the old view is dropped when the last search using it ends
+
+    def _open_writer(self) -> Collection:
+        writer = Collection(self.collection_dir)
+        writer.experts = self.experts
+        return writer
+
+    def index_size(self) -> tuple[dict[str, int], int]:
+        return self.catalog.counts(), self.catalog.segment_count()
