@@ -53,7 +53,7 @@ def test_put_item_replaces_previous_version_completely(catalog: Catalog):
     assert catalog.vectors("image")[0].size == 0       # old image vector gone
     rows = catalog.segments(list(reversed(seg_ids2)) + [999_999])
     assert [r.id for r in rows] == list(reversed(seg_ids2))
-    assert rows[0].source == "ocr" and rows[0].path == "/photos/cat.jpg" and rows[0].kind == "image"
+    assert rows[0].source == "ocr" and rows[0].path == "/photos/cat.jpg" and rows[0].modality == "image"
     assert catalog.item("/photos/cat.jpg").meta == {}
     assert catalog.integrity_errors() == []
 
@@ -101,7 +101,7 @@ def test_touch_updates_state_without_reembedding(catalog: Catalog):
     assert catalog.vector_ids("shared").tolist() == ids
 
 
-def test_lexical_never_raises_on_user_text_and_filters_by_kind(catalog: Catalog):
+def test_lexical_never_raises_on_user_text_and_filters_by_modality(catalog: Catalog):
     catalog.put_item(FileState("/v.mp4", 1, 1, "a"), "video", 10.0, {},
                      [NewSegment(2.0, 4.0, "video-speech", "the cats are sleeping", [], {})])
     catalog.put_item(FileState("/p.jpg", 1, 1, "b"), "image", None, {},
@@ -111,10 +111,10 @@ def test_lexical_never_raises_on_user_text_and_filters_by_kind(catalog: Catalog)
     assert catalog.lexical("", 5) == [] and catalog.lexical("!!!", 5) == []
     hits = catalog.lexical("Cat", 5)                       # porter stemming: cats ~ cat, case-folded
     assert len(hits) == 2 and hits[0][1] >= hits[1][1]
-    video = catalog.lexical("cat", 5, kinds=["video"])
+    video = catalog.lexical("cat", 5, modalities=["video"])
     assert [catalog.segments([i])[0].path for i, _ in video] == ["/v.mp4"]
-    assert catalog.segment_kinds([i for i, _ in hits]) == {hits[0][0]: catalog.segments([hits[0][0]])[0].kind,
-                                                            hits[1][0]: catalog.segments([hits[1][0]])[0].kind}
+    assert catalog.segment_modalities([i for i, _ in hits]) == {hits[0][0]: catalog.segments([hits[0][0]])[0].modality,
+                                                            hits[1][0]: catalog.segments([hits[1][0]])[0].modality}
 
 
 @pytest.mark.skipif(not COCO.exists(), reason="shared COCO-mini data not present")
@@ -181,7 +181,7 @@ def test_scan_finds_readable_files_in_order_and_skips_hidden_and_collections(tmp
 
     found = list(scan(tmp_path))
     assert [Path(f.path).relative_to(tmp_path).as_posix() for f in found] == ["a/notes.MD", "a/z.wav", "b/2.jpg", "top.mp4"]
-    assert [f.kind for f in found] == ["text", "audio", "image", "video"]
+    assert [f.modality for f in found] == ["text", "audio", "image", "video"]
     assert all(f.size == 3 and f.mtime_ns > 0 for f in found)
 
     followed = [Path(f.path).relative_to(tmp_path).as_posix() for f in scan(tmp_path, follow_symlinks=True)]
@@ -245,11 +245,12 @@ def _catalog_of_schema_1(path: Path) -> None:
                "VALUES ('/p/memo.wav', 'audio', 10, 1, 'h2', 3.0, '{}', 0)")
     db.execute("INSERT INTO segments (item_id, start, \"end\", source, text, labels) "
                "VALUES (2, 0.0, 3.0, 'speech', 'buy milk; text: not OCR', '[]')")
+    db.execute("INSERT INTO segment_text (rowid, text) VALUES (2, 'buy milk; text: not OCR')")
     db.commit()
     db.close()
 
 
-def test_a_catalog_of_the_first_schema_opens_with_ocr_and_words_in_their_own_fields(tmp_path: Path):
+def test_a_catalog_of_the_first_schema_migrates_ocr_words_and_the_modality_column(tmp_path: Path):
     _catalog_of_schema_1(tmp_path / "catalog.sqlite")
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
         assert catalog.schema_version() == SCHEMA_VERSION
@@ -257,6 +258,8 @@ def test_a_catalog_of_the_first_schema_opens_with_ocr_and_words_in_their_own_fie
         assert (sign.text, sign.ocr, sign.words) == ("street sign, pole", "STOP AHEAD", [])
         assert (memo.text, memo.ocr) == ("buy milk; text: not OCR", "")  # only pictures had OCR packed in
         assert [sid for sid, _ in catalog.lexical("stop", 5)] == [1]  # still found by the words it reads
+        assert catalog.counts() == {"audio": 1, "image": 1} and catalog.item("/p/sign.jpg").modality == "image"
+        assert [sid for sid, _ in catalog.lexical("milk", 5, modalities=["audio"])] == [2]
 
 
 def test_ocr_and_word_times_round_trip_and_ocr_is_searchable(catalog: Catalog):

@@ -78,7 +78,7 @@ def test_search_output(collection, home, media):
     assert hit["name"] == "memo.wav" and hit["kind"] == "audio"
     assert hit["start"] is not None and 0.0 <= float(hit["start"]) < float(hit["end"]) <= 5.0  # a ~3.5 s memo
 
-    nothing = run("search", "a cat", "-c", str(collection), "--kind", "video", env_home=home, columns=WIDTH)
+    nothing = run("search", "a cat", "-c", str(collection), "--modality", "video", env_home=home, columns=WIDTH)
     assert nothing.returncode == 0 and nothing.stdout == "no results\n"
 
 

@@ -87,10 +87,10 @@ def _skipped_unsupported(media: Path) -> set[str]:
 
 def test_text_finds_the_cat_photo(indexed):
     collection, _, _ = indexed
-    hits = collection.search(text="a cat", kind="image", k=3)
+    hits = collection.search(text="a cat", modality="image", k=3)
     assert hits and "cat" in Path(hits[0].path).name
-    assert hits[0].kind == "image" and hits[0].why
-    assert all(h.kind == "image" for h in hits)
+    assert hits[0].modality == "image" and hits[0].why
+    assert all(h.modality == "image" for h in hits)
 
 
 def test_image_query_finds_the_same_photo(indexed, media, tmp_path):
@@ -102,7 +102,7 @@ def test_image_query_finds_the_same_photo(indexed, media, tmp_path):
     with Image.open(source) as image:
         w, h = image.size
         image.convert("RGB").crop((w // 10, h // 10, w - w // 10, h - h // 10)).transpose(Image.FLIP_LEFT_RIGHT).save(query)
-    hits = collection.search(image=query, kind="image", k=3)
+    hits = collection.search(image=query, modality="image", k=3)
     assert hits and Path(hits[0].path).name == source.name
 
 
@@ -112,16 +112,16 @@ def test_spoken_query_finds_the_video_moment(indexed, tmp_path):
     collection, _, _ = indexed
     query = tmp_path / "q.wav"
     save_wav(synthesize("the rocket launch"), query)
-    hits = collection.search(audio=query, kind="video", k=1)
-    assert hits and hits[0].kind == "video"
+    hits = collection.search(audio=query, modality="video", k=1)
+    assert hits and hits[0].modality == "video"
     assert hits[0].start is not None and hits[0].end > hits[0].start
     assert hits[0].start >= 3.0, "the rocket is in the second half of the sample video"
 
 
 def test_text_finds_the_voice_memo(indexed):
     collection, _, _ = indexed
-    hits = collection.search(text="when is the team meeting", kind="audio", k=1)
-    assert hits and hits[0].kind == "audio" and "meeting" in hits[0].why.lower()
+    hits = collection.search(text="when is the team meeting", modality="audio", k=1)
+    assert hits and hits[0].modality == "audio" and "meeting" in hits[0].why.lower()
     assert hits[0].start is not None
 
 
@@ -135,13 +135,13 @@ def test_reindex_skips_unchanged_and_follows_changes(indexed, media):
     note.parent.mkdir(exist_ok=True)
     note.write_text("Sourdough starter: feed it equal weights of rye flour and water every morning.")
     assert collection.index(media).added == 1
-    assert Path(collection.search(text="how often to feed the sourdough starter", kind="text", k=1)[0].path).name == "extra-note.txt"
+    assert Path(collection.search(text="how often to feed the sourdough starter", modality="text", k=1)[0].path).name == "extra-note.txt"
 
     note.write_text("Gardening: plant the tulip bulbs in October, ten centimetres deep.")
     later = time.time() + 5
     os.utime(note, (later, later))
     assert collection.index(media).updated == 1
-    assert Path(collection.search(text="when to plant tulips", kind="text", k=1)[0].path).name == "extra-note.txt"
+    assert Path(collection.search(text="when to plant tulips", modality="text", k=1)[0].path).name == "extra-note.txt"
 
     note.unlink()
     assert collection.index(media).removed == 1
@@ -167,8 +167,8 @@ def test_bad_queries_raise_clear_errors(indexed, tmp_path):
     broken.write_bytes(b"not an image at all")
     with pytest.raises(QueryError, match="broken.jpg"):
         collection.search(image=broken)
-    with pytest.raises(QueryError, match="kind"):
-        collection.search(text="x", kind="smell")
+    with pytest.raises(QueryError, match="modality"):
+        collection.search(text="x", modality="smell")
 
 
 def test_a_collection_in_many_shards_indexes_updates_and_searches(tmp_path, monkeypatch):

@@ -137,14 +137,15 @@ def test_text_search_returns_scores_reasons_times_and_urls(site):
     hits = _hits(site, "buy milk and eggs", k=3)
     assert hits[0]["name"] == "shopping_list.wav"
     top = hits[0]
-    assert top["kind"] == "audio" and top["start"] is not None and top["end"] > top["start"]
+    assert top["modality"] == top["kind"] == "audio"  # "kind": the field's older name, still sent
+    assert top["start"] is not None and top["end"] > top["start"]
     assert "milk" in top["why"].lower()
     assert top["path"] == "library/voice_memos/shopping_list.wav"  # relative to the root, never absolute
     assert top["thumbnail_url"] == f"/api/v1/items/{top['item_id']}/thumbnail"
     assert top["media_url"] == f"/api/v1/items/{top['item_id']}/media"
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
-    video = _hits(site, "rocket launch", kind="video", k=5)
+    video = _hits(site, "rocket launch", modality="video", k=5)
     assert [h["name"] for h in video] == ["cat_and_rocket.mp4"]
     # the hit starts at the words asked for (inside the rocket sentence, as the sample manifest times
     # it), wherever Whisper cut its segments, and its thumbnail is a frame from inside that span
@@ -199,6 +200,7 @@ def test_bad_queries_are_problems(site):
     _problem(request(base + urlencode({"q": "cat", "k": 0})), 422)
     _problem(request(base + urlencode({"q": "cat", "k": 1000})), 422)
     assert "kind" in _problem(request(base + urlencode({"q": "cat", "kind": "smell"})), 422)["detail"]
+    assert "modality" in _problem(request(base + urlencode({"q": "cat", "modality": "smell"})), 422)["detail"]
     _problem(request(base.rstrip("?")), 422)
     _problem(request(site["base"] + "/api/v1/items/999999"), 404)
     for huge in (2**63, -(2**63) - 1, 10**30):  # past SQLite's integers: unknown, not a 500

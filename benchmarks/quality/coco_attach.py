@@ -6,7 +6,7 @@ The 80 coco_mini photos are indexed once (collection cached under .benchmarks-ca
 benchmarks/quality/coco_align.py's 5-fold split by photo: a space is trained on the 64 training photos'
 captions (features read back from the catalog: native + shared vectors, as `sensorium align`
 extracts them), w picked by inner 4-fold CV on those 64 photos (sensorium.align.job.choose_weight),
-then attached. Each caption of the 16 held-out photos queries `Collection.search(kind="image")`;
+then attached. Each caption of the 16 held-out photos queries `Collection.search(modality="image")`;
 recall counts its own photo's rank among the 16 held-out photos and among all 80. Attach speed is
 measured on a synthetic catalog of 5,000 image segments (random stored vectors).
 """
@@ -38,7 +38,7 @@ def recall_through_search(collection, captions, owner, paths, test):
     test_names = {name_of[i] for i in test}
     ranks16, ranks80 = [], []
     for q in np.flatnonzero(np.isin(owner, test)):
-        ranked = [Path(h.path).name for h in collection.search(captions[q], kind="image", k=len(paths))]
+        ranked = [Path(h.path).name for h in collection.search(captions[q], modality="image", k=len(paths))]
         own = name_of[owner[q]]
         ranks80.append(ranked.index(own) if own in ranked else len(paths))
         local = [n for n in ranked if n in test_names]
@@ -173,7 +173,7 @@ def main() -> None:
              f"- space: linear heads 1664 -> 256 (image: native + shared) and 384 -> 256 (text), InfoNCE, 60 epochs; "
              f"w from inner 4-fold CV on the 64 training photos = {weight:g} (CV scores {cv}); training incl. CV "
              f"{train_seconds:.1f} s",
-             "- search: `Collection.search(caption, kind=\"image\", k=80)` (hybrid: vector score + lexical bonus)", "",
+             "- search: `Collection.search(caption, modality=\"image\", k=80)` (hybrid: vector score + lexical bonus)", "",
              "| search | R@1 / 16 | R@5 / 16 | R@1 / 80 | R@5 / 80 |", "|---|---|---|---|---|"]
     for label, r in rows_out.items():
         lines.append(f"| {label} | {100 * r['16@1']:.1f} | {100 * r['16@5']:.1f} | {100 * r['80@1']:.1f} | "

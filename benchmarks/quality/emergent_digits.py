@@ -29,7 +29,7 @@ import numpy as np
 
 from sensorium.align.audio_features import audio_extractor
 from sensorium.align.bind import Edge, train_bound_space
-from sensorium.align.features import Extractor, FeatureCache, checksum, file_key, text_extractor
+from sensorium.align.features import Extractor, FeatureCache, cache_checksum, file_key, text_extractor
 from sensorium.align.train import AlignConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def mnist_extractor(resize: str = "direct") -> Extractor:
     def extract(digits: list) -> dict[str, np.ndarray]:
         return {"image": expert.run([np.repeat(d[:, :, None], 3, axis=2) for d in digits]).features}
 
-    return Extractor("mnist-efficientnet-lite0", checksum(sha256_of(expert.weights_path()), resize), extract, 32)
+    return Extractor("mnist-efficientnet-lite0", cache_checksum(sha256_of(expert.weights_path()), resize), extract, 32)
 
 
 def image_key(pixels: np.ndarray) -> str:

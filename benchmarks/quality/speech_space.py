@@ -156,7 +156,7 @@ def main() -> None:
     by_name = {p.name: str(p) for p in test}
 
     def collection_rank(word: str) -> list[str]:
-        return [by_name[Path(h.path).name] for h in collection.search(word, kind="audio", k=len(test))]
+        return [by_name[Path(h.path).name] for h in collection.search(word, modality="audio", k=len(test))]
 
     results = {"(a) collection, no space (transcripts)": evaluate(collection_rank, test)}
     attached = collection.attach_space(work / "space")

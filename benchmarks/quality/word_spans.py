@@ -116,7 +116,7 @@ def main() -> None:
             table.add_column(column)
         leads, segment_leads, inside = [], [], 0
         for path, modality, query, onset in cases:
-            hits = [h for h in collection.search(text=query, k=10, kind=modality) if Path(h.path) == path.resolve()]
+            hits = [h for h in collection.search(text=query, k=10, modality=modality) if Path(h.path) == path.resolve()]
             if not hits:
                 table.add_row(path.name, query, f"{onset:.2f}", "no hit", "", "", "", "")
                 leads.append(np.inf)

@@ -139,7 +139,9 @@ def search(
     collection: Path = CollectionOpt,
     image: Optional[Path] = typer.Option(None, "--image", help="Search by an example image."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Search by a spoken query (audio file)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only items of this kind: text, image, audio, video."),
+    modality: Optional[str] = typer.Option(None, "--modality", "--kind",
+                                           help="Only items of this modality: text, image, audio, video "
+                                                "(--kind is the older spelling)."),
     k: int = typer.Option(10, "-k", help="How many results."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ):
@@ -149,7 +151,7 @@ def search(
     if not (collection / "collection.json").exists():
         _fail(f"{collection}: no collection here (run `sensorium index FOLDER -c {collection}` first)", EXIT_USAGE)
     try:
-        hits = Collection(collection).search(text=query, image=image, audio=audio, kind=kind, k=k)
+        hits = Collection(collection).search(text=query, image=image, audio=audio, modality=modality, k=k)
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
@@ -162,7 +164,7 @@ def search(
         console.print("no results")
     for rank, hit in enumerate(hits, 1):
         when = f" [{hit.start:.1f}-{hit.end:.1f} s]" if hit.start is not None else ""
-        console.print(f"{rank:2d}. {hit.score:.3f}  {hit.kind:5s}  {hit.path}{when}")
+        console.print(f"{rank:2d}. {hit.score:.3f}  {hit.modality:5s}  {hit.path}{when}")
         console.print(f"      {hit.why}", style="dim")
 
 
@@ -229,7 +231,7 @@ def info(
     collection: Path = CollectionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
-    """Counts of items by kind, and every failure with its file and reason."""
+    """Counts of items by modality, and every failure with its file and reason."""
     from .collection import Collection
 
     if not (collection / "collection.json").exists():
@@ -240,8 +242,8 @@ def info(
         return
     console = _console()
     console.print(f"collection {data['collection']}")
-    for kind, count in sorted(data["counts"].items()):
-        console.print(f"  {kind:6s} {count}")
+    for modality, count in sorted(data["counts"].items()):
+        console.print(f"  {modality:6s} {count}")
     space = data.get("space")
     if space and space.get("attached"):
         console.print(f"learned space {space['id']}: {space['dim']}-d, w = {space['weight']:g}, "

@@ -244,11 +244,13 @@ class Collection:
 
     # --- reading back -----------------------------------------------------------------------
     def search(self, text: str | None = None, image: str | Path | None = None,
-               audio: str | Path | None = None, kind: str | None = None, k: int = 10):
-        """Top-k items for a text, example-image or spoken query; see `sensorium.search.Hit`."""
+               audio: str | Path | None = None, modality: str | None = None, k: int = 10,
+               kind: str | None = None):
+        """Top-k items for a text, example-image or spoken query; see `sensorium.search.Hit`.
+        `modality` keeps one modality's items (`kind` is its older name)."""
         from .search import search
 
-        return search(self, text=text, image=image, audio=audio, kind=kind, k=k)
+        return search(self, text=text, image=image, audio=audio, modality=modality, k=k, kind=kind)
 
     def info(self) -> dict:
         catalog = self.catalog

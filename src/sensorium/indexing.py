@@ -100,13 +100,13 @@ class Indexer:
             try:
                 state.content_hash = content_hash(scanned.path)
             except OSError as error:
-                self._fail(report, state, scanned.kind, f"cannot read file: {error.strerror or error}")
+                self._fail(report, state, scanned.modality, f"cannot read file: {error.strerror or error}")
                 continue
             if known and known.content_hash == state.content_hash and (catalog.item(path) is not None):
                 catalog.touch(path, scanned.size, scanned.mtime_ns)
                 report.touched += 1
                 continue
-            todo.append((state, scanned.kind))
+            todo.append((state, scanned.modality))
 
         gone = catalog.paths(under=str(folder)) - seen
         if gone:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import QueryError, ReadError
-from .modality import ALL as KINDS
+from .modality import ALL as MODALITIES
 from .space.image_bridge import bridge_for
 from .space.learned import AUDIO_HEAD, is_learned
 from .space.segments import AUDIO, CLIP, IMAGE, PICTURE_SOURCES, SHARED, SOUND_SOURCES, SPEECH_SOURCES
@@ -43,7 +43,7 @@ SPAN_GAP_SECONDS = 2.0  # matched words further apart than this are separate pla
 @dataclass
 class Hit:
     path: str
-    kind: str
+    modality: str
     score: float
     start: float | None
     end: float | None
@@ -53,9 +53,14 @@ class Hit:
     segment_id: int = 0
     details: dict = field(default_factory=dict)
 
+    @property
+    def kind(self) -> str:
+        """The hit's modality under its older name (kept for callers written against it)."""
+        return self.modality
+
     def as_dict(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "score": round(self.score, 4), "start": self.start,
-                "end": self.end, "why": self.why, "source": self.source}
+        return {"path": self.path, "modality": self.modality, "kind": self.modality, "score": round(self.score, 4),
+                "start": self.start, "end": self.end, "why": self.why, "source": self.source}
 
 
 @dataclass
@@ -121,15 +126,18 @@ def _read_query(path, modality: str):
     return payload
 
 
-def search(collection, text=None, image=None, audio=None, kind: str | None = None, k: int = 10) -> list[Hit]:
-    if kind is not None and kind not in KINDS:
-        raise QueryError(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+def search(collection, text=None, image=None, audio=None, modality: str | None = None, k: int = 10,
+           kind: str | None = None) -> list[Hit]:
+    """Top-k hits, one per item; `modality` keeps only items of one modality (`kind` is its older name)."""
+    modality = modality if modality is not None else kind
+    if modality is not None and modality not in MODALITIES:
+        raise QueryError(f"unknown modality {modality!r}: choose one of {', '.join(MODALITIES)}")
     if k < 1:
         raise QueryError("k must be at least 1")
     query = build_query(collection.experts, text=text, image=image, audio=audio)
     catalog = collection.catalog
-    wanted = {kind} if kind else None
-    allowed = _kind_filter(catalog, wanted)
+    wanted = {modality} if modality else None
+    allowed = _modality_filter(catalog, wanted)
     fetch = max(k * CANDIDATES_PER_HIT, 50)
 
     scores: dict[int, float] = {}
@@ -145,7 +153,7 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
     _combine_learned(collection, query, fetch, allowed, scores, space_of)
     lexical: dict[int, float] = {}
     if query.lexical:
-        matches = catalog.lexical(query.lexical, fetch, kinds=wanted)
+        matches = catalog.lexical(query.lexical, fetch, modalities=wanted)
         top = max((s for _, s in matches), default=0.0)
         for segment_id, bm25 in matches:
             lexical[segment_id] = bm25 / top if top > 0 else 0.0
@@ -162,11 +170,11 @@ def search(collection, text=None, image=None, audio=None, kind: str | None = Non
         row = rows.get(segment_id)
         if row is None or row.item_id in seen_items:
             continue
-        if wanted and row.kind not in wanted:
+        if wanted and row.modality not in wanted:
             continue
         seen_items.add(row.item_id)
         start, end = matched_span(row, query.lexical, _words_around(catalog, row)) or (row.start, row.end)
-        hits.append(Hit(path=row.path, kind=row.kind, score=score, start=start, end=end,
+        hits.append(Hit(path=row.path, modality=row.modality, score=score, start=start, end=end,
                         why=explain(row, space_of.get(segment_id), lexical.get(segment_id), query, start, end),
                         source=row.source, item_id=row.item_id, segment_id=segment_id,
                         details={"segment_start": row.start, "segment_end": row.end}))
@@ -318,8 +326,8 @@ def explain(row, space: str | None, lexical: float | None, query: Query,
     return "; ".join(parts)
 
 
-def _kind_filter(catalog, wanted):
-    """The sorted ids of the wanted kinds' segments (cached until the catalog changes), which the
+def _modality_filter(catalog, wanted):
+    """The sorted ids of the wanted modalities' segments (cached until the catalog changes), which the
     vector store turns into a binary-search predicate."""
     if not wanted:
         return None

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..experts.sound import DIM, MIN_WINDOW_SECONDS, SETTINGS, WhisperPooler  # noqa: F401 - re-exported
 from ..readers.payloads import SAMPLE_RATE, AudioPayload
-from .features import Extractor, FeatureCache, checksum, file_key
+from .features import Extractor, FeatureCache, cache_checksum, file_key
 
 
 def audio_extractor(pooler: WhisperPooler | None = None, batch_size: int = 16) -> Extractor:
@@ -27,7 +27,7 @@ def audio_extractor(pooler: WhisperPooler | None = None, batch_size: int = 16) -
             clips.append(_resampled(payload))
         return {"audio": pooler.pool(clips)}
 
-    return Extractor("audio-whisper-base", checksum(pooler.sha256, SETTINGS), extract, batch_size)
+    return Extractor("audio-whisper-base", cache_checksum(pooler.sha256, SETTINGS), extract, batch_size)
 
 
 def _resampled(payload: AudioPayload) -> np.ndarray:

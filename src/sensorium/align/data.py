@@ -45,19 +45,19 @@ def _rows(manifest: Path) -> list[dict]:
     raise ReadError(manifest, "manifest must be .csv or .jsonl")
 
 
-def _side(value, kind: str, base: Path, manifest: Path, row: int, column: str, allow_missing: bool):
+def _side(value, modality: str, base: Path, manifest: Path, row: int, column: str, allow_missing: bool):
     if value is None or (isinstance(value, str) and not value.strip()):
         if allow_missing:
             return None
         raise ReadError(manifest, f"row {row}: column {column!r} is empty")
-    if kind == TEXT:
+    if modality == TEXT:
         return str(value).strip()
     path = Path(str(value))
     path = path if path.is_absolute() else base / path
     if not path.is_file():
         raise ReadError(manifest, f"row {row}: {column} file {path} does not exist")
-    if modality_of(path) != kind:
-        raise ReadError(manifest, f"row {row}: {column} file {path} is not {kind}")
+    if modality_of(path) != modality:
+        raise ReadError(manifest, f"row {row}: {column} file {path} is not {modality}")
     return path
 
 

@@ -102,7 +102,7 @@ class FeatureCache:
         return self.features(extractor, list(texts), [text_key(t) for t in texts])
 
 
-def checksum(*parts: str) -> str:
+def cache_checksum(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -114,7 +114,7 @@ def image_bridge_extractor(bridge=None) -> Extractor:
 
     if bridge is None:
         bridge = ImageBridge()
-    checksum = checksum(sha256_of(bridge.expert.weights_path()), bridge.encoder.info().sha256,
+    checksum = cache_checksum(sha256_of(bridge.expert.weights_path()), bridge.encoder.info().sha256,
                          repr(bridge.config), bridge.ocr_mode)
 
     def extract(paths: list) -> dict[str, np.ndarray]:
@@ -144,7 +144,7 @@ def text_extractor(encoder=None, bridge=None) -> Extractor:
             out["query"] = bridge.embed_query(list(texts)).astype(np.float32)
         return out
 
-    return Extractor("text-minilm" + ("-bridge" if bridge is not None else ""), checksum(*parts), extract, 64)
+    return Extractor("text-minilm" + ("-bridge" if bridge is not None else ""), cache_checksum(*parts), extract, 64)
 
 
 def video_bridge_extractor(bridge=None, frame_rate: float = 1.0, max_frames: int = 16) -> Extractor:
@@ -159,7 +159,7 @@ def video_bridge_extractor(bridge=None, frame_rate: float = 1.0, max_frames: int
 
     if bridge is None:
         bridge = ImageBridge()
-    checksum = checksum(sha256_of(bridge.expert.weights_path()), bridge.encoder.info().sha256,
+    checksum = cache_checksum(sha256_of(bridge.expert.weights_path()), bridge.encoder.info().sha256,
                          repr(bridge.config), bridge.ocr_mode, f"mean-keyframes|{frame_rate}|{max_frames}")
 
     def extract(paths: list) -> dict[str, np.ndarray]:

@@ -93,8 +93,8 @@ class AlignJob:
         """One source of photos or videos with texts: the case the label bridge can be combined with."""
         if len(self.sources) != 1:
             return False
-        kinds = set(self.sources[0].columns)
-        return self.sources[0].folder is not None or (TEXT in kinds and bool(kinds & {IMAGE, VIDEO}))
+        modalities = set(self.sources[0].columns)
+        return self.sources[0].folder is not None or (TEXT in modalities and bool(modalities & {IMAGE, VIDEO}))
 
 
 def _typed(value, kind, key: str):
@@ -335,11 +335,11 @@ def _load_source(source: PairSource, where: str):
         pairs = pairs_from_folder(source.folder)
     except (ReadError, ConfigError) as exc:
         raise ConfigError(f"{where}: {source.key}.{'manifest' if source.manifest else 'folder'}: {exc}") from None
-    kinds = sorted({modality_of(p.left) for p in pairs})
-    if len(kinds) != 1:
-        raise ConfigError(f"{where}: {source.key}.folder: {source.folder} mixes {', '.join(kinds)} files; "
+    modalities = sorted({modality_of(p.left) for p in pairs})
+    if len(modalities) != 1:
+        raise ConfigError(f"{where}: {source.key}.folder: {source.folder} mixes {', '.join(modalities)} files; "
                           "one modality per folder")
-    return pairs, (kinds[0], TEXT)
+    return pairs, (modalities[0], TEXT)
 
 
 def _side_features(extractors: _Extractors, modality: str, values: list, source: PairSource, where: str,
@@ -368,16 +368,16 @@ def extract(job: AlignJob, progress: Progress | None = None) -> tuple[list[Sourc
     where = job.source or "config"
     out, counts = [], []
     for source in job.sources:
-        pairs, kinds = _load_source(source, where)
+        pairs, modalities = _load_source(source, where)
         if len(pairs) < 2:
             raise ConfigError(f"{where}: {source.key}: need at least 2 pairs, got {len(pairs)}")
-        left, left_shared, left_row = _side_features(extractors, kinds[0], [p.left for p in pairs], source,
+        left, left_shared, left_row = _side_features(extractors, modalities[0], [p.left for p in pairs], source,
                                                      where, progress)
-        right, _, right_row = _side_features(extractors, kinds[1], [p.right for p in pairs], source, where, progress)
+        right, _, right_row = _side_features(extractors, modalities[1], [p.right for p in pairs], source, where, progress)
         groups = np.unique([p.group for p in pairs], return_inverse=True)[1]
-        heads = (HEAD_OF[kinds[0]], HEAD_OF[kinds[1]])
+        heads = (HEAD_OF[modalities[0]], HEAD_OF[modalities[1]])
         if heads[0] == heads[1]:
-            raise ConfigError(f"{where}: {source.key}: {kinds[0]} and {kinds[1]} feed the same head {heads[0]!r}")
+            raise ConfigError(f"{where}: {source.key}: {modalities[0]} and {modalities[1]} feed the same head {heads[0]!r}")
         found = SourceFeatures(source.key, heads, left[left_row], right[right_row], groups)
         if heads == (IMAGE_HEAD, TEXT_HEAD):
             photos = list(dict.fromkeys(str(p.left) for p in pairs))
@@ -385,7 +385,7 @@ def extract(job: AlignJob, progress: Progress | None = None) -> tuple[list[Sourc
             groups = left_row if source.group_column is None else groups
             found.groups = groups
         out.append(found)
-        counts.append({"key": source.key, "modalities": list(kinds), "pairs": len(pairs),
+        counts.append({"key": source.key, "modalities": list(modalities), "pairs": len(pairs),
                        "items": [len(set(map(str, (p.left for p in pairs)))), len(set(map(str, (p.right for p in pairs))))]})
     stats = {"sources": counts, "pairs": sum(c["pairs"] for c in counts), "cache": str(extractors.cache.folder),
              "cache_hits": extractors.cache.stats.hits, "cache_misses": extractors.cache.stats.misses,

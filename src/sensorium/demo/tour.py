@@ -35,24 +35,24 @@ def run_tour(directory: str | Path | None = None) -> list[dict]:
         console.print(f"  [yellow]failed[/yellow] {path}: {reason}")
 
     steps = [
-        ("text -> image", "a photo of my cat", dict(text="a photo of my cat", kind="image")),
+        ("text -> image", "a photo of my cat", dict(text="a photo of my cat", modality="image")),
         ("image -> image", "a cropped, mirrored copy of the coffee photo",
-         dict(image=_query_image(media, queries), kind="image")),
+         dict(image=_query_image(media, queries), modality="image")),
         ("speech -> video moment", 'spoken: "the rocket launch"',
-         dict(audio=_spoken_query(queries, "Show me the rocket launch."), kind="video")),
-        ("text -> audio", "when is the team meeting?", dict(text="when is the team meeting", kind="audio")),
-        ("text -> note", "how do I make tomato soup", dict(text="how do I make tomato soup", kind="text")),
+         dict(audio=_spoken_query(queries, "Show me the rocket launch."), modality="video")),
+        ("text -> audio", "when is the team meeting?", dict(text="when is the team meeting", modality="audio")),
+        ("text -> note", "how do I make tomato soup", dict(text="how do I make tomato soup", modality="text")),
         ("text -> anything", "astronaut", dict(text="an astronaut in a space suit")),
     ]
     results = []
     for title, shown, query in steps:
         hits = collection.search(k=3, **query)
         table = Table(title=f"{title}: {shown}", title_justify="left", show_lines=False)
-        for column in ("#", "score", "kind", "file", "time", "why"):
+        for column in ("#", "score", "modality", "file", "time", "why"):
             table.add_column(column, overflow="fold")
         for rank, hit in enumerate(hits, 1):
             when = f"{hit.start:.1f}-{hit.end:.1f} s" if hit.start is not None else ""
-            table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, Path(hit.path).name, when, hit.why)
+            table.add_row(str(rank), f"{hit.score:.3f}", hit.modality, Path(hit.path).name, when, hit.why)
         console.print(table)
         results.append({"step": title, "hits": [h.as_dict() for h in hits]})
 

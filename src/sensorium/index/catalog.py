@@ -65,7 +65,7 @@ class FileState:
 class Item:
     id: int
     path: str
-    kind: str
+    modality: str
     size: int
     mtime_ns: int
     content_hash: str
@@ -79,7 +79,7 @@ class SegmentRow:
     id: int
     item_id: int
     path: str
-    kind: str
+    modality: str
     start: float | None
     end: float | None
     source: str
@@ -138,8 +138,13 @@ MIGRATIONS: list[str] = [
     """,
     # 2: word timings of spoken segments (a hit spans the words it matched, not the whole sentence), and
     # the text read in a picture in a column of its own instead of appended to its labels after "; text: "
-    # (char(59) is ";": statements are split on semicolons)
+    # (char(59) is ";": statements are split on semicolons); and "kind" becomes "modality", the word the
+    # code uses everywhere
     """
+    ALTER TABLE items RENAME COLUMN kind TO modality;
+    DROP INDEX items_kind;
+    CREATE INDEX items_modality ON items(modality);
+    ALTER TABLE failures RENAME COLUMN kind TO modality;
     ALTER TABLE segments ADD COLUMN words TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE segments ADD COLUMN ocr TEXT NOT NULL DEFAULT '';
     UPDATE segments SET ocr = trim(substr(text, instr(text, char(59) || ' text: ') + 8)),
@@ -192,7 +197,7 @@ class Catalog:
         self.db_path = Path(db_path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._id_cache: dict[tuple, tuple] = {}  # kinds -> (catalog version, sorted segment ids)
+        self._id_cache: dict[tuple, tuple] = {}  # modalities -> (catalog version, sorted segment ids)
         try:
             if readonly:
                 self._db = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True,
@@ -278,7 +283,7 @@ class Catalog:
         return None if latest is None else FileState(path, latest[0], latest[1], latest[2])
 
     def item(self, path: str) -> Item | None:
-        rows = self._read("SELECT id, path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at "
+        rows = self._read("SELECT id, path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at "
                           "FROM items WHERE path = ?", (path,))
         return _item(rows[0]) if rows else None
 
@@ -287,7 +292,7 @@ class Catalog:
         (ids arrive from URLs)."""
         if not MIN_ID <= int(item_id) <= MAX_ID:
             return None
-        rows = self._read("SELECT id, path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at "
+        rows = self._read("SELECT id, path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at "
                           "FROM items WHERE id = ?", (int(item_id),))
         return _item(rows[0]) if rows else None
 
@@ -299,7 +304,7 @@ class Catalog:
         ids = [r[0] for r in self._read('SELECT id FROM segments WHERE item_id = ? ORDER BY start, id', (item.id,))]
         return item, self.segments(ids)
 
-    def put_item(self, state: FileState, kind: str, duration: float | None, meta: dict,
+    def put_item(self, state: FileState, modality: str, duration: float | None, meta: dict,
                  segments: list[NewSegment]) -> tuple[int, list[int], list[int]]:
         """Store one file's item and segments, replacing any previous version, in ONE transaction.
 
@@ -312,9 +317,9 @@ class Catalog:
             removed = self._delete_items(db, [state.path])
             db.execute("DELETE FROM failures WHERE path = ?", (state.path,))
             item_id = db.execute(
-                "INSERT INTO items (path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at) "
+                "INSERT INTO items (path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (state.path, kind, int(state.size), int(state.mtime_ns), state.content_hash, duration,
+                (state.path, modality, int(state.size), int(state.mtime_ns), state.content_hash, duration,
                  json.dumps(meta), time.time())).lastrowid
             new_ids = []
             for seg, labels, words, vectors in prepared:
@@ -375,15 +380,15 @@ class Catalog:
             db.execute("UPDATE items SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), path))
             db.execute("UPDATE failures SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), path))
 
-    def record_failure(self, state: FileState, kind: str | None, reason: str) -> None:
+    def record_failure(self, state: FileState, modality: str | None, reason: str) -> None:
         """Remember why a file could not be indexed. A good item already stored for it is kept."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO failures (path, kind, size, mtime_ns, content_hash, reason, failed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET kind = excluded.kind, "
+                "INSERT INTO failures (path, modality, size, mtime_ns, content_hash, reason, failed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET modality = excluded.modality, "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, "
                 "reason = excluded.reason, failed_at = excluded.failed_at",
-                (state.path, kind, int(state.size), int(state.mtime_ns), state.content_hash, reason, time.time()))
+                (state.path, modality, int(state.size), int(state.mtime_ns), state.content_hash, reason, time.time()))
 
     def remove_paths(self, paths: Iterable[str]) -> list[int]:
         """Forget these files (items and failures); returns the removed segment ids."""
@@ -405,7 +410,7 @@ class Catalog:
         return {r[0] for r in self._read(sql, params)}
 
     def counts(self) -> dict[str, int]:
-        return dict(self._read("SELECT kind, COUNT(*) FROM items GROUP BY kind ORDER BY kind"))
+        return dict(self._read("SELECT modality, COUNT(*) FROM items GROUP BY modality ORDER BY modality"))
 
     def segment_count(self) -> int:
         return self._read("SELECT COUNT(*) FROM segments")[0][0]
@@ -421,18 +426,18 @@ class Catalog:
         if not ids:
             return []
         rows = self._read(
-            'SELECT s.id, s.item_id, i.path, i.kind, s.start, s."end", s.source, s.text, s.labels, s.ocr, s.words '
+            'SELECT s.id, s.item_id, i.path, i.modality, s.start, s."end", s.source, s.text, s.labels, s.ocr, s.words '
             "FROM segments s JOIN items i ON i.id = s.item_id WHERE s.id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),))
         by_id = {r[0]: SegmentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
                                   [tuple(w) for w in json.loads(r[10])]) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
-    def segment_kinds(self, ids: Iterable[int]) -> dict[int, str]:
+    def segment_modalities(self, ids: Iterable[int]) -> dict[int, str]:
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        return dict(self._read("SELECT s.id, i.kind FROM segments s JOIN items i ON i.id = s.item_id "
+        return dict(self._read("SELECT s.id, i.modality FROM segments s JOIN items i ON i.id = s.item_id "
                                "WHERE s.id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)))
 
     def item_segments(self, item_ids: Iterable[int], sources: Collection[str]) -> list[tuple[int, int, float, float, str]]:
@@ -472,28 +477,28 @@ class Catalog:
         with self._lock:
             return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
 
-    def segment_ids_cached(self, kinds: Collection[str]) -> np.ndarray:
-        """`segment_ids(kinds)`, reused until the catalog changes: a kind filter then costs a binary
-        search per candidate instead of a SQL lookup of the candidates' kinds on every query."""
-        key = tuple(sorted(kinds))
+    def segment_ids_cached(self, modalities: Collection[str]) -> np.ndarray:
+        """`segment_ids(modalities)`, reused until the catalog changes: a modality filter then costs a binary
+        search per candidate instead of a SQL lookup of the candidates' modalities on every query."""
+        key = tuple(sorted(modalities))
         version = self.version()
         cached = self._id_cache.get(key)
         if cached is None or cached[0] != version:
-            ids = self.segment_ids(kinds)
+            ids = self.segment_ids(modalities)
             self._id_cache[key] = cached = (version, ids)
         return cached[1]
 
-    def segment_ids(self, kinds: Collection[str] | None = None) -> np.ndarray:
-        """Ids of every segment (of these kinds), sorted: the set a kind filter allows."""
-        if kinds is None:
+    def segment_ids(self, modalities: Collection[str] | None = None) -> np.ndarray:
+        """Ids of every segment (of these modalities), sorted: the set a modality filter allows."""
+        if modalities is None:
             rows = self._read("SELECT id FROM segments ORDER BY id")
         else:
             rows = self._read("SELECT s.id FROM segments s JOIN items i ON i.id = s.item_id "
-                              "WHERE i.kind IN (SELECT value FROM json_each(?)) ORDER BY s.id",
-                              (json.dumps(sorted(kinds)),))
+                              "WHERE i.modality IN (SELECT value FROM json_each(?)) ORDER BY s.id",
+                              (json.dumps(sorted(modalities)),))
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def lexical(self, query: str, k: int, kinds: Collection[str] | None = None) -> list[tuple[int, float]]:
+    def lexical(self, query: str, k: int, modalities: Collection[str] | None = None) -> list[tuple[int, float]]:
         """Best `k` segments for the words of `query` by FTS5 bm25; score is -bm25, higher = better."""
         match = fts_query(query)
         if match is None or k <= 0:
@@ -502,9 +507,9 @@ class Catalog:
                "JOIN segments s ON s.id = f.rowid JOIN items i ON i.id = s.item_id "
                "WHERE segment_text MATCH ?")
         params: list[Any] = [match]
-        if kinds is not None:
-            sql += " AND i.kind IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(sorted(kinds)))
+        if modalities is not None:
+            sql += " AND i.modality IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(modalities)))
         sql += " ORDER BY bm25(segment_text) LIMIT ?"
         params.append(int(k))
         return [(r[0], float(r[1])) for r in self._read(sql, params)]

@@ -27,7 +27,7 @@ SAMPLE_BYTES = 16 << 20
 @dataclass(frozen=True)
 class ScannedFile:
     path: str       # absolute path
-    kind: str       # modality name
+    modality: str
     size: int
     mtime_ns: int
 
@@ -43,10 +43,10 @@ def scan(folder: str | Path, follow_symlinks: bool = False, exclude: Iterable[st
     if not root.exists():
         raise ReadError(root, "no such file or folder")
     if root.is_file():
-        kind = modality_of(root)
-        if kind is not None:
+        modality = modality_of(root)
+        if modality is not None:
             st = root.stat()
-            yield ScannedFile(str(root), kind, st.st_size, st.st_mtime_ns)
+            yield ScannedFile(str(root), modality, st.st_size, st.st_mtime_ns)
         return
     excluded = {os.path.abspath(p) for p in exclude}
     seen_dirs: set[tuple[int, int]] = set()
@@ -77,15 +77,15 @@ def _walk(folder: str, follow: bool, excluded: set[str], seen: set[tuple[int, in
             if entry.is_dir(follow_symlinks=follow):
                 yield from _walk(entry.path, follow, excluded, seen, on_error)
                 continue
-            kind = modality_of(entry.name)
-            if kind is None or not entry.is_file(follow_symlinks=follow):
+            modality = modality_of(entry.name)
+            if modality is None or not entry.is_file(follow_symlinks=follow):
                 continue
             st = entry.stat(follow_symlinks=follow)
         except OSError as exc:  # vanished, broken symlink, permission denied
             if on_error is not None:
                 on_error(entry.path, exc.strerror or str(exc))
             continue
-        yield ScannedFile(entry.path, kind, st.st_size, st.st_mtime_ns)
+        yield ScannedFile(entry.path, modality, st.st_size, st.st_mtime_ns)
 
 
 def content_hash(path: str | Path) -> str:

@@ -28,9 +28,9 @@ def read_audio(path: str | Path, *, max_seconds: float | None = None) -> AudioPa
     _check_max_seconds(max_seconds)
     path = Path(path)
     check_file(path)
-    kind = sniff(path)
-    if kind in ("text", "image"):
-        raise ReadError(path, f"not audio (content looks like {kind})")
+    looks_like = sniff(path)
+    if looks_like in ("text", "image"):
+        raise ReadError(path, f"not audio (content looks like {looks_like})")
     samples, rate = _decode_any(path, max_seconds)
     return to_payload(path, samples, rate)
 

@@ -42,9 +42,9 @@ def read_image(
     bomb_warning = "error" if Image.MAX_IMAGE_PIXELS is None or limit is None or limit <= Image.MAX_IMAGE_PIXELS else "ignore"
     path = Path(path)
     check_file(path)
-    kind = sniff(path)
-    if kind is not None and kind != "image":
-        raise ReadError(path, f"not an image (content looks like {kind})")
+    looks_like = sniff(path)
+    if looks_like is not None and looks_like != "image":
+        raise ReadError(path, f"not an image (content looks like {looks_like})")
     fmt = None
     try:
         with warnings.catch_warnings():

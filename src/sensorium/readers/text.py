@@ -98,5 +98,5 @@ def _checked(path: str | Path, data: bytes, text: str, encoding: str) -> tuple[s
 
 def _looks_like(data: bytes) -> str:
     """' (content looks like image)' when the bytes carry another modality's magic number."""
-    kind = sniff_bytes(data[:4096])
-    return f" (content looks like {kind})" if kind and kind != "text" else ""
+    looks_like = sniff_bytes(data[:4096])
+    return f" (content looks like {looks_like})" if looks_like and looks_like != "text" else ""

@@ -46,9 +46,9 @@ def read_video(
         raise ValueError(f"max_side and max_frames must be positive, got {max_side}, {max_frames}")
     path = Path(path)
     check_file(path)
-    kind = sniff(path)
-    if kind in ("text", "image"):
-        raise ReadError(path, f"not a video (content looks like {kind})")
+    looks_like = sniff(path)
+    if looks_like in ("text", "image"):
+        raise ReadError(path, f"not a video (content looks like {looks_like})")
 
     import av
 

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..index.catalog import Item
-from ..modality import ALL as KINDS
+from ..modality import ALL as MODALITIES
 from ..modality import VIDEO
 from ..readers.sniff import sniff_bytes
 from ..space.segments import SPEECH_SOURCES, Source
@@ -59,9 +59,10 @@ def _hit_json(state: ServeState, hit) -> dict | None:
     if shown is None:  # indexed from outside the served roots: not ours to reveal
         return None
     thumbnail = f"/api/v1/items/{hit.item_id}/thumbnail"
-    if hit.kind == VIDEO and hit.start is not None:  # a frame from inside the matched span, not the opening
+    if hit.modality == VIDEO and hit.start is not None:  # a frame from inside the matched span, not the opening
         thumbnail += f"?t={round((hit.start + (hit.end if hit.end is not None else hit.start)) / 2, 2)}"
-    return {"item_id": hit.item_id, "path": shown, "name": Path(hit.path).name, "kind": hit.kind,
+    return {"item_id": hit.item_id, "path": shown, "name": Path(hit.path).name, "modality": hit.modality,
+            "kind": hit.modality,  # the older name of the same field, for clients written against it
             "score": round(hit.score, 4), "start": hit.start, "end": hit.end, "why": hit.why, "source": hit.source,
             "thumbnail_url": thumbnail, "media_url": f"/api/v1/items/{hit.item_id}/media",
             "item_url": f"/api/v1/items/{hit.item_id}"}
@@ -72,37 +73,43 @@ def _results(state: ServeState, hits, query: dict) -> dict:
     return {"query": query, "count": len(results), "results": results}
 
 
-def _check_kind(kind: str | None) -> str | None:
-    if kind in (None, "", "any"):
+def _check_modality(modality: str | None, kind: str | None) -> str | None:
+    """The modality filter of a search; `kind` is the parameter's older name, still accepted."""
+    field = "modality" if modality not in (None, "") else "kind"
+    modality = modality if modality not in (None, "") else kind
+    if modality in (None, "", "any"):
         return None
-    if kind not in KINDS:
-        raise Problem(422, "Invalid request", f"kind: unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return kind
+    if modality not in MODALITIES:
+        raise Problem(422, "Invalid request",
+                      f"{field}: unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    return modality
 
 
 @router.get("/search")
 def search_text(state: State, q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
-                kind: Annotated[str | None, Query(max_length=16)] = None,
-                k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict:
+                modality: Annotated[str | None, Query(max_length=16)] = None,
+                k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+                kind: Annotated[str | None, Query(max_length=16, deprecated=True)] = None) -> dict:
     """Items matching a text query, best first, each with why it matched and where in time."""
-    kind = _check_kind(kind)
-    hits = state.view().search(text=q, kind=kind, k=k)
-    return _results(state, hits, {"text": q, "kind": kind, "k": k})
+    modality = _check_modality(modality, kind)
+    hits = state.view().search(text=q, modality=modality, k=k)
+    return _results(state, hits, {"text": q, "modality": modality, "kind": modality, "k": k})
 
 
 @router.post("/search")
 def search_example(state: State, file: Annotated[UploadFile, File()],
-                   kind: Annotated[str | None, Form(max_length=16)] = None,
+                   modality: Annotated[str | None, Form(max_length=16)] = None,
                    k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
-                   q: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None) -> dict:
+                   q: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None,
+                   kind: Annotated[str | None, Form(max_length=16, deprecated=True)] = None) -> dict:
     """Items like an uploaded photo, or matching what is said in an uploaded recording."""
-    kind = _check_kind(kind)
-    with _saved_upload(file, allowed=("image", "audio", "video")) as (path, modality):
-        if modality == "image":
-            hits = state.view().search(text=q or None, image=path, kind=kind, k=k)
+    wanted = _check_modality(modality, kind)
+    with _saved_upload(file, allowed=("image", "audio", "video")) as (path, uploaded):
+        if uploaded == "image":
+            hits = state.view().search(text=q or None, image=path, modality=wanted, k=k)
         else:
-            hits = state.view().search(text=q or None, audio=path, kind=kind, k=k)
-    return _results(state, hits, {"upload": modality, "text": q, "kind": kind, "k": k})
+            hits = state.view().search(text=q or None, audio=path, modality=wanted, k=k)
+    return _results(state, hits, {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
 
 
 @router.post("/classify")
@@ -111,7 +118,7 @@ def classify_upload(state: State, file: Annotated[UploadFile, File()],
     """Rank comma-separated `labels` for an uploaded file of any modality."""
     from ..classification import classify
 
-    with _saved_upload(file, allowed=KINDS) as (path, modality):
+    with _saved_upload(file, allowed=MODALITIES) as (path, modality):
         result = classify(path, labels, experts=state.experts).as_dict()
     result["path"] = "upload"
     return result
@@ -221,7 +228,8 @@ def item_details(state: State, item_id: int) -> dict:
             passages.append(segment.text)
         if segment.ocr and segment.ocr not in ocr:
             ocr.append(segment.ocr)
-    return {"id": item.id, "path": state.roots.relative(item.path), "name": Path(item.path).name, "kind": item.kind,
+    return {"id": item.id, "path": state.roots.relative(item.path), "name": Path(item.path).name,
+            "modality": item.modality, "kind": item.modality,
             "size": item.size, "duration": item.duration, "meta": item.meta, "indexed_at": item.indexed_at,
             "labels": [{"label": n, "score": round(s, 4)} for n, s in sorted(labels.items(), key=lambda p: -p[1])],
             "transcript": transcript, "ocr_text": "\n".join(ocr), "scenes": scenes, "passages": passages,
@@ -233,7 +241,7 @@ def item_thumbnail(state: State, item_id: int,
                    t: Annotated[float | None, Query(ge=0, le=1e7, description="seconds: a video's frame at this time")] = None):
     item = _item(state, item_id)
     try:
-        picture = state.thumbnails.get(_item_file(state, item), item.kind, at=t if item.kind == VIDEO else None)
+        picture = state.thumbnails.get(_item_file(state, item), item.modality, at=t if item.modality == VIDEO else None)
     except Problem:
         raise
     except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500
@@ -316,7 +324,7 @@ async def job_events(request: Request, state: State, job_id: str):
 
 @router.get("/health")
 def health(state: State) -> dict:
-    kinds, segments = state.index_size()
+    modalities, segments = state.index_size()
     running = state.jobs.running()
-    return {"status": "ok", "items": kinds, "segments": segments, "job": running.id if running else None,
+    return {"status": "ok", "items": modalities, "segments": segments, "job": running.id if running else None,
             "roots": [root.name for root in state.roots.folders]}

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from ..modality import AUDIO, IMAGE, VIDEO
+
 THUMB_SIZE = 320
 THUMB_DIR = "thumbnails"
 BACKGROUND = (238, 240, 244)
@@ -54,7 +56,7 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._bytes: int | None = None  # known total, counted on first use
 
-    def get(self, path: Path, kind: str, at: float | None = None) -> Path:
+    def get(self, path: Path, modality: str, at: float | None = None) -> Path:
         """The thumbnail of `path`, made on first request; for a video, `at` seconds picks the frame
         (to a tenth of a second, so the cache holds a handful per video, not one per request)."""
         stat = path.stat()
@@ -64,7 +66,7 @@ class ThumbnailCache:
         try:
             seen = target.stat().st_mtime
         except FileNotFoundError:
-            return self._make(path, kind, target, at)
+            return self._make(path, modality, target, at)
         now = time.time()
         if now - seen > 60:
             with contextlib.suppress(OSError):  # pruned by another request meanwhile: still served once
@@ -111,9 +113,9 @@ class ThumbnailCache:
             self.prune()
         return self._bytes or 0
 
-    def _make(self, path: Path, kind: str, target: Path, at: float | None = None) -> Path:
+    def _make(self, path: Path, modality: str, target: Path, at: float | None = None) -> Path:
         before = self.size_bytes()  # counted before the new file exists, so it is counted once
-        picture = _render(path, kind, at)
+        picture = _render(path, modality, at)
         picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # atomic: no half-written thumbnail
@@ -137,14 +139,14 @@ def _unlink(name: str) -> int:
         return 0
 
 
-def _render(path: Path, kind: str, at: float | None = None) -> Image.Image:
-    if kind == "image":
+def _render(path: Path, modality: str, at: float | None = None) -> Image.Image:
+    if modality == IMAGE:
         with Image.open(path) as image:
             image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at reduced size
             return ImageOps.exif_transpose(image).convert("RGB")
-    if kind == "video":
+    if modality == VIDEO:
         return video_keyframe(path) if at is None else video_frame_at(path, at)
-    if kind == "audio":
+    if modality == AUDIO:
         return _waveform(path)
     return _text_card(path)
 

@@ -23,11 +23,11 @@ class IndexSizeCollector:
         self._counts = counts
 
     def collect(self):
-        items = GaugeMetricFamily("sensorium_index_items", "Items in the collection, by kind", labels=["kind"])
+        items = GaugeMetricFamily("sensorium_index_items", "Items in the collection, by modality", labels=["kind"])  # label name kept: dashboards query it
         segments = GaugeMetricFamily("sensorium_index_segments", "Searchable segments in the collection")
-        by_kind, segment_count = self._counts()
-        for kind, count in sorted(by_kind.items()):
-            items.add_metric([kind], count)
+        by_modality, segment_count = self._counts()
+        for modality, count in sorted(by_modality.items()):
+            items.add_metric([modality], count)
         segments.add_metric([], segment_count)
         yield items
         yield segments

@@ -39,7 +39,7 @@ function showResults(data) {
   setStatus(`${data.count} result${data.count === 1 ? "" : "s"}`);
   for (const hit of data.results) {
     const when = hit.start !== null ? ` @ ${clock(hit.start)}` : "";
-    grid.append(el("article", { class: "hit", "data-item": hit.item_id, "data-kind": hit.kind, tabindex: "0",
+    grid.append(el("article", { class: "hit", "data-item": hit.item_id, "data-kind": hit.modality, tabindex: "0",
                                 onclick: () => openItem(hit) },
       el("img", { src: hit.thumbnail_url, alt: hit.name, loading: "lazy" }),
       el("div", { class: "meta" },
@@ -54,7 +54,7 @@ async function searchText(event) {
   const q = $("q").value.trim();
   if (!q) return;
   const params = new URLSearchParams({ q, k: "24" });
-  if ($("kind").value) params.set("kind", $("kind").value);
+  if ($("kind").value) params.set("modality", $("kind").value);
   setStatus("searching…");
   const response = await fetch(`${API}/search?${params}`);
   if (!response.ok) return setStatus(await problemText(response), true);
@@ -66,7 +66,7 @@ async function searchExample(file) {
   const form = new FormData();
   form.append("file", file);
   form.append("k", "24");
-  if ($("kind").value) form.append("kind", $("kind").value);
+  if ($("kind").value) form.append("modality", $("kind").value);
   setStatus(`searching like ${file.name}…`);
   const response = await fetch(`${API}/search`, { method: "POST", body: form });
   if (!response.ok) return setStatus(await problemText(response), true);
@@ -75,7 +75,7 @@ async function searchExample(file) {
 
 function player(item, start) {
   // Start at the matched time: set once the media knows its duration (and keep #t for good measure).
-  const tag = item.kind === "video" ? "video" : "audio";
+  const tag = item.modality === "video" ? "video" : "audio";
   const url = start ? `${item.media_url}#t=${start}` : item.media_url;
   const media = el(tag, { controls: "", preload: "metadata", src: url, id: "player" });
   if (start) media.addEventListener("loadedmetadata", () => {
@@ -90,8 +90,8 @@ async function openItem(hit) {
   const item = await response.json();
   const box = $("item");
   box.replaceChildren(el("h2", {}, item.path));
-  if (item.kind === "image") box.append(el("img", { class: "preview", src: item.media_url, alt: item.name }));
-  if (item.kind === "audio" || item.kind === "video") box.append(player(item, hit.start || 0));
+  if (item.modality === "image") box.append(el("img", { class: "preview", src: item.media_url, alt: item.name }));
+  if (item.modality === "audio" || item.modality === "video") box.append(player(item, hit.start || 0));
   if (item.labels.length) {
     box.append(el("h3", {}, "Labels"), el("div", { class: "labels" },
       ...item.labels.slice(0, 12).map((l) => el("span", {}, `${l.label} ${(l.score * 100).toFixed(0)}%`))));
