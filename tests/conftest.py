@@ -11,7 +11,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def good_corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """(folder, {name: description}) of small valid files of every supported kind."""
-    from badfiles import make_good_corpus
+    from helpers.corpora import make_good_corpus
 
     folder = tmp_path_factory.mktemp("good")
     return folder, make_good_corpus(folder)
@@ -20,7 +20,7 @@ def good_corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 @pytest.fixture(scope="session")
 def bad_corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """(folder, {name: expected reason substring}) of malformed files."""
-    from badfiles import make_bad_corpus
+    from helpers.corpora import make_bad_corpus
 
     folder = tmp_path_factory.mktemp("bad")
     return folder, make_bad_corpus(folder)

@@ -13,26 +13,7 @@ from sensorium.space.learned import AttachedSpace
 from sensorium.align.job import load_job
 from sensorium.cli import app
 from sensorium.errors import ConfigError
-
-
-def make_pairs(root: Path) -> Path:
-    """The 10 sample photos, each with its description and a short caption; returns the manifest."""
-    from sensorium.demo.sample_data import PHOTOS, _render_photo
-
-    photos = root / "photos"
-    photos.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for recipe in PHOTOS:
-        name = Path(recipe.path).name
-        (photos / name).write_bytes(_render_photo(recipe))
-        rows.append({"image": f"photos/{name}", "caption": recipe.description})
-        rows.append({"image": f"photos/{name}", "caption": "a photo of " + recipe.source.replace("_", " ")})
-    manifest = root / "pairs.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["image", "caption"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+from helpers.pairs import make_pairs
 
 
 def write_config(root: Path, combine="1.0", extra: str = "", train: str = "") -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import make_media, run, shared_home
+from helpers.cli import make_media, run, shared_home
 
 WIDTH = 200
 HIT = re.compile(r"^ ?(?P<rank>\d+)\. (?P<score>-?\d\.\d{3})  (?P<kind>image|audio|text |video)  (?P<path>\S.*?)"
@@ -108,7 +108,7 @@ def table(lines: list[str], title: str) -> list[list[str]]:
 def test_evaluate_output(home, tmp_path):
     """A small two-class run (bars up or across, as tests/test_train_cli_distributed.py trains it),
     trained by `sensorium train` in one process, then evaluated."""
-    from test_train_cli_distributed import CONFIG, write_data
+    from helpers.training import CONFIG, write_data
 
     manifest = write_data(tmp_path / "data", 48)
     (tmp_path / "config.toml").write_text(CONFIG)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli_helpers import another_view_of, cat_photo, make_media, run, shared_home, small_space, write_still_video
+from helpers.cli import another_view_of, cat_photo, make_media, run, shared_home, small_space, write_still_video
 
 # ten labels: a broken model ranks the right one first 1 time in 10
 LABELS = "dog,cat,car,airplane,pizza,guitar,bicycle,tree,boat,clock"
@@ -189,7 +189,7 @@ def test_clip_checkpoint_adds_a_clip_space(media, home, tmp_path):
     """A tiny randomly initialised CLIP checkpoint written offline (as tests/test_clip_backend.py
     does): indexing with --clip records the folder and stores one CLIP vector per photo, and text
     and image searches run through it. (Random weights: what it ranks is not judged here.)"""
-    from test_clip_backend import _write_checkpoint
+    from helpers.clip import write_checkpoint as _write_checkpoint
 
     from sensorium.collection import Collection
     from sensorium.space.segments import CLIP

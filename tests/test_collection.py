@@ -26,7 +26,7 @@ def media(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def indexed(media, tmp_path_factory):
     """The sample media plus a folder of malformed files, indexed once with sockets blocked."""
-    from badfiles import make_bad_corpus
+    from helpers.corpora import make_bad_corpus
 
     bad = media / "broken"
     bad.mkdir(exist_ok=True)

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from badfiles import CLIP_SIZE, TONE_HZ, moving_square, photo
+from helpers.corpora import CLIP_SIZE, TONE_HZ, moving_square, photo
 from conftest import SHARED_DATA
 from sensorium import modality
 from sensorium.errors import ReadError, UnsupportedFileError

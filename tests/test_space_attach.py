@@ -12,7 +12,7 @@ from sensorium import Collection
 from sensorium.align.job import save_space
 from sensorium.align.train import AlignConfig, train_space
 from sensorium.experts import ExpertConfig
-from test_align_cli import make_pairs
+from helpers.pairs import make_pairs
 
 QUERIES = {"a tabby cat with green eyes": "cat.jpg", "a rocket on its launch pad": "rocket_on_launch_pad.webp",
            "a cup of espresso on a saucer": "coffee.png", "a red motorcycle in a garage": "motorcycle.jpg",

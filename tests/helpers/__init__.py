@@ -1,0 +1,1 @@
+"""Shared test helpers: generated corpora, CLI runs, pairs, tiny checkpoints, training data."""
