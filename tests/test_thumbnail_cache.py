@@ -77,18 +77,25 @@ def test_edited_file_gets_a_new_thumbnail(tmp_path: Path):
     assert Image.open(second).getpixel((2, 2))[0] > 200
 
 
-def _two_scene_video(path: Path, fps: int = 10, seconds_each: float = 3.0) -> Path:
-    """Red for the first `seconds_each`, then blue: which frame a thumbnail shows is plain to see."""
+def _two_scene_video(path: Path, fps: int = 10, seconds_each: float = 3.0, clock_starts_at: float = 0.0) -> Path:
+    """Red for the first `seconds_each`, then blue: which frame a thumbnail shows is plain to see.
+    `clock_starts_at` > 0 stamps the first frame that late, as MPEG-TS and cut files do."""
+    from fractions import Fraction
+
     import av
 
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
         stream.options = {"g": "5"}  # a keyframe every half second, so seeking has somewhere to land
+        index = round(clock_starts_at * fps)
         for colour in ((220, 30, 30), (30, 30, 220)):
             pixels = np.zeros((120, 160, 3), np.uint8) + np.asarray(colour, np.uint8)
             for _ in range(int(fps * seconds_each)):
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                frame.pts, frame.time_base, index = index, Fraction(1, fps), index + 1
+                out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
 
@@ -108,3 +115,19 @@ def test_a_video_thumbnail_shows_the_frame_at_the_asked_time(tmp_path: Path):
     red, _, blue = _mean_rgb(cache.get(video, "video", at=1.2))
     assert red > blue + 100
     assert len(list(cache.directory.glob("*.jpg"))) == 6  # one entry per time asked
+
+
+def test_a_video_whose_clock_starts_late_is_timed_from_its_first_frame(tmp_path: Path):
+    """Hit times come from the video reader, which counts from the first frame; the thumbnail at a
+    hit's time must count the same way, not by the container's clock (here 5 s at the first frame)."""
+    from sensorium.readers import read
+
+    video = _two_scene_video(tmp_path / "late_clock.mp4", clock_starts_at=5.0)
+    frames = read(video).frames
+    blue_from = next(f.time for f in frames if f.pixels[..., 2].mean() > f.pixels[..., 0].mean())
+    assert 2.5 <= blue_from <= 3.5, [f.time for f in frames]  # the reader's clock: the second scene at 3 s
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    red, _, blue = _mean_rgb(cache.get(video, "video", at=1.5))
+    assert red > blue + 100
+    red, _, blue = _mean_rgb(cache.get(video, "video", at=4.5))
+    assert blue > red + 100

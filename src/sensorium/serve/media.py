@@ -170,11 +170,14 @@ def video_keyframe(path: Path) -> Image.Image:
 
 def video_frame_at(path: Path, seconds: float) -> Image.Image:
     """The frame shown at `seconds` (the last one when the video is shorter): seek to the keyframe
-    before it, then decode forward to it."""
+    before it, then decode forward to it. Like the video reader that timed the hit, `seconds` counts
+    from the video's first frame, not from the container's clock (MPEG-TS and cut files start later)."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        if stream.time_base and stream.start_time is not None:
+            seconds += float(stream.start_time * stream.time_base)
         if stream.time_base:
             try:
                 container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
