@@ -524,6 +524,65 @@ def test_thumbnail_of_an_undecodable_file_is_a_422_problem(site, scratch):
     assert request(site["base"] + "/api/v1/health").json()["status"] == "ok"  # the server carries on
 
 
+def _catalog_of_the_first_schema(path: Path, photo: Path) -> None:
+    """A catalog as schema 1 wrote it (the `kind` column, OCR packed into the labels), one photo."""
+    import sqlite3
+
+    from sensorium.index.catalog import MIGRATIONS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO items (path, kind, size, mtime_ns, content_hash, duration, meta, indexed_at) "
+               "VALUES (?, 'image', ?, ?, 'h', NULL, '{}', 0)", (str(photo), photo.stat().st_size, photo.stat().st_mtime_ns))
+    db.execute("INSERT INTO segments (item_id, start, \"end\", source, text, labels) "
+               "VALUES (1, NULL, NULL, 'image', 'a red square; text: STOP', '[]')")
+    db.execute("INSERT INTO segment_text (rowid, text) VALUES (1, 'a red square; text: STOP')")
+    db.commit()
+    db.close()
+
+
+def test_serving_a_new_folder_or_an_older_catalog_works_as_before(tmp_path):
+    """The handlers read through a read-only catalog handle; the service still creates a collection
+    folder that does not exist yet and migrates a catalog of an older schema before opening it."""
+    from PIL import Image
+
+    from sensorium.index.catalog import SCHEMA_VERSION, Catalog
+
+    root = tmp_path / "root"
+    root.mkdir()
+    photo = root / "square.png"
+    Image.new("RGB", (64, 48), (200, 20, 20)).save(photo)
+
+    fresh = tmp_path / "not" / "yet"
+    process, base = start_server(fresh, [root], tmp_path / "fresh.log")
+    try:
+        health = request(base + "/api/v1/health").json()
+        assert (health["status"], health["items"], health["segments"]) == ("ok", {}, 0)
+        _problem(request(base + "/api/v1/items/1"), 404)
+        assert (fresh / "catalog.sqlite").is_file()
+    finally:
+        stop_server(process)
+
+    older = tmp_path / "older"
+    _catalog_of_the_first_schema(older / "catalog.sqlite", photo)
+    process, base = start_server(older, [root], tmp_path / "older.log")
+    try:
+        health = request(base + "/api/v1/health").json()
+        assert (health["items"], health["segments"]) == ({"image": 1}, 1)
+        item = request(base + "/api/v1/items/1")
+        assert item.status == 200, item.body
+        assert (item.json()["name"], item.json()["modality"]) == ("square.png", "image")
+        thumbnail = request(base + "/api/v1/items/1/thumbnail")
+        assert thumbnail.status == 200 and thumbnail.headers["content-type"].startswith("image/jpeg")
+    finally:
+        stop_server(process)
+    with Catalog(older / "catalog.sqlite", readonly=True) as catalog:
+        assert catalog.schema_version() == SCHEMA_VERSION  # migrated once, by the service's start-up
+
+
 def test_cli_serve_refuses_a_remote_host_without_allow_remote(tmp_path):
     collection = tmp_path / "collection"
     result = run_cli("serve", "-c", str(collection), "--host", "0.0.0.0", "--port", str(free_port()),
