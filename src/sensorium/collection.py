@@ -2,6 +2,8 @@
 
 `Collection(dir).index(folder)` walks a folder and embeds new and changed files, skips unchanged
 ones and forgets deleted ones; `search(...)` finds items by text, example image or spoken query.
+The collection keeps configuration and storage handles and takes the writer lock; the work is done
+by `sensorium.indexing` (the pipeline) and `sensorium.attaching` (learned spaces), handed its parts.
 The SQLite catalog is the source of truth (vectors included); the ANN files are derived and are
 reconciled with it on open, so a `kill -9` at any moment loses at most the file being written.
 """
@@ -9,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from . import attaching
+from .attaching import ATTACH_BATCH, ATTACHED_KEY, ATTACHING_KEY, SPACES_DIR, AttachProgress  # noqa: F401 - re-exported
 from .experts import ExpertConfig, Experts
 from .indexing import IMAGE_BATCH, READ_AHEAD, SAVE_EVERY_SECONDS, IndexReport, Progress, ShouldStop  # noqa: F401 - re-exported
 from .space.segments import AUDIO, AUDIO_DIM, CLIP, IMAGE, SHARED
@@ -21,11 +22,6 @@ from .space.segments import AUDIO, AUDIO_DIM, CLIP, IMAGE, SHARED
 CATALOG_FILE = "catalog.sqlite"
 CONFIG_FILE = "collection.json"
 MODEL_FIELDS = ("text_dir", "image_weights", "speech_dir", "clip_dir")  # what made the stored vectors
-SPACES_DIR = "spaces"  # attached learned spaces, one folder per content id
-ATTACHED_KEY, ATTACHING_KEY = "attached_space", "attaching_space"  # catalog meta keys
-ATTACH_BATCH = 512
-
-AttachProgress = Callable[[int, int], None]  # (segments done, total); may raise to abort (tests)
 
 
 class Collection:
@@ -117,94 +113,29 @@ class Collection:
         """Attach a `sensorium align` output: copy it in, give every segment one of its item heads can
         read (image/shot segments: image head; sound windows: audio head) a learned vector from its
         stored vectors, then switch to it in one transaction. Safe to interrupt at any point (the
-        previous space stays in use); calling again resumes where it stopped."""
+        previous space stays in use); calling again resumes where it stopped (`sensorium.attaching`)."""
         from .index.lock import WriterLock
 
         with WriterLock(self.dir):
-            return self._attach_locked(Path(folder), progress, batch)
-
-    def _attach_locked(self, folder: Path, progress: AttachProgress | None, batch: int) -> dict:
-        import numpy as np
-
-        from .space import learned
-        from .errors import ConfigError
-        from .index.vectors import VectorStore
-
-        started = time.perf_counter()
-        candidate = learned.AttachedSpace.load(folder)
-        catalog = self.catalog
-        missing = learned.inputs_missing(catalog, candidate)
-        if missing:
-            head, missing_inputs = next(iter(missing.items()))
-            raise ConfigError(f"space {folder}: its {head} head reads {'+'.join(candidate.inputs[head])} "
-                              f"vectors, but this collection stores no {', '.join(missing_inputs)} vectors "
-                              "(index its files again with this version to add them)")
-        target = learned.install(candidate, self.dir / SPACES_DIR)
-        record = {"id": candidate.id, "folder": f"{SPACES_DIR}/{candidate.id}", "name": candidate.name,
-                  "dim": candidate.dim, "weight": candidate.weight, "source": str(folder.expanduser().resolve())}
-        current = catalog.meta(ATTACHED_KEY)
-        if not current or current["id"] != candidate.id:
-            catalog.set_meta(ATTACHING_KEY, record)
-        loaded = learned.AttachedSpace.load(target)
-        store = VectorStore(self.dir / "vectors", loaded.name, loaded.dim)
-        store.sync_with(catalog)
-        todo = learned.missing_ids(catalog, loaded)
-        total, done = len(todo), 0
-        if progress:
-            progress(0, total)
-        for first in range(0, total, batch):
-            ids = todo[first:first + batch]
-            stored: dict[int, dict[str, np.ndarray]] = {int(i): {} for i in ids}
-            for name in {n for head in loaded.item_heads for n in loaded.inputs[head]}:
-                got, matrix = catalog.vectors_for(name, ids)
-                for i, vector in zip(got.tolist(), matrix):
-                    stored[i][name] = vector
-            segments = [_Stored(i, vectors) for i, vectors in stored.items()]
-            embedded = loaded.embed_segments(segments)
-            if embedded:
-                ids = np.asarray([segments[n].id for n in sorted(embedded)], dtype=np.int64)
-                vectors = np.stack([embedded[n] for n in sorted(embedded)])
-                catalog.put_vectors(loaded.name, ids, vectors)  # committed: the truth
-                store.add(ids, vectors, new=True)  # ids the space lacked (missing_ids)
-            done += len(todo[first:first + batch])
-            if progress:
-                progress(done, total)
-        store.save()
-        stale = [name for name in learned.learned_spaces(catalog) if name != loaded.name]
-        catalog.switch_spaces({ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
-        self._forget_spaces(stale, keep=candidate.id)
-        self._attached = loaded
-        self._stores.pop(loaded.name, None)
-        return {"space": loaded.summary(), "embedded": total, "vectors": len(catalog.vector_ids(loaded.name)),
-                "seconds": time.perf_counter() - started}
+            attached = attaching.attach(self.catalog, self.dir, Path(folder), progress, batch)
+            self._drop_stores(attached.dropped + [attached.space.name])
+            self._attached = attached.space
+            return attached.summary
 
     def detach_space(self) -> bool:
         """Stop using the attached space and delete its vectors; True when one was attached."""
-        from .space import learned
         from .index.lock import WriterLock
 
         with WriterLock(self.dir):
-            current = self.catalog.meta(ATTACHED_KEY)
-            stale = learned.learned_spaces(self.catalog)
-            self.catalog.switch_spaces({ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
-            self._forget_spaces(stale + ([current["name"]] if current else []), keep=None)
+            was_attached, dropped = attaching.detach(self.catalog, self.dir)
+            self._drop_stores(dropped)
             self._attached = None
-            return current is not None
+            return was_attached
 
-    def _forget_spaces(self, names: list[str], keep: str | None) -> None:
-        """Remove derived files of spaces no longer in the catalog: ANN files and copied folders."""
-        import shutil
-
-        from .index.vectors import remove_files
-
+    def _drop_stores(self, names: list[str]) -> None:
+        """Forget open ANN stores of spaces whose files were replaced or removed."""
         for name in names:
             self._stores.pop(name, None)
-            remove_files(self.dir / "vectors", name)
-        spaces_dir = self.dir / SPACES_DIR
-        if spaces_dir.is_dir():
-            for entry in spaces_dir.iterdir():
-                if entry.name != keep:
-                    shutil.rmtree(entry, ignore_errors=True)
 
     def store(self, space: str):
         """The ANN index of one space, reconciled with the catalog when first opened."""
@@ -274,14 +205,6 @@ class Collection:
         out["vectors"] = int(len(self.catalog.vector_ids(attached.name)))
         out["pending"] = self.catalog.meta(ATTACHING_KEY)
         return out
-
-
-@dataclass
-class _Stored:
-    """A stored segment's vectors read back from the catalog, shaped like a new Segment for the heads."""
-
-    id: int
-    vectors: dict
 
 
 def stored_experts(directory: str | Path) -> ExpertConfig | None:
