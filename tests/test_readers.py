@@ -2,6 +2,10 @@
 a ReadError that names the file and the reason, and nothing else ever escapes."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -200,6 +204,19 @@ def test_every_bad_file_raises_read_error_naming_file_and_reason(bad_corpus):
         assert caught.type is ReadError, name
         assert caught.value.path == str(path) and str(path) in str(caught.value), name
         assert reason in caught.value.reason, (name, caught.value.reason)
+
+
+def test_truncated_flac_is_called_truncated_on_one_core(bad_corpus):
+    """On one core FFmpeg's decoder reports the cut-off last frame as an error (with threads it
+    goes quiet); both must read as truncation, not as an undecodable file."""
+    folder, _ = bad_corpus
+    script = ("import sys; from sensorium.readers import read; from sensorium.errors import ReadError\n"
+              "try:\n    read(sys.argv[1])\nexcept ReadError as error:\n    print(error.reason)\n")
+    first_cpu = min(os.sched_getaffinity(0))
+    done = subprocess.run([sys.executable, "-c", script, str(folder / "truncated.flac")], capture_output=True,
+                          text=True, timeout=120, preexec_fn=lambda: os.sched_setaffinity(0, {first_cpu}))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("truncated audio"), done.stdout
 
 
 def test_missing_file_directory_and_unknown_extension(tmp_path):

@@ -61,6 +61,21 @@ def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def decode_av_audio(container, stream, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode one PyAV audio stream to (mono float32 samples, sample rate); shared with the video reader."""
+    samples, rate, broke_off = decode_av_audio_until_error(container, stream, max_seconds)
+    if broke_off is not None:
+        raise broke_off
+    return samples, rate
+
+
+def decode_av_audio_until_error(container, stream, max_seconds: float | None = None
+                                ) -> tuple[np.ndarray, int, Exception | None]:
+    """Like decode_av_audio, but a decoder error after the first decoded audio ends the stream
+    instead of losing it: (samples so far, rate, the error or None).
+
+    Why: a cut-off file's last frame fails to decode, and whether FFmpeg says so depends on its
+    threading (one core: an error; several: silence). The caller compares what it got with the
+    declared length and calls it truncated either way.
+    """
     import av
 
     rate = stream.codec_context.sample_rate or stream.rate
@@ -72,20 +87,27 @@ def decode_av_audio(container, stream, max_seconds: float | None = None) -> tupl
     limit = None if max_seconds is None else int(round(max_seconds * rate))
     chunks: list[np.ndarray] = []
     total = 0
-    for frame in container.decode(stream):
+    broke_off: Exception | None = None
+    frames = container.decode(stream)
+    while limit is None or total < limit:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            chunks.extend(out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(None))
+            break
+        except av.FFmpegError as error:
+            if not chunks:
+                raise
+            broke_off = error
+            break
         for out in resampler.resample(frame):
             chunk = out.to_ndarray().mean(axis=0, dtype=np.float32)
             chunks.append(chunk)
             total += chunk.size
-        if limit is not None and total >= limit:
-            break
-    else:
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if limit is not None:
         samples = samples[:limit]
-    return samples.astype(np.float32, copy=False), int(rate)
+    return samples.astype(np.float32, copy=False), int(rate), broke_off
 
 
 def _decode_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
@@ -123,10 +145,13 @@ def _decode_pyav(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int
             raise ReadError(path, "no audio stream")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        samples, rate = decode_av_audio(container, stream, max_seconds)
+        samples, rate, broke_off = decode_av_audio_until_error(container, stream, max_seconds)
         declared = _exact_duration(container, stream)
     if declared and max_seconds is None and len(samples) < _COMPLETE * declared * rate:
         raise ReadError(path, f"truncated audio: decoded {len(samples) / rate:.2f} s of the {declared:.2f} s declared")
+    if broke_off is not None:
+        raise ReadError(path, f"truncated or corrupt audio: decoding broke off after {len(samples) / rate:.2f} s "
+                              f"({describe(broke_off)})")
     return samples, rate
 
 
