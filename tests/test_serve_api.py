@@ -4,7 +4,7 @@ the roots, files deleted or swapped for links since indexing), uploads of every 
 cancel, the 409 for a second job, problem documents, metrics, a graceful SIGTERM and the CLI's refusals.
 
 No test depends on timing: a job that must be caught mid-way is held at a chosen file by a read gate
-(`serve_helpers.ReadGate`, a hook only the test server loads), and waits are bounded only to end a
+(`helpers.serve.ReadGate`, a hook only the test server loads), and waits are bounded only to end a
 failing test, never to measure speed."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi", reason="fastapi is not installed")
 pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 
-from serve_helpers import (ReadGate, free_port, multipart, mux_video, read_events, request, run_cli,  # noqa: E402
+from helpers.serve import (ReadGate, free_port, multipart, mux_video, read_events, request, run_cli,  # noqa: E402
                            start_server, stop_server, wait_for_text)
 
 LIBRARY = ["photos/cat.jpg", "photos/coffee.png", "photos/scanned_page.png", "voice_memos/shopping_list.wav",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_helpers import REPO, start_server, stop_server
+from helpers.serve import REPO, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

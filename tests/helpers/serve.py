@@ -19,7 +19,7 @@ from sensorium.serve.process import free_port  # noqa: F401 (the tests import it
 from sensorium.serve.process import start_server as start_server_process
 from sensorium.serve.process import stop_server  # noqa: F401 (the tests import it from here)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
