@@ -174,6 +174,8 @@ class Indexer:
                 began = time.perf_counter()
                 try:
                     segments = embedder.embed(payload)
+                except ReadError as error:  # a recording read in windows can fail (truncated, silent) late
+                    self._fail(report, state, modality, error.reason)
                 except Exception as error:  # noqa: BLE001 - one bad file never stops the batch
                     self._fail(report, state, modality, f"{modality} encoder failed: {_reason(error)}")
                 else:
@@ -227,13 +229,13 @@ class Indexer:
 def read_ahead(todo) -> Iterator[tuple]:
     """Decode files in a background thread while the encoders work on earlier ones: yields
     (state, modality, payload or None, seconds spent reading, reason or None), in order."""
-    from .readers import read
+    from .readers import read_for_index
 
     def load(entry):
         state, modality = entry
         began = time.perf_counter()
         try:
-            payload = read(state.path)
+            payload = read_for_index(state.path)
             return state, modality, payload, time.perf_counter() - began, None
         except (UnsupportedFileError, ReadError) as error:
             return state, modality, None, time.perf_counter() - began, error.reason

@@ -6,6 +6,7 @@ magic bytes (`sniff`), so that a text file named .jpg fails with a clear reason 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ReadError, UnsupportedFileError
@@ -16,11 +17,12 @@ from .payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoFra
 from .sniff import sniff
 from .text import read_text
 from .video import read_video
+from .windows import AudioWindows
 
 READERS = {TEXT: read_text, IMAGE: read_image, AUDIO: read_audio, VIDEO: read_video}
 
 __all__ = [
-    "read", "sniff", "read_text", "read_image", "read_audio", "read_video", "READERS",
+    "read", "read_for_index", "AudioWindows", "sniff", "read_text", "read_image", "read_audio", "read_video", "READERS",
     "Payload", "TextPayload", "ImagePayload", "AudioPayload", "VideoFrame", "VideoPayload",
     "ReadError", "UnsupportedFileError",
 ]
@@ -33,3 +35,20 @@ def read(path: str | Path, **opts) -> Payload:
         suffix = Path(path).suffix.lower() or "(no extension)"
         raise UnsupportedFileError(path, f"unsupported file type {suffix}")
     return READERS[modality](path, **opts)
+
+
+def read_for_index(path: str | Path) -> Payload | AudioWindows:
+    """What indexing reads: as `read`, except that a recording, and a video's sound track, come as
+    `AudioWindows`, decoded while the experts work through them, so that a file's length never
+    decides the memory an index run needs. A video whose sound cannot be read keeps its pictures."""
+    modality = modality_of(path)
+    if modality == AUDIO:
+        return AudioWindows(path)
+    if modality == VIDEO:
+        payload = read_video(path, audio=False)
+        try:
+            sound = AudioWindows(path)
+        except ReadError:  # no sound track, or one that cannot be decoded
+            sound = None
+        return replace(payload, audio=sound)
+    return read(path)

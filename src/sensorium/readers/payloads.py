@@ -3,12 +3,14 @@
 Readers decode and validate; everything downstream can trust these invariants:
 - TextPayload.text is a non-empty str.
 - ImagePayload.pixels is a C-contiguous uint8 array (H, W, 3), RGB, EXIF orientation applied.
-- AudioPayload.samples is float32 mono in [-1, 1] at `sample_rate` (16 kHz by default).
+- AudioPayload.samples is float32 mono in [-1, 1] at `sample_rate` (16 kHz by default),
+  starting `offset` seconds into the file (0 unless it is a window of a long recording).
 - VideoPayload.frames are sampled at a fixed rate, each with its time stamp in seconds;
   `audio` is the decoded sound track or None when the container has none.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class AudioPayload:
     path: Path
     samples: np.ndarray  # (n,) float32 mono
     sample_rate: int = SAMPLE_RATE
+    offset: float = 0.0  # seconds into the file where `samples` begin (a window of a long recording)
     modality: str = field(default="audio", init=False)
 
     @property
@@ -59,7 +62,7 @@ class VideoFrame:
 class VideoPayload:
     path: Path
     frames: list[VideoFrame]
-    audio: AudioPayload | None
+    audio: AudioPayload | Iterable[AudioPayload] | None  # windows (readers.windows) when read for indexing
     duration: float
     frame_rate: float  # the fixed sampling rate of `frames`, frames per second
     modality: str = field(default="video", init=False)

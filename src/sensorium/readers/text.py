@@ -11,10 +11,9 @@ from pathlib import Path
 
 from ..errors import ReadError
 from .checks import check_file, decoding
+from .limits import MAX_TEXT_BYTES
 from .payloads import TextPayload
 from .sniff import is_mostly_printable, sniff_bytes
-
-MAX_TEXT_BYTES = 10 * 1024 * 1024
 
 _LATIN_LOOKALIKES = frozenset({
     "cp1250", "cp1257", "cp1258", "cp775", "cp850", "cp858", "cp437", "latin_1", "iso8859_2", "iso8859_3",

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReadError
-from .audio import decode_av_audio, to_payload
+from .audio import stream_audio, to_payload
 from .checks import check_file, describe
-from .payloads import AudioPayload, VideoFrame, VideoPayload
+from .limits import MAX_WHOLE_AUDIO_SECONDS
+from .payloads import SAMPLE_RATE, AudioPayload, VideoFrame, VideoPayload
 from .sniff import sniff
 
 # Sampling intervals at least this long (seconds) seek to each sample; shorter ones decode through.
@@ -192,17 +193,15 @@ def _rgb(frame, max_side: int) -> np.ndarray:
 
 
 def _read_sound(path: Path, max_seconds: float | None) -> AudioPayload | None:
-    """The first audio track at 16 kHz mono; None when there is none, or it is silent or corrupt:
-    the pictures are still worth indexing."""
-    import av
-
+    """The first audio track at 16 kHz mono, at most `MAX_WHOLE_AUDIO_SECONDS` of it (a longer
+    video is indexed with its sound in windows, `readers.windows`); None when there is none, or it
+    is silent or corrupt: the pictures are still worth indexing."""
+    wanted = MAX_WHOLE_AUDIO_SECONDS if max_seconds is None else min(max_seconds, MAX_WHOLE_AUDIO_SECONDS)
     try:
-        with av.open(str(path), mode="r") as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            samples, rate = decode_av_audio(container, stream, max_seconds)
-        return to_payload(path, samples, rate)
+        blocks = list(stream_audio(path, max_seconds=wanted, limit_seconds=MAX_WHOLE_AUDIO_SECONDS))
+        if not blocks:
+            return None
+        return to_payload(path, np.concatenate(blocks), SAMPLE_RATE)
     except MemoryError:
         raise
     except Exception:

@@ -13,7 +13,10 @@ import re
 
 import numpy as np
 
+from ..errors import ReadError
+from ..progress import report
 from ..readers.payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoPayload
+from ..readers.windows import AudioWindows
 from .image_bridge import bridge_for
 from .segments import AUDIO, CLIP, IMAGE, SHARED, Segment, Source
 
@@ -53,6 +56,8 @@ class Embedder:
             return self.embed_images([payload])[0]
         if isinstance(payload, AudioPayload):
             return self.embed_audio(payload)
+        if isinstance(payload, AudioWindows):
+            return self.embed_audio_windows(payload)
         if isinstance(payload, VideoPayload):
             return self.embed_video(payload)
         raise TypeError(f"not a payload: {type(payload).__name__}")
@@ -90,11 +95,23 @@ class Embedder:
         if not pieces:
             return segments
         vectors = self.experts.text.encode([p.text.strip() for p in pieces])
+        at = payload.offset
         return [
-            Segment(source=source, text=p.text.strip(), start=float(p.start), end=float(p.end),
-                    vectors={SHARED: v}, words=[(w.start, w.end, w.text) for w in getattr(p, "words", ())])
+            Segment(source=source, text=p.text.strip(), start=at + float(p.start), end=at + float(p.end),
+                    vectors={SHARED: v}, words=[(at + w.start, at + w.end, w.text) for w in getattr(p, "words", ())])
             for p, v in zip(pieces, vectors)
         ] + segments
+
+    def embed_audio_windows(self, windows: AudioWindows, source: Source = Source.SPEECH) -> list[Segment]:
+        """A long recording one window at a time (flat memory), times in the file's clock;
+        progress goes to `sensorium.progress` as seconds of sound done."""
+        segments: list[Segment] = []
+        stage = f"{windows.path.name}: listening"
+        for window in windows:
+            segments += self.embed_audio(window, source)
+            done = window.offset + window.duration
+            report(stage, int(done), int(max(done, windows.declared_seconds or done)))
+        return segments
 
     def embed_sound(self, payload: AudioPayload, source: Source = Source.SOUND) -> list[Segment]:
         """One native audio vector per window of up to `SOUND_WINDOW_SECONDS`; none for silence."""
@@ -109,13 +126,19 @@ class Embedder:
         if not windows:
             return []
         vectors = self.experts.sound.embed([piece for _, piece in windows])
-        return [Segment(source=source, text="", start=start / rate, end=(start + len(piece)) / rate,
+        at = payload.offset
+        return [Segment(source=source, text="", start=at + start / rate, end=at + (start + len(piece)) / rate,
                         vectors={AUDIO: vector})
                 for (start, piece), vector in zip(windows, vectors)]
 
     def embed_video(self, payload: VideoPayload) -> list[Segment]:
         segments = self._embed_shots(payload)
-        if payload.audio is not None:
+        if isinstance(payload.audio, AudioWindows):
+            try:
+                segments += self.embed_audio_windows(payload.audio, source=Source.VIDEO_SPEECH)
+            except ReadError:  # a silent or broken sound track: the pictures are still worth indexing
+                pass
+        elif payload.audio is not None:
             segments += self.embed_audio(payload.audio, source=Source.VIDEO_SPEECH)
         return segments
 
