@@ -36,6 +36,11 @@ class QueryError(SensoriumError):
     """A search or classify request is malformed (no query, unreadable query file, bad label list)."""
 
 
+class Cancelled(SensoriumError):
+    """The work's caller stopped waiting for it (a client disconnected): raised at the next check
+    (`sensorium.progress.check_cancelled`) so the CPU goes back to those still waiting."""
+
+
 class CollectionLockedError(SensoriumError):
     """Another process holds the collection's writer lock."""
 

@@ -122,7 +122,7 @@ class SpeechRecognizer:
                 words=tuple(Word(start=clock(w.start), end=clock(w.end), text=w.word.strip())
                             for w in (s.words or ()) if w.word.strip()),
             )
-            for s in segments
+            for s in _checked(segments)
         ]
 
     # ------------------------------------------------------------ candidate scoring
@@ -335,6 +335,16 @@ END_PUNCTUATION = (".", "!", "?")
 REPEAT_BELOW_SECONDS = 0.5
 REPEATS = 3
 REPEAT_GAP_SECONDS = 0.1
+
+
+def _checked(segments):
+    """Whisper's segments as it decodes them (lazily, ~30 s of sound each), stopping between two
+    when the caller has left (`sensorium.progress.cancellable`)."""
+    from ..progress import check_cancelled
+
+    for segment in segments:
+        check_cancelled()
+        yield segment
 
 
 def _as_16k(audio: AudioPayload) -> np.ndarray:

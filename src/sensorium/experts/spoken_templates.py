@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +65,21 @@ SEED_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "ei
               "backward", "forward", "follow", "learn", "visual")
 SEED_FILE = Path(__file__).parent / "data" / "spoken-templates.safetensors"
 PROGRESS_STAGE = "voicing new labels (once)"  # what `sensorium.progress` shows while templates are made
+
+
+_NEW_WORDS_CAP: ContextVar[int | None] = ContextVar("sensorium_new_spoken_words_cap", default=None)
+MAX_CACHED_WORDS = 4000  # words kept in this machine's template cache (~33 KB each: ~130 MB), least recently used go
+
+
+@contextmanager
+def new_words_at_most(count: int | None) -> Iterator[None]:
+    """Inside this block, a label set needing more than `count` words voiced anew is a QueryError
+    before any is synthesised (the service's bound: ~3 s of CPU per new word)."""
+    token = _NEW_WORDS_CAP.set(count)
+    try:
+        yield
+    finally:
+        _NEW_WORDS_CAP.reset(token)
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,14 @@ def build_templates(embed, model_key: str, candidates: list[str], keyword=None, 
 
     found = {text: _load(model_key, keyword, text) if cache else None for text in candidates}
     missing = [text for text, stored in found.items() if stored is None]
+    cap = _NEW_WORDS_CAP.get()
+    if cap is not None and len(missing) > cap:
+        from ..errors import QueryError
+
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise QueryError(f"{len(missing)} labels have no spoken templates on this machine yet ({shown}); "
+                         f"here at most {cap} new ones are voiced per request (~3 s each): send fewer, or "
+                         f"voice them once with `sensorium classify`")
     for done, text in enumerate(missing):
         report(PROGRESS_STAGE, done, len(missing))
         found[text] = _synthesise_and_embed(embed, keyword, text)
@@ -166,12 +193,17 @@ def _width(group: str) -> int:
 
 
 def _synthesise_and_embed(embed, keyword, text: str) -> dict[str, np.ndarray]:
+    from ..progress import check_cancelled
     from .tts import synthesize
 
-    spoken = [synthesize(text, voice=voice, rate_wpm=RATE_WPM, pitch=PITCH).samples for voice in ENGLISH_VOICES]
-    accented = [cut_at_word(synthesize(text, voice=voice, rate_wpm=RATE_WPM, pitch=PITCH).samples)
-                for voice in ACCENT_VOICES]
+    def say(voice: str) -> np.ndarray:
+        check_cancelled()  # ~0.1 s a voice: a caller that left stops the work within a voice or two
+        return synthesize(text, voice=voice, rate_wpm=RATE_WPM, pitch=PITCH).samples
+
+    spoken = [say(voice) for voice in ENGLISH_VOICES]
+    accented = [cut_at_word(say(voice)) for voice in ACCENT_VOICES]
     cut = [cut_at_word(s) for s in spoken]
+    check_cancelled()
     vectors = embed(spoken + cut + accented)
     split = 2 * len(spoken)
     stored = {"english": np.ascontiguousarray(vectors[:split]), "accents": np.ascontiguousarray(vectors[split:])}
@@ -202,8 +234,10 @@ def _load(model_key: str, keyword, text: str) -> dict[str, np.ndarray] | None:
     """The word's stored templates: this machine's cache first, then the seed shipped with the package."""
     from safetensors.numpy import load_file
 
+    path = _cache_file(model_key, keyword, text)
     try:
-        stored = load_file(str(_cache_file(model_key, keyword, text)))
+        stored = load_file(str(path))
+        _touch(path)
     except Exception:  # absent, or torn by a crash (safetensors' own error type): try the seed
         seed = _seed(_settings_key(model_key, keyword))
         stored = seed.get(text, seed.get(text.lower()))  # "Yes" and "YES" sound as "yes" in espeak-ng
@@ -261,5 +295,38 @@ def _save(model_key: str, keyword, text: str, stored: dict[str, np.ndarray]) -> 
         temporary = path.with_suffix(f".{id(stored)}.tmp")
         save_file(stored, str(temporary))
         temporary.replace(path)
+        prune_cache(path.parent)
     except OSError:  # a read-only home: the templates still serve this process
+        pass
+
+
+def prune_cache(folder: Path, keep: int | None = None) -> int:
+    """Delete the least recently used words beyond `keep` (default MAX_CACHED_WORDS) in one
+    settings folder of the cache, so made-up labels cannot fill the disk; how many went."""
+    keep = MAX_CACHED_WORDS if keep is None else keep
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".safetensors"):
+            try:
+                entries.append((entry.stat().st_mtime_ns, entry.path))
+            except OSError:
+                continue
+    if len(entries) <= keep:
+        return 0
+    entries.sort()
+    removed = 0
+    for _, path in entries[: len(entries) - keep]:
+        try:
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _touch(path: Path) -> None:
+    """Mark a word as used (its file's mtime), for `prune_cache`'s least-recently-used order."""
+    try:
+        os.utime(path)
+    except OSError:  # read-only home
         pass

@@ -1,4 +1,4 @@
-"""Long recordings read window by window, so that a two-hour podcast indexes in the memory of five
+"""Long recordings read window by window, so that a two-hour podcast indexes in the memory of two
 minutes of it.
 
 Reading a recording whole costs its length in memory several times over downstream (the speech
@@ -22,7 +22,7 @@ from .audio import SILENCE_PEAK, AudioStream, stream_audio
 from .limits import MAX_RECORDING_SECONDS
 from .payloads import SAMPLE_RATE, AudioPayload
 
-WINDOW_SECONDS = 300.0
+WINDOW_SECONDS = 120.0  # 120 s: +325-357 MB for 10-30 min recordings (flat); 300 s: +484-651 MB (BENCHMARKS.md)
 QUIET_SEARCH_SECONDS = 10.0
 QUIET_FRAME_SECONDS = 0.05
 
@@ -36,8 +36,9 @@ class AudioWindows:
 
     modality = AUDIO
 
-    def __init__(self, path: str | Path, window_seconds: float = WINDOW_SECONDS,
+    def __init__(self, path: str | Path, window_seconds: float | None = None,
                  limit_seconds: float = MAX_RECORDING_SECONDS):
+        window_seconds = WINDOW_SECONDS if window_seconds is None else window_seconds
         if not window_seconds > QUIET_SEARCH_SECONDS:
             raise ValueError(f"window_seconds must exceed {QUIET_SEARCH_SECONDS}, got {window_seconds}")
         self.path = Path(path)

@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from ..errors import ReadError
+from ..heap import release_free_memory
 from ..progress import report
 from ..readers.payloads import AudioPayload, ImagePayload, Payload, TextPayload, VideoPayload
 from ..readers.windows import AudioWindows
@@ -109,6 +110,7 @@ class Embedder:
         stage = f"{windows.path.name}: listening"
         for window in windows:
             segments += self.embed_audio(window, source)
+            release_free_memory()  # the window's features and decoder buffers, back to the OS before the next
             done = window.offset + window.duration
             report(stage, int(done), int(max(done, windows.declared_seconds or done)))
         return segments
