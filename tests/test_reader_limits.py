@@ -223,3 +223,24 @@ def test_indexing_records_an_over_budget_file_and_goes_on(tmp_path, one_hertz):
     assert report.added == 1
     assert [(Path(path).name, reason) for path, reason in report.failed] == [
         ("one_hertz.wav", "sample rate 1 Hz is outside the supported 2,000-768,000 Hz")]
+
+
+def test_images_beyond_the_pixel_budget_are_refused_or_decoded_smaller(tmp_path):
+    """A PNG declaring 1 x 63,000,000 pixels (Pillow would allocate a row buffer per line) is
+    refused by its side; a JPEG over MAX_IMAGE_PIXELS is decoded at reduced scale, within it."""
+    from PIL import Image
+
+    from benchmarks.common.hostile import png
+    from sensorium.readers import read_image
+    from sensorium.readers.limits import MAX_IMAGE_PIXELS
+
+    (tmp_path / "thin.png").write_bytes(png(1, 63_000_000, 8, 3))
+    with pytest.raises(ReadError, match="a side over 65,535 pixels"):
+        read_image(tmp_path / "thin.png")
+    Image.new("RGB", (10_000, 7_000), (90, 140, 200)).save(tmp_path / "big.jpg", quality=60)
+    pixels = read_image(tmp_path / "big.jpg").pixels
+    assert pixels.shape == (3_500, 5_000, 3) and pixels.shape[0] * pixels.shape[1] <= MAX_IMAGE_PIXELS
+    assert abs(int(pixels[100, 100, 2]) - 200) <= 3
+    Image.new("RGB", (10_000, 7_000), (90, 140, 200)).save(tmp_path / "big.png")
+    with pytest.raises(ReadError, match="decompression bomb: 10000x7000 pixels exceeds limit of 64000000"):
+        read_image(tmp_path / "big.png")

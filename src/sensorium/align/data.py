@@ -22,13 +22,26 @@ class Pair:
     group: str = ""  # pairs of the same group (e.g. 5 captions of one photo) are never negatives
 
 
+_EXTRA_FIELDS = "\0extra"  # where csv puts the fields of a row longer than the header
+
+
 def _rows(manifest: Path) -> list[dict]:
     suffix = manifest.suffix.lower()
     if not manifest.is_file():
         raise ReadError(manifest, "manifest not found")
-    text = manifest.read_text(encoding="utf-8")
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReadError(manifest, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     if suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
+        try:
+            rows = list(csv.DictReader(text.splitlines(), restkey=_EXTRA_FIELDS))
+        except csv.Error as exc:
+            raise ReadError(manifest, f"not a readable CSV manifest ({exc})") from exc
+        for number, row in enumerate(rows, start=1):
+            if _EXTRA_FIELDS in row:
+                raise ReadError(manifest, f"row {number}: {len(row[_EXTRA_FIELDS])} more fields than the header has columns")
+        return rows
     if suffix in (".jsonl", ".ndjson"):
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):

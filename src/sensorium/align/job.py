@@ -169,6 +169,8 @@ def load_job(path: str | Path) -> AlignJob:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     base = path.parent
     where = str(path)
     extra = sorted(set(data) - TOP_KEYS)

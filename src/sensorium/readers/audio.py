@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReadError
-from .checks import check_file, describe
+from .checks import check_file, describe, reraise_machine
 from .limits import (MAX_RECORDING_SECONDS, MAX_WHOLE_AUDIO_SECONDS, check_channels, check_duration,
                      check_sample_rate, clock)
 from .payloads import SAMPLE_RATE, AudioPayload
@@ -201,14 +201,16 @@ def open_source(path: Path) -> SoundfileSource | AvSource:
     """libsndfile when it can open the file, else FFmpeg; ReadError naming both when neither can."""
     try:
         return SoundfileSource(path)
-    except (ReadError, MemoryError):
+    except ReadError:
         raise
     except Exception as first:
+        reraise_machine(first)
         try:
             return AvSource(path)
-        except (ReadError, MemoryError):
+        except ReadError:
             raise
         except Exception as second:
+            reraise_machine(second)
             raise ReadError(path, f"not decodable audio ({describe(second)}; libsndfile: {describe(first)})") from second
 
 
@@ -254,23 +256,26 @@ def _decoded(source, wanted_seconds: float, limit_seconds: float) -> Iterator[np
             started = True
             yield block
         return
-    except (ReadError, MemoryError):
+    except ReadError:
         raise
     except Exception as error:
+        reraise_machine(error)
         if started or not isinstance(source, SoundfileSource):
             raise ReadError(path, f"decoding audio failed ({describe(error)})") from error
         first = error
     try:
         fallback = AvSource(path)
-    except (ReadError, MemoryError):
+    except ReadError:
         raise
     except Exception as second:
+        reraise_machine(second)
         raise ReadError(path, f"not decodable audio ({describe(second)}; libsndfile: {describe(first)})") from second
     try:
         yield from _resampled(fallback, wanted_seconds, limit_seconds)
-    except (ReadError, MemoryError):
+    except ReadError:
         raise
     except Exception as error:
+        reraise_machine(error)
         raise ReadError(path, f"decoding audio failed ({describe(error)})") from error
 
 

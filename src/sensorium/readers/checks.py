@@ -39,6 +39,24 @@ def describe(exc: BaseException) -> str:
     return text
 
 
+def reraise_machine(exc: BaseException) -> None:
+    """Re-raise `exc` when it is about the machine (out of memory, an interrupt), not the file.
+
+    PyAV raises FFmpeg's ENOMEM as `av.error.MemoryError`, a MemoryError too; FFmpeg returns it for
+    malformed files (an atom declaring gigabytes it refuses to allocate), so that one is the file's
+    fault and becomes a ReadError like any other decoder error.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    if isinstance(exc, MemoryError):
+        try:
+            from av import FFmpegError
+        except ImportError:
+            raise exc from None
+        if not isinstance(exc, FFmpegError):
+            raise exc
+
+
 @contextmanager
 def decoding(path: str | Path, what: str) -> Iterator[None]:
     """Re-raise anything a decoder throws as ReadError("<what> failed: <detail>").
@@ -48,7 +66,8 @@ def decoding(path: str | Path, what: str) -> Iterator[None]:
     """
     try:
         yield
-    except (ReadError, MemoryError):
+    except ReadError:
         raise
     except Exception as exc:
+        reraise_machine(exc)
         raise ReadError(path, f"{what} failed ({describe(exc)})") from exc

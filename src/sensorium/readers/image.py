@@ -8,6 +8,7 @@ large photos decodes quickly.
 """
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -17,10 +18,12 @@ from PIL import Image, ImageOps
 
 from ..errors import ReadError
 from .checks import check_file, describe
+from .limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from .payloads import ImagePayload
 from .sniff import sniff
 
 _WHITE = (255, 255, 255)
+IN_MEMORY_BYTES = 64 * 1024 * 1024  # files up to this size are decoded from a buffer (`_source`)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -30,18 +33,20 @@ def read_image(
     """Decode an image to (H, W, 3) uint8 RGB with EXIF orientation applied.
 
     max_side: downscale (keeping aspect) so that the longest side is at most this many pixels.
-    max_pixels: refuse images with more pixels than this (default: Pillow's Image.MAX_IMAGE_PIXELS).
+    max_pixels: refuse images with more pixels than this (default: `limits.MAX_IMAGE_PIXELS`, or
+    Pillow's Image.MAX_IMAGE_PIXELS where that is lower); a JPEG over it is decoded at reduced scale.
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive int or None, got {max_side}")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels}")
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    # Pillow warns between its own limit and twice it; that is an error here unless the caller
-    # raised the limit on purpose (Pillow's hard error at twice its limit still applies).
-    bomb_warning = "error" if Image.MAX_IMAGE_PIXELS is None or limit is None or limit <= Image.MAX_IMAGE_PIXELS else "ignore"
+    limit = min(MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS) if max_pixels is None else max_pixels
+    # Pillow only warns between its own limit and twice it: our own check (`_decode`, from the header)
+    # decides there, since a JPEG that large can still be decoded at reduced scale. Pillow's hard
+    # error at twice its limit still applies.
+    bomb_warning = "ignore"
     path = Path(path)
-    check_file(path)
+    size = check_file(path)
     looks_like = sniff(path)
     if looks_like is not None and looks_like != "image":
         raise ReadError(path, f"not an image (content looks like {looks_like})")
@@ -49,7 +54,7 @@ def read_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter(bomb_warning, Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(_source(path, size)) as img:
                 fmt = img.format
                 rgb = _decode(path, img, max_side, limit)
     except (ReadError, MemoryError):
@@ -66,12 +71,30 @@ def read_image(
     return ImagePayload(path=path, pixels=rgb)
 
 
+def _source(path: Path, size: int):
+    """The file's bytes in memory when it is small (nearly every photo), else the path.
+
+    Why: Pillow's PNG plugin reads what a chunk header declares with one `read(n)`, and a file
+    object allocates n bytes up front, so a 137-byte PNG can ask for 4 GB; an in-memory buffer
+    returns only what is there."""
+    if size <= IN_MEMORY_BYTES:
+        return io.BytesIO(path.read_bytes())
+    return path
+
+
 def _decode(path: Path, img: Image.Image, max_side: int | None, limit: int | None) -> np.ndarray:
     width, height = img.size
     if width < 1 or height < 1:
         raise ReadError(path, f"image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ReadError(path, f"image is {width}x{height}: a side over {MAX_IMAGE_SIDE:,} pixels is not supported")
     if limit is not None and width * height > limit:
-        raise ReadError(path, f"decompression bomb: {width}x{height} pixels exceeds limit of {limit} pixels")
+        if img.format == "JPEG" and width * height <= limit * 64:  # DCT scaling down to 1/8 per side
+            reduce = next(k for k in (2, 4, 8) if (width / k) * (height / k) <= limit)
+            img.draft("RGB", (-(-width // reduce), -(-height // reduce)))
+            width, height = img.size
+        if width * height > limit:
+            raise ReadError(path, f"decompression bomb: {width}x{height} pixels exceeds limit of {limit} pixels")
     if max_side is not None and img.format == "JPEG" and max(width, height) > max_side:
         # DCT scaling: decode at 1/2, 1/4 or 1/8 size, never below the final thumbnail's size.
         scale = max_side / max(width, height)

@@ -10,7 +10,8 @@ allocation attempt.
 What one read costs at most (the figure tests check in a subprocess with an address-space limit):
 - audio read whole: MAX_WHOLE_AUDIO_SECONDS of 16 kHz float32 (115 MB), plus one decoding block;
 - audio read in windows (indexing): one window at a time, whatever the recording's length;
-- an image: Pillow's pixel limit (~179 Mpx, checked from the header before decoding);
+- an image: MAX_IMAGE_PIXELS decoded (checked from the header before decoding; a JPEG over it is
+  decoded at reduced scale instead, down to 1/8);
 - a video: at most `max_frames` downscaled frames, plus its sound as audio read whole;
 - text: MAX_TEXT_BYTES.
 """
@@ -26,6 +27,8 @@ MAX_CHANNELS = 64
 MAX_RECORDING_SECONDS = 12 * 3600.0  # the longest sound indexed at all (decoded window by window)
 MAX_WHOLE_AUDIO_SECONDS = 30 * 60.0  # the longest sound decoded into memory at once (a query, a clip to classify)
 MAX_TEXT_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 64_000_000  # decoded: ~4 B/px in Pillow + 3 B/px as RGB = ~450 MB; a larger JPEG is decoded at 1/2-1/8 scale
+MAX_IMAGE_SIDE = 65_535  # JPEG's own maximum; a 1 x 63,000,000 PNG costs Pillow a line buffer per row
 READ_MEMORY_BOUND = 512 * 1024 * 1024  # bytes one reader may allocate for one file, models aside
 
 

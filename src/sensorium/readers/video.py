@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ReadError
 from .audio import stream_audio, to_payload
-from .checks import check_file, describe
+from .checks import check_file, describe, reraise_machine
 from .limits import MAX_WHOLE_AUDIO_SECONDS
 from .payloads import SAMPLE_RATE, AudioPayload, VideoFrame, VideoPayload
 from .sniff import sniff
@@ -55,9 +55,8 @@ def read_video(
 
     try:
         container = av.open(str(path), mode="r")
-    except MemoryError:
-        raise
     except Exception as exc:
+        reraise_machine(exc)
         raise ReadError(path, f"not a valid video container ({describe(exc)})") from exc
     with container:
         if not container.streams.video:
@@ -118,10 +117,13 @@ def _sample(container, stream, rate: float, max_side: int, max_frames: int):
     if 1.0 / rate >= SEEK_MIN_INTERVAL:
         try:
             return _sample_by_seeking(container, stream, rate, max_side, max_frames), None
-        except MemoryError:
-            raise
-        except Exception:
-            container.seek(0)  # unseekable file: fall back to decoding straight through
+        except Exception as error:
+            reraise_machine(error)
+            try:
+                container.seek(0)  # unseekable file: fall back to decoding straight through
+            except Exception as again:  # not even that: no frames (the caller names the first error)
+                reraise_machine(again)
+                return [], error
     return _sample_sequentially(container, stream, rate, max_side, max_frames)
 
 
@@ -141,9 +143,8 @@ def _sample_sequentially(container, stream, rate, max_side, max_frames):
             if len(frames) >= max_frames:
                 break
             next_time = (math.floor(t * rate + _EPS) + 1) / rate
-    except MemoryError:
-        raise
     except Exception as exc:  # a corrupt packet mid-stream: keep what decoded before it
+        reraise_machine(exc)
         return frames, exc
     return frames, None
 
@@ -202,7 +203,6 @@ def _read_sound(path: Path, max_seconds: float | None) -> AudioPayload | None:
         if not blocks:
             return None
         return to_payload(path, np.concatenate(blocks), SAMPLE_RATE)
-    except MemoryError:
-        raise
-    except Exception:
+    except Exception as error:
+        reraise_machine(error)
         return None
