@@ -24,7 +24,7 @@ from .payloads import SAMPLE_RATE, AudioPayload
 from .sniff import sniff
 
 SILENCE_PEAK = 1e-4
-BLOCK_SECONDS = 10.0  # libsndfile reads this much at a time
+BLOCK_SAMPLES = 1 << 20  # libsndfile reads this many samples (frames x channels, 4 MB) at a time, whatever the rate
 _LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "ape", "tta"})
 _COMPLETE = 0.99  # a file that decodes to less than this share of its declared length is truncated
 
@@ -129,7 +129,7 @@ class SoundfileSource:
         self.declared_seconds = self.declared_frames / self.rate if self.declared_frames > 0 else None
 
     def blocks(self, max_frames: float) -> Iterator[np.ndarray]:
-        block = int(BLOCK_SECONDS * self.rate)
+        block = max(1, BLOCK_SAMPLES // self.channels)  # 10 s at 768 kHz x 64 channels would be 2 GB
         got = 0
         with self.handle:
             while got < max_frames:
