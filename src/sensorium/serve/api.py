@@ -12,11 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Security, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from ..index.catalog import Item
+from ..index.catalog import MAX_ID, MIN_ID, Item
 from ..modality import ALL as MODALITIES
 from ..modality import VIDEO
 from ..readers.sniff import sniff_bytes
@@ -42,11 +43,18 @@ def serve_state(request: Request) -> ServeState:
 State = Annotated[ServeState, Depends(serve_state)]
 
 
-def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+# declared in the OpenAPI document (components.securitySchemes), so clients see which routes need it
+bearer = HTTPBearer(scheme_name="serveToken", auto_error=False,
+                    description="the content of the collection folder's serve.token file")
+
+
+def require_token(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None) -> None:
     """Writes and admin actions need `Authorization: Bearer <token>` (the token file's content)."""
-    if not token_matches(authorization, serve_state(request).token):
+    header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
+    if not token_matches(header, serve_state(request).token):
         raise Problem(401, "Unauthorized", "this action needs 'Authorization: Bearer <token>'; the token is in "
-                      "the collection folder's serve.token file")
+                      "the collection folder's serve.token file", headers={"WWW-Authenticate": "Bearer"})
 
 
 Authorized = Depends(require_token)
@@ -194,7 +202,9 @@ def _suffix(head: bytes, modality: str) -> str:
 # --- items ----------------------------------------------------------------------------------
 
 def _item(state: ServeState, item_id: int) -> Item:
-    item = state.catalog.item_by_id(item_id)  # an id past 64 bits is simply unknown
+    # an id past SQLite's signed 64 bits is simply unknown: checked here, at the edge, so no lookup
+    # below can overflow on a client's number
+    item = state.catalog.item_by_id(item_id) if MIN_ID <= item_id <= MAX_ID else None
     if item is None or state.roots.relative(item.path) is None:
         raise Problem(404, "Not Found", f"item {item_id}: no such item in the served roots")
     return item

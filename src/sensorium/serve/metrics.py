@@ -1,8 +1,9 @@
 """Prometheus metrics: request counts and latencies per route, and the size of the index.
 
 A registry per app (not the global one), so several apps in one process (tests) never collide.
-Routes are labelled by their template (`/api/v1/items/{item_id}`), never the raw URL, so the
-number of series stays bounded whatever clients send.
+Routes are labelled by their template (`/api/v1/items/{item_id}`), never the raw URL (a path no
+route matches is "unmatched"), and a method outside HTTP's usual few is "OTHER" (a client may send
+any token as a method), so the number of series stays bounded whatever clients send.
 """
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class IndexSizeCollector:
@@ -75,5 +83,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, send=record)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status["code"], time.perf_counter() - began)
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            self.metrics.observe(method_label(scope["method"]), template, status["code"], time.perf_counter() - began)

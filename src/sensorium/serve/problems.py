@@ -19,10 +19,11 @@ log = logging.getLogger("sensorium.serve")
 class Problem(Exception):
     """Raise to answer with a problem document."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra):
+    def __init__(self, status: int, title: str, detail: str, headers: dict | None = None, **extra):
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
         super().__init__(detail)
 
@@ -35,7 +36,7 @@ def problem_response(status: int, title: str, detail: str, headers: dict | None 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem):
-        return problem_response(error.status, error.title, error.detail, **error.extra)
+        return problem_response(error.status, error.title, error.detail, headers=error.headers, **error.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException):

@@ -1,0 +1,199 @@
+"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, and the OpenAPI
+security scheme.
+
+The app runs in this process (no server, no models: nothing here searches or indexes for real), so
+its log is `caplog`'s. `tests/test_serve_api.py` drives a real server end to end.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="fastapi is not installed")
+
+from helpers.serve import multipart  # noqa: E402
+
+SERVER = ("127.0.0.1", 8765)  # the address the app believes it answers on
+PROBLEM_JSON = "application/problem+json"
+NOTE_TEXT = "a note about cats\n" * 40
+METRIC_FAMILIES = ("sensorium_http_requests", "sensorium_http_request_duration_seconds")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class AsgiClient:
+    """Sends one request at a time straight into an ASGI app (the stdlib only: no httpx)."""
+
+    def __init__(self, app, server: tuple[str, int] = SERVER):
+        self.app = app
+        self.server = server
+
+    def request(self, method: str, path: str, headers: dict | None = None, body: bytes = b"",
+                chunks: list[bytes] | None = None, json_body=None) -> Reply:
+        """`chunks`: the body in pieces with no Content-Length, as `Transfer-Encoding: chunked` sends it."""
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["content-type"] = "application/json"
+        return asyncio.run(self._request(method, path, headers, body, chunks))
+
+    async def _request(self, method, path, headers, body, chunks) -> Reply:
+        path, _, query = path.partition("?")
+        headers.setdefault("host", f"{self.server[0]}:{self.server[1]}")
+        if chunks is None:
+            chunks = [body]
+            headers.setdefault("content-length", str(len(body)))
+        raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+                 "root_path": "", "headers": raw, "client": ("127.0.0.1", 50000), "server": self.server}
+        pending = list(chunks)
+        messages: list[dict] = []
+
+        async def receive():
+            if pending:
+                piece = pending.pop(0)
+                return {"type": "http.request", "body": piece, "more_body": bool(pending)}
+            await asyncio.Event().wait()  # no disconnect while the app answers
+
+        async def send(message):
+            messages.append(message)
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - Starlette re-raises after answering 500; the answer is what counts
+            if not messages:
+                raise
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        reply_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
+        data = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        return Reply(start["status"], reply_headers, data)
+
+
+def _problem(reply: Reply, status: int) -> dict:
+    assert reply.status == status, (reply.status, reply.body[:300])
+    assert reply.headers["content-type"].startswith(PROBLEM_JSON), reply.headers
+    body = reply.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """An app over a collection holding one note inside the root and one outside (no models: the
+    items are written to the catalog directly), a folder outside the root and a link leaving it."""
+    from sensorium.index.catalog import Catalog, FileState
+    from sensorium.serve.app import LOOPBACK_HOSTS, create_app
+
+    root, outside = tmp_path_factory.mktemp("root"), tmp_path_factory.mktemp("outside")
+    collection = tmp_path_factory.mktemp("collection")
+    note, secret = root / "note.txt", outside / "secret.txt"
+    note.write_text(NOTE_TEXT)
+    secret.write_text("not for clients\n")
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    app = create_app(collection, [root], allowed_hosts=LOOPBACK_HOSTS)
+    ids = {}
+    with Catalog(collection / "catalog.sqlite") as catalog:
+        for path in (note, secret):
+            info = path.stat()
+            ids[path.name] = catalog.put_item(FileState(str(path.resolve()), info.st_size, info.st_mtime_ns),
+                                              "text", None, {}, [])[0]
+    token = (collection / "serve.token").read_text().strip()
+    return {"app": app, "client": AsgiClient(app), "root": root, "outside": outside, "collection": collection,
+            "note": note, "ids": ids, "auth": {"Authorization": f"Bearer {token}"}}
+
+
+# --- 1. item ids past SQLite's 64 bits ------------------------------------------------------------
+
+ID_PAST_64_BITS = [2**63, -(2**63) - 1, 10**30]
+ITEM_ROUTES = ["", "/thumbnail", "/media"]
+
+
+def _assert_no_traceback(caplog) -> None:
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text and "OverflowError" not in caplog.text
+
+
+@pytest.mark.parametrize("item_id", ID_PAST_64_BITS)
+@pytest.mark.parametrize("route", ITEM_ROUTES)
+def test_item_ids_past_64_bits_are_unknown_items(site, caplog, item_id, route):
+    reply = site["client"].request("GET", f"/api/v1/items/{item_id}{route}")
+    _problem(reply, 404)
+    _assert_no_traceback(caplog)
+
+
+@pytest.mark.parametrize("route", ITEM_ROUTES)
+def test_item_ids_are_checked_before_any_lookup(site, caplog, monkeypatch, route):
+    """The service checks the id itself, so a lookup that would overflow (the catalog's own guard
+    removed, as SQLite binds an id) is never reached."""
+    state = site["app"].state.serve
+    database = state.catalog.db_path
+    checked = state.catalog.item_by_id
+
+    def raw_lookup(item_id: int):
+        with sqlite3.connect(database) as db:
+            db.execute("SELECT id FROM items WHERE id = ?", (item_id,)).fetchall()  # OverflowError past 64 bits
+        return checked(item_id)
+
+    monkeypatch.setattr(state.catalog, "item_by_id", raw_lookup)
+    for item_id in ID_PAST_64_BITS:
+        _problem(site["client"].request("GET", f"/api/v1/items/{item_id}{route}"), 404)
+    assert site["client"].request("GET", f"/api/v1/items/{site['ids']['note.txt']}{route}").status == 200
+    _assert_no_traceback(caplog)
+
+
+# --- 2. bounded metric series ---------------------------------------------------------------------
+
+def _series(client: AsgiClient) -> int:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.request("GET", "/metrics").body.decode()
+    return sum(len(family.samples) for family in text_string_to_metric_families(text)
+               if family.name in METRIC_FAMILIES)
+
+
+def test_made_up_methods_and_paths_add_a_bounded_number_of_series(site):
+    client = site["client"]
+    client.request("ZZ0000", "/api/v1/health")
+    client.request("GET", "/no/such/path/0")
+    before = _series(client)
+    for index in range(200):
+        reply = client.request(f"ZZ{index:04d}", "/api/v1/health")
+        assert reply.status == 405, reply.status
+        client.request("GET", f"/no/such/path/{index}")
+        client.request(f"QQ{index:04d}", f"/made/up/{index}")
+    after = _series(client)
+    assert after - before <= 40, (before, after)  # one label set per histogram at most, not 600
+    text = client.request("GET", "/metrics").body.decode()
+    assert 'method="OTHER"' in text and 'route="unmatched"' in text
+    assert "ZZ0001" not in text and "/no/such/path" not in text
+
+
+# --- 7. the OpenAPI security scheme ------------------------------------------------------------------
+
+def test_openapi_declares_the_bearer_token_and_where_it_is_needed(site):
+    spec = site["client"].request("GET", "/api/v1/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    (name, scheme), = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"].lower() == "bearer"
+    protected = [("/api/v1/jobs/index", "post"), ("/api/v1/jobs/{job_id}", "delete")]
+    for path, method in protected:
+        assert {name: []} in spec["paths"][path][method]["security"], (path, method)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if (path, method) not in protected:
+                assert "security" not in operation, (path, method)
