@@ -1,5 +1,5 @@
-"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, and the OpenAPI
-security scheme.
+"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, probing for folders
+outside the roots, bad Range headers, HEAD, and the OpenAPI security scheme.
 
 The app runs in this process (no server, no models: nothing here searches or indexes for real), so
 its log is `caplog`'s. `tests/test_serve_api.py` drives a real server end to end.
@@ -182,6 +182,50 @@ def test_made_up_methods_and_paths_add_a_bounded_number_of_series(site):
     assert "ZZ0001" not in text and "/no/such/path" not in text
 
 
+# --- 5. folders outside the roots: one answer, existing or not ----------------------------------
+
+def test_index_folder_outside_the_roots_does_not_reveal_whether_it_exists(site):
+    def answer(folder: str) -> tuple[int, str, str]:
+        reply = site["client"].request("POST", "/api/v1/jobs/index", headers=site["auth"], json_body={"folder": folder})
+        body = _problem(reply, reply.status)
+        return reply.status, body["title"], body["detail"].replace(repr(folder), "FOLDER")
+
+    outside = site["outside"]
+    for existing, missing in [(str(outside), str(outside) + "_nothing_here"),
+                              (str(outside / "secret.txt"), str(outside / "no_such.txt")),
+                              ("/etc", "/no_such_folder_anywhere"),
+                              ("escape", "escape/no_such_folder")]:
+        assert answer(existing) == answer(missing) == (403, "Path not allowed", "FOLDER: outside the served roots")
+    assert "no such file" in answer("no_such_folder")[2]  # inside the roots, existence is the client's business
+
+
+# --- 6. Range errors and HEAD ----------------------------------------------------------------------
+
+def test_bad_ranges_are_problems(site):
+    url = f"/api/v1/items/{site['ids']['note.txt']}/media"
+    size = len(NOTE_TEXT.encode())
+    client = site["client"]
+    unsatisfiable = client.request("GET", url, headers={"Range": f"bytes={size + 10}-"})
+    assert "lies outside" in _problem(unsatisfiable, 416)["detail"]
+    assert unsatisfiable.headers["content-range"] == f"bytes */{size}"
+    for malformed in ("bytes=abc", "items=0-5", "bytes", "bytes=9-3"):
+        _problem(client.request("GET", url, headers={"Range": malformed}), 400)
+    part = client.request("GET", url, headers={"Range": "bytes=2-9"})
+    assert part.status == 206 and part.body == NOTE_TEXT.encode()[2:10]
+
+
+def test_head_on_media_and_thumbnail_gives_headers_only(site):
+    url = f"/api/v1/items/{site['ids']['note.txt']}"
+    media = site["client"].request("HEAD", url + "/media")
+    assert media.status == 200 and media.body == b""
+    assert int(media.headers["content-length"]) == len(NOTE_TEXT.encode())
+    assert media.headers["content-type"].startswith("text/plain") and media.headers["accept-ranges"] == "bytes"
+    thumbnail = site["client"].request("HEAD", url + "/thumbnail")
+    assert thumbnail.status == 200 and thumbnail.body == b"" and thumbnail.headers["content-type"] == "image/jpeg"
+    assert int(thumbnail.headers["content-length"]) > 0
+    _problem(site["client"].request("HEAD", f"/api/v1/items/{site['ids']['secret.txt']}/media"), 404)
+
+
 # --- 7. the OpenAPI security scheme ------------------------------------------------------------------
 
 def test_openapi_declares_the_bearer_token_and_where_it_is_needed(site):
@@ -197,3 +241,5 @@ def test_openapi_declares_the_bearer_token_and_where_it_is_needed(site):
         for method, operation in operations.items():
             if (path, method) not in protected:
                 assert "security" not in operation, (path, method)
+    for item_route in ("/api/v1/items/{item_id}/media", "/api/v1/items/{item_id}/thumbnail"):
+        assert set(spec["paths"][item_route]) == {"get"}  # HEAD answers, without a second operation

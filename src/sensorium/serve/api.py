@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Security, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -23,7 +23,7 @@ from ..modality import VIDEO
 from ..readers.sniff import sniff_bytes
 from ..space.segments import SPEECH_SOURCES, Source
 from .jobs import RUNNING
-from .media import media_type
+from .media import MediaResponse, media_type
 from .problems import Problem
 from .security import token_matches
 from .state import MAX_UPLOAD_BYTES, ServeState
@@ -247,6 +247,7 @@ def item_details(state: State, item_id: int) -> dict:
 
 
 @router.get("/items/{item_id}/thumbnail")
+@router.head("/items/{item_id}/thumbnail", include_in_schema=False)  # headers only: a client checking first
 def item_thumbnail(state: State, item_id: int,
                    t: Annotated[float | None, Query(ge=0, le=1e7, description="seconds: a video's frame at this time")] = None):
     item = _item(state, item_id)
@@ -256,14 +257,15 @@ def item_thumbnail(state: State, item_id: int,
         raise
     except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500
         raise Problem(422, "No thumbnail", f"item {item_id}: cannot draw a thumbnail ({type(error).__name__})")
-    return FileResponse(picture, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return MediaResponse(picture, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/items/{item_id}/media")
+@router.head("/items/{item_id}/media", include_in_schema=False)  # headers only: size and type before a download
 def item_media(state: State, item_id: int):
     """The file itself; Range requests are answered with 206 (seeking in audio and video)."""
     path = _item_file(state, _item(state, item_id))
-    return FileResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
+    return MediaResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
 
 
 # --- jobs -----------------------------------------------------------------------------------

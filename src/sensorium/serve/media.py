@@ -6,7 +6,9 @@ when one is asked for, so a hit shows the moment it matched), or drawn
 under a name derived from the file's path, size and mtime, so a changed file gets a new one;
 the cache is bounded in bytes and drops the least recently used thumbnails first.
 Streaming uses Starlette's FileResponse, which answers HTTP Range requests (206, Content-Range,
-Accept-Ranges) itself; the browser's <audio>/<video> seeking relies on that.
+Accept-Ranges) itself; the browser's <audio>/<video> seeking relies on that. `MediaResponse` checks
+the Range header first, so a bad one is a problem document like every other error (Starlette
+would answer plain text), and a file gone since the route found it is a 404, not a 500.
 """
 from __future__ import annotations
 
@@ -18,10 +20,15 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from ..modality import AUDIO, IMAGE, VIDEO
+from .problems import problem_response
 
 THUMB_SIZE = 320
 THUMB_DIR = "thumbnails"
@@ -40,6 +47,39 @@ MEDIA_TYPES = {
 
 def media_type(path: Path) -> str:
     return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+class MediaResponse(FileResponse):
+    """A file, whole or by Range; its errors are problem documents."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            info = await anyio.to_thread.run_sync(os.stat, self.path)
+        except OSError:
+            gone = problem_response(404, "Not Found", "the file no longer exists")
+            await gone(scope, receive, send)
+            return
+        self.stat_result = info
+        self.set_stat_headers(info)
+        refusal = self._range_refusal(Headers(scope=scope), info.st_size)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _range_refusal(self, headers: Headers, size: int):
+        """The problem answering a Range header FileResponse would refuse, or None."""
+        wanted, condition = headers.get("range"), headers.get("if-range")
+        if wanted is None or (condition is not None and not self._should_use_range(condition)):
+            return None
+        try:
+            self._parse_range_header(wanted, size)
+        except MalformedRangeHeader as error:
+            return problem_response(400, "Bad Range", f"Range header {wanted[:100]!r}: {error.content}")
+        except RangeNotSatisfiable:
+            return problem_response(416, "Range Not Satisfiable", f"Range {wanted[:100]!r} lies outside the "
+                                    f"file's {size} bytes", headers={"Content-Range": f"bytes */{size}"})
+        return None
 
 
 class ThumbnailCache:

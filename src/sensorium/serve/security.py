@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import ConfigError
 
 TOKEN_FILE = "serve.token"
+OUTSIDE_ROOTS = "outside the served roots"
 
 
 def load_or_create_token(path: Path) -> str:
@@ -90,10 +91,17 @@ class Roots:
         candidates = [Path(raw)] if os.path.isabs(raw) else [root / raw for root in self.folders]
         for candidate in candidates:
             try:
+                # not strict: a path outside every root gets one answer whether or not it exists
+                leads_to = candidate.resolve(strict=False)
+            except (OSError, RuntimeError):  # a symlink loop
+                continue
+            if self.owner(leads_to) is None:
+                raise PathNotAllowed(raw, OUTSIDE_ROOTS)
+            try:
                 resolved = candidate.resolve(strict=True)
             except (OSError, RuntimeError):
                 continue
             if self.owner(resolved) is not None:
                 return resolved
-            raise PathNotAllowed(raw, "outside the served roots")
+            raise PathNotAllowed(raw, OUTSIDE_ROOTS)
         raise PathNotAllowed(raw, "no such file or folder inside the served roots")
