@@ -1,14 +1,16 @@
-"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, probing for folders
-outside the roots, bad Range headers, HEAD, and the OpenAPI security scheme.
+"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, chunked uploads over
+the cap, server paths in error messages, probing for folders outside the roots, bad Range headers,
+HEAD, and the OpenAPI security scheme.
 
 The app runs in this process (no server, no models: nothing here searches or indexes for real), so
-its log is `caplog`'s. `tests/test_serve_api.py` drives a real server end to end.
+its log is `caplog`'s and a body can arrive in chunks without a Content-Length. `tests/test_serve_api.py` drives a real server end to end.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,10 @@ import pytest
 pytest.importorskip("fastapi", reason="fastapi is not installed")
 
 from helpers.serve import multipart  # noqa: E402
+from sensorium.serve.state import MAX_BODY_BYTES  # noqa: E402
 
 SERVER = ("127.0.0.1", 8765)  # the address the app believes it answers on
+UPLOAD_CAP = 4096  # bytes: small, so a test need not send 25 MB
 PROBLEM_JSON = "application/problem+json"
 NOTE_TEXT = "a note about cats\n" * 40
 METRIC_FAMILIES = ("sensorium_http_requests", "sensorium_http_request_duration_seconds")
@@ -104,7 +108,7 @@ def site(tmp_path_factory):
     note.write_text(NOTE_TEXT)
     secret.write_text("not for clients\n")
     (root / "escape").symlink_to(outside, target_is_directory=True)
-    app = create_app(collection, [root], allowed_hosts=LOOPBACK_HOSTS)
+    app = create_app(collection, [root], allowed_hosts=LOOPBACK_HOSTS, max_upload_bytes=UPLOAD_CAP)
     ids = {}
     with Catalog(collection / "catalog.sqlite") as catalog:
         for path in (note, secret):
@@ -180,6 +184,54 @@ def test_made_up_methods_and_paths_add_a_bounded_number_of_series(site):
     text = client.request("GET", "/metrics").body.decode()
     assert 'method="OTHER"' in text and 'route="unmatched"' in text
     assert "ZZ0001" not in text and "/no/such/path" not in text
+
+
+# --- 3. a chunked upload over the cap --------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["/api/v1/search", "/api/v1/classify"])
+@pytest.mark.parametrize("size", [4 * UPLOAD_CAP,  # over the file's cap: the route stops spooling it
+                                  UPLOAD_CAP + MAX_BODY_BYTES + 1])  # over the body's: the guard cuts it off
+def test_a_chunked_upload_over_the_cap_is_413(site, route, size):
+    photo = b"\xff\xd8\xff\xe0" + b"\0" * size
+    body, headers = multipart({"labels": "a, b"}, {"file": ("big.jpg", photo)})
+    chunks = [body[offset:offset + 1024] for offset in range(0, len(body), 1024)]
+    body = _problem(site["client"].request("POST", route, headers=headers, chunks=chunks), 413)
+    assert "4096 bytes" in body["detail"]  # the cap the app was given, not the default 25 MB
+
+
+def test_a_chunked_upload_under_the_cap_is_read(site):
+    body, headers = multipart({}, {"file": ("words.bin", b"\x00\x01 nothing a reader knows" * 4)})
+    chunks = [body[offset:offset + 100] for offset in range(0, len(body), 100)]
+    _problem(site["client"].request("POST", "/api/v1/search", headers=headers, chunks=chunks), 415)
+
+
+# --- 4. no server paths in problem details ----------------------------------------------------------
+
+BROKEN_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"this is not the rest of a picture" * 20
+
+
+@pytest.mark.parametrize("route, fields", [("/api/v1/search", {}), ("/api/v1/classify", {"labels": "a cat, a dog"})])
+def test_problem_details_name_no_server_paths(site, route, fields):
+    body, headers = multipart(fields, {"file": ("photo.jpg", BROKEN_JPEG)})
+    reply = site["client"].request("POST", route, headers=headers, body=body)
+    assert 400 <= reply.status < 500, (reply.status, reply.body[:300])
+    detail = _problem(reply, reply.status)["detail"]
+    for folder in (tempfile.gettempdir(), str(site["collection"]), str(site["collection"].resolve()),
+                   str(site["root"].resolve()), "sensorium-upload-"):
+        assert folder not in detail, detail
+    assert "the upload" in detail, detail  # still says what could not be read
+
+
+def test_the_redactor_shows_root_files_as_the_api_does(tmp_path):
+    from sensorium.serve.redact import PathRedactor
+
+    root, collection = tmp_path / "root", tmp_path / "collection"
+    redact = PathRedactor(collection, [root], upload_dir=str(tmp_path / "uploads"))
+    assert redact(f"{root}/photos/cat.jpg: truncated") == "photos/cat.jpg: truncated"
+    assert redact(f"{collection}/catalog.sqlite is locked") == "the collection folder is locked"
+    assert redact(f"cannot read {tmp_path}/uploads/x/query.jpg: bad") == "cannot read the upload: bad"
+    assert redact(f"{root}other/file.txt and /opt/models/model.onnx") == "file.txt and model.onnx"
+    assert redact("1/2 of text/plain") == "1/2 of text/plain"
 
 
 # --- 5. folders outside the roots: one answer, existing or not ----------------------------------

@@ -23,10 +23,11 @@ from ..modality import VIDEO
 from ..readers.sniff import sniff_bytes
 from ..space.segments import SPEECH_SOURCES, Source
 from .jobs import RUNNING
+from .guard import size_text
 from .media import MediaResponse, media_type
 from .problems import Problem
 from .security import token_matches
-from .state import MAX_UPLOAD_BYTES, ServeState
+from .state import ServeState
 
 MAX_QUERY_CHARS = 512
 MAX_LABELS_CHARS = 2000
@@ -112,7 +113,7 @@ def search_example(state: State, file: Annotated[UploadFile, File()],
                    kind: Annotated[str | None, Form(max_length=16, deprecated=True)] = None) -> dict:
     """Items like an uploaded photo, or matching what is said in an uploaded recording."""
     wanted = _check_modality(modality, kind)
-    with _saved_upload(file, allowed=("image", "audio", "video")) as (path, uploaded):
+    with _saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
         if uploaded == "image":
             hits = state.view().search(text=q or None, image=path, modality=wanted, k=k)
         else:
@@ -126,7 +127,7 @@ def classify_upload(state: State, file: Annotated[UploadFile, File()],
     """Rank comma-separated `labels` for an uploaded file of any modality."""
     from ..classification import classify
 
-    with _saved_upload(file, allowed=MODALITIES) as (path, modality):
+    with _saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
         result = classify(path, labels, experts=state.experts).as_dict()
     result["path"] = "upload"
     return result
@@ -135,9 +136,10 @@ def classify_upload(state: State, file: Annotated[UploadFile, File()],
 class _saved_upload:
     """Spool an upload to a private temp file named by its sniffed content, never by its name."""
 
-    def __init__(self, upload: UploadFile, allowed):
+    def __init__(self, upload: UploadFile, allowed, limit: int):
         self.upload = upload
         self.allowed = allowed
+        self.limit = limit
         self.folder = None
 
     def __enter__(self) -> tuple[Path, str]:
@@ -154,8 +156,8 @@ class _saved_upload:
             out.write(head)
             while chunk := self.upload.file.read(1 << 20):
                 size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise Problem(413, "Payload Too Large", f"file: over the {MAX_UPLOAD_BYTES // (1024 * 1024)} MB cap")
+                if size > self.limit:
+                    raise Problem(413, "Payload Too Large", f"file: over the {size_text(self.limit)} cap")
                 out.write(chunk)
         return path, modality
 

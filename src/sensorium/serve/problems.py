@@ -1,4 +1,5 @@
-"""Every error the service returns is an RFC 9457 problem document, never a stack trace."""
+"""Every error the service returns is an RFC 9457 problem document, never a stack trace, and names
+no server path (the library's messages go through the app's `PathRedactor` first)."""
 from __future__ import annotations
 
 import logging
@@ -62,13 +63,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SensoriumError)
     async def _sensorium(request: Request, error: SensoriumError):
+        detail = request.app.state.redact(str(error))  # library messages name files by their full path
         if isinstance(error, (QueryError, ReadError)):
-            return problem_response(400, "Bad query", str(error))
+            return problem_response(400, "Bad query", detail)
         if isinstance(error, CollectionLockedError):
-            return problem_response(409, "Collection busy", str(error))
+            return problem_response(409, "Collection busy", detail)
         if isinstance(error, (ModelError, ConfigError)):
-            return problem_response(503, "Service unavailable", str(error))
-        return problem_response(400, "Request failed", str(error))
+            return problem_response(503, "Service unavailable", detail)
+        return problem_response(400, "Request failed", detail)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception):

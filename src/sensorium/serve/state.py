@@ -24,8 +24,9 @@ class ServeState:
     """What every request handler needs: the collection, its roots, token, jobs and metrics."""
 
     def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
-                 thumbnail_bytes: int = 256 * 1024**2):
+                 thumbnail_bytes: int = 256 * 1024**2, max_upload_bytes: int = MAX_UPLOAD_BYTES):
         self.collection_dir = Path(collection_dir).expanduser().resolve()
+        self.max_upload_bytes = max_upload_bytes
         self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
         self.roots = Roots(roots)
         first = Collection(self.collection_dir)
