@@ -1,9 +1,11 @@
-"""`sensorium serve` against a hostile client: ids past 64 bits, made-up methods, chunked uploads over
-the cap, server paths in error messages, probing for folders outside the roots, bad Range headers,
-HEAD, and the OpenAPI security scheme.
+"""`sensorium serve` against a hostile client or web page: ids past 64 bits, made-up methods, chunked
+uploads over the cap, server paths in error messages, probing for folders outside the roots, bad
+Range headers, HEAD, the OpenAPI security scheme, results dropped outside the roots, and requests a
+foreign page makes on a visitor's behalf.
 
 The app runs in this process (no server, no models: nothing here searches or indexes for real), so
-its log is `caplog`'s and a body can arrive in chunks without a Content-Length. `tests/test_serve_api.py` drives a real server end to end.
+its log is `caplog`'s, a body can arrive in chunks without a Content-Length, and a search can be
+answered by a stand-in collection. `tests/test_serve_api.py` drives a real server end to end.
 """
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ import pytest
 
 pytest.importorskip("fastapi", reason="fastapi is not installed")
 
-from helpers.serve import multipart  # noqa: E402
+from helpers.serve import multipart, request, run_cli  # noqa: E402
 from sensorium.serve.state import MAX_BODY_BYTES  # noqa: E402
 
 SERVER = ("127.0.0.1", 8765)  # the address the app believes it answers on
+OWN_ORIGIN = "http://127.0.0.1:8765"
+FOREIGN_ORIGIN = "http://evil.example"
+ALLOWED_ORIGIN = "http://localhost:3000"
 UPLOAD_CAP = 4096  # bytes: small, so a test need not send 25 MB
 PROBLEM_JSON = "application/problem+json"
 NOTE_TEXT = "a note about cats\n" * 40
@@ -108,7 +113,8 @@ def site(tmp_path_factory):
     note.write_text(NOTE_TEXT)
     secret.write_text("not for clients\n")
     (root / "escape").symlink_to(outside, target_is_directory=True)
-    app = create_app(collection, [root], allowed_hosts=LOOPBACK_HOSTS, max_upload_bytes=UPLOAD_CAP)
+    app = create_app(collection, [root], allowed_hosts=LOOPBACK_HOSTS, allow_origins=[ALLOWED_ORIGIN],
+                     max_upload_bytes=UPLOAD_CAP)
     ids = {}
     with Catalog(collection / "catalog.sqlite") as catalog:
         for path in (note, secret):
@@ -295,3 +301,142 @@ def test_openapi_declares_the_bearer_token_and_where_it_is_needed(site):
                 assert "security" not in operation, (path, method)
     for item_route in ("/api/v1/items/{item_id}/media", "/api/v1/items/{item_id}/thumbnail"):
         assert set(spec["paths"][item_route]) == {"get"}  # HEAD answers, without a second operation
+
+
+# --- 8. top-k filled after the served-roots filter ------------------------------------------------------
+
+class StandInView:
+    """A collection that ranks `paths` in order and counts the searches asked of it."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.asked: list[int] = []
+
+    def search(self, text=None, image=None, audio=None, modality=None, k=10):
+        from sensorium.search import Hit
+
+        self.asked.append(k)
+        return [Hit(path=str(path), modality="text", score=1.0 - rank / 1000, start=None, end=None, why="stand-in",
+                    item_id=rank + 1) for rank, path in enumerate(self.paths[:k])]
+
+
+@pytest.fixture
+def ranked(site, monkeypatch):
+    """Installs a stand-in collection ranking the given paths; returns it."""
+    def install(paths: list[Path]) -> StandInView:
+        view = StandInView(paths)
+        monkeypatch.setattr(site["app"].state.serve, "view", lambda: view)
+        return view
+
+    return install
+
+
+def _names(site, k: int) -> list[str]:
+    reply = site["client"].request("GET", f"/api/v1/search?q=cats&k={k}")
+    assert reply.status == 200, reply.body
+    assert reply.json()["count"] == len(reply.json()["results"])
+    return [hit["name"] for hit in reply.json()["results"]]
+
+
+def test_search_fills_k_with_visible_hits_when_some_lie_outside_the_roots(site, ranked):
+    inside = [site["root"] / f"in_{index:02d}.txt" for index in range(30)]
+    hidden = [site["outside"] / f"out_{index:02d}.txt" for index in range(30)]
+    mixed = [path for pair in zip(inside, hidden) for path in pair]  # every second hit is hidden
+    view = ranked(hidden[:3] + mixed)
+    assert _names(site, 10) == [path.name for path in inside[:10]]  # all ten, in the collection's order
+    assert len(view.asked) <= 4 and view.asked[0] == 10
+
+
+def test_search_asks_once_when_nothing_is_hidden_and_gives_up_in_bounded_rounds(site, ranked):
+    from sensorium.serve.api import MAX_SEARCH_FETCH, SEARCH_ROUNDS
+
+    view = ranked([site["root"] / f"in_{index:02d}.txt" for index in range(30)])
+    assert len(_names(site, 10)) == 10 and view.asked == [10]
+    view = ranked([site["root"] / "in_00.txt"])
+    assert len(_names(site, 10)) == 1 and view.asked == [10]  # fewer items than asked: no second search
+    view = ranked([site["outside"] / f"out_{index:04d}.txt" for index in range(5000)])
+    assert _names(site, 10) == []
+    assert len(view.asked) <= SEARCH_ROUNDS and max(view.asked) <= MAX_SEARCH_FETCH
+
+
+# --- 9. requests from other web pages ----------------------------------------------------------------
+
+def _index(site, headers: dict) -> Reply:
+    return site["client"].request("POST", "/api/v1/jobs/index", headers=headers, json_body={"folder": "no_such_folder"})
+
+
+@pytest.mark.parametrize("headers, reason", [
+    ({"Origin": FOREIGN_ORIGIN}, "Origin"),
+    ({"Origin": "http://127.0.0.1:9999"}, "Origin"),  # another server on this machine
+    ({"Origin": "https://127.0.0.1:8765"}, "Origin"),
+    ({"Origin": "null"}, "Origin"),  # a sandboxed frame or a local file
+    ({"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),
+    ({"Sec-Fetch-Site": "same-site"}, "Sec-Fetch-Site"),
+    ({"Origin": OWN_ORIGIN, "Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),
+])
+def test_foreign_pages_cannot_index_upload_delete_or_search(site, headers, reason):
+    body = _problem(_index(site, {**site["auth"], **headers}), 403)
+    assert reason in body["detail"] and "cross-site" in body["detail"]
+    client = site["client"]
+    _problem(client.request("GET", "/api/v1/search?q=cats", headers=headers), 403)
+    upload, form = multipart({}, {"file": ("x.bin", b"\x00" * 10)})
+    _problem(client.request("POST", "/api/v1/classify", headers={**form, **headers}, body=upload), 403)
+    _problem(client.request("DELETE", "/api/v1/jobs/0123456789ab", headers={**site["auth"], **headers}), 403)
+    assert client.request("GET", "/api/v1/health", headers=headers).status == 200  # reads stay open
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # a program: curl, a script
+    {"Origin": OWN_ORIGIN, "Sec-Fetch-Site": "same-origin"},  # the bundled page
+    {"Origin": "http://localhost:8765"},
+    {"Origin": "http://[::1]:8765"},
+    {"Sec-Fetch-Site": "none"},  # typed into the address bar
+    {"Origin": ALLOWED_ORIGIN, "Sec-Fetch-Site": "same-site"},  # named with allow_origins
+    {"Origin": "HTTP://LOCALHOST:3000"},
+])
+def test_programs_the_own_page_and_allowed_origins_pass(site, headers):
+    body = _problem(_index(site, {**site["auth"], **headers}), 403)
+    assert body["title"] == "Path not allowed"  # past the origin check, refused by the route for its folder
+    _problem(_index(site, headers), 401)
+
+
+def test_a_malformed_allowed_origin_is_refused(tmp_path):
+    from sensorium.errors import ConfigError
+    from sensorium.serve.security import normalise_origin
+
+    assert normalise_origin("HTTP://Example.COM:80/") == "http://example.com"
+    assert normalise_origin("https://[::1]:8443") == "https://[::1]:8443"
+    for bad in ("example.com", "ftp://example.com", "http://example.com/page", "http://u:p@example.com",
+                "http://example.com:99999", "*"):
+        with pytest.raises(ValueError):
+            normalise_origin(bad)
+    from sensorium.serve.app import create_app
+
+    with pytest.raises(ConfigError):
+        create_app(tmp_path / "collection", [tmp_path], allow_origins=["example.com"])
+    result = run_cli("serve", "-c", str(tmp_path / "c"), "--root", str(tmp_path), "--allow-origin", "example.com",
+                     "--port", "1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--allow-origin" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_cli_passes_allowed_origins_to_the_server(tmp_path):
+    """`--allow-origin` reaches a real server process: it refuses a foreign page and lets the named
+    origin and its own page through."""
+    from sensorium.serve.process import start_server, stop_server
+
+    process, port = start_server(tmp_path / "collection", [tmp_path], tmp_path / "server.log",
+                                 options=["--allow-origin", ALLOWED_ORIGIN])
+    try:
+        def status(origin: str) -> int:
+            return request(f"http://127.0.0.1:{port}/api/v1/jobs/index", "POST", json_body={"folder": "x"},
+                           headers={"Origin": origin}).status
+
+        assert status(FOREIGN_ORIGIN) == 403
+        assert status(ALLOWED_ORIGIN) == 401  # past the origin check; the token is still needed
+        assert status(f"http://127.0.0.1:{port}") == 401  # its own page
+        assert status(f"http://localhost:{port}") == 401
+    finally:
+        stop_server(process)

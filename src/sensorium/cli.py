@@ -420,11 +420,14 @@ def serve(
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Permit a non-loopback --host."),
     thumbnail_mb: int = typer.Option(256, "--thumbnail-cache-mb", min=1,
                                      help="Disk budget of the thumbnail cache; least recently used go first."),
+    allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="A web page origin "
+                                                     "(scheme://host:port) allowed to search, upload and index "
+                                                     "besides the served page (repeatable)."),
 ):
     """Serve the collection over HTTP: a web page at / and a JSON API under /api/v1."""
     from .serve import run_server
     from .serve.app import is_loopback
-    from .serve.security import TOKEN_FILE
+    from .serve.security import TOKEN_FILE, normalise_origin
 
     roots = root or [Path.cwd()]
     for folder in roots:
@@ -432,11 +435,17 @@ def serve(
             _fail(f"--root {folder}: not a folder", EXIT_USAGE)
     if not is_loopback(host) and not allow_remote:
         _fail(f"--host {host}: listening beyond this machine needs --allow-remote", EXIT_USAGE)
+    for origin in allow_origin or []:
+        try:
+            normalise_origin(origin)
+        except ValueError as error:
+            _fail(f"--allow-origin {error}", EXIT_USAGE)
     err = _console(stderr=True)
     err.print(f"serving {collection} on http://{host}:{port}/ (roots: {', '.join(str(r) for r in roots)}); "
               f"write token in {Path(collection).expanduser().resolve() / TOKEN_FILE}")
     try:
-        run_server(collection, roots, host=host, port=port, allow_remote=allow_remote, thumbnail_mb=thumbnail_mb)
+        run_server(collection, roots, host=host, port=port, allow_remote=allow_remote, thumbnail_mb=thumbnail_mb,
+                   allow_origins=allow_origin)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
 

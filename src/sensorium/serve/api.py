@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +34,9 @@ from .state import ServeState
 MAX_QUERY_CHARS = 512
 MAX_LABELS_CHARS = 2000
 MAX_K = 100
+SEARCH_ROUNDS = 4  # searches per request at most, when hits outside the roots had to be dropped
+MAX_SEARCH_FETCH = 16 * MAX_K  # hits asked of the collection in one search at most
+FETCH_MARGIN = 1.25  # ask a little more than the share dropped so far predicts
 SNIFF_BYTES = 64
 
 router = APIRouter(prefix="/api/v1")
@@ -77,8 +82,24 @@ def _hit_json(state: ServeState, hit) -> dict | None:
             "item_url": f"/api/v1/items/{hit.item_id}"}
 
 
-def _results(state: ServeState, hits, query: dict) -> dict:
-    results = [r for r in (_hit_json(state, h) for h in hits) if r is not None]
+def _results(state: ServeState, search: Callable[[int], list], k: int, query: dict) -> dict:
+    """The best `k` hits the client may see: `search(n)` gives the collection's top n.
+
+    Hits outside the served roots are dropped after the collection ranked them, so a plain top-k
+    could come back short; while some were dropped and the collection had more, ask again for
+    more, sized by the share dropped so far. Each round encodes the query again (a recording is
+    transcribed again), so the rounds are few and the size capped: a collection that hides nearly
+    everything may answer short rather than slowly.
+    """
+    asked = k
+    for _ in range(SEARCH_ROUNDS):
+        hits = search(asked)
+        results = [r for r in (_hit_json(state, h) for h in hits) if r is not None]
+        exhausted = len(hits) < asked or len(results) == len(hits) or asked >= MAX_SEARCH_FETCH
+        if len(results) >= k or exhausted:
+            break
+        asked = min(MAX_SEARCH_FETCH, max(2 * asked, math.ceil(asked * k / max(len(results), 1) * FETCH_MARGIN)))
+    results = results[:k]
     return {"query": query, "count": len(results), "results": results}
 
 
@@ -101,8 +122,9 @@ def search_text(state: State, q: Annotated[str, Query(min_length=1, max_length=M
                 kind: Annotated[str | None, Query(max_length=16, deprecated=True)] = None) -> dict:
     """Items matching a text query, best first, each with why it matched and where in time."""
     modality = _check_modality(modality, kind)
-    hits = state.view().search(text=q, modality=modality, k=k)
-    return _results(state, hits, {"text": q, "modality": modality, "kind": modality, "k": k})
+    view = state.view()
+    return _results(state, lambda n: view.search(text=q, modality=modality, k=n), k,
+                    {"text": q, "modality": modality, "kind": modality, "k": k})
 
 
 @router.post("/search")
@@ -114,11 +136,9 @@ def search_example(state: State, file: Annotated[UploadFile, File()],
     """Items like an uploaded photo, or matching what is said in an uploaded recording."""
     wanted = _check_modality(modality, kind)
     with _saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
-        if uploaded == "image":
-            hits = state.view().search(text=q or None, image=path, modality=wanted, k=k)
-        else:
-            hits = state.view().search(text=q or None, audio=path, modality=wanted, k=k)
-    return _results(state, hits, {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
+        view, example = state.view(), {"image" if uploaded == "image" else "audio": path}
+        return _results(state, lambda n: view.search(text=q or None, modality=wanted, k=n, **example), k,
+                        {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
 
 
 @router.post("/classify")

@@ -17,17 +17,23 @@ from .guard import GuardMiddleware
 from .metrics import MetricsMiddleware
 from .problems import install_problem_handlers
 from .redact import PathRedactor
+from .security import OriginPolicy, is_loopback
 from .state import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, ServeState
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
+__all__ = ["create_app", "is_loopback", "run_server"]
+
+
 def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path | None = None,
                allowed_hosts: list[str] | None = None, thumbnail_mb: int = 256,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The service for one collection; clients may only reach files under `roots`."""
+               allow_origins: list[str] | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The service for one collection; clients may only reach files under `roots`, and browsers
+    may make requests that change state or cost work only from its own page or `allow_origins`."""
     from .api import router
 
+    origins = OriginPolicy(allow_origins or ())  # a malformed origin is a ConfigError before any state
     state = ServeState(Path(collection_dir), roots, token_path, thumbnail_bytes=thumbnail_mb * 1024**2,
                        max_upload_bytes=max_upload_bytes)
     state.thumbnails.prune()
@@ -56,24 +62,14 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
     app.add_middleware(GuardMiddleware, upload_bytes=max_upload_bytes, body_bytes=MAX_BODY_BYTES,
-                       allowed_hosts=allowed_hosts)
+                       allowed_hosts=allowed_hosts, origins=origins)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1", port: int = 8765,
-               allow_remote: bool = False, log_level: str = "info", thumbnail_mb: int = 256) -> None:
+               allow_remote: bool = False, log_level: str = "info", thumbnail_mb: int = 256,
+               allow_origins: list[str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; on either, a running index job stops after its current file."""
     import uvicorn
 
@@ -82,7 +78,7 @@ def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1",
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"--host {host}: listening beyond this machine needs --allow-remote")
     app = create_app(collection_dir, roots, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None,
-                     thumbnail_mb=thumbnail_mb)
+                     thumbnail_mb=thumbnail_mb, allow_origins=allow_origins)
     state: ServeState = app.state.serve
 
     class Server(uvicorn.Server):

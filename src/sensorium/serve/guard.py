@@ -3,20 +3,23 @@
 Why pure ASGI: the checks read headers and count body bytes as they arrive, and streamed answers
 (media, server-sent events) pass through unbuffered. Why here and not in each route: a refusal
 must hold for every route, including those added later. In order: the Host header (DNS
-rebinding), then the body size, by Content-Length and while streaming, so a chunked upload over
-the cap gets its 413 too. Every answer gets the security headers.
+rebinding), the page a browser request comes from (`OriginPolicy`), then the body size, by
+Content-Length and while streaming, so a chunked upload over the cap gets its 413 too. Every
+answer gets the security headers.
 """
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import problem_response
+from .security import OriginPolicy
 
 UPLOAD_ROUTES = ("/api/v1/search", "/api/v1/classify")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+    (b"cross-origin-resource-policy", b"same-origin"),  # other sites' pages cannot embed media or thumbnails
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; object-src 'none'; "
      b"frame-ancestors 'none'"),
@@ -33,13 +36,15 @@ def size_text(size: int) -> str:
 
 
 class GuardMiddleware:
-    """Refuses requests for a foreign Host or with a body over its cap."""
+    """Refuses requests for a foreign Host, from a foreign page, or with a body over its cap."""
 
-    def __init__(self, app: ASGIApp, upload_bytes: int, body_bytes: int, allowed_hosts: list[str] | None = None):
+    def __init__(self, app: ASGIApp, upload_bytes: int, body_bytes: int, allowed_hosts: list[str] | None = None,
+                 origins: OriginPolicy | None = None):
         self.app = app
         self.upload_bytes = upload_bytes
         self.body_bytes = body_bytes
         self.allowed_hosts = set(allowed_hosts or ())
+        self.origins = origins or OriginPolicy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +70,13 @@ class GuardMiddleware:
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             if name not in self.allowed_hosts:
                 return problem_response(400, "Bad Request", f"Host header {host!r} is not this server")
+        if self.origins.guards(scope["method"], scope["path"]):
+            origin, site = headers.get(b"origin"), headers.get(b"sec-fetch-site")
+            reason = self.origins.refusal(None if origin is None else origin.decode("latin-1"),
+                                          None if site is None else site.decode("latin-1"),
+                                          scope.get("scheme", "http"), scope.get("server"))
+            if reason is not None:
+                return problem_response(403, "Forbidden", reason)
         limit = self._limit(scope)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):

@@ -28,8 +28,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start_server(collection: Path, roots: list[Path], log: Path, host: str = "127.0.0.1",
-                 timeout: float = 60) -> tuple[subprocess.Popen, int]:
+                 timeout: float = 60, options: list[str] | tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     """`sensorium serve` in a subprocess on a free port of `host`; returns once /health answers 200.
+    `options`: more command-line options of `serve` (e.g. `--allow-origin URL`).
 
     The server's stdout and stderr go to `log`; its tail is in the RuntimeError raised when the
     server exits early or does not answer within `timeout` seconds.
@@ -41,6 +42,7 @@ def start_server(collection: Path, roots: list[Path], log: Path, host: str = "12
             "--host", host, "--port", str(port)]
     for root in roots:
         args += ["--root", str(root)]
+    args += list(options)
     with Path(log).open("wb") as output:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout

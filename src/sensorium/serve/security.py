@@ -1,16 +1,24 @@
-"""The two guards of the service: a bearer token for writes, and confinement of paths to roots.
+"""The three guards of the service: a bearer token for writes, confinement of paths to roots, and
+the refusal of requests a foreign web page makes on a visitor's behalf.
 
 Why a token file: the service may share a machine with other users; the token is created once,
 readable by its owner only (0600), so only someone who can read the collection folder can index.
 Why confinement: every path a client names (an index folder) or the service hands out (media of
 an item) must resolve, symlinks followed, inside a folder the operator configured with --root.
+Why an origin check: a page on any web site can make its visitor's browser send requests to a
+loopback server (a form post, an image tag); the browser says where they come from in `Origin`
+and `Sec-Fetch-Site`, so requests that change state or cost work are refused unless they come
+from this server's own page, from a program (no such headers), or from an origin the operator named.
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
@@ -105,3 +113,84 @@ class Roots:
                 return resolved
             raise PathNotAllowed(raw, OUTSIDE_ROOTS)
         raise PathNotAllowed(raw, "no such file or folder inside the served roots")
+
+
+# --- requests from other web pages -------------------------------------------------------------
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+EXPENSIVE_READS = frozenset({"/api/v1/search"})  # a GET that runs the experts
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})  # same-site: another port or subdomain
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_origin(text: str) -> str:
+    """`scheme://host[:port]` as browsers send it in `Origin` (lower case, default port left out);
+    ValueError for anything else (a path, a query, credentials, another scheme)."""
+    try:
+        parts = urlsplit(str(text).strip())
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"{text!r}: not an origin ({error})") from None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username or parts.password \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{text!r}: an origin is scheme://host[:port], e.g. http://localhost:3000")
+    return _origin(parts.scheme, parts.hostname, port)
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    host = host.lower()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS.get(scheme)) else f"{scheme}://{host}:{port}"
+
+
+class OriginPolicy:
+    """Decides whether a browser request comes from a page allowed to make it.
+
+    This server's own origin is the scheme, address and port it answers on (the socket, never the
+    Host header, which a DNS-rebinding page controls), with the loopback names counted as one.
+    """
+
+    def __init__(self, allowed: Iterable[str] = ()):
+        try:
+            self.allowed = frozenset(normalise_origin(origin) for origin in allowed)
+        except ValueError as error:
+            raise ConfigError(f"allowed origin {error}") from None
+
+    def guards(self, method: str, path: str) -> bool:
+        """Whether a request of this method to this path must pass the check."""
+        return method.upper() not in SAFE_METHODS or path in EXPENSIVE_READS
+
+    def own(self, scheme: str, server: tuple[str, int] | None) -> set[str]:
+        if server is None:
+            return set()
+        host, port = server[0], server[1]
+        names = LOOPBACK_NAMES if is_loopback(host) else (host,)
+        return {_origin(scheme, name, port) for name in names}
+
+    def refusal(self, origin: str | None, fetch_site: str | None, scheme: str,
+                server: tuple[str, int] | None) -> str | None:
+        """Why the request is refused, or None when it may go on."""
+        if origin is not None:
+            try:
+                named = normalise_origin(origin)
+            except ValueError:
+                named = None  # "null" (a sandboxed frame, a file) or garbage: nobody's page
+            if named is not None and named in self.allowed:
+                return None
+            if named is None or named not in self.own(scheme, server):
+                return (f"cross-site request refused: Origin {origin!r} is not this server's page "
+                        f"(serve --allow-origin ORIGIN allows a named one)")
+        if fetch_site is not None and fetch_site.lower() in FOREIGN_FETCH_SITES:
+            return f"cross-site request refused: Sec-Fetch-Site is {fetch_site!r}, not this server's page"
+        return None
