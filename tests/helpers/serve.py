@@ -57,22 +57,24 @@ if _gate:
 
     import sensorium.readers as _readers
 
-    _read = _readers.read
+    def gated(reader):
+        def wrapper(path, *args, **kwargs):
+            hold = Path(_gate) / "hold"
+            try:
+                pattern = hold.read_text().strip()
+            except FileNotFoundError:
+                pattern = None
+            if pattern and fnmatch.fnmatch(Path(path).name, pattern):
+                (Path(_gate) / "entered").write_text(str(path))
+                deadline = time.monotonic() + 300  # a test that forgets to release never hangs the server
+                while hold.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            return reader(path, *args, **kwargs)
+        return wrapper
 
-    def read(path, *args, **kwargs):
-        hold = Path(_gate) / "hold"
-        try:
-            pattern = hold.read_text().strip()
-        except FileNotFoundError:
-            pattern = None
-        if pattern and fnmatch.fnmatch(Path(path).name, pattern):
-            (Path(_gate) / "entered").write_text(str(path))
-            deadline = time.monotonic() + 300  # a test that forgets to release never hangs the server
-            while hold.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        return _read(path, *args, **kwargs)
-
-    _readers.read = read
+    # indexing reads through read_for_index (recordings in windows), everything else through read
+    _readers.read = gated(_readers.read)
+    _readers.read_for_index = gated(_readers.read_for_index)
 '''
 
 
