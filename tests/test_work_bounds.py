@@ -64,21 +64,21 @@ def test_a_request_over_the_new_label_cap_is_refused_before_any_voicing(clip, co
 
 
 def test_work_stops_at_the_next_check_once_the_caller_has_left(clip, counted_synthesis):
-    """The stop signal flips on its fifth poll: voicing ends there (a voice is ~0.1 s), raising
-    Cancelled, and the half-voiced word is not cached."""
+    """The caller leaves once two voices of the first new word are synthesised: the next check (before
+    the third voice, ~0.1 s later) raises Cancelled, and the half-voiced word is not cached."""
     from sensorium.classification import classify
 
     polls = []
 
     def should_stop() -> bool:
-        polls.append(time.perf_counter())
-        return len(polls) >= 5
+        polls.append(1)
+        return len(counted_synthesis) >= 2
 
     before = _cached_words()
     with cancellable(should_stop), pytest.raises(Cancelled):
         classify(clip, "zorblat, quibbin, marble")
-    assert len(polls) == 5
-    assert 1 <= len(counted_synthesis) <= 4, counted_synthesis  # stopped within the first word's voices
+    assert len(counted_synthesis) == 2, counted_synthesis
+    assert len(polls) >= 3  # the decoder's batches were checked too, before any voicing
     assert _cached_words() == before
 
 
@@ -131,3 +131,64 @@ def test_the_template_cache_keeps_the_most_recently_used_words(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [
         "word0.safetensors", "word7.safetensors", "word8.safetensors", "word9.safetensors"]
     assert spoken_templates.MAX_CACHED_WORDS >= 1000
+
+
+def test_the_service_stops_work_whose_client_left_and_caps_new_labels():
+    """`serve.work.until_client_leaves`: work runs in a thread under the request's cancellation and
+    the new-label cap; once the request reports its client gone, the work raises Cancelled at its
+    next check and the call returns within a few polls."""
+    import asyncio
+    import threading
+
+    from sensorium.serve import work as serve_work
+
+    class Request:
+        def __init__(self, gone_after_polls: int):
+            self.polls, self.gone_after = 0, gone_after_polls
+
+        async def is_disconnected(self) -> bool:
+            self.polls += 1
+            return self.polls > self.gone_after
+
+    checks = []
+    started = threading.Event()
+
+    def endless() -> None:
+        started.set()
+        while True:
+            checks.append(1)
+            check_cancelled()
+            time.sleep(0.01)
+
+    request = Request(gone_after_polls=2)
+    with pytest.raises(Cancelled):
+        asyncio.run(serve_work.until_client_leaves(request, endless))
+    assert started.is_set() and checks
+    assert request.polls == 3  # polled until the client was gone, then the work ended on its own
+
+    def new_labels() -> None:
+        spoken_templates.build_templates(lambda clips: None, "model", [f"zz{i}blorp" for i in range(9)])
+
+    with pytest.raises(QueryError, match=f"at most {serve_work.MAX_NEW_SPOKEN_LABELS} new ones"):
+        asyncio.run(serve_work.until_client_leaves(Request(gone_after_polls=10**6), new_labels))
+    assert asyncio.run(serve_work.until_client_leaves(Request(gone_after_polls=10**6), lambda: 42)) == 42
+
+
+def test_the_service_stops_work_over_its_time_budget_with_a_503():
+    import asyncio
+
+    from sensorium.serve import work as serve_work
+    from sensorium.serve.problems import Problem
+
+    class Request:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    def endless() -> None:
+        while True:
+            check_cancelled()
+            time.sleep(0.01)
+
+    with pytest.raises(Problem) as caught:
+        asyncio.run(serve_work.until_client_leaves(Request(), endless, budget_seconds=0.3))
+    assert caught.value.status == 503 and "more than 0.3 s" in caught.value.detail

@@ -6,8 +6,8 @@ speed per reader.
         [--engine atheris hypothesis] [--jobs 2]
 
 The rule is `benchmarks.common.hostile.outcome`: a payload that keeps its invariants, or one of
-Sensorium's own errors. Each reader runs in its own process; its peak resident memory is reset
-before every input and checked after it against the warmed-up baseline plus `READ_MEMORY_BOUND`
+Sensorium's own errors. Each reader runs in its own process; its peak resident memory (VmHWM, which
+only rises) is checked after every input against the warmed-up baseline plus `READ_MEMORY_BOUND`
 (512 MB), and an address-space limit (baseline + 4 GB) turns an absurd allocation attempt into a
 MemoryError: both count as failures. Failing inputs are written to `--out` (default
 `fuzz-crashes/<reader>/`); fix the reader, then keep the file in `tests/fuzz_corpus/<reader>/`.
@@ -54,10 +54,11 @@ def reset_peak():
 def judge(suffix, data):
     path = scratch / f"input{suffix}"
     path.write_bytes(data)
-    reset_peak()
     result = hostile.outcome(reader, path)
+    # the peak only rises, so the first input to lift it past the budget is the one that did
     if result.ok and baseline is not None and peak_rss() > baseline + READ_MEMORY_BOUND:
         result = hostile.Outcome(False, f"over budget: {(peak_rss() - baseline) / 2**20:.0f} MB resident")
+        reset_peak()
     state["runs"] += 1
     if result.ok:
         state["refused"] += result.what.startswith("refused")

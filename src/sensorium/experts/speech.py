@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..progress import check_cancelled
 from ..readers.payloads import SAMPLE_RATE, AudioPayload
 from . import spoken_templates
 from .base import ModelInfo
@@ -164,10 +165,12 @@ class SpeechRecognizer:
         from scipy.special import log_softmax
 
         candidates = _check_candidates(candidates)
+        samples = _as_16k(audio)
+        if templates and spoken_templates.applies_to(samples, candidates):  # a capped caller hears "no" first
+            spoken_templates.check_new_words(self.whisper.sha256, self.keyword, candidates)
         tokenizer = self._tokenizer()
         forms, owners = self._forms(tokenizer, candidates)
         prompt = self._prompt(tokenizer, candidates, context)
-        samples = _as_16k(audio)
         views = spoken_templates.speed_views(_condition(samples)[: MAX_SCORE_SECONDS * SAMPLE_RATE])
         encoded = self._encode_short_many(views)
         per_view = self._candidate_scores(encoded, prompt, forms, owners, len(candidates))
@@ -279,9 +282,14 @@ class SpeechRecognizer:
         start = len(prompt) - 1  # tokens forwarded before decoding starts
         total = min(MAX_DECODER_TOKENS, max(2 * steps, steps + start) + 1)
         views = memory.shape[0]
-        results = self._generate(
-            np.repeat(memory, len(forms), 0), [prompt + f for _ in range(views) for f in forms], total
-        )
+        # in batches: each sequence returns its logits over the whole vocabulary at every step
+        # (~4 MB), so 60 made-up labels x 3 spellings x 3 speeds at once took 5.5 GB
+        pairs = [(view, form) for view in range(views) for form in forms]
+        results = []
+        for begin in range(0, len(pairs), TEACHER_BATCH):
+            check_cancelled()
+            batch = pairs[begin:begin + TEACHER_BATCH]
+            results += self._generate(memory[[view for view, _ in batch]], [prompt + form for _, form in batch], total)
         ends = [tokenizer.eot] + [tokenizer.encode(p)[0] for p in END_PUNCTUATION]
         scores = np.empty((views, len(forms)))
         for row, result in enumerate(results):
@@ -328,6 +336,7 @@ MIN_SCORE_SECONDS = 4  # smallest encoder window used for scoring (beat 2 s on t
 SCORE_MARGIN_SECONDS = 0.5  # silence after the clip inside the scoring window
 MAX_SCORE_SECONDS = 30  # Whisper's own window: scoring looks at the first 30 s only
 MAX_DECODER_TOKENS = 448
+TEACHER_BATCH = 8  # teacher-forced sequences decoded at once: ~4 MB of logits each, ~1.5 s a batch on 2 cores (a cancel point)
 MAX_CONTEXT_TOKENS = 200
 END_PUNCTUATION = (".", "!", "?")
 # a clip shorter than this is also scored said REPEATS times, REPEAT_GAP_SECONDS apart (dev log-loss on
@@ -340,8 +349,6 @@ REPEAT_GAP_SECONDS = 0.1
 def _checked(segments):
     """Whisper's segments as it decodes them (lazily, ~30 s of sound each), stopping between two
     when the caller has left (`sensorium.progress.cancellable`)."""
-    from ..progress import check_cancelled
-
     for segment in segments:
         check_cancelled()
         yield segment

@@ -159,14 +159,7 @@ def build_templates(embed, model_key: str, candidates: list[str], keyword=None, 
 
     found = {text: _load(model_key, keyword, text) if cache else None for text in candidates}
     missing = [text for text, stored in found.items() if stored is None]
-    cap = _NEW_WORDS_CAP.get()
-    if cap is not None and len(missing) > cap:
-        from ..errors import QueryError
-
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise QueryError(f"{len(missing)} labels have no spoken templates on this machine yet ({shown}); "
-                         f"here at most {cap} new ones are voiced per request (~3 s each): send fewer, or "
-                         f"voice them once with `sensorium classify`")
+    _check_cap(missing)
     for done, text in enumerate(missing):
         report(PROGRESS_STAGE, done, len(missing))
         found[text] = _synthesise_and_embed(embed, keyword, text)
@@ -184,6 +177,24 @@ def build_templates(embed, model_key: str, candidates: list[str], keyword=None, 
             owners[name] += [index] * len(rows)
     return TemplateSet(*(array for name in groups
                          for array in (np.concatenate(groups[name]), np.asarray(owners[name], dtype=np.int64))))
+
+
+def check_new_words(model_key: str, keyword, candidates: list[str]) -> None:
+    """QueryError now, before any other work, when `candidates` need more words voiced anew than
+    the caller allows (`new_words_at_most`); nothing when no cap is set."""
+    if _NEW_WORDS_CAP.get() is not None:
+        _check_cap([text for text in candidates if _load(model_key, keyword, text) is None])
+
+
+def _check_cap(missing: list[str]) -> None:
+    cap = _NEW_WORDS_CAP.get()
+    if cap is not None and len(missing) > cap:
+        from ..errors import QueryError
+
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise QueryError(f"{len(missing)} labels have no spoken templates on this machine yet ({shown}); "
+                         f"here at most {cap} new ones are voiced per request (~3 s each): send fewer, or "
+                         f"voice them once with `sensorium classify`")
 
 
 def _width(group: str) -> int:

@@ -30,6 +30,7 @@ from .media import MediaResponse, media_type
 from .problems import Problem
 from .security import token_matches
 from .state import ServeState
+from .work import until_client_leaves
 
 MAX_QUERY_CHARS = 512
 MAX_LABELS_CHARS = 2000
@@ -128,27 +129,35 @@ def search_text(state: State, q: Annotated[str, Query(min_length=1, max_length=M
 
 
 @router.post("/search")
-def search_example(state: State, file: Annotated[UploadFile, File()],
+async def search_example(request: Request, state: State, file: Annotated[UploadFile, File()],
                    modality: Annotated[str | None, Form(max_length=16)] = None,
                    k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                    q: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None,
                    kind: Annotated[str | None, Form(max_length=16, deprecated=True)] = None) -> dict:
     """Items like an uploaded photo, or matching what is said in an uploaded recording."""
     wanted = _check_modality(modality, kind)
-    with _saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
-        view, example = state.view(), {"image" if uploaded == "image" else "audio": path}
-        return _results(state, lambda n: view.search(text=q or None, modality=wanted, k=n, **example), k,
-                        {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
+
+    def work() -> dict:  # in a worker thread, stopped when the client leaves (a recording is transcribed)
+        with _saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
+            view, example = state.view(), {"image" if uploaded == "image" else "audio": path}
+            return _results(state, lambda n: view.search(text=q or None, modality=wanted, k=n, **example), k,
+                            {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
+
+    return await until_client_leaves(request, work)
 
 
 @router.post("/classify")
-def classify_upload(state: State, file: Annotated[UploadFile, File()],
-                    labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)]) -> dict:
-    """Rank comma-separated `labels` for an uploaded file of any modality."""
+async def classify_upload(request: Request, state: State, file: Annotated[UploadFile, File()],
+                          labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)]) -> dict:
+    """Rank comma-separated `labels` for an uploaded file of any modality. Spoken labels this machine
+    has not voiced yet cost ~3 s each: at most `work.MAX_NEW_SPOKEN_LABELS` per request (422 beyond)."""
     from ..classification import classify
 
-    with _saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
-        result = classify(path, labels, experts=state.experts).as_dict()
+    def work() -> dict:  # in a worker thread, stopped when the client leaves
+        with _saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
+            return classify(path, labels, experts=state.experts).as_dict()
+
+    result = await until_client_leaves(request, work)
     result["path"] = "upload"
     return result
 

@@ -9,11 +9,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import CollectionLockedError, ConfigError, ModelError, QueryError, ReadError, SensoriumError
+from ..errors import Cancelled, CollectionLockedError, ConfigError, ModelError, QueryError, ReadError, SensoriumError
 from .jobs import JobConflict
 from .security import PathNotAllowed
 
 PROBLEM_TYPE = "about:blank"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for work abandoned because its client hung up
 log = logging.getLogger("sensorium.serve")
 
 
@@ -68,6 +69,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             return problem_response(400, "Bad query", detail)
         if isinstance(error, CollectionLockedError):
             return problem_response(409, "Collection busy", detail)
+        if isinstance(error, Cancelled):  # the client left: nobody reads this, but the log shows why
+            return problem_response(CLIENT_CLOSED_REQUEST, "Client closed request", detail)
         if isinstance(error, (ModelError, ConfigError)):
             return problem_response(503, "Service unavailable", detail)
         return problem_response(400, "Request failed", detail)
