@@ -244,3 +244,29 @@ def test_images_beyond_the_pixel_budget_are_refused_or_decoded_smaller(tmp_path)
     Image.new("RGB", (10_000, 7_000), (90, 140, 200)).save(tmp_path / "big.png")
     with pytest.raises(ReadError, match="decompression bomb: 10000x7000 pixels exceeds limit of 64000000"):
         read_image(tmp_path / "big.png")
+
+
+def test_a_video_declaring_frames_over_the_pixel_limit_is_refused(tmp_path):
+    """FFmpeg decodes every frame at its declared size (a few in flight): 40 Mpx frames are refused."""
+    import av
+
+    from sensorium.readers import read_video
+
+    def encode(path: Path, width: int, height: int) -> Path:
+        with av.open(str(path), mode="w") as container:
+            stream = container.add_stream("mjpeg", rate=2)  # MPEG-4 part 2 stops at 8,191 px a side
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+            for index in range(2):
+                frame = av.VideoFrame(width, height, "yuvj420p")
+                for plane in frame.planes:
+                    plane.update(bytes([60 + 40 * index]) * plane.buffer_size)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        return path
+
+    with pytest.raises(ReadError, match=r"video frames of 9000x4500 pixels exceed the limit of 36,000,000 pixels"):
+        read_video(encode(tmp_path / "huge.mkv", 9_000, 4_500))
+    small = read_video(encode(tmp_path / "small.mkv", 64, 48))
+    assert len(small.frames) >= 1

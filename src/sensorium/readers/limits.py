@@ -12,7 +12,8 @@ What one read costs at most (the figure tests check in a subprocess with an addr
 - audio read in windows (indexing): one window at a time, whatever the recording's length;
 - an image: MAX_IMAGE_PIXELS decoded (checked from the header before decoding; a JPEG over it is
   decoded at reduced scale instead, down to 1/8);
-- a video: at most `max_frames` downscaled frames, plus its sound as audio read whole;
+- a video: frames of at most MAX_VIDEO_FRAME_PIXELS as declared (FFmpeg decodes at full size, a few
+  frames in flight), at most `max_frames` of them kept downscaled, plus its sound as audio read whole;
 - text: MAX_TEXT_BYTES.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ MAX_RECORDING_SECONDS = 12 * 3600.0  # the longest sound indexed at all (decoded
 MAX_WHOLE_AUDIO_SECONDS = 30 * 60.0  # the longest sound decoded into memory at once (a query, a clip to classify)
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 64_000_000  # decoded: ~4 B/px in Pillow + 3 B/px as RGB = ~450 MB; a larger JPEG is decoded at 1/2-1/8 scale
+MAX_VIDEO_FRAME_PIXELS = 36_000_000  # 8K UHD is 33.2 Mpx; FFmpeg allocates each frame (times its threads) at this size
 MAX_IMAGE_SIDE = 65_535  # JPEG's own maximum; a 1 x 63,000,000 PNG costs Pillow a line buffer per row
 READ_MEMORY_BOUND = 512 * 1024 * 1024  # bytes one reader may allocate for one file, models aside
 

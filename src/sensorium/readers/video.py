@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ReadError
 from .audio import stream_audio, to_payload
 from .checks import check_file, describe, reraise_machine
-from .limits import MAX_WHOLE_AUDIO_SECONDS
+from .limits import MAX_IMAGE_SIDE, MAX_VIDEO_FRAME_PIXELS, MAX_WHOLE_AUDIO_SECONDS
 from .payloads import SAMPLE_RATE, AudioPayload, VideoFrame, VideoPayload
 from .sniff import sniff
 
@@ -62,6 +62,11 @@ def read_video(
         if not container.streams.video:
             raise ReadError(path, "no video stream")
         stream = container.streams.video[0]
+        context = stream.codec_context  # None when FFmpeg has no decoder for it (decoding then says so)
+        width, height = (context.width or 0, context.height or 0) if context is not None else (0, 0)
+        if width * height > MAX_VIDEO_FRAME_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
+            raise ReadError(path, f"video frames of {width}x{height} pixels exceed the limit of "
+                                  f"{MAX_VIDEO_FRAME_PIXELS:,} pixels")
         stream.thread_type = "AUTO"
         duration = _declared_duration(container, stream)
         native = _native_rate(stream)
