@@ -440,3 +440,25 @@ def test_cli_passes_allowed_origins_to_the_server(tmp_path):
         assert status(f"http://localhost:{port}") == 401
     finally:
         stop_server(process)
+
+
+def test_a_failed_jobs_message_names_no_server_path(tmp_path):
+    """Index-job errors reach clients through GET /jobs/{id}: they pass the same redactor as problems."""
+    from sensorium.errors import CollectionLockedError
+    from sensorium.serve.jobs import FAILED, JobManager
+    from sensorium.serve.redact import PathRedactor
+
+    collection, root = tmp_path / "collection", tmp_path / "media"
+
+    class LockedWriter:
+        def index(self, folder, progress=None, should_stop=None):
+            raise CollectionLockedError(f"{collection}/catalog.db is locked by another writer (pid 4242)")
+
+        def close(self):
+            pass
+
+    jobs = JobManager(LockedWriter, redact=PathRedactor(collection, [root]))
+    job = jobs.start(root / "photos", "photos")
+    job.thread.join(10)
+    assert job.state == FAILED
+    assert str(tmp_path) not in job.error and "the collection folder" in job.error, job.error

@@ -16,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 from .guard import GuardMiddleware
 from .metrics import MetricsMiddleware
 from .problems import install_problem_handlers
-from .redact import PathRedactor
 from .security import OriginPolicy, is_loopback
 from .state import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, ServeState
 
@@ -46,7 +45,7 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
     app = FastAPI(title="Sensorium", version="1", lifespan=lifespan, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None)  # the stock docs pages load scripts from a CDN
     app.state.serve = state
-    app.state.redact = PathRedactor(state.collection_dir, state.roots.folders)
+    app.state.redact = state.redact
     install_problem_handlers(app)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

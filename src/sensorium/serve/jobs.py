@@ -54,10 +54,11 @@ class JobManager:
     """Starts, tracks and cancels indexing jobs of one collection."""
 
     def __init__(self, open_writer: Callable[[], object], on_finished: Callable[[], None] | None = None,
-                 display: Callable[[str], str] | None = None):
+                 display: Callable[[str], str] | None = None, redact: Callable[[str], str] | None = None):
         self._open_writer = open_writer
         self._on_finished = on_finished
         self._display = display or (lambda path: path)
+        self._redact = redact or (lambda text: text)  # a failed job's message names no server path
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -135,10 +136,11 @@ class JobManager:
             report = writer.index(folder, progress=progress, should_stop=should_stop)
             details = report.as_dict()
             details["folder"] = job.folder
-            details["failed"] = [{"path": self._display(f["path"]), "reason": f["reason"]} for f in details["failed"]]
+            details["failed"] = [{"path": self._display(f["path"]), "reason": self._redact(f["reason"])}
+                                 for f in details["failed"]]
             outcome = {"report": details, "state": CANCELLED if report.cancelled else DONE, "error": None}
         except SensoriumError as error:
-            outcome = {"state": FAILED, "error": str(error)}
+            outcome = {"state": FAILED, "error": self._redact(str(error))}
         except Exception as error:  # noqa: BLE001 - reported to the client, never re-raised in a thread
             outcome = {"state": FAILED, "error": f"unexpected {type(error).__name__}"}
         finally:

@@ -14,6 +14,7 @@ from ..index.catalog import Catalog
 from .jobs import JobManager
 from .media import THUMB_DIR, ThumbnailCache
 from .metrics import Metrics
+from .redact import PathRedactor
 from .security import TOKEN_FILE, Roots, load_or_create_token
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -35,8 +36,9 @@ class ServeState:
         self._view = first
         self._view_lock = threading.Lock()
         self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
+        self.redact = PathRedactor(self.collection_dir, self.roots.folders)  # library messages, shown to clients
         self.jobs = JobManager(self._open_writer, on_finished=self._after_job,
-                               display=lambda p: self.roots.relative(p) or Path(p).name)
+                               display=lambda p: self.roots.relative(p) or Path(p).name, redact=self.redact)
         self.metrics = Metrics(self.index_size)
         self.catalog = Catalog(self.collection_dir / CATALOG_FILE, readonly=True)  # what handlers read
 
