@@ -13,14 +13,13 @@ import asyncio
 import json
 import sqlite3
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="fastapi is not installed")
 
-from helpers.serve import multipart, request, run_cli  # noqa: E402
+from helpers.serve import Reply, multipart, request, run_cli  # noqa: E402
 from sensorium.serve.state import MAX_BODY_BYTES  # noqa: E402
 
 SERVER = ("127.0.0.1", 8765)  # the address the app believes it answers on
@@ -31,16 +30,6 @@ UPLOAD_CAP = 4096  # bytes: small, so a test need not send 25 MB
 PROBLEM_JSON = "application/problem+json"
 NOTE_TEXT = "a note about cats\n" * 40
 METRIC_FAMILIES = ("sensorium_http_requests", "sensorium_http_request_duration_seconds")
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
 
 
 class AsgiClient:

@@ -40,7 +40,7 @@ def read_audio(path: str | Path, *, max_seconds: float | None = None) -> AudioPa
     blocks = list(stream_audio(path, max_seconds=max_seconds, limit_seconds=MAX_WHOLE_AUDIO_SECONDS))
     samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     del blocks
-    return to_payload(path, samples, SAMPLE_RATE)
+    return to_payload(path, samples)
 
 
 def stream_audio(path: str | Path, *, max_seconds: float | None = None,
@@ -83,26 +83,13 @@ class AudioStream:
         self._blocks.close()
 
 
-def to_payload(path: Path, samples: np.ndarray, rate: int) -> AudioPayload:
-    """Mono-mixed samples at `rate` -> validated 16 kHz AudioPayload (ReadError when empty or silent)."""
-    if samples.size == 0:
-        raise ReadError(path, "no audio samples")
-    samples = to_16k(samples, rate)
+def to_payload(path: Path, samples: np.ndarray) -> AudioPayload:
+    """Clean 16 kHz blocks joined -> a validated AudioPayload (ReadError when empty or silent)."""
     if samples.size == 0:
         raise ReadError(path, "no audio samples")
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
         raise ReadError(path, "audio is silent")
     return AudioPayload(path=path, samples=samples, sample_rate=SAMPLE_RATE)
-
-
-def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Mono float32 at `rate` -> float32 at 16 kHz, clipped to [-1, 1] with NaNs zeroed, C-contiguous."""
-    import soxr
-
-    samples = np.asarray(samples, dtype=np.float32)
-    if rate != SAMPLE_RATE:
-        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
-    return _clean(samples)
 
 
 def _clean(samples: np.ndarray) -> np.ndarray:

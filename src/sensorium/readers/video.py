@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ReadError
-from .audio import stream_audio, to_payload
+from .audio import read_audio
 from .checks import check_file, describe, reraise_machine
 from .limits import MAX_IMAGE_SIDE, MAX_VIDEO_FRAME_PIXELS, MAX_WHOLE_AUDIO_SECONDS
-from .payloads import SAMPLE_RATE, AudioPayload, VideoFrame, VideoPayload
+from .payloads import AudioPayload, VideoFrame, VideoPayload
 from .sniff import sniff
 
 # Sampling intervals at least this long (seconds) seek to each sample; shorter ones decode through.
@@ -204,10 +204,7 @@ def _read_sound(path: Path, max_seconds: float | None) -> AudioPayload | None:
     is silent or corrupt: the pictures are still worth indexing."""
     wanted = MAX_WHOLE_AUDIO_SECONDS if max_seconds is None else min(max_seconds, MAX_WHOLE_AUDIO_SECONDS)
     try:
-        blocks = list(stream_audio(path, max_seconds=wanted, limit_seconds=MAX_WHOLE_AUDIO_SECONDS))
-        if not blocks:
-            return None
-        return to_payload(path, np.concatenate(blocks), SAMPLE_RATE)
+        return read_audio(path, max_seconds=wanted)
     except Exception as error:
         reraise_machine(error)
         return None
