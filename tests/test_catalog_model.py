@@ -1,5 +1,6 @@
 """The catalog against a model: random sequences of add, change, touch, fail, delete, a rejected
-write and a crash (the process gone without closing) leave the same state as a plain dict would.
+write, a root moved (or a move refused) and a crash (the process gone without closing) leave the
+same state as a plain dict would.
 
 Why a model: each step is one transaction, so whatever order a run takes (and wherever it dies),
 what is stored must be exactly the steps that completed; hypothesis searches for an order where it
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from sensorium.errors import ConfigError
 from sensorium.index.catalog import Catalog, FileState, NewSegment
 
 PATHS = st.sampled_from([f"/pile/{name}" for name in ("a.txt", "b.jpg", "c.wav", "d.mp4", "e.md")])
@@ -71,6 +73,24 @@ class CatalogAgainstModel(RuleBasedStateMachine):
             return
         raise AssertionError("a NaN vector was stored")
 
+    @rule(name=st.sampled_from(["pile", "pile-2", "m1"]), folder=st.sampled_from(["/m1", "/m2", "/m1/inner", "/pile", "/"]))
+    def move_root(self, name, folder):
+        """Point a root somewhere else (or name a new one): the files under it move with it, and a move
+        that would make a stored file's root ambiguous is refused without changing anything."""
+        before = self.catalog.root_map()
+        try:
+            _, moved = self.catalog.set_root(name, folder)
+        except ConfigError:
+            return
+        new_places = {root.name: root.path for root in moved}
+        remapped = {}
+        for path in set(self.items) | set(self.failures):
+            owner = before.owner(path)
+            remapped[path] = (path if owner is None or owner.name not in new_places
+                              else new_places[owner.name].rstrip("/") + "/" + path[len(owner.prefix):])
+        self.items = {remapped[p]: value for p, value in self.items.items()}
+        self.failures = {remapped[p]: value for p, value in self.failures.items()}
+
     @rule()
     def crash(self):
         """The process dies without closing: a new one opens what is on disk."""
@@ -85,6 +105,8 @@ class CatalogAgainstModel(RuleBasedStateMachine):
             assert (item.size, item.mtime_ns, item.content_hash) == (size, mtime, content), path
         assert self.catalog.segment_count() == sum(count for *_, count in self.items.values())
         assert dict(self.catalog.failures()) == self.failures
+        for path in self.failures:
+            assert self.catalog.item_state(path) is not None, path
         assert not self.catalog.integrity_errors()
 
     def teardown(self):
@@ -92,6 +114,6 @@ class CatalogAgainstModel(RuleBasedStateMachine):
 
 
 CatalogAgainstModel.TestCase.settings = settings(
-    derandomize=True, database=None, deadline=None, max_examples=60, stateful_step_count=25,
+    derandomize=True, database=None, deadline=None, max_examples=80, stateful_step_count=25,
     suppress_health_check=[HealthCheck.too_slow])
 test_catalog_matches_its_model = CatalogAgainstModel.TestCase

@@ -88,7 +88,10 @@ def test_info_output(collection, home, media):
     lines = result.stdout.rstrip("\n").splitlines()
     assert lines[:5] == [f"collection {collection}", "  audio  1", "  image  3", "  text   1", "1 failed files:"]
     assert re.fullmatch(rf"  {re.escape(str(media / 'broken.png'))}: \S.*", lines[5]), lines
-    assert len(lines) == 6
+    # the folder indexed is the one root: stored items (the failure is not one), its files there
+    assert lines[6] == "roots:"
+    assert re.fullmatch(rf"  {re.escape(media.name)}  +5 items  ok +{re.escape(str(media))}", lines[7]), lines
+    assert len(lines) == 8
 
 
 def table(lines: list[str], title: str) -> list[list[str]]:

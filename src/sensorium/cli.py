@@ -1,4 +1,4 @@
-"""The `sensorium` command line: index, search, classify, info, models, demo, train, align.
+"""The `sensorium` command line: index, search, classify, info, roots, models, demo, train, align, serve.
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
@@ -34,6 +34,14 @@ def _console(stderr: bool = False):
 def _fail(message: str, code: int) -> None:
     _console(stderr=True).print(f"[red]error:[/red] {message}", markup=True)
     raise typer.Exit(code)
+
+
+def _note(messages: list[str]) -> None:
+    """Things the user should know that are not errors (a root re-attached or missing), on stderr."""
+    console = _console(stderr=True)
+    for message in messages:
+        console.print("[yellow]note:[/yellow] ", markup=True, end="")
+        console.print(message, markup=False)
 
 
 @app.command()
@@ -88,6 +96,10 @@ def index(
                                  f"{attached['embedded']} segments embedded, {attached['vectors']} learned vectors "
                                  f"in {attached['seconds']:.1f} s")
         report = col.index(folder, progress=None if json_out else _progress_bar())
+        _stop_progress()
+        _note([*col.notices, *report.notices])
+        col.notices.clear()
+        _note(col.root_notices())
     except CollectionLockedError as error:
         _fail(str(error), EXIT_ERROR)
     except SensoriumError as error:
@@ -151,7 +163,9 @@ def search(
     if not (collection / "collection.json").exists():
         _fail(f"{collection}: no collection here (run `sensorium index FOLDER -c {collection}` first)", EXIT_USAGE)
     try:
-        hits = Collection(collection).search(text=query, image=image, audio=audio, modality=modality, k=k)
+        col = Collection(collection)
+        hits = col.search(text=query, image=image, audio=audio, modality=modality, k=k)
+        _note(col.root_notices())
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
@@ -255,6 +269,81 @@ def info(
         console.print(f"{len(data['failures'])} failed files:")
         for failure in data["failures"]:
             console.print(f"  {failure['path']}: {failure['reason']}")
+    _print_roots(console, data["roots"])
+    _note(data["notices"])
+
+
+roots_app = typer.Typer(no_args_is_help=True, help="The folders a collection's files are stored relative to: "
+                        "list them, or point one at the place its media moved to (nothing is re-embedded).")
+app.add_typer(roots_app, name="roots")
+
+
+def _print_roots(console, roots: list[dict]) -> None:
+    if not roots:
+        return
+    console.print("roots:")
+    width = max(len(root["name"]) for root in roots)
+    for root in roots:
+        state = "[red]missing[/red]" if root["missing"] else "ok"
+        console.print(f"  {root['name']:{width}s}  {root['items']:6d} items  {state:7s}  ", markup=True, end="")
+        console.print(root["path"], markup=False)
+
+
+@roots_app.command("list")
+def roots_list(
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Each root: its name, folder, how many items are stored under it, and whether its files are there."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        _fail(f"{collection}: no collection here", EXIT_USAGE)
+    col = Collection(collection)
+    roots = col.roots()
+    if json_out:
+        print(json.dumps(roots, indent=2))
+    else:
+        _print_roots(_console(), roots) if roots else _console().print("no roots (nothing indexed yet)")
+    _note(col.root_notices())
+
+
+@roots_app.command("set")
+def roots_set(
+    name: str = typer.Argument(..., help="The root's name (see `sensorium roots list`)."),
+    folder: Path = typer.Argument(..., help="Where its files are now."),
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Point root NAME at FOLDER, where its media now are; a new NAME names a root there."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        _fail(f"{collection}: no collection here", EXIT_USAGE)
+    if not folder.is_dir():
+        _fail(f"{folder}: not a folder", EXIT_USAGE)
+    try:
+        col = Collection(collection)
+        result = col.set_root(name, folder)
+    except (ValueError, SensoriumError) as error:
+        _fail(str(error), EXIT_USAGE if isinstance(error, ValueError) else EXIT_ERROR)
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    console = _console()
+    if result["from"] is None:
+        console.print(f"root {name!r} is now {result['to']}", markup=False)
+        return
+    if result["from"] == result["to"]:
+        console.print(f"root {name!r} is already {result['to']}", markup=False)
+        return
+    console.print(f"root {name!r}: {result['from']} -> {result['to']} ({result['found']} of {result['sampled']} "
+                  "sampled files found there); nothing re-embedded", markup=False)
+    for moved in result["moved"][1:]:
+        console.print(f"  root {moved['name']!r} moved with it: {moved['path']}", markup=False)
+    if result["sampled"] and result["found"] < result["sampled"]:
+        _note([f"{result['sampled'] - result['found']} of {result['sampled']} sampled files are not in {result['to']} "
+               "with their recorded size; check the folder, then `sensorium index` it to bring changes in"])
 
 
 @app.command()
@@ -416,7 +505,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8765, "--port", help="TCP port."),
     root: Optional[list[Path]] = typer.Option(None, "--root", help="Folder clients may index and open "
-                                              "(repeatable; default: the current folder)."),
+                                              "(repeatable; default: the folders the collection was indexed from, "
+                                              "else the current folder)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Permit a non-loopback --host."),
     thumbnail_mb: int = typer.Option(256, "--thumbnail-cache-mb", min=1,
                                      help="Disk budget of the thumbnail cache; least recently used go first."),
@@ -429,7 +519,7 @@ def serve(
     from .serve.app import is_loopback
     from .serve.security import TOKEN_FILE, normalise_origin
 
-    roots = root or [Path.cwd()]
+    roots = root or _indexed_folders(collection) or [Path.cwd()]
     for folder in roots:
         if not folder.is_dir():
             _fail(f"--root {folder}: not a folder", EXIT_USAGE)
@@ -448,6 +538,18 @@ def serve(
                    allow_origins=allow_origin)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
+
+
+def _indexed_folders(collection: Path) -> list[Path]:
+    """The collection's roots whose files are there, outermost only: what `serve` offers by default."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        return []
+    with Collection(collection) as col:
+        _note(col.root_notices())
+        present = [Path(root["path"]) for root in col.roots() if not root["missing"]]
+    return [folder for folder in present if not any(other != folder and folder.is_relative_to(other) for other in present)]
 
 
 def main() -> None:

@@ -6,11 +6,15 @@ The collection keeps configuration and storage handles and takes the writer lock
 by `sensorium.indexing` (the pipeline) and `sensorium.attaching` (learned spaces), handed its parts.
 The SQLite catalog is the source of truth (vectors included); the ANN files are derived and are
 reconciled with it on open, so a `kill -9` at any moment loses at most the file being written.
+Files are stored relative to named roots (the folders indexed), so moved media are re-attached, not
+re-embedded: on open when the collection moved with them, by `index` at their new place, or by
+`set_root` (`sensorium.index.relocate`); `notices` says what was done and which roots are missing.
 """
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import attaching
@@ -35,6 +39,8 @@ class Collection:
         self._catalog = None
         self._stores: dict[str, object] = {}
         self._attached = None  # the AttachedSpace last loaded, cached by its id
+        self._writing = False  # this object holds the writer lock (nested writes must not take it again)
+        self.notices: list[str] = []  # roots re-attached on open, for the CLI and service to show
 
     # --- configuration ----------------------------------------------------------------------
     def _load_or_store_config(self, experts: ExpertConfig | None) -> ExpertConfig:
@@ -84,7 +90,66 @@ class Collection:
             from .index.catalog import Catalog
 
             self._catalog = Catalog(self.dir / CATALOG_FILE)
+            self._reattach_moved_roots()
         return self._catalog
+
+    @contextmanager
+    def _writer(self):
+        """The writer lock for this object's writes (taken once even when writes nest)."""
+        from .index.lock import WriterLock
+
+        if self._writing:
+            yield
+            return
+        with WriterLock(self.dir):
+            self._writing = True
+            try:
+                yield
+            finally:
+                self._writing = False
+
+    def _reattach_moved_roots(self) -> None:
+        """When the collection moved together with its media, follow them (only if no other process is
+        writing: a busy collection is re-attached the next time it is opened)."""
+        from .errors import CollectionLockedError
+        from .index.relocate import missing_roots, reattach_moved
+
+        if not any(root.relative for root in missing_roots(self._catalog)):
+            return
+        try:
+            with self._writer():
+                self.notices += reattach_moved(self._catalog, self.dir)
+        except CollectionLockedError:
+            pass
+
+    # --- roots --------------------------------------------------------------------------------
+    def roots(self) -> list[dict]:
+        """Each root: name, folder, items and failures stored under it, and whether its files are there."""
+        from .index.relocate import is_missing
+
+        counts = self.catalog.root_counts()
+        return [{"name": root.name, "path": root.path, "items": counts.get(root.name, (0, 0))[0],
+                 "failures": counts.get(root.name, (0, 0))[1], "missing": is_missing(self.catalog, root)}
+                for root in self.catalog.roots()]
+
+    def set_root(self, name: str, folder: str | Path) -> dict:
+        """Point root `name` at `folder` (a moved media folder), or name a new root there. Nothing is
+        re-embedded; returns the old and new folders and how many sampled files were found there."""
+        from .index.relocate import evidence
+
+        folder = Path(folder).expanduser().resolve()
+        with self._writer():
+            before, moved = self.catalog.set_root(name, folder)
+            proof = evidence(self.catalog, name, folder)
+        return {"name": name, "from": before.path if before else None, "to": str(folder),
+                "moved": [{"name": root.name, "path": root.path} for root in moved],
+                "sampled": proof.sampled, "found": proof.found}
+
+    def root_notices(self) -> list[str]:
+        """What was re-attached on open, then one sentence per root whose files cannot be found."""
+        from .index.relocate import missing_notices
+
+        return [*self.notices, *missing_notices(self.catalog)]
 
     def spaces(self) -> dict[str, int]:
         """Space name -> dimension for every vector space this collection keeps."""
@@ -114,9 +179,7 @@ class Collection:
         read (image/shot segments: image head; sound windows: audio head) a learned vector from its
         stored vectors, then switch to it in one transaction. Safe to interrupt at any point (the
         previous space stays in use); calling again resumes where it stopped (`sensorium.attaching`)."""
-        from .index.lock import WriterLock
-
-        with WriterLock(self.dir):
+        with self._writer():
             attached = attaching.attach(self.catalog, self.dir, Path(folder), progress, batch)
             self._drop_stores(attached.dropped + [attached.space.name])
             self._attached = attached.space
@@ -124,9 +187,7 @@ class Collection:
 
     def detach_space(self) -> bool:
         """Stop using the attached space and delete its vectors; True when one was attached."""
-        from .index.lock import WriterLock
-
-        with WriterLock(self.dir):
+        with self._writer():
             was_attached, dropped = attaching.detach(self.catalog, self.dir)
             self._drop_stores(dropped)
             self._attached = None
@@ -164,11 +225,10 @@ class Collection:
               should_stop: ShouldStop | None = None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones
         (`sensorium.indexing` runs the pipeline; this takes the writer lock and hands it the parts)."""
-        from .index.lock import WriterLock
         from .indexing import Indexer
         from .space.embed import Embedder
 
-        with WriterLock(self.dir):
+        with self._writer():
             stores = {space: self.store(space) for space in self.spaces()}
             indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,))
             return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop)
@@ -190,6 +250,8 @@ class Collection:
             "counts": catalog.counts(),
             "segments": catalog.segment_count(),
             "failures": [{"path": p, "reason": r} for p, r in catalog.failures()],
+            "roots": self.roots(),
+            "notices": self.root_notices(),
             "experts": json.loads(self.config.to_json()),
             "space": self._space_info(),
         }

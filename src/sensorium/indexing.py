@@ -47,6 +47,7 @@ class IndexReport:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False  # stopped early by `should_stop`; files not reached are indexed next run
+    notices: list[str] = field(default_factory=list)  # e.g. a moved root re-attached instead of re-indexed
     seconds: float = 0.0
     read_seconds: float = 0.0
     encode_seconds: dict[str, float] = field(default_factory=dict)
@@ -59,7 +60,7 @@ class IndexReport:
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
             "folder", "scanned", "added", "updated", "unchanged", "touched", "removed", "cancelled", "seconds",
-            "read_seconds", "encode_seconds", "encoded_items")}
+            "read_seconds", "encode_seconds", "encoded_items", "notices")}
         out["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
         return out
 
@@ -78,6 +79,7 @@ class Indexer:
     def run(self, folder: Path, progress: Progress | None = None, should_stop: ShouldStop | None = None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
         from .index.catalog import FileState
+        from .index.relocate import claim_moved
         from .index.scan import content_hash, scan
 
         if not folder.is_dir():
@@ -85,6 +87,8 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport(folder=str(folder))
         catalog = self.catalog
+        report.notices += claim_moved(catalog, str(folder))  # a moved root's files are re-attached, not re-embedded
+        catalog.add_root(str(folder))  # files are stored relative to the folder indexed
 
         seen: set[str] = set()
         todo: list[tuple[FileState, str]] = []

@@ -15,6 +15,9 @@ Why these choices:
   crash can never be mistaken for a newer segment;
 - an explicit `schema_version` table and ordered migrations, so old collections open in new code.
 
+Paths are stored relative to named roots (`sensorium.index.roots`): every method takes and returns
+absolute paths and converts at this boundary, so a moved media folder is one row of `roots`.
+
 Change-detection rule (applied by the collection on top of `item_state`): a file is unchanged iff
 its size and mtime_ns equal the stored ones. Otherwise hash it; the same content_hash means it was
 only touched (`touch` updates the state, nothing is re-embedded); a different hash means re-index.
@@ -22,11 +25,12 @@ only touched (`touch` updates the state, nothing is re-embedded); a different ha
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from sensorium.errors import ConfigError, ReadError
+from sensorium.index.roots import Root, RootMap, check_name, derive_roots, normal_folder, prefix_range, stored_prefix
 
 
 @dataclass
@@ -89,8 +94,36 @@ class SegmentRow:
     words: list = field(default_factory=list)  # [(start, end, word), ...] for spoken segments
 
 
-# Each entry moves the schema from version i to i+1. Never edit a released entry: append a new one.
-MIGRATIONS: list[str] = [
+def _relative_to(folder: str, collection_dir: Path) -> str | None:
+    """A root's path relative to the collection folder (None across drives or when it cannot be said)."""
+    try:
+        return os.path.relpath(folder, collection_dir)
+    except ValueError:
+        return None
+
+
+def _migrate_to_roots(db: sqlite3.Connection, collection_dir: Path) -> None:
+    """3: paths relative to named roots. Roots are derived from the stored absolute paths (`derive_roots`)
+    and every item and failure is rewritten as `NAME/relative`; nothing else changes."""
+    db.execute("CREATE TABLE roots (name TEXT PRIMARY KEY, path TEXT NOT NULL UNIQUE, relative TEXT, "
+               "set_at REAL NOT NULL)")
+    rows = db.execute("SELECT 'items', id, path FROM items UNION ALL SELECT 'failures', rowid, path FROM failures").fetchall()
+    roots = RootMap()
+    for folder in derive_roots(path for *_, path in rows):
+        root = Root(roots.new_name(folder), folder, _relative_to(folder, collection_dir))
+        db.execute("INSERT INTO roots (name, path, relative, set_at) VALUES (?, ?, ?, ?)",
+                   (root.name, root.path, root.relative, time.time()))
+        roots = RootMap([*roots.roots, root])
+    for table, key, path in rows:
+        stored = roots.stored(path)
+        if stored is not None:
+            db.execute(f"UPDATE {table} SET path = ? WHERE {'id' if table == 'items' else 'rowid'} = ?", (stored, key))
+
+
+# Each entry moves the schema from version i to i+1: SQL statements, or a function of (connection,
+# collection folder) where data must be rewritten. Never edit a released entry: append a new one.
+Migration = str | Callable[[sqlite3.Connection, Path], None]
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE items (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -151,6 +184,7 @@ MIGRATIONS: list[str] = [
                         text = substr(text, 1, instr(text, char(59) || ' text: ') - 1)
         WHERE source IN ('image', 'frame') AND instr(text, char(59) || ' text: ') > 0;
     """,
+    _migrate_to_roots,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -170,17 +204,7 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
-def _prefix_range(folder: str) -> tuple[str, str]:
-    """[low, high) bounds of every path strictly under `folder`, usable by the path index."""
-    prefix = folder.rstrip("/") + "/"
-    return prefix, prefix[:-1] + chr(ord("/") + 1)
-
-
 MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # SQLite INTEGER
-
-
-def _item(r: tuple) -> Item:
-    return Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -198,6 +222,7 @@ class Catalog:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._id_cache: dict[tuple, tuple] = {}  # modalities -> (catalog version, sorted segment ids)
+        self._root_cache: tuple[tuple[int, int], RootMap] | None = None
         try:
             if readonly:
                 self._db = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True,
@@ -254,6 +279,9 @@ class Catalog:
                 raise ConfigError(f"{self.db_path}: catalog schema version {version} is newer than this "
                                   f"Sensorium understands ({SCHEMA_VERSION}); upgrade Sensorium")
             for script in MIGRATIONS[version:]:
+                if callable(script):
+                    script(db, self.db_path.resolve().parent)
+                    continue
                 for statement in script.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -270,22 +298,148 @@ class Catalog:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    # ------------------------------------------------------------------ roots
+
+    def root_map(self) -> RootMap:
+        """The roots as stored now, reloaded whenever the catalog changed (another process may move one)."""
+        with self._lock:
+            version = self.version()
+            if self._root_cache is None or self._root_cache[0] != version:
+                rows = self._db.execute("SELECT name, path, relative FROM roots").fetchall()
+                self._root_cache = (version, RootMap(Root(*row) for row in rows))
+            return self._root_cache[1]
+
+    def roots(self) -> list[Root]:
+        """Every root, by name."""
+        return list(self.root_map())
+
+    def root_counts(self) -> dict[str, tuple[int, int]]:
+        """Root name -> (items stored under it, failures recorded under it)."""
+        counts = {root.name: [0, 0] for root in self.root_map()}
+        for column, table in ((0, "items"), (1, "failures")):
+            for name, count in self._read(f"SELECT substr(path, 1, instr(path, '/') - 1) AS name, COUNT(*) "
+                                          f"FROM {table} GROUP BY name"):
+                if name in counts:
+                    counts[name][column] = count
+        return {name: (items, failures) for name, (items, failures) in counts.items()}
+
+    def root_sample(self, name: str, limit: int = 50) -> list[tuple[str, int]]:
+        """(path relative to the root, size) of up to `limit` items stored under root `name`, at random:
+        the evidence `sensorium.index.relocate` checks a candidate folder against."""
+        low, high = prefix_range(stored_prefix(name))
+        rows = self._read("SELECT path, size FROM items WHERE path >= ? AND path < ? ORDER BY random() LIMIT ?",
+                          (low, high, int(limit)))
+        return [(path[len(low):], size) for path, size in rows]
+
+    def add_root(self, folder: str | os.PathLike, name: str | None = None) -> Root:
+        """The root files under `folder` are stored relative to: the root already containing it, or a new
+        one named `name` (default: the folder's own name, numbered if taken). Roots already inside
+        `folder` keep their files (the longest root wins)."""
+        folder = normal_folder(folder)
+        if name is not None:
+            check_name(name)
+        with self._transaction() as db:
+            return self._add_root(db, folder, name)
+
+    def _add_root(self, db: sqlite3.Connection, folder: str, name: str | None) -> Root:
+        roots = self.root_map()
+        owner = roots.owner(folder)
+        if owner is not None:
+            if name is None or (owner.name == name and owner.path == folder):
+                return owner
+            raise ConfigError(f"{folder} is inside root {owner.name!r} ({owner.path}): its files are stored under "
+                              "that root")
+        if name is not None and name in roots.by_name:
+            raise ConfigError(f"a root named {name!r} already exists ({roots.by_name[name].path})")
+        root = Root(name or roots.new_name(folder), folder, _relative_to(folder, self.db_path.resolve().parent))
+        db.execute("INSERT INTO roots (name, path, relative, set_at) VALUES (?, ?, ?, ?)",
+                   (root.name, root.path, root.relative, time.time()))
+        return root
+
+    def set_root(self, name: str, folder: str | os.PathLike) -> tuple[Root | None, list[Root]]:
+        """Point root `name` at `folder` (creating it when there is none of that name), moving the roots
+        nested in it along. Returns (the root as it was, or None when created; the roots as they are now
+        that moved or were made). Nothing else changes: no file is read, nothing is re-embedded.
+
+        Refused with a `ConfigError` when the result would make a stored file's root ambiguous: `folder`
+        holding another root, or lying in another root that already has files there."""
+        check_name(name)
+        folder = normal_folder(folder)
+        with self._transaction() as db:
+            roots = self.root_map()
+            root = roots.by_name.get(name)
+            if root is None:
+                return None, [self._add_root(db, folder, name)]
+            if root.path == folder:
+                return root, []
+            moving = [root, *roots.under(root.path)]
+            moving_names = {m.name for m in moving}
+            for other in roots.roots:
+                if other.name in moving_names:
+                    continue
+                if folder == other.path or other.path.startswith(folder.rstrip("/") + "/"):
+                    raise ConfigError(f"{folder} holds root {other.name!r} ({other.path}): roots cannot overlap")
+                if other.contains(folder) and self._has_files(db, roots, folder, other):
+                    raise ConfigError(f"root {other.name!r} already has files in {folder}: roots cannot overlap")
+            collection_dir = self.db_path.resolve().parent
+            moved = [Root(m.name, normal_folder(folder + "/" + m.path[len(root.path):]) if m.path != root.path else folder,
+                          None) for m in moving]
+            moved = [Root(m.name, m.path, _relative_to(m.path, collection_dir)) for m in moved]
+            for m in moving:  # two steps, so a root moving onto another's old place never collides
+                db.execute("UPDATE roots SET path = ? WHERE name = ?", (f"\x00moving/{m.name}", m.name))
+            for m in moved:
+                db.execute("UPDATE roots SET path = ?, relative = ?, set_at = ? WHERE name = ?",
+                           (m.path, m.relative, time.time(), m.name))
+            return root, moved
+
+    @staticmethod
+    def _has_files(db: sqlite3.Connection, roots: RootMap, folder: str, root: Root) -> bool:
+        stored = roots.stored(folder)
+        if stored is None or roots.owner(folder) is not root:
+            return False
+        low, high = prefix_range(stored if stored.endswith("/") else stored + "/")
+        return any(db.execute(f"SELECT 1 FROM {table} WHERE path >= ? AND path < ? LIMIT 1", (low, high)).fetchone()
+                   for table in ("items", "failures"))
+
+    def _key(self, path: str) -> str | None:
+        """`path` as stored, or None when no root holds it (so nothing stored can match it)."""
+        return self.root_map().stored(str(path))
+
+    def _key_for_write(self, db: sqlite3.Connection, path: str) -> str:
+        """`path` as stored, making a root at its folder when none holds it (library callers storing a
+        file outside every indexed folder; `index` makes the folder it walks a root first)."""
+        key = self._key(path)
+        if key is None:
+            self._add_root(db, normal_folder(os.path.dirname(normal_folder(path))), None)
+            key = self._key(path)
+        return key
+
+    def _item(self, row: tuple) -> Item:
+        return Item(row[0], self.root_map().absolute(row[1]), row[2], row[3], row[4], row[5], row[6],
+                    json.loads(row[7]), row[8])
+
     # ------------------------------------------------------------------ items
 
     def item_state(self, path: str) -> FileState | None:
         """The state last recorded for `path`: its stored item, or its failure if that is newer."""
+        key = self._key(path)
+        if key is None:
+            return None
         with self._lock:
             item = self._db.execute("SELECT size, mtime_ns, content_hash, indexed_at FROM items WHERE path = ?",
-                                    (path,)).fetchone()
+                                    (key,)).fetchone()
             failed = self._db.execute("SELECT size, mtime_ns, content_hash, failed_at FROM failures WHERE path = ?",
-                                      (path,)).fetchone()
+                                      (key,)).fetchone()
         latest = max((r for r in (item, failed) if r is not None), key=lambda r: r[3], default=None)
         return None if latest is None else FileState(path, latest[0], latest[1], latest[2])
 
     def item(self, path: str) -> Item | None:
+        key = self._key(path)
+        if key is None:
+            return None
         rows = self._read("SELECT id, path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at "
-                          "FROM items WHERE path = ?", (path,))
-        return _item(rows[0]) if rows else None
+                          "FROM items WHERE path = ?", (key,))
+        return self._item(rows[0]) if rows else None
 
     def item_by_id(self, item_id: int) -> Item | None:
         """The item with this id; None for an unknown id, including one no SQLite integer can hold
@@ -294,7 +448,7 @@ class Catalog:
             return None
         rows = self._read("SELECT id, path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at "
                           "FROM items WHERE id = ?", (int(item_id),))
-        return _item(rows[0]) if rows else None
+        return self._item(rows[0]) if rows else None
 
     def item_detail(self, item_id: int) -> tuple[Item, list[SegmentRow]] | None:
         """An item and all its segments in time order (untimed ones first, then by id)."""
@@ -314,12 +468,13 @@ class Catalog:
         prepared = [self._prepare(state.path, i, seg) for i, seg in enumerate(segments)]
         with self._transaction() as db:
             self._check_dims(db, state.path, prepared)
-            removed = self._delete_items(db, [state.path])
-            db.execute("DELETE FROM failures WHERE path = ?", (state.path,))
+            key = self._key_for_write(db, state.path)
+            removed = self._delete_items(db, [key])
+            db.execute("DELETE FROM failures WHERE path = ?", (key,))
             item_id = db.execute(
                 "INSERT INTO items (path, modality, size, mtime_ns, content_hash, duration, meta, indexed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (state.path, modality, int(state.size), int(state.mtime_ns), state.content_hash, duration,
+                (key, modality, int(state.size), int(state.mtime_ns), state.content_hash, duration,
                  json.dumps(meta), time.time())).lastrowid
             new_ids = []
             for seg, labels, words, vectors in prepared:
@@ -360,9 +515,10 @@ class Catalog:
                                  f"stores {row[0] if row else mismatched[0]}")
 
     @staticmethod
-    def _delete_items(db: sqlite3.Connection, paths: Iterable[str]) -> list[int]:
+    def _delete_items(db: sqlite3.Connection, keys: Iterable[str]) -> list[int]:
+        """Delete the items stored under these keys (stored paths); returns their segment ids."""
         removed: list[int] = []
-        for path in paths:
+        for path in keys:
             row = db.execute("SELECT id FROM items WHERE path = ?", (path,)).fetchone()
             if row is None:
                 continue
@@ -376,9 +532,12 @@ class Catalog:
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         """Record a new size/mtime for an item whose content hash did not change (nothing re-embedded)."""
+        key = self._key(path)
+        if key is None:
+            return
         with self._transaction() as db:
-            db.execute("UPDATE items SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), path))
-            db.execute("UPDATE failures SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), path))
+            db.execute("UPDATE items SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), key))
+            db.execute("UPDATE failures SET size = ?, mtime_ns = ? WHERE path = ?", (int(size), int(mtime_ns), key))
 
     def record_failure(self, state: FileState, modality: str | None, reason: str) -> None:
         """Remember why a file could not be indexed. A good item already stored for it is kept."""
@@ -388,26 +547,35 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET modality = excluded.modality, "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, "
                 "reason = excluded.reason, failed_at = excluded.failed_at",
-                (state.path, modality, int(state.size), int(state.mtime_ns), state.content_hash, reason, time.time()))
+                (self._key_for_write(db, state.path), modality, int(state.size), int(state.mtime_ns), state.content_hash, reason, time.time()))
 
     def remove_paths(self, paths: Iterable[str]) -> list[int]:
         """Forget these files (items and failures); returns the removed segment ids."""
-        paths = list(paths)
+        keys = [key for key in map(self._key, paths) if key is not None]
         with self._transaction() as db:
-            removed = self._delete_items(db, paths)
-            db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
+            removed = self._delete_items(db, keys)
+            db.executemany("DELETE FROM failures WHERE path = ?", [(k,) for k in keys])
         return removed
 
     def paths(self, under: str | None = None) -> set[str]:
-        """Every known path (stored or failed), optionally only those under a folder."""
+        """Every known path (stored or failed), optionally only those strictly under a folder."""
+        roots = self.root_map()
         if under is None:
-            sql, params = "SELECT path FROM items UNION SELECT path FROM failures", ()
-        else:
-            low, high = _prefix_range(str(under))
-            sql = ("SELECT path FROM items WHERE path >= ?1 AND path < ?2 "
-                   "UNION SELECT path FROM failures WHERE path >= ?1 AND path < ?2")
-            params = (low, high)
-        return {r[0] for r in self._read(sql, params)}
+            rows = self._read("SELECT path FROM items UNION SELECT path FROM failures")
+            return {roots.absolute(r[0]) for r in rows}
+        folder = normal_folder(str(under))
+        prefixes = [stored_prefix(root.name) for root in roots.under(folder)]  # whole roots inside it
+        inside = roots.stored(folder)
+        if inside is not None:  # the part of the root holding it
+            prefixes.append(inside if inside.endswith("/") else inside + "/")
+        found: set[str] = set()
+        for prefix in prefixes:
+            low, high = prefix_range(prefix)
+            rows = self._read("SELECT path FROM items WHERE path >= ?1 AND path < ?2 "
+                              "UNION SELECT path FROM failures WHERE path >= ?1 AND path < ?2", (low, high))
+            found.update(roots.absolute(r[0]) for r in rows)
+        below = folder.rstrip("/") + "/"
+        return {path for path in found if path.startswith(below)}
 
     def counts(self) -> dict[str, int]:
         return dict(self._read("SELECT modality, COUNT(*) FROM items GROUP BY modality ORDER BY modality"))
@@ -416,7 +584,8 @@ class Catalog:
         return self._read("SELECT COUNT(*) FROM segments")[0][0]
 
     def failures(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._read("SELECT path, reason FROM failures ORDER BY path")]
+        roots = self.root_map()
+        return sorted((roots.absolute(r[0]), r[1]) for r in self._read("SELECT path, reason FROM failures"))
 
     # ------------------------------------------------------------------ segments
 
@@ -429,7 +598,8 @@ class Catalog:
             'SELECT s.id, s.item_id, i.path, i.modality, s.start, s."end", s.source, s.text, s.labels, s.ocr, s.words '
             "FROM segments s JOIN items i ON i.id = s.item_id WHERE s.id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),))
-        by_id = {r[0]: SegmentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
+        roots = self.root_map()
+        by_id = {r[0]: SegmentRow(r[0], r[1], roots.absolute(r[2]), r[3], r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
                                   [tuple(w) for w in json.loads(r[10])]) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -568,4 +738,9 @@ class Catalog:
         orphans = self._read("SELECT COUNT(*) FROM segment_text WHERE rowid NOT IN (SELECT id FROM segments)")[0][0]
         if orphans:
             errors.append(f"{orphans} text rows without a segment")
+        for table in ("items", "failures"):
+            rootless = self._read(f"SELECT COUNT(*) FROM {table} WHERE substr(path, 1, instr(path, '/') - 1) "
+                                  "NOT IN (SELECT name FROM roots)")[0][0]
+            if rootless:
+                errors.append(f"{rootless} {table} stored under no root")
         return errors

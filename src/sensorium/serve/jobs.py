@@ -138,6 +138,7 @@ class JobManager:
             details["folder"] = job.folder
             details["failed"] = [{"path": self._display(f["path"]), "reason": self._redact(f["reason"])}
                                  for f in details["failed"]]
+            details["notices"] = [self._redact(notice) for notice in details["notices"]]  # a moved root's folders
             outcome = {"report": details, "state": CANCELLED if report.cancelled else DONE, "error": None}
         except SensoriumError as error:
             outcome = {"state": FAILED, "error": self._redact(str(error))}

@@ -6,6 +6,7 @@ service writes only through index jobs, which open a writer of their own.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .metrics import Metrics
 from .redact import PathRedactor
 from .security import TOKEN_FILE, Roots, load_or_create_token
 
+log = logging.getLogger("sensorium.serve")
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024  # JSON bodies and forms without files
 
@@ -31,7 +33,9 @@ class ServeState:
         self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
         self.roots = Roots(roots)
         first = Collection(self.collection_dir)
-        first.catalog  # creates and migrates the catalog, so the read-only connection can open it
+        first.catalog  # creates and migrates the catalog (and follows roots moved with it), so the read-only
+        for notice in first.root_notices():  # connection can open it; the operator hears of missing roots
+            log.warning("%s", notice)
         self.experts = first.experts
         self._view = first
         self._view_lock = threading.Lock()
