@@ -1,4 +1,4 @@
-"""The `sensorium` command line: index, search, classify, info, roots, models, demo, train, align, serve.
+"""The `sensorium` command line: index, search, classify, info, roots, forget, models, demo, train, align, serve.
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
@@ -271,6 +271,37 @@ def info(
             console.print(f"  {failure['path']}: {failure['reason']}")
     _print_roots(console, data["roots"])
     _note(data["notices"])
+
+
+@app.command()
+def forget(
+    paths: list[Path] = typer.Argument(..., help="Files, or folders (every file under them), to forget."),
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Remove files from the collection with everything made from them: text, vectors, thumbnails."""
+    from .collection import Collection
+
+    if not (collection / "collection.json").exists():
+        _fail(f"{collection}: no collection here", EXIT_USAGE)
+    try:
+        result = Collection(collection).forget(paths)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if not result["items"]:
+        _fail(f"{', '.join(str(p) for p in paths)}: nothing stored for that in {collection}", EXIT_USAGE)
+    if json_out:
+        print(json.dumps(result, indent=2))
+    else:
+        _console().print(f"forgot {result['items']} files: {result['segments']} segments and "
+                         f"{result['thumbnails']} thumbnails; their text and vectors are overwritten in the "
+                         "collection's files", markup=False)
+    if not result["log_emptied"]:
+        _note(["another process was reading the collection, so its write-ahead log still holds old pages; "
+               "they are overwritten at the next write or when that process stops"])
+    if result["still_on_disk"]:
+        _note([f"{result['still_on_disk']} of these files are still on disk: the next `sensorium index` of their "
+               "folder adds them again (move or delete them first)"])
 
 
 roots_app = typer.Typer(no_args_is_help=True, help="The folders a collection's files are stored relative to: "

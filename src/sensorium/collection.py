@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -225,13 +226,44 @@ class Collection:
               should_stop: ShouldStop | None = None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones
         (`sensorium.indexing` runs the pipeline; this takes the writer lock and hands it the parts)."""
+        from .index.thumbnails import forget_thumbnails
         from .indexing import Indexer
         from .space.embed import Embedder
 
         with self._writer():
             stores = {space: self.store(space) for space in self.spaces()}
-            indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,))
+            indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,),
+                              forget_derived=lambda paths: forget_thumbnails(self.dir, paths))
             return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop)
+
+    def forget(self, paths: Iterable[str | Path]) -> dict:
+        """Remove these files (or every file under these folders) and everything derived from them: items,
+        segments, transcript and OCR text (full-text index included), vectors in every space and shard,
+        thumbnails. Deleted rows and vectors are overwritten, and the WAL is emptied, so their bytes
+        are gone from the collection's files (the file system's free blocks are not ours to wipe).
+        A file still on disk comes back at the next `index` of its folder: `still_on_disk` counts them."""
+        from .index.thumbnails import forget_thumbnails
+
+        with self._writer():
+            catalog = self.catalog
+            targets: set[str] = set()
+            known = catalog.paths()
+            for given in paths:
+                path = str(Path(given).expanduser().resolve())
+                if path in known:
+                    targets.add(path)
+                targets |= catalog.paths(under=path)
+            if not targets:
+                return {"items": 0, "segments": 0, "thumbnails": 0, "log_emptied": True, "still_on_disk": 0}
+            removed = catalog.remove_paths(sorted(targets))
+            for space in self.spaces():
+                store = self.store(space)
+                store.remove(removed)
+                store.save()  # overwrites the removed vectors (`sensorium.index.vectors.scrub`)
+            thumbnails = forget_thumbnails(self.dir, targets)
+            emptied = catalog.scrub()
+        return {"items": len(targets), "segments": len(removed), "thumbnails": thumbnails, "log_emptied": emptied,
+                "still_on_disk": sum(os.path.exists(path) for path in targets)}
 
     # --- reading back -----------------------------------------------------------------------
     def search(self, text: str | None = None, image: str | Path | None = None,

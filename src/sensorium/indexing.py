@@ -11,7 +11,10 @@ Why it is shaped this way:
 - files are decoded in a background thread (`READ_AHEAD` ahead) while the experts work;
 - photos are embedded in batches of `IMAGE_BATCH` (the image expert runs once per batch), and a
   batch that fails is retried one photo at a time, so one bad photo never fails its neighbours;
-- one bad file never stops the run: its reason is recorded in the catalog and the report.
+- one bad file never stops the run: its reason is recorded in the catalog and the report;
+- a deleted or changed file leaves nothing of its old version behind: its thumbnails are forgotten
+  (`forget_derived`), the vector stores overwrite removed vectors on save, and the catalog is
+  scrubbed (`Catalog.scrub`) at the end of a run that removed or replaced anything.
 """
 from __future__ import annotations
 
@@ -69,12 +72,15 @@ class Indexer:
     """One indexing run's collaborators: the catalog (truth), the ANN stores by space name, the
     embedder, the attached learned space (or None) and folders never to scan (the collection's own)."""
 
-    def __init__(self, catalog, stores: dict, embedder, attached=None, exclude: tuple[Path, ...] = ()):
+    def __init__(self, catalog, stores: dict, embedder, attached=None, exclude: tuple[Path, ...] = (),
+                 forget_derived: Callable[[list[str]], object] | None = None):
         self.catalog = catalog
         self.stores = stores
         self.embedder = embedder
         self.attached = attached
         self.exclude = list(exclude)
+        self.forget_derived = forget_derived  # deletes what was made from a file outside the catalog (thumbnails)
+        self._replaced: list[str] = []  # files whose older version was stored: it must leave no trace
 
     def run(self, folder: Path, progress: Progress | None = None, should_stop: ShouldStop | None = None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
@@ -121,6 +127,10 @@ class Indexer:
 
         self._embed_all(todo, report, progress, should_stop)
         self._save()
+        if gone or self._replaced:
+            if self.forget_derived is not None:
+                self.forget_derived(sorted(gone) + self._replaced)
+            catalog.scrub()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -213,6 +223,7 @@ class Indexer:
                           np.stack([s.vectors[space] for s in segments if space in s.vectors]), new=True)
         if was_known:
             report.updated += 1
+            self._replaced.append(state.path)
         else:
             report.added += 1
 

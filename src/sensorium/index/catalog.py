@@ -13,7 +13,9 @@ Why these choices:
   per stored file, paid on every file for a guarantee only a power cut needs;
 - segment ids come from AUTOINCREMENT and are never reused, so a stale id left in an ANN file by a
   crash can never be mistaken for a newer segment;
-- an explicit `schema_version` table and ordered migrations, so old collections open in new code.
+- an explicit `schema_version` table and ordered migrations, so old collections open in new code;
+- `secure_delete` on, and `scrub` after deletions (the FTS index merged, the WAL checkpointed and
+  truncated): a forgotten file's text and vectors leave no bytes behind in the catalog's files.
 
 Paths are stored relative to named roots (`sensorium.index.roots`): every method takes and returns
 absolute paths and converts at this boundary, so a moved media folder is one row of `roots`.
@@ -238,6 +240,7 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA secure_delete = ON")  # deleted rows and freed pages are zeroed
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ReadError(self.db_path, f"not a usable Sensorium catalog ({exc})") from exc
@@ -548,6 +551,16 @@ class Catalog:
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, "
                 "reason = excluded.reason, failed_at = excluded.failed_at",
                 (self._key_for_write(db, state.path), modality, int(state.size), int(state.mtime_ns), state.content_hash, reason, time.time()))
+
+    def scrub(self) -> bool:
+        """Erase what deleted rows leave behind: FTS5 keeps a deleted segment's words in its index until
+        its segments are merged ('optimize'), and the WAL keeps old page images until a checkpoint
+        (TRUNCATE empties it). `secure_delete` zeroes the rest. True when the WAL was emptied; a
+        reader holding an old snapshot (a running service mid-query) can keep it from that."""
+        with self._lock:
+            self._db.execute("INSERT INTO segment_text (segment_text) VALUES ('optimize')")
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
 
     def remove_paths(self, paths: Iterable[str]) -> list[int]:
         """Forget these files (items and failures); returns the removed segment ids."""

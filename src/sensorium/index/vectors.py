@@ -58,6 +58,36 @@ SEARCH_THREADS = os.cpu_count() or 1
 
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
+FILLER_KEYS = 2**62
+"""Keys at and above this are never segment ids: `scrub` borrows them for the vectors that overwrite
+removed ones."""
+
+
+def scrub(index, dim: int, fresh: Callable[[], object]):
+    """An index holding no trace of removed vectors: usearch only marks a removed vector's slot free,
+    and saves its bytes with the file until the slot is reused. So every free slot is filled with a
+    constant vector under a borrowed key, and those are removed again; if usearch did not put them in
+    the free slots (checked by its node count), or when free slots outnumber half the live vectors
+    (filling would cost more than rebuilding), the live vectors are copied into a `fresh()` index.
+    Returns the index to save (the same one or the rebuilt one)."""
+    live = len(index)
+    free = index.stats.nodes - live
+    if free <= 0:
+        return index
+    if free <= live // 2:
+        nodes = index.stats.nodes
+        keys = (FILLER_KEYS + np.random.default_rng().choice(2**61, size=free, replace=False)).astype(np.uint64)
+        index.add(keys, np.ones((free, dim), dtype=np.float32))
+        filled = index.stats.nodes == nodes
+        index.remove(keys)
+        if filled:
+            return index
+    rebuilt = fresh()
+    if live:
+        keys = np.array(index.keys[:], dtype=np.int64)
+        rebuilt.add(keys, np.array(index.get(keys), dtype=np.float32).reshape(live, dim))
+    return rebuilt
+
 
 def index_path(folder: Path, space: str) -> Path:
     """The first shard's file (the only one in collections made before shards)."""
@@ -148,6 +178,7 @@ class _Shard:
         self.viewed_stat: tuple[int, int] | None = None
         self.dirty = False
         self.removed: set[int] = set()  # ids dropped from a frozen shard, applied on save
+        self.needs_scrub = False  # vectors were removed from the loaded index: overwrite them before saving
 
     def stat(self) -> tuple[int, int] | None:
         try:
@@ -213,10 +244,13 @@ class _Shard:
             index = self.open(writable=True)
             index.remove(np.fromiter(self.removed, dtype=np.int64))
             self.removed.clear()
-            self.dirty = True
+            self.dirty = self.needs_scrub = True
         if not self.dirty:
             return
         index = self.open(writable=True)
+        if self.needs_scrub:  # a forgotten file's vectors must not survive in the saved file
+            index = self.index = scrub(index, self.store.dim, self.store._new_index)
+            self.needs_scrub = False
         folder = self.store.folder
         folder.mkdir(parents=True, exist_ok=True)
         if len(index) == 0 and self.number > 0:
@@ -382,7 +416,7 @@ class VectorStore:
             return
         if shard.loaded_for_writing:  # in memory anyway: drop now
             shard.index.remove(found)
-            shard.dirty = True
+            shard.dirty = shard.needs_scrub = True
         else:
             shard.removed.update(int(i) for i in found)
 

@@ -3,7 +3,8 @@
 Thumbnails are small JPEGs made with Pillow (photos), PyAV (a frame of a video: at a hit's time
 when one is asked for, so a hit shows the moment it matched), or drawn
 (the waveform of a recording, the first lines of a note), and cached in the collection folder
-under a name derived from the file's path, size and mtime, so a changed file gets a new one;
+under a name derived from the file's path, size and mtime (`sensorium.index.thumbnails`: a collection
+forgetting a file deletes its thumbnails by the path's tag), so a changed file gets a new one;
 the cache is bounded in bytes and drops the least recently used thumbnails first.
 Streaming uses Starlette's FileResponse, which answers HTTP Range requests (206, Content-Range,
 Accept-Ranges) itself; the browser's <audio>/<video> seeking relies on that. `MediaResponse` checks
@@ -13,7 +14,6 @@ would answer plain text), and a file gone since the route found it is a 404, not
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import threading
@@ -27,11 +27,11 @@ from starlette.datastructures import Headers
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
 
+from ..index.thumbnails import THUMB_DIR, thumbnail_name  # noqa: F401 - THUMB_DIR re-exported
 from ..modality import AUDIO, IMAGE, VIDEO
 from .problems import problem_response
 
 THUMB_SIZE = 320
-THUMB_DIR = "thumbnails"
 BACKGROUND = (238, 240, 244)
 INK = (52, 64, 84)
 
@@ -101,8 +101,7 @@ class ThumbnailCache:
         (to a tenth of a second, so the cache holds a handful per video, not one per request)."""
         stat = path.stat()
         at = None if at is None else round(float(at), 1)
-        key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{THUMB_SIZE}\0{at}".encode()).hexdigest()[:32]
-        target = self.directory / f"{key}.jpg"
+        target = self.directory / thumbnail_name(path, stat.st_size, stat.st_mtime_ns, THUMB_SIZE, at)
         try:
             seen = target.stat().st_mtime
         except FileNotFoundError:
