@@ -151,3 +151,28 @@ def test_vector_store_overwrites_removed_vectors(tmp_path, share):
     keep = np.flatnonzero(alive)[:50]
     assert np.mean([reopened.search(vectors[i], 1)[0][0] == i for i in keep]) >= 0.98
     assert set(np.flatnonzero(alive)) <= set(reopened.ids().tolist())
+
+
+def test_the_service_forgets_an_item_with_the_token(indexed):
+    from fastapi.testclient import TestClient
+
+    from sensorium.serve.app import LOOPBACK_HOSTS, create_app
+
+    collection, media, folder = indexed
+    needles = item_needles(collection, media / "secret.md")
+    item_id = collection.catalog.item(str(media / "secret.md")).id
+    collection.close()
+    app = create_app(folder, [media], allowed_hosts=LOOPBACK_HOSTS)
+    token = (folder / "serve.token").read_text().strip()
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        assert client.delete(f"/api/v1/items/{item_id}").status_code == 401
+        foreign = client.delete(f"/api/v1/items/{item_id}", headers={"Authorization": f"Bearer {token}",
+                                                                     "Origin": "https://evil.example"})
+        assert foreign.status_code == 403
+        reply = client.delete(f"/api/v1/items/{item_id}", headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"id": item_id, "path": "secret.md", "forgotten": True, "segments": 1, "thumbnails": 1}
+        assert client.get(f"/api/v1/items/{item_id}").status_code == 404
+        hits = client.get("/api/v1/search", params={"q": "salaries of Bartholomew", "k": 10}).json()["results"]
+        assert all(hit["name"] != "secret.md" for hit in hits)
+    assert traces(folder, needles) == {}

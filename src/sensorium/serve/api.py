@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from ..errors import CollectionLockedError
 from ..index.catalog import MAX_ID, MIN_ID, Item
 from ..modality import ALL as MODALITIES
 from ..modality import VIDEO
@@ -297,6 +298,21 @@ def item_media(state: State, item_id: int):
     """The file itself; Range requests are answered with 206 (seeking in audio and video)."""
     path = _item_file(state, _item(state, item_id))
     return MediaResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
+
+
+@router.delete("/items/{item_id}", dependencies=[Authorized])
+def forget_item(state: State, item_id: int) -> dict:
+    """Forget an item: its text, vectors and thumbnails are erased from the collection's files. The
+    file itself stays where it is (the next index of its folder adds it again); 409 while indexing."""
+    item = _item(state, item_id)
+    if state.jobs.running() is not None:
+        raise Problem(409, "Conflict", "an index job is running; forget the item when it has finished")
+    try:
+        result = state.forget(item.path)
+    except CollectionLockedError:
+        raise Problem(409, "Conflict", "the collection is being written by another process; try again later")
+    return {"id": item.id, "path": state.roots.relative(item.path), "forgotten": result["items"] == 1,
+            "segments": result["segments"], "thumbnails": result["thumbnails"]}
 
 
 # --- jobs -----------------------------------------------------------------------------------

@@ -147,6 +147,11 @@ class ThumbnailCache:
             self._bytes = total
             return removed
 
+    def recount(self) -> None:
+        """Thumbnails were deleted behind the cache's back (a forgotten file's): count again on next use."""
+        with self._lock:
+            self._bytes = None
+
     def size_bytes(self) -> int:
         if self._bytes is None:
             self.prune()

@@ -62,6 +62,18 @@ class ServeState:
         with self._view_lock:
             self._view = fresh  # the old view is dropped when the last search using it ends
 
+    def forget(self, path: str) -> dict:
+        """Forget one file through a writer of our own (`Collection.forget`), then search the new state.
+        Raises `CollectionLockedError` while an index job (or another process) writes."""
+        writer = self._open_writer()
+        try:
+            result = writer.forget([path])
+        finally:
+            writer.close()
+        self.thumbnails.recount()
+        self.reopen_view()
+        return result
+
     def _open_writer(self) -> Collection:
         writer = Collection(self.collection_dir)
         writer.experts = self.experts
