@@ -11,6 +11,10 @@ image and video-frame scores become bridge cosine + w * learned cosine, as in se
 with an audio head also scores the sound (its windows' native vectors through the audio head,
 averaged) against the labels through its text head, added to the spoken-label log-probabilities
 as w * learned cosine / temperature (a product of the two experts' opinions).
+
+With a calibration profile (`sensorium calibrate`, `sensorium.trust.profile`), the probabilities are
+temperature-scaled, and a result can carry a label set with a coverage guarantee and a decision
+that abstains ("uncertain") when the set holds more than one label (`calibrated`).
 """
 from __future__ import annotations
 
@@ -41,14 +45,22 @@ class Classification:
     labels: list[LabelScore]
     method: str
     details: dict = field(default_factory=dict)
+    prediction_set: list[str] | None = None  # labels holding the truth at `confidence` (with a calibration)
+    confidence: float | None = None  # the coverage `prediction_set` was made for
+    decision: str | None = None  # the answer, or "uncertain", when abstention was asked for
 
     @property
     def best(self) -> str:
         return self.labels[0].label
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "modality": self.modality, "method": self.method,
-                "labels": [{"label": s.label, "score": round(s.score, 4)} for s in self.labels]}
+        out = {"path": self.path, "modality": self.modality, "method": self.method,
+               "labels": [{"label": s.label, "score": round(s.score, 4)} for s in self.labels]}
+        if self.prediction_set is not None:
+            out.update(prediction_set=self.prediction_set, confidence=self.confidence)
+        if self.decision is not None:
+            out["decision"] = self.decision
+        return out
 
 
 def clean_labels(labels) -> list[str]:
@@ -123,6 +135,29 @@ def classify_many(paths, labels, experts=None, space=None, together: bool = Fals
             results[index] = _result(alone.path, alone.modality,
                                      f"{alone.method} + agreement with similar clips among {len(voters)}", labels, probs)
     return BatchClassification(results, failures)
+
+
+def calibrated(result: Classification, profile, confidence: float | None = None, abstain: bool = False,
+               per_label: bool = False, min_confidence: float | None = None) -> Classification:
+    """`result` under a calibration profile (`sensorium.trust.profile.CalibrationProfile`): temperature-
+    scaled probabilities; with `confidence`, the conformal label set (per label with `per_label`);
+    with `abstain`, a decision that is "uncertain" unless the set at `confidence` (0.9 when not
+    given) holds a single label whose calibrated probability reaches `min_confidence`."""
+    from .trust.profile import DEFAULT_CONFIDENCE
+
+    given = [score.label for score in result.labels]
+    raw = np.array([result.labels[i].score for i in profile.order(given)])
+    probs = profile.calibrate(raw)[0]
+    out = _result(result.path, result.modality, f"{result.method}, calibrated (T = {profile.temperature:.3g})",
+                  profile.labels, probs)
+    out.details = dict(result.details)
+    if confidence is not None or abstain:
+        level = confidence if confidence is not None else DEFAULT_CONFIDENCE
+        (decision,) = profile.decide(raw[None, :], level, mondrian=per_label, min_confidence=min_confidence)
+        out.prediction_set, out.confidence = decision.candidates, level
+        if abstain:
+            out.decision = decision.as_dict()["decision"]
+    return out
 
 
 def _read(path):

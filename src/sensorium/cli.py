@@ -191,16 +191,44 @@ def classify(
                                          "collection with one attached) to combine with the bridge."),
     together: bool = typer.Option(False, "--together", help="Let short spoken clips that sound alike inform "
                                   "each other's labels (for many recordings of the same words)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="A `sensorium calibrate` file for "
+                                               "these labels: calibrated probabilities."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", min=0.5, max=0.999, help="With "
+                                               "--calibration: the set of labels holding the truth this often."),
+    abstain: bool = typer.Option(False, "--abstain", help="With --calibration: answer 'uncertain' unless the "
+                                 "set at --confidence (0.9) holds one label."),
+    per_label: bool = typer.Option(False, "--per-label", help="Sets with the coverage for every label, not "
+                                   "only on average (Mondrian)."),
 ):
     """Rank free-text labels for files (zero-shot). Exit status 1 when any file could not be classified."""
+    from .classification import calibrated
     from .classification import classify as run
     from .classification import classify_many
     from .progress import reporting
 
+    profile = None
+    if (confidence is not None or abstain or per_label) and calibration is None:
+        _fail("--confidence, --abstain and --per-label need --calibration FILE (see `sensorium calibrate`)", EXIT_USAGE)
+    if calibration is not None:
+        from .trust.profile import CalibrationProfile
+
+        from .classification import clean_labels
+
+        try:
+            profile = CalibrationProfile.load(calibration)
+            profile.order(clean_labels(labels))  # the same label set, checked before any work
+        except SensoriumError as error:
+            _fail(str(error), EXIT_USAGE)
+
+    def trusted(result):
+        if profile is None:
+            return result
+        return calibrated(result, profile, confidence=confidence, abstain=abstain, per_label=per_label)
+
     if len(paths) == 1 and not together:
         try:
             with reporting(None if json_out else _stage_progress()):
-                result = run(paths[0], labels, space=space)
+                result = trusted(run(paths[0], labels, space=space))
         except QueryError as error:
             _fail(str(error), EXIT_USAGE)
         except SensoriumError as error:
@@ -216,6 +244,7 @@ def classify(
         bar = None if json_out else _progress_bar("classifying")
         with reporting(None if json_out else _stage_progress()):
             batch = classify_many(paths, labels, space=space, together=together, progress=bar)
+        batch.results = [trusted(result) for result in batch.results]
     except QueryError as error:
         _fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
@@ -235,9 +264,87 @@ def classify(
 
 
 def _print_classification(console, result) -> None:
-    console.print(f"{result.path} ({result.modality}, {result.method})")
+    console.print(f"{result.path} ({result.modality}, {result.method})", markup=False)
     for score in result.labels:
-        console.print(f"  {score.score:6.3f}  {score.label}")
+        console.print(f"  {score.score:6.3f}  {score.label}", markup=False)
+    if result.prediction_set is not None:
+        console.print(f"  set at {result.confidence:.0%}: {', '.join(result.prediction_set)}", markup=False)
+    if result.decision is not None:
+        console.print(f"  decision: {result.decision}", markup=False)
+
+
+@app.command()
+def calibrate(
+    examples: Path = typer.Argument(..., help="A folder with one subfolder of files per label, or a CSV "
+                                    "manifest with columns path,label."),
+    out: Path = typer.Option(..., "--out", "-o", help="The calibration file to write (JSON)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels (default: the "
+                                         "examples' labels)."),
+    space: Optional[Path] = typer.Option(None, "--space", help="The learned space `classify` will use."),
+    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Also draw a reliability diagram (PNG)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the measures as JSON."),
+):
+    """Fit calibrated confidence for `classify` from labelled examples: a temperature, and conformal
+    scores for label sets with a coverage guarantee (`classify --calibration OUT --confidence 0.9`)."""
+    import numpy as np
+
+    from .classification import classify_many, clean_labels
+    from .progress import reporting
+    from .trust import calibration as measures
+    from .trust.diagram import reliability_diagram
+    from .trust.examples import labelled_examples
+    from .trust.profile import CalibrationProfile
+
+    try:
+        pairs = labelled_examples(examples)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_USAGE)
+    names = clean_labels(labels) if labels else sorted({label for _, label in pairs})
+    unknown = sorted({label for _, label in pairs} - set(names))
+    if unknown:
+        _fail(f"{examples}: examples labelled {', '.join(unknown)}, which --labels does not list", EXIT_USAGE)
+    if len(names) < 2:
+        _fail("calibrating needs at least two labels", EXIT_USAGE)
+    try:
+        bar = None if json_out else _progress_bar("classifying examples")
+        with reporting(None if json_out else _stage_progress()):
+            batch = classify_many([path for path, _ in pairs], names, space=space, progress=bar)
+    except QueryError as error:
+        _fail(str(error), EXIT_USAGE)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    finally:
+        _stop_progress()
+    label_of = {str(path): label for path, label in pairs}
+    probs = np.array([[{s.label: s.score for s in r.labels}[name] for name in names] for r in batch.results])
+    truth = np.array([names.index(label_of[r.path]) for r in batch.results], dtype=int)
+    modalities = [r.modality for r in batch.results]
+    try:
+        profile = CalibrationProfile.fit(probs, truth, names, modality=max(set(modalities), key=modalities.count)
+                                         if modalities else None)
+    except ValueError as error:
+        _fail(f"{examples}: {error}", EXIT_USAGE)
+    profile.save(out)
+    if diagram is not None:
+        honest, _ = measures.cross_fitted(measures.as_logits(probs), truth)
+        reliability_diagram(diagram, [("before", probs, truth), ("after (cross-fitted)", honest, truth)])
+    summary = {"calibration": str(out), "labels": names, "temperature": profile.temperature,
+               "before": profile.before, "after": profile.after,
+               "failures": [{"path": p, "reason": r} for p, r in batch.failures]}
+    if json_out:
+        print(json.dumps(summary, indent=2))
+    else:
+        console = _console()
+        console.print(f"calibrated {len(truth)} examples of {len(names)} labels: temperature "
+                      f"{profile.temperature:.3g}, written to {out}", markup=False)
+        for key, name in (("accuracy", "accuracy"), ("ece", "ECE (15 bins)"), ("adaptive_ece", "adaptive ECE"),
+                          ("nll", "NLL"), ("brier", "Brier")):
+            console.print(f"  {name:14s} {profile.before[key]:.4f} -> {profile.after[key]:.4f}", markup=False)
+        console.print("  (after: each example under a temperature fitted without it, 5 folds)", style="dim")
+        if diagram is not None:
+            console.print(f"reliability diagram: {diagram}", markup=False)
+        for path, reason in batch.failures:
+            console.print(f"  [yellow]skipped[/yellow] {path}: {reason}", markup=True)
 
 
 @app.command()
