@@ -4,6 +4,7 @@ headers, labels) exactly; scores by pattern and range, never as exact floats. CO
 rich lays tables out the same on any terminal."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -120,8 +121,8 @@ def test_evaluate_output(home, tmp_path):
                               str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert trained.returncode == 0, trained.stderr[-3000:]
 
-    result = run("evaluate", str(tmp_path / "run"), "--data", str(manifest), "--noise", "0,0.5,1", env_home=home,
-                 columns=WIDTH)
+    result = run("evaluate", str(tmp_path / "run"), "--data", str(manifest), "--noise", "0,0.5,1", "--diagram",
+                 str(tmp_path / "reliability.png"), env_home=home, columns=WIDTH)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.rstrip("\n").splitlines()
     summary = re.fullmatch(r"label: accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4}) on 48 items", lines[0])
@@ -136,6 +137,16 @@ def test_evaluate_output(home, tmp_path):
     for row in per_class[1:]:
         assert all(re.fullmatch(r"[01]\.\d{3}", cell) for cell in row[1:4]), row
         assert row[4] == "24"
+
+    # training fitted a temperature on its validation split; evaluate measures confidence under it
+    stored = json.loads((tmp_path / "run" / "best" / "calibration.json").read_text())
+    assert stored["task"] == "label" and stored["temperature"] > 0
+    assert stored["after"]["nll"] <= stored["before"]["nll"] + 1e-9  # fitted by likelihood on those examples
+    at = next(i for i, line in enumerate(lines) if line.startswith("label: calibration"))
+    assert re.fullmatch(r"label: calibration with the temperature fitted on validation \(T = [\d.e+-]+\)", lines[at])
+    for line, name in zip(lines[at + 1:at + 5], ("ECE (15 bins)", "adaptive ECE", "NLL", "Brier")):
+        assert re.fullmatch(rf"  {re.escape(name)} +\d\.\d{{4}} -> \d\.\d{{4}}", line), line
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
 
     robust = table(lines, "accuracy under noise on one modality / with it missing")
     assert robust[0] == ["modality", "noise 0", "noise 0.5", "noise 1", "relative", "missing"]

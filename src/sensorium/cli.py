@@ -602,6 +602,8 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="CSV manifest or class-folder tree of labelled items."),
     noise: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", "--noise", help="Noise levels, comma-separated."),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Draw a reliability diagram (PNG): "
+                                           "confidence before and after the temperature fitted in training."),
 ):
     """Accuracy, macro-F1, per-class scores and robustness (noise per modality, one modality missing)."""
     from .training.runs import evaluate_run
@@ -611,7 +613,7 @@ def evaluate(
     except ValueError:
         _fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
-        report = evaluate_run(run, data, levels=levels)
+        report = evaluate_run(run, data, levels=levels, diagram=diagram)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
     if json_out:
@@ -627,6 +629,12 @@ def evaluate(
         for name, c in scores["per_class"].items():
             table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
         console.print(table)
+    if "calibration" in report:
+        cal = report["calibration"]
+        console.print(f"{cal['task']}: calibration with the temperature fitted on validation (T = {cal['temperature']:.3g})",
+                      markup=False)
+        for key, name in (("ece", "ECE (15 bins)"), ("adaptive_ece", "adaptive ECE"), ("nll", "NLL"), ("brier", "Brier")):
+            console.print(f"  {name:14s} {cal['before'][key]:.4f} -> {cal['after'][key]:.4f}", markup=False)
     robust = report["robustness"]
     table = Table("modality", *[f"noise {x:g}" for x in robust["levels"]], "relative", "missing",
                   title="accuracy under noise on one modality / with it missing")

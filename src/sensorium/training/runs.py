@@ -2,7 +2,8 @@
 
 OUT/run.json holds the resolved config, class names and vocabulary sizes, so a run rebuilds its
 model from the folder alone; OUT/tokenizers/ holds text tokenizers; OUT/best/ the best weights;
-OUT/checkpoint/ the resumable state; OUT/metrics.jsonl one line per epoch.
+OUT/checkpoint/ the resumable state; OUT/metrics.jsonl one line per epoch; OUT/best/calibration.json
+the temperature fitted on the validation set for the best weights (`sensorium.trust.calibration`).
 """
 from __future__ import annotations
 
@@ -93,8 +94,24 @@ def load_run(out: str | Path, weights: str = "best") -> tuple[Config, Multimodal
     return config, model.eval(), classes, Collate.for_specs(config.data.modalities, tokenizers)
 
 
-def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int = 64) -> dict[str, Any]:
-    """Metrics and robustness of a trained run on a manifest or folder of labelled items."""
+def run_temperature(out: str | Path) -> dict[str, Any] | None:
+    """The calibration the trainer stored with the best weights ({"task", "temperature", ...}), or None."""
+    path = Path(out) / "best" / "calibration.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        float(record["temperature"]), str(record["task"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReadError(path, f"not a calibration record ({exc})") from exc
+    return record
+
+
+def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int = 64,
+                 diagram: str | Path | None = None) -> dict[str, Any]:
+    """Metrics, calibration and robustness of a trained run on a manifest or folder of labelled items.
+    With a temperature stored by training, calibration is measured before and after it (and drawn as
+    a reliability diagram into `diagram`)."""
     from torch.utils.data import DataLoader
 
     from .evaluate import NOISE_LEVELS, classification_metrics, predict, relative_robustness, robustness
@@ -115,6 +132,18 @@ def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int
     report: dict[str, Any] = {"items": len(dataset), "tasks": {}}
     for task, names in classes.items():
         report["tasks"][task] = classification_metrics(labels[task].tolist(), logits[task].argmax(1).tolist(), names)
+    stored = run_temperature(out)
+    if stored is not None and stored["task"] in logits:
+        from ..trust import calibration
+
+        raw, truth = logits[stored["task"]].double().numpy(), labels[stored["task"]].numpy().astype(int)
+        before, after = calibration.softmax(raw), calibration.scale(raw, stored["temperature"])
+        report["calibration"] = {"task": stored["task"], "temperature": stored["temperature"],
+                                 "before": calibration.measures(before, truth), "after": calibration.measures(after, truth)}
+        if diagram is not None:
+            from ..trust.diagram import reliability_diagram
+
+            reliability_diagram(diagram, [("before", before, truth), (f"T = {stored['temperature']:.3g}", after, truth)])
     levels = list(levels or NOISE_LEVELS)
     main = config.tasks[0].name
     robust = robustness(model, batches, model.modalities, main, levels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -29,6 +30,23 @@ from .evaluate import classification_metrics
 from .schedule import warmup_cosine
 
 CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
+CALIBRATION_FILE = "calibration.json"
+
+
+def write_temperature(folder: Path, task: str, logits: Tensor, labels: Tensor) -> dict[str, Any]:
+    """Fit temperature scaling (`sensorium.trust.calibration`) on the validation logits of the weights
+    saved in `folder`, and store it beside them with the measures before and after."""
+    from ..trust import calibration
+
+    logits_np, labels_np = logits.double().numpy(), labels.numpy().astype(int)
+    temperature = calibration.fit_temperature(logits_np, labels_np)
+    record = {"task": task, "temperature": temperature, "fitted_on": "validation",
+              "before": calibration.measures(calibration.softmax(logits_np), labels_np),
+              "after": calibration.measures(calibration.scale(logits_np, temperature), labels_np)}
+    tmp = folder / (CALIBRATION_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / CALIBRATION_FILE)
+    return record
 
 
 def threads_for(requested: int, world_size: int = 1) -> int:
@@ -119,6 +137,7 @@ class Trainer:
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.cfg.warmup_steps, self.total_steps, self.cfg.min_lr_ratio)
+        self.last_validation: tuple[Tensor, Tensor] | None = None  # main-task logits and labels, last validation
         self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
                                          "bad_epochs": 0, "done": False}
 
@@ -208,15 +227,17 @@ class Trainer:
         """Loss, accuracy and macro-F1 of the main task on the validation set (every rank, whole set)."""
         model = unwrap(self.model)
         model.eval()
-        losses, predictions, labels, count = 0.0, [], [], 0
+        losses, outputs, labels, count = 0.0, [], [], 0
         for batch in self._loader(self.val_data, None):
             with self._autocast():
                 logits = model(batch)
             losses += float(self._loss(logits, batch["labels"])) * len(batch["labels"][self.main_task])
             count += len(batch["labels"][self.main_task])
-            predictions.append(logits[self.main_task].float().argmax(1))
+            outputs.append(logits[self.main_task].float())
             labels.append(batch["labels"][self.main_task])
         model.train()
+        self.last_validation = (torch.cat(outputs), torch.cat(labels))  # the temperature is fitted on these
+        predictions = [out.argmax(1) for out in outputs]
         names = getattr(self.val_data, "classes", {}).get(self.main_task)
         classes = int(model.heads[self.main_task].out_features)
         metrics = classification_metrics(torch.cat(labels).tolist(), torch.cat(predictions).tolist(),
@@ -323,6 +344,8 @@ class Trainer:
             if self.out is not None and self.context.is_main:
                 (self.out / BEST_DIR).mkdir(parents=True, exist_ok=True)
                 save_weights(unwrap(self.model), self.out / BEST_DIR / "model.safetensors")
+                if self.last_validation is not None:
+                    write_temperature(self.out / BEST_DIR, self.main_task, *self.last_validation)
         else:
             progress["bad_epochs"] += 1
         progress["epoch"] += 1
