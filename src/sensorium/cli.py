@@ -268,7 +268,8 @@ def _print_classification(console, result) -> None:
     for score in result.labels:
         console.print(f"  {score.score:6.3f}  {score.label}", markup=False)
     if result.prediction_set is not None:
-        console.print(f"  set at {result.confidence:.0%}: {', '.join(result.prediction_set)}", markup=False)
+        shown = ", ".join(result.prediction_set) or "none (no label is likely enough)"
+        console.print(f"  set at {result.confidence:.0%}: {shown}", markup=False)
     if result.decision is not None:
         console.print(f"  decision: {result.decision}", markup=False)
 

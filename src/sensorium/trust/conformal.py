@@ -51,12 +51,11 @@ class ConformalSets:
         return np.array([threshold(self.scores[self.truth == label], confidence) for label in range(self.labels)])
 
     def member(self, probs: np.ndarray, confidence: float) -> np.ndarray:
-        """Boolean (n, labels): which labels each example's set holds. The top label is always in it
-        (an empty set says nothing a set with the best guess would not; coverage only rises)."""
+        """Boolean (n, labels): which labels each example's set holds. A set can be empty: when the
+        classifier is right more often than asked, its least sure answers need not be kept to reach
+        the coverage (forcing the best guess in would overshoot it); an empty set means "uncertain"."""
         probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
-        inside = (1.0 - probs) <= self.thresholds(confidence)[None, :]
-        inside[np.arange(len(probs)), probs.argmax(axis=1)] = True
-        return inside
+        return (1.0 - probs) <= self.thresholds(confidence)[None, :]
 
     def sets(self, probs: np.ndarray, confidence: float) -> list[list[int]]:
         """Each example's label set, most probable first."""

@@ -29,7 +29,7 @@ class Decision:
     """What a calibrated classifier answers for one input: a label, or `uncertain` with the candidates."""
 
     label: str | None  # None when uncertain
-    candidates: list[str]  # the conformal set, most probable first
+    candidates: list[str]  # the conformal set, most probable first (empty: no label is likely enough)
     confidence: float  # the calibrated probability of the most probable label
 
     @property
@@ -78,7 +78,8 @@ class CalibrationProfile:
     def decide(self, probs: np.ndarray, confidence: float = DEFAULT_CONFIDENCE, mondrian: bool = False,
                min_confidence: float | None = None) -> list[Decision]:
         """For each row of raw probabilities: the label when its conformal set at `confidence` holds
-        only it (and, if given, its calibrated probability reaches `min_confidence`), else uncertain."""
+        only it (and, if given, its calibrated probability reaches `min_confidence`), else uncertain
+        (a set of several labels, or none)."""
         calibrated = self.calibrate(probs)
         decisions = []
         for row, members in zip(calibrated, self.conformal(mondrian).sets(calibrated, confidence)):
