@@ -184,3 +184,32 @@ def test_cli_calibrates_spoken_labels_and_classify_abstains_or_answers(tmp_path)
     assert refused.returncode == 2 and "calibrate again" in refused.stderr
     alone = run_cli("classify", str(tmp_path / "query.wav"), "--labels", "up,down,left", "--abstain")
     assert alone.returncode == 2 and "--calibration" in alone.stderr
+
+
+def test_service_classifies_with_a_calibration_for_those_labels(tmp_path):
+    import io
+
+    from fastapi.testclient import TestClient
+    from helpers.cli import cat_photo
+
+    from sensorium.serve.app import LOOPBACK_HOSTS, create_app
+
+    model, truth = toy(400, labels=2, seed=9)
+    CalibrationProfile.fit(model, truth, ["cat", "rocket"], modality="image").save(tmp_path / "cal.json")
+    app = create_app(tmp_path / "collection", [tmp_path], allowed_hosts=LOOPBACK_HOSTS,
+                     calibrations=[tmp_path / "cal.json"])
+    photo = io.BytesIO()
+    Image.fromarray(cat_photo()).save(photo, "JPEG")
+    upload = {"file": ("kitty.jpg", photo.getvalue(), "image/jpeg")}
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        reply = client.post("/api/v1/classify", files=upload, data={"labels": "rocket,cat", "confidence": "0.9",
+                                                                    "abstain": "true"})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert "calibrated" in body["method"] and body["confidence"] == 0.9 and body["decision"] in ("cat", "uncertain")
+        assert body["labels"][0]["label"] == "cat"
+        plain = client.post("/api/v1/classify", files=upload, data={"labels": "cat,rocket,dog", "abstain": "true"})
+        assert plain.status_code == 422 and "no calibration for these labels" in plain.json()["detail"]
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(ConfigError, match="broken.json"):
+        create_app(tmp_path / "collection", [tmp_path], calibrations=[tmp_path / "broken.json"])

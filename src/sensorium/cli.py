@@ -660,6 +660,9 @@ def serve(
     allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="A web page origin "
                                                      "(scheme://host:port) allowed to search, upload and index "
                                                      "besides the served page (repeatable)."),
+    calibration: Optional[list[Path]] = typer.Option(None, "--calibration", help="A `sensorium calibrate` "
+                                                     "file: classify requests for its labels are calibrated and "
+                                                     "may ask for sets and abstention (repeatable)."),
 ):
     """Serve the collection over HTTP: a web page at / and a JSON API under /api/v1."""
     from .serve import run_server
@@ -682,7 +685,7 @@ def serve(
               f"write token in {Path(collection).expanduser().resolve() / TOKEN_FILE}")
     try:
         run_server(collection, roots, host=host, port=port, allow_remote=allow_remote, thumbnail_mb=thumbnail_mb,
-                   allow_origins=allow_origin)
+                   allow_origins=allow_origin, calibrations=calibration)
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
 

@@ -149,14 +149,29 @@ async def search_example(request: Request, state: State, file: Annotated[UploadF
 
 @router.post("/classify")
 async def classify_upload(request: Request, state: State, file: Annotated[UploadFile, File()],
-                          labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)]) -> dict:
+                          labels: Annotated[str, Form(min_length=1, max_length=MAX_LABELS_CHARS)],
+                          confidence: Annotated[float | None, Form(gt=0.5, lt=1.0)] = None,
+                          abstain: Annotated[bool, Form()] = False,
+                          per_label: Annotated[bool, Form()] = False) -> dict:
     """Rank comma-separated `labels` for an uploaded file of any modality. Spoken labels this machine
-    has not voiced yet cost ~3 s each: at most `work.MAX_NEW_SPOKEN_LABELS` per request (422 beyond)."""
-    from ..classification import classify
+    has not voiced yet cost ~3 s each: at most `work.MAX_NEW_SPOKEN_LABELS` per request (422 beyond).
+
+    When the server was started with a calibration for exactly these labels (`serve --calibration`),
+    the probabilities are calibrated, and `confidence` adds the label set holding the truth that
+    often, `abstain` a decision that may be "uncertain"; without one, those two are a 422."""
+    from ..classification import calibrated, classify, clean_labels
+
+    profile = state.calibration_for(clean_labels(labels))
+    if profile is None and (confidence is not None or abstain or per_label):
+        raise Problem(422, "Invalid request", "confidence, abstain, per_label: this server has no calibration "
+                      "for these labels (start it with --calibration FILE from `sensorium calibrate`)")
 
     def work() -> dict:  # in a worker thread, stopped when the client leaves
         with _saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
-            return classify(path, labels, experts=state.experts).as_dict()
+            result = classify(path, labels, experts=state.experts)
+            if profile is not None:
+                result = calibrated(result, profile, confidence=confidence, abstain=abstain, per_label=per_label)
+            return result.as_dict()
 
     result = await until_client_leaves(request, work)
     result["path"] = "upload"

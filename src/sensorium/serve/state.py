@@ -19,6 +19,22 @@ from .redact import PathRedactor
 from .security import TOKEN_FILE, Roots, load_or_create_token
 
 log = logging.getLogger("sensorium.serve")
+
+
+def load_calibrations(paths: list[Path]) -> dict:
+    """`sensorium calibrate` files by their label set; a bad file or two for one label set is a
+    ConfigError at start-up, not a surprise in a request."""
+    from ..errors import ConfigError
+    from ..trust.profile import CalibrationProfile
+
+    found: dict = {}
+    for path in paths:
+        profile = CalibrationProfile.load(path)
+        key = frozenset(profile.labels)
+        if key in found:
+            raise ConfigError(f"{path}: a second calibration for the labels {', '.join(profile.labels)}")
+        found[key] = profile
+    return found
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024  # JSON bodies and forms without files
 
@@ -27,7 +43,8 @@ class ServeState:
     """What every request handler needs: the collection, its roots, token, jobs and metrics."""
 
     def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
-                 thumbnail_bytes: int = 256 * 1024**2, max_upload_bytes: int = MAX_UPLOAD_BYTES):
+                 thumbnail_bytes: int = 256 * 1024**2, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                 calibrations: list[Path] | None = None):
         self.collection_dir = Path(collection_dir).expanduser().resolve()
         self.max_upload_bytes = max_upload_bytes
         self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
@@ -45,6 +62,11 @@ class ServeState:
                                display=lambda p: self.roots.relative(p) or Path(p).name, redact=self.redact)
         self.metrics = Metrics(self.index_size)
         self.catalog = Catalog(self.collection_dir / CATALOG_FILE, readonly=True)  # what handlers read
+        self.calibrations = load_calibrations(calibrations or [])
+
+    def calibration_for(self, labels: list[str]):
+        """The calibration profile fitted for exactly this label set (any order), or None."""
+        return self.calibrations.get(frozenset(labels))
 
     def view(self) -> Collection:
         """The collection searches use now (a consistent snapshot of the ANN indexes)."""
