@@ -1,4 +1,5 @@
-"""The `sensorium` command line: index, search, classify, info, roots, forget, models, demo, train, align, serve.
+"""The `sensorium` command line: index, search, classify, calibrate, info, roots, forget, speak, verify,
+models, demo, train, align, evaluate, serve.
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
@@ -327,8 +328,11 @@ def calibrate(
         _fail(f"{examples}: {error}", EXIT_USAGE)
     profile.save(out)
     if diagram is not None:
+        from .provenance.record import input_hash
+
         honest, _ = measures.cross_fitted(measures.as_logits(probs), truth)
         reliability_diagram(diagram, [("before", probs, truth), ("after (cross-fitted)", honest, truth)])
+        _sign(diagram, "reliability diagram", [], {"calibration": input_hash(out)}, {"labels": names})
     summary = {"calibration": str(out), "labels": names, "temperature": profile.temperature,
                "before": profile.before, "after": profile.after,
                "failures": [{"path": p, "reason": r} for p, r in batch.failures]}
@@ -410,6 +414,140 @@ def forget(
     if result["still_on_disk"]:
         _note([f"{result['still_on_disk']} of these files are still on disk: the next `sensorium index` of their "
                "folder adds them again (move or delete them first)"])
+
+
+VERDICT_EXIT = {"valid": 0, "tampered": 3, "unsigned": 4, "unknown signer": 5}
+
+
+def _sign(path: Path, action: str, models: list[dict], inputs: dict[str, str], parameters: dict) -> str:
+    """Sign a file Sensorium generated; returns how, for the message printed after it."""
+    from .provenance.record import generation
+    from .provenance.signing import sign_file
+
+    carrier = sign_file(path, generation(action, models, inputs, parameters))
+    return "C2PA manifest embedded" if carrier == path else f"signed sidecar {carrier.name}"
+
+
+@app.command()
+def speak(
+    text: str = typer.Argument(..., help="What to say."),
+    out: Path = typer.Option(..., "--out", "-o", help="The WAV file to write."),
+    voice: str = typer.Option("en-us", "--voice", help="An espeak-ng voice (en-us, en-gb, fr, de ...)."),
+    rate: int = typer.Option(160, "--rate", help="Words per minute."),
+    pitch: int = typer.Option(50, "--pitch", min=0, max=100, help="0-100."),
+    no_sign: bool = typer.Option(False, "--no-sign", help="Do not sign the file (no provenance manifest)."),
+):
+    """Speak text into a WAV file (espeak-ng), signed with a C2PA manifest saying how it was made."""
+    from .experts.tts import info, save_wav, synthesize
+    from .provenance.record import input_hash
+
+    if out.suffix.lower() != ".wav":
+        _fail(f"--out {out}: speech is written as WAV (name it .wav)", EXIT_USAGE)
+    try:
+        speech = synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
+        save_wav(speech, out)
+        how = "not signed" if no_sign else _sign(out, "speak", [info().as_dict()], {"text": input_hash(text)},
+                                                  {"voice": voice, "rate_wpm": rate, "pitch": pitch})
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    _console().print(f"wrote {out}: {speech.duration:.1f} s of speech; {how}", markup=False)
+
+
+TRANSCRIPT_FORMATS = (".txt", ".json", ".srt")
+
+
+@app.command()
+def transcribe(
+    recording: Path = typer.Argument(..., help="A recording or video (any length up to 12 hours)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Transcript to write: .txt, .json (with word times) or .srt."),
+    language: str = typer.Option("en", "--language", help="Whisper language code."),
+    no_sign: bool = typer.Option(False, "--no-sign", help="Do not sign the transcript (no provenance sidecar)."),
+):
+    """Transcribe speech (Whisper base) into a text, JSON or subtitle file, signed with a provenance sidecar."""
+    from .experts import Experts
+    from .provenance.record import input_hash
+    from .readers import AudioWindows, read_for_index
+
+    if out.suffix.lower() not in TRANSCRIPT_FORMATS:
+        _fail(f"--out {out}: write .txt, .json or .srt", EXIT_USAGE)
+    try:
+        payload = read_for_index(recording)
+        sound = payload if isinstance(payload, AudioWindows) else getattr(payload, "audio", None)
+        if sound is None:
+            _fail(f"{recording}: no sound to transcribe", EXIT_USAGE)
+        experts = Experts()
+        segments = []
+        bar = _progress_bar("transcribing")
+        for window in sound:
+            offset = float(getattr(window, "offset", 0.0) or 0.0)
+            for segment in experts.speech.transcribe(window, language=language):
+                segments.append({"start": round(segment.start + offset, 3), "end": round(segment.end + offset, 3),
+                                 "text": segment.text, "words": [{"start": round(w.start + offset, 3),
+                                                                   "end": round(w.end + offset, 3), "text": w.text}
+                                                                  for w in segment.words]})
+            total = getattr(sound, "declared_seconds", None)  # progress in seconds of the recording
+            bar(round(offset + window.duration), round(total) if total else None, str(recording))
+        _stop_progress()
+        out.write_text(_transcript(segments, out.suffix.lower()), encoding="utf-8")
+        how = "not signed" if no_sign else _sign(out, "transcribe", [experts.speech.info().as_dict()],
+                                                  {"recording": input_hash(recording)},
+                                                  {"language": language, "format": out.suffix.lower()})
+    except SensoriumError as error:
+        _stop_progress()
+        _fail(str(error), EXIT_ERROR)
+    _console().print(f"wrote {out}: {len(segments)} segments; {how}", markup=False)
+
+
+def _transcript(segments: list[dict], form: str) -> str:
+    def clock(seconds: float, comma: bool = False) -> str:
+        hours, rest = divmod(seconds, 3600)
+        minutes, secs = divmod(rest, 60)
+        text = f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
+        return text.replace(".", ",") if comma else text
+
+    if form == ".json":
+        return json.dumps({"segments": segments}, indent=1, ensure_ascii=False) + "\n"
+    if form == ".srt":
+        return "\n".join(f"{n}\n{clock(s['start'], True)} --> {clock(s['end'], True)}\n{s['text']}\n"
+                         for n, s in enumerate(segments, 1))
+    return "".join(f"[{clock(s['start'])}] {s['text']}\n" for s in segments)
+
+
+@app.command()
+def verify(
+    path: Path = typer.Argument(..., help="A file Sensorium generated (or any file with a C2PA manifest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the verdict and manifest as JSON."),
+):
+    """Check a file's provenance. Exit status: 0 valid, 3 tampered, 4 unsigned, 5 signed by a key not trusted here."""
+    from .provenance.verification import verify as check
+
+    if not path.is_file():
+        _fail(f"{path}: no such file", EXIT_USAGE)
+    try:
+        verdict = check(path)
+    except SensoriumError as error:
+        _fail(str(error), EXIT_ERROR)
+    if json_out:
+        print(json.dumps(verdict.as_dict(), indent=2))
+    else:
+        console = _console()
+        colour = {"valid": "green", "tampered": "red"}.get(verdict.state, "yellow")
+        console.print(f"[{colour}]{verdict.state}[/{colour}] ", markup=True, end="")
+        console.print(f"{path}" + (f" (signed by {verdict.signer}; {verdict.carrier})" if verdict.signer else ""),
+                      markup=False)
+        for reason in verdict.reasons:
+            console.print(f"  {reason}", markup=False, style="dim")
+        record = verdict.record or {}
+        if record:
+            generator = record.get("generator", {})
+            console.print(f"  made by {generator.get('name')} {generator.get('version')}: {record.get('action')}",
+                          markup=False)
+            for model in record.get("models", []):
+                console.print(f"  model {model.get('name')} {model.get('version')} sha256 {model.get('sha256')}",
+                              markup=False)
+            for name, value in (record.get("parameters") or {}).items():
+                console.print(f"  {name} = {value}", markup=False)
+    raise typer.Exit(VERDICT_EXIT.get(verdict.state, EXIT_ERROR))
 
 
 roots_app = typer.Typer(no_args_is_help=True, help="The folders a collection's files are stored relative to: "
@@ -615,6 +753,11 @@ def evaluate(
         _fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
         report = evaluate_run(run, data, levels=levels, diagram=diagram)
+        if diagram is not None and "calibration" in report:
+            from .provenance.record import input_hash
+
+            _sign(diagram, "reliability diagram", [], {"weights": input_hash(run / "best" / "model.safetensors")},
+                  {"task": report["calibration"]["task"], "temperature": report["calibration"]["temperature"]})
     except SensoriumError as error:
         _fail(str(error), EXIT_ERROR)
     if json_out:
