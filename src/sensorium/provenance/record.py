@@ -12,6 +12,15 @@ ASSERTION = "org.sensorium.generation"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 
+def generator_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sensorium")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def input_hash(data: bytes | str | os.PathLike) -> str:
     """SHA-256 of an input: bytes and text as given, a path by its file's bytes."""
     if isinstance(data, str):
@@ -28,19 +37,15 @@ def input_hash(data: bytes | str | os.PathLike) -> str:
 def generation(action: str, models: list[dict], inputs: dict[str, str], parameters: dict[str, Any]) -> dict:
     """The Sensorium assertion: `models` as `ModelInfo.as_dict()` rows (name, package, version, sha256),
     `inputs` name -> SHA-256, `parameters` the settings that shaped the output."""
-    from .. import __version__
-
-    return {"generator": {"name": GENERATOR, "version": __version__}, "action": action,
+    return {"generator": {"name": GENERATOR, "version": generator_version()}, "action": action,
             "models": [{key: model.get(key) for key in ("name", "package", "version", "sha256")} for model in models],
             "inputs": dict(inputs), "parameters": dict(parameters)}
 
 
 def c2pa_manifest(title: str, record: dict) -> dict:
     """A C2PA manifest definition: created by a trained algorithm, plus the Sensorium assertion."""
-    from .. import __version__
-
-    return {"claim_generator_info": [{"name": GENERATOR, "version": __version__}], "title": Path(title).name,
+    return {"claim_generator_info": [{"name": GENERATOR, "version": generator_version()}], "title": Path(title).name,
             "assertions": [{"label": "c2pa.actions", "data": {"actions": [
                 {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                 "softwareAgent": {"name": GENERATOR, "version": __version__}}]}},
+                 "softwareAgent": {"name": GENERATOR, "version": generator_version()}}]}},
                 {"label": ASSERTION, "data": record}]}

@@ -89,10 +89,19 @@ def _sign_other(key, data: bytes) -> bytes:
     return key.sign(data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
 
 
+def active_manifest_id(path: Path) -> str | None:
+    """The id of a file's active C2PA manifest (what the ledger is keyed by), or None."""
+    import c2pa
+
+    try:
+        with c2pa.Reader(str(path)) as reader:
+            return json.loads(reader.json()).get("active_manifest")
+    except c2pa.C2paError:
+        return None
+
+
 def _remember(path: Path) -> None:
     """Append (manifest id, full SHA-256) to the signer's ledger."""
-    from .verification import active_manifest_id
-
     entry = {"manifest": active_manifest_id(path), "sha256": input_hash(path), "file": path.name}
     with (folder() / LEDGER_FILE).open("a", encoding="utf-8") as ledger:
         ledger.write(json.dumps(entry) + "\n")

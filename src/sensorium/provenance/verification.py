@@ -30,16 +30,6 @@ class Verdict:
                 "record": self.record}
 
 
-def active_manifest_id(path: Path) -> str | None:
-    import c2pa
-
-    try:
-        with c2pa.Reader(str(path)) as reader:
-            return json.loads(reader.json()).get("active_manifest")
-    except c2pa.C2paError:
-        return None
-
-
 def verify(path: str | Path) -> Verdict:
     from .signing import EMBEDDED, sidecar_path
 
