@@ -51,7 +51,9 @@ def sign_file(path: str | os.PathLike, record: dict, identity: Identity | None =
                                                        private_key=identity.key_pem, ta_url=None))
     signed = path.with_name(path.name + ".signing")
     try:
-        with c2pa.Builder(json.dumps(c2pa_manifest(path.name, record))) as builder:
+        settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}})  # the file is its own picture
+        with c2pa.Context(settings) as context, \
+                c2pa.Builder(json.dumps(c2pa_manifest(path.name, record)), context) as builder:
             builder.sign_file(str(path), str(signed), signer)
         os.replace(signed, path)
     except c2pa.C2paError as error:
