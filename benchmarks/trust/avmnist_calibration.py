@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.quality.avmnist import (TEST_PAIRS, UNIMODAL_LOSS, config_for, fsdd_spectrograms,
+from benchmarks.quality.avmnist import (SPEAKERS, TEST_PAIRS, UNIMODAL_LOSS, config_for, fsdd_spectrograms,
                                         mnist_pca, paired, split_recordings)
 from sensorium.training.checkpoint import load_weights
 from sensorium.training.data import Collate
@@ -50,6 +50,7 @@ def main() -> None:
           f"| Brier before / after | coverage of {args.confidence:.0%} sets | mean set size |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, int], list[tuple[float, float, float]]] = {}
     for protocol in args.protocols.split(","):
         train_rec, test_rec = split_recordings(fsdd, protocol)
         rng = np.random.default_rng(0)
@@ -83,6 +84,12 @@ def main() -> None:
                 row = {"accuracy": m_after["accuracy"], "ece_before": m_before["ece"], "ece_after": m_after["ece"],
                        "coverage": conformal.coverage(sets, truth), "size": float(sets.sum(1).mean())}
                 summary.setdefault((protocol, method), []).append(row)
+                who = np.repeat(fsdd["speakers"][test_rec], TEST_PAIRS)  # `paired` keeps recordings in order
+                for speaker in np.unique(who) if len(np.unique(who)) > 1 else []:
+                    mine = who == speaker
+                    groups.setdefault((protocol, method, int(speaker)), []).append(
+                        (1 - np.mean(after[mine].argmax(1) == truth[mine]), calibration.ece(after[mine], truth[mine]),
+                         conformal.coverage(sets[mine], truth[mine])))
                 print(f"| {protocol} | {method} | {seed} | {m_after['accuracy']:.3f} | {temperature:.3f} | "
                       f"{m_before['ece']:.4f} | **{m_after['ece']:.4f}** | {m_after['adaptive_ece']:.4f} | "
                       f"{m_before['nll']:.4f} / {m_after['nll']:.4f} | {m_before['brier']:.4f} / {m_after['brier']:.4f} | "
@@ -93,6 +100,12 @@ def main() -> None:
         cell = {k: (np.mean([r[k] for r in rows]), np.std([r[k] for r in rows])) for k in rows[0]}
         print(f"| {protocol} | {method} | " + " | ".join(f"{m:.4f} ± {s:.4f}" if k.startswith("ece") else f"{m:.3f} ± {s:.3f}"
                                                          for k, (m, s) in cell.items()) + " |")
+    if groups:
+        print("\n| protocol | model | test speaker | error rate | ECE after | coverage |")
+        print("|---|---|---|---:|---:|---:|")
+        for (protocol, method, speaker), rows in sorted(groups.items()):
+            error, ece, covered = np.mean(rows, axis=0)
+            print(f"| {protocol} | {method} | {SPEAKERS[speaker]} | {error:.3f} | {ece:.4f} | {covered:.3f} |")
 
 
 if __name__ == "__main__":
