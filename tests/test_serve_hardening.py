@@ -281,7 +281,7 @@ def test_openapi_declares_the_bearer_token_and_where_it_is_needed(site):
     assert len(schemes) == 1
     (name, scheme), = schemes.items()
     assert scheme["type"] == "http" and scheme["scheme"].lower() == "bearer"
-    protected = [("/api/v1/jobs/index", "post"), ("/api/v1/jobs/{job_id}", "delete")]
+    protected = [("/api/v1/jobs/index", "post"), ("/api/v1/jobs/{job_id}", "delete"), ("/api/v1/items/{item_id}", "delete")]
     for path, method in protected:
         assert {name: []} in spec["paths"][path][method]["security"], (path, method)
     for path, operations in spec["paths"].items():
