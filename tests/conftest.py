@@ -1,11 +1,19 @@
-"""Shared fixtures. Readers: the generated corpora of valid and malformed files (built once per run)."""
+"""Shared fixtures. Readers: the generated corpora of valid and malformed files (built once per run).
+Every run signs with a throwaway identity: the user's own `~/.config/sensorium` is never touched."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# set before any test (and any CLI process a test starts, which inherits it) can make a signing key
+os.environ["SENSORIUM_CONFIG"] = tempfile.mkdtemp(prefix="sensorium-test-config-")
+os.environ.pop("SENSORIUM_SIGNING_KEY", None)
+os.environ.pop("SENSORIUM_SIGNING_CHAIN", None)
 
 
 @pytest.fixture(scope="session")
