@@ -125,7 +125,7 @@ def test_evaluate_output(home, tmp_path):
                  str(tmp_path / "reliability.png"), env_home=home, columns=WIDTH)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.rstrip("\n").splitlines()
-    summary = re.fullmatch(r"label: accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4}) on 48 items", lines[0])
+    summary = re.fullmatch(r"label: accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4}) on 48 items \(\d+ items/s\)", lines[0])
     assert summary, lines[0]
     # the held-out quarter reaches >= 0.9 (tests/test_train_cli_distributed.py); a model that learned
     # nothing scores 0.5 on these two balanced classes
@@ -147,6 +147,12 @@ def test_evaluate_output(home, tmp_path):
     for line, name in zip(lines[at + 1:at + 5], ("ECE (15 bins)", "adaptive ECE", "NLL", "Brier")):
         assert re.fullmatch(rf"  {re.escape(name)} +\d\.\d{{4}} -> \d\.\d{{4}}", line), line
     assert (tmp_path / "reliability.png").stat().st_size > 1000
+
+    plain = run("evaluate", str(tmp_path / "run"), "--data", str(manifest), env_home=home, columns=WIDTH)
+    assert plain.returncode == 0 and "noise" not in plain.stdout  # the sweep only when asked for
+    first = re.fullmatch(r"label: accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4}) on 48 items \(\d+ items/s\)",
+                         plain.stdout.splitlines()[0])
+    assert first and first[1] == summary[1]  # the same scores, without the sweep
 
     robust = table(lines, "accuracy under noise on one modality / with it missing")
     assert robust[0] == ["modality", "noise 0", "noise 0.5", "noise 1", "relative", "missing"]

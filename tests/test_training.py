@@ -160,7 +160,7 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
     (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
-    (lambda r: r["train"].update(threads=-1), r"train\.threads: must not be negative, got -1"),
+    (lambda r: r["train"].update(threads=-2), r"train\.threads: a count, 0 \(every core\) or -1 \(the idle ones\), got -2"),
     (lambda r: r["data"].update(cache_mb=-5), r"data\.cache_mb: must not be negative, got -5"),
     (lambda r: r["data"]["modalities"]["image"].update(kind="hologram"), r"data\.modalities\.image\.kind: 'hologram'"),
     (lambda r: r["data"]["modalities"].update(depth={"kind": "image"}), r"data\.modalities\.depth: no encoder"),
@@ -302,7 +302,7 @@ def test_decoded_cache_keeps_to_its_budget(run_dir):
     assert load_datasets(config_from_dict(raw))[0].cache is None
 
 
-def test_thread_count_is_asked_for_or_fits_the_idle_cores():
+def test_thread_count_is_asked_for_every_core_or_the_idle_ones():
     import os
 
     from sensorium.training.trainer import threads_for
@@ -310,7 +310,8 @@ def test_thread_count_is_asked_for_or_fits_the_idle_cores():
     assert threads_for(3) == 3 and threads_for(2, world_size=4) == 2
     cores = len(os.sched_getaffinity(0))
     for world in (1, 2):
-        assert 1 <= threads_for(0, world_size=world) <= max(1, cores // world)
+        assert threads_for(0, world_size=world) == max(1, cores // world)  # the default: every core, shared out
+        assert 1 <= threads_for(-1, world_size=world) <= max(1, cores // world)  # on request: the idle ones
 
 
 # ---- schedule, OGM-GE ---------------------------------------------------------------------------

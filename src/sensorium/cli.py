@@ -739,7 +739,8 @@ def _stage_progress():
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by `sensorium train`."),
     data: Path = typer.Option(..., "--data", help="CSV manifest or class-folder tree of labelled items."),
-    noise: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", "--noise", help="Noise levels, comma-separated."),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Also score under noise at these levels, comma-"
+                                        "separated (MultiBench's are 0,0.1,...,1.0), and with each modality missing."),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
     diagram: Optional[Path] = typer.Option(None, "--diagram", help="Draw a reliability diagram (PNG): "
                                            "confidence before and after the temperature fitted in training."),
@@ -748,7 +749,7 @@ def evaluate(
     from .training.runs import evaluate_run
 
     try:
-        levels = [float(x) for x in noise.split(",") if x.strip()]
+        levels = [float(x) for x in noise.split(",") if x.strip()] if noise is not None else None
     except ValueError:
         _fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
@@ -768,7 +769,7 @@ def evaluate(
     console = _console()
     for task, scores in report["tasks"].items():
         console.print(f"{task}: accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
-                      f"on {report['items']} items", markup=False)
+                      f"on {report['items']} items ({report['items_per_s']:.0f} items/s)", markup=False)
         table = Table("class", "precision", "recall", "F1", "support", title=f"{task}: per class")
         for name, c in scores["per_class"].items():
             table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
@@ -779,7 +780,9 @@ def evaluate(
                       markup=False)
         for key, name in (("ece", "ECE (15 bins)"), ("adaptive_ece", "adaptive ECE"), ("nll", "NLL"), ("brier", "Brier")):
             console.print(f"  {name:14s} {cal['before'][key]:.4f} -> {cal['after'][key]:.4f}", markup=False)
-    robust = report["robustness"]
+    robust = report.get("robustness")
+    if robust is None:
+        return
     table = Table("modality", *[f"noise {x:g}" for x in robust["levels"]], "relative", "missing",
                   title="accuracy under noise on one modality / with it missing")
     for name, curve in robust["noise"].items():

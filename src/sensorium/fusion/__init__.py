@@ -34,6 +34,13 @@ def available() -> list[str]:
 
 
 def fusion_class(name: str) -> type[Fusion]:
+    """A method by name, or your own by import path ("mypackage.fusion:MyFusion"): a module built as
+    cls(input_dims, output_dim, **kwargs) and called like `Fusion` (encoder outputs by modality and
+    their presence; subclassing `Fusion` gives the checks and the missing-modality handling)."""
+    from ..imported import is_import_path, load_object
+
+    if is_import_path(name):
+        return load_object(name, "fusion")
     if name not in _METHODS:
         raise ConfigError(f"fusion: unknown method {name!r}; available: {', '.join(available())}")
     module, cls = _METHODS[name]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..imported import is_import_path
 
 KINDS = ("image", "audio", "text", "series", "array")
 METRICS = ("accuracy", "macro_f1", "loss")
@@ -81,7 +82,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps; 0 = at each epoch end only
     max_steps: int = 0  # 0 = epochs decide
     num_workers: int = 0
-    threads: int = 0  # torch threads per process; 0 = the cores not busy with other work, split over replicas
+    threads: int = 0  # torch threads per process; 0 = every core, split over replicas; -1 = the cores idle now
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     unimodal_loss_weight: float = 0.0  # weight of per-modality heads' losses (Gradient-Blending); 0 = no such heads
@@ -188,14 +189,21 @@ def _model(raw: dict, where: str) -> ModelConfig:
         table = dict(table)
         if "name" not in table:
             raise ConfigError(f"{name}.name: missing (choose from {', '.join(encoders.available())})")
+        if not isinstance(table["name"], str):
+            raise ConfigError(f"{name}.name: must be a string, got {table['name']!r}")
+        if is_import_path(table["name"]):  # your own module: checked when the model is built
+            chosen[modality] = table
+            continue
         if table["name"] not in encoders.available() or table["name"] == "frozen":
             choices = [e for e in encoders.available() if e != "frozen"]
-            raise ConfigError(f"{name}.name: unknown encoder {table['name']!r} (choose from {', '.join(choices)})")
+            raise ConfigError(f"{name}.name: unknown encoder {table['name']!r} (choose from {', '.join(choices)}, "
+                              "or an import path 'mypackage.module:Class')")
         chosen[modality] = table
     fusion_table = dict(_table(raw, "fusion", f"{where}.") or {"method": "late"})
     method = fusion_table.setdefault("method", "late")
-    if method not in fusion.available():
-        raise ConfigError(f"{where}.fusion.method: unknown method {method!r} (choose from {', '.join(fusion.available())})")
+    if not isinstance(method, str) or (method not in fusion.available() and not is_import_path(method)):
+        raise ConfigError(f"{where}.fusion.method: unknown method {method!r} (choose from "
+                          f"{', '.join(fusion.available())}, or an import path 'mypackage.module:Class')")
     output_dim = fusion_table.setdefault("output_dim", 64)
     if isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim <= 0:
         raise ConfigError(f"{where}.fusion.output_dim: must be a positive int, got {output_dim!r}")
@@ -250,10 +258,12 @@ def _train(raw: dict) -> TrainConfig:
         if getattr(train, key) <= 0:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(train, key)}")
     for key in ("lr", "weight_decay", "grad_clip", "warmup_steps", "patience", "checkpoint_every", "max_steps",
-                "num_workers", "threads", "aux_loss_weight", "min_lr_ratio",
+                "num_workers", "aux_loss_weight", "min_lr_ratio",
                 "unimodal_loss_weight"):
         if getattr(train, key) < 0:
             raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
+    if train.threads < -1:
+        raise ConfigError(f"train.threads: a count, 0 (every core) or -1 (the idle ones), got {train.threads}")
     if not 0.0 <= train.modality_dropout <= 1.0:
         raise ConfigError(f"train.modality_dropout: must be in [0, 1], got {train.modality_dropout}")
     if train.lr == 0:

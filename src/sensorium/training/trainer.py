@@ -50,18 +50,22 @@ def write_temperature(folder: Path, task: str, logits: Tensor, labels: Tensor) -
 
 
 def threads_for(requested: int, world_size: int = 1) -> int:
-    """Torch threads for one training process: `requested`, or when 0 the cores idle now, split over replicas.
+    """Torch threads for one training process: `requested` when positive; 0 (the default) every core
+    this process may use, split over the replicas; -1 the cores idle now, split over the replicas.
 
-    Small models step in milliseconds; intra-op threads that find their core busy with other work
-    spin at every barrier, which on a loaded 2-core machine made examples/avmnist.toml about ten
-    times slower with 2 threads than with 1. So the automatic choice counts the cores the 1-minute
-    load average leaves free, never more than this process's share of the CPUs, and at least 1.
+    -1 is for a machine that is busy with other work: small models step in milliseconds, and
+    intra-op threads that find their core busy spin at every barrier (on a loaded 2-core machine
+    examples/avmnist.toml ran about ten times slower with 2 threads than with 1). So that guess
+    counts the cores the 1-minute load average leaves free, never more than this process's share.
+    On a quiet machine every core is the faster choice, hence the default.
     """
     if requested > 0:
         return requested
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested == 0:
+        return max(1, cores // max(1, world_size))
     try:
         idle = cores - int(round(os.getloadavg()[0]))
     except OSError:  # no load average on this platform
