@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--takes", type=int, default=50)
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--diagram", type=str, default=None,
+                        help="also draw the reliability diagram of the four held-out speakers (PNG), before and after")
     args = parser.parse_args()
     data = load(args.takes)
     probs, truth, speaker = data["probs"], data["truth"].astype(int), data["speaker"].astype(str)
@@ -64,6 +66,13 @@ def main() -> None:
                                    np.concatenate([truth[held_out[w][2]] for w in SPEAKERS]))
     print(f"| all four, each held out | - | {np.mean(probs.argmax(1) == truth):.3f} | {pooled_before:.4f} | "
           f"**{pooled_after:.4f}** | | | |\n")
+    if args.diagram:
+        from sensorium.trust.diagram import reliability_diagram
+
+        order = np.concatenate([np.flatnonzero(held_out[w][2]) for w in SPEAKERS])
+        after = np.concatenate([held_out[w][0][held_out[w][2]] for w in SPEAKERS])
+        reliability_diagram(args.diagram, [("raw", probs[order], truth[order]),
+                                           ("each speaker held out", after, truth[order])])
 
     print(f"## Conformal sets at {level:.0%}\n")
     print("| setting | coverage | mean set size | sets of one label |")
