@@ -185,3 +185,29 @@ def test_transcribe_and_diagrams_are_signed(tmp_path):
     verdict = verify(tmp_path / "memo.json")
     assert verdict.state == VALID and verdict.record["inputs"]["recording"] == input_hash(tmp_path / "memo.wav")
     assert verdict.record["models"][0]["name"].startswith("whisper")
+
+
+def test_manifest_flips_are_caught_without_the_ledger(tmp_path, monkeypatch):
+    """On a machine that trusts the signer but never saw the file signed (no ledger), flips inside the
+    manifest store (zero padding, box types and labels a C2PA reader does not compare) still read
+    as tampered, and the untouched file as valid."""
+    import shutil
+
+    from sensorium.experts.tts import save_wav, synthesize
+
+    out = save_wav(synthesize("Signed elsewhere."), tmp_path / "e.wav")
+    sign_file(out, generation("speak", [], {}, {}))
+    other = tmp_path / "other-config"
+    shutil.copytree(tmp_path / "config" / "provenance" / "trusted", other / "provenance" / "trusted")
+    monkeypatch.setenv("SENSORIUM_CONFIG", str(other))
+    assert verify(out).state == VALID
+    data = out.read_bytes()
+    start = data.find(b"jumb") - 4
+    end = start + int.from_bytes(data[start:start + 4], "big")
+    rng = random.Random(2)
+    missed = []
+    for _ in range(150):
+        position, bit = rng.randrange(start, end), rng.randrange(8)
+        if verify(flip(out, tmp_path / "f.wav", position, bit)).state != TAMPERED:
+            missed.append(position - start)
+    assert missed == [], missed

@@ -6,8 +6,8 @@ Artefacts, made and signed as the commands make them (a fresh signing identity i
 config folder): speech from `speak` (WAV, C2PA embedded), a reliability diagram (PNG, embedded),
 a transcript (TXT, signed sidecar). For each, `--trials` random single-bit flips anywhere in the
 file, and as many inside its manifest (the C2PA manifest store, or the sidecar), each verified on
-the signing machine (C2PA + the signer's ledger) and as another machine trusting the same
-authority would (C2PA alone, no ledger). False alarms: `--clean` freshly signed files, untouched.
+the signing machine (C2PA, the strict manifest checks and the signer's ledger) and as another
+machine trusting the same authority would (C2PA and the strict checks, no ledger). False alarms: `--clean` freshly signed files, untouched.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def main() -> None:
         (elsewhere / "provenance").mkdir(parents=True)
         shutil.copytree(temp / "signer" / "provenance" / "trusted", elsewhere / "provenance" / "trusted")
         rng = random.Random(0)
-        print(f"| artefact | bytes flipped | trials | detected on the signing machine | detected elsewhere (C2PA alone) |")
+        print(f"| artefact | bytes flipped | trials | detected on the signing machine | detected elsewhere (no ledger) |")
         print("|---|---|---:|---:|---:|")
         for name, (path, sidecar) in artefacts.items():
             data = path.read_bytes()

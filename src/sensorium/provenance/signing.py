@@ -2,9 +2,9 @@
 
 Embedded (WAV, PNG, JPEG, MP3, MP4, WebP ...): c2pa-python signs offline with the identity's key; a
 C2PA reader anywhere can check it. Every byte of the media is covered by the manifest's hash, but a
-C2PA reader ignores some bytes of the manifest store itself (its zero padding and parts of its box
-headers), so a flip there reads as untouched. The signer's ledger closes that gap on the machine
-that signed: it keeps each signed file's full SHA-256 by its manifest id, and `verify` compares.
+C2PA reader ignores some bytes of the manifest store itself (its zero padding, the fixed parts of
+box types and labels); `verification.strict_problems` checks those. The signer's ledger adds a
+second net on the machine that signed: each signed file's full SHA-256 by its manifest id.
 
 Sidecar (`FILE.provenance.json`, for text, JSON and other formats C2PA does not carry): the file's
 SHA-256, the same record and the certificate chain, signed with the identity's key over their
