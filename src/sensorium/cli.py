@@ -1,5 +1,7 @@
-"""The `sensorium` command line: index, search, classify, calibrate, info, roots, forget, speak, verify,
-models, demo, train, align, evaluate, serve.
+"""The `sensorium` command line: index, search, classify, info, models, demo, train, align, evaluate and
+serve here; calibrate, speak, transcribe and verify (`commands.trust`), roots and forget
+(`commands.collection`) registered from their own modules, with the helpers all share
+(`commands.console`).
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
@@ -14,35 +16,17 @@ from typing import Optional
 
 import typer
 
+from .commands import collection as collection_commands
+from .commands import trust as trust_commands
+from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, make_console, note,
+                               progress_bar, stage_progress, stop_progress)
 from .errors import CollectionLockedError, QueryError, SensoriumError
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_FILES_FAILED = 3
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sensorium: offline multimodal search and understanding of your media.")
 
-CollectionOpt = typer.Option(..., "--collection", "-c", help="Folder holding the collection's index.")
 
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int) -> None:
-    _console(stderr=True).print(f"[red]error:[/red] {message}", markup=True)
-    raise typer.Exit(code)
-
-
-def _note(messages: list[str]) -> None:
-    """Things the user should know that are not errors (a root re-attached or missing), on stderr."""
-    console = _console(stderr=True)
-    for message in messages:
-        console.print("[yellow]note:[/yellow] ", markup=True, end="")
-        console.print(message, markup=False)
 
 
 @app.command()
@@ -70,15 +54,15 @@ def index(
     from .experts import ExpertConfig
 
     if not folder.is_dir():
-        _fail(f"{folder}: not a folder", EXIT_USAGE)
+        fail(f"{folder}: not a folder", EXIT_USAGE)
     if space is not None and detach_space:
-        _fail("--space and --detach-space: give one or the other", EXIT_USAGE)
+        fail("--space and --detach-space: give one or the other", EXIT_USAGE)
     if space is not None and not space.is_dir():
-        _fail(f"--space {space}: not a folder", EXIT_USAGE)
+        fail(f"--space {space}: not a folder", EXIT_USAGE)
     for option, given, want_dir in (("--clip", clip, True), ("--text-model", text_model, True),
                                     ("--speech-model", speech_model, True), ("--image-weights", image_weights, False)):
         if given is not None and not (given.is_dir() if want_dir else given.is_file()):
-            _fail(f"{option} {given}: not a {'folder' if want_dir else 'file'}", EXIT_USAGE)
+            fail(f"{option} {given}: not a {'folder' if want_dir else 'file'}", EXIT_USAGE)
     # options given change the collection's stored expert settings; the others keep theirs
     changes = {name: str(path.resolve()) for name, path in (("clip_dir", clip), ("text_dir", text_model),
                ("image_weights", image_weights), ("speech_dir", speech_model)) if path is not None}
@@ -87,30 +71,30 @@ def index(
     try:
         col = Collection(collection, experts=config)
         if detach_space and col.detach_space() and not json_out:
-            _console().print("detached the learned space")
+            make_console().print("detached the learned space")
         if space is not None:
-            attached = col.attach_space(space, progress=None if json_out else _progress_bar("attaching"))
-            _stop_progress()
+            attached = col.attach_space(space, progress=None if json_out else progress_bar("attaching"))
+            stop_progress()
             if not json_out:
                 info = attached["space"]
-                _console().print(f"attached space {info['id']} ({info['dim']}-d, w = {info['weight']:g}): "
+                make_console().print(f"attached space {info['id']} ({info['dim']}-d, w = {info['weight']:g}): "
                                  f"{attached['embedded']} segments embedded, {attached['vectors']} learned vectors "
                                  f"in {attached['seconds']:.1f} s")
-        report = col.index(folder, progress=None if json_out else _progress_bar())
-        _stop_progress()
-        _note([*col.notices, *report.notices])
+        report = col.index(folder, progress=None if json_out else progress_bar())
+        stop_progress()
+        note([*col.notices, *report.notices])
         col.notices.clear()
-        _note(col.root_notices())
+        note(col.root_notices())
     except CollectionLockedError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     finally:
-        _stop_progress()
+        stop_progress()
     if json_out:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        console = _console()
+        console = make_console()
         console.print(
             f"indexed {report.folder}: {report.added} added, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.touched} touched, {report.removed} removed, "
@@ -120,30 +104,6 @@ def index(
     if report.failed:
         raise typer.Exit(EXIT_FILES_FAILED)
 
-
-_BAR = {}
-
-
-def _progress_bar(label: str = "indexing"):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        TextColumn("{task.fields[name]}", style="dim"), console=_console(stderr=True),
-                        transient=True)
-    progress.start()
-    task = progress.add_task(label, total=None, name="")
-    _BAR["progress"] = progress
-
-    def update(done: int, total: int, path: str = "") -> None:
-        progress.update(task, completed=done, total=total, name=Path(path).name if path else "")
-
-    return update
-
-
-def _stop_progress() -> None:
-    progress = _BAR.pop("progress", None)
-    if progress is not None:
-        progress.stop()
 
 
 @app.command()
@@ -162,19 +122,19 @@ def search(
     from .collection import Collection
 
     if not (collection / "collection.json").exists():
-        _fail(f"{collection}: no collection here (run `sensorium index FOLDER -c {collection}` first)", EXIT_USAGE)
+        fail(f"{collection}: no collection here (run `sensorium index FOLDER -c {collection}` first)", EXIT_USAGE)
     try:
         col = Collection(collection)
         hits = col.search(text=query, image=image, audio=audio, modality=modality, k=k)
-        _note(col.root_notices())
+        note(col.root_notices())
     except QueryError as error:
-        _fail(str(error), EXIT_USAGE)
+        fail(str(error), EXIT_USAGE)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     if json_out:
         print(json.dumps([h.as_dict() for h in hits], indent=2))
         return
-    console = _console()
+    console = make_console()
     if not hits:
         console.print("no results")
     for rank, hit in enumerate(hits, 1):
@@ -204,12 +164,11 @@ def classify(
     """Rank free-text labels for files (zero-shot). Exit status 1 when any file could not be classified."""
     from .classification import calibrated
     from .classification import classify as run
-    from .classification import classify_many
     from .progress import reporting
 
     profile = None
     if (confidence is not None or abstain or per_label) and calibration is None:
-        _fail("--confidence, --abstain and --per-label need --calibration FILE (see `sensorium calibrate`)", EXIT_USAGE)
+        fail("--confidence, --abstain and --per-label need --calibration FILE (see `sensorium calibrate`)", EXIT_USAGE)
     if calibration is not None:
         from .trust.profile import CalibrationProfile
 
@@ -219,7 +178,7 @@ def classify(
             profile = CalibrationProfile.load(calibration)
             profile.order(clean_labels(labels))  # the same label set, checked before any work
         except SensoriumError as error:
-            _fail(str(error), EXIT_USAGE)
+            fail(str(error), EXIT_USAGE)
 
     def trusted(result):
         if profile is None:
@@ -228,34 +187,25 @@ def classify(
 
     if len(paths) == 1 and not together:
         try:
-            with reporting(None if json_out else _stage_progress()):
+            with reporting(None if json_out else stage_progress()):
                 result = trusted(run(paths[0], labels, space=space))
         except QueryError as error:
-            _fail(str(error), EXIT_USAGE)
+            fail(str(error), EXIT_USAGE)
         except SensoriumError as error:
-            _fail(str(error), EXIT_ERROR)
+            fail(str(error), EXIT_ERROR)
         finally:
-            _stop_progress()
+            stop_progress()
         if json_out:
             print(json.dumps(result.as_dict(), indent=2))
             return
-        _print_classification(_console(), result)
+        _print_classification(make_console(), result)
         return
-    try:
-        bar = None if json_out else _progress_bar("classifying")
-        with reporting(None if json_out else _stage_progress()):
-            batch = classify_many(paths, labels, space=space, together=together, progress=bar)
-        batch.results = [trusted(result) for result in batch.results]
-    except QueryError as error:
-        _fail(str(error), EXIT_USAGE)
-    except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
-    finally:
-        _stop_progress()
+    batch = trust_commands.classify_with_progress(paths, labels, space, quiet=json_out, together=together)
+    batch.results = [trusted(result) for result in batch.results]
     if json_out:
         print(json.dumps(batch.as_dict(), indent=2))
     else:
-        console = _console()
+        console = make_console()
         for result in batch.results:
             _print_classification(console, result)
         for path, reason in batch.failures:
@@ -276,83 +226,6 @@ def _print_classification(console, result) -> None:
 
 
 @app.command()
-def calibrate(
-    examples: Path = typer.Argument(..., help="A folder with one subfolder of files per label, or a CSV "
-                                    "manifest with columns path,label."),
-    out: Path = typer.Option(..., "--out", "-o", help="The calibration file to write (JSON)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels (default: the "
-                                         "examples' labels)."),
-    space: Optional[Path] = typer.Option(None, "--space", help="The learned space `classify` will use."),
-    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Also draw a reliability diagram (PNG)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the measures as JSON."),
-):
-    """Fit calibrated confidence for `classify` from labelled examples: a temperature, and conformal
-    scores for label sets with a coverage guarantee (`classify --calibration OUT --confidence 0.9`)."""
-    import numpy as np
-
-    from .classification import classify_many, clean_labels
-    from .progress import reporting
-    from .trust import calibration as measures
-    from .trust.diagram import reliability_diagram
-    from .trust.examples import labelled_examples
-    from .trust.profile import CalibrationProfile
-
-    try:
-        pairs = labelled_examples(examples)
-    except SensoriumError as error:
-        _fail(str(error), EXIT_USAGE)
-    names = clean_labels(labels) if labels else sorted({label for _, label in pairs})
-    unknown = sorted({label for _, label in pairs} - set(names))
-    if unknown:
-        _fail(f"{examples}: examples labelled {', '.join(unknown)}, which --labels does not list", EXIT_USAGE)
-    if len(names) < 2:
-        _fail("calibrating needs at least two labels", EXIT_USAGE)
-    try:
-        bar = None if json_out else _progress_bar("classifying examples")
-        with reporting(None if json_out else _stage_progress()):
-            batch = classify_many([path for path, _ in pairs], names, space=space, progress=bar)
-    except QueryError as error:
-        _fail(str(error), EXIT_USAGE)
-    except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
-    finally:
-        _stop_progress()
-    label_of = {str(path): label for path, label in pairs}
-    probs = np.array([[{s.label: s.score for s in r.labels}[name] for name in names] for r in batch.results])
-    truth = np.array([names.index(label_of[r.path]) for r in batch.results], dtype=int)
-    modalities = [r.modality for r in batch.results]
-    try:
-        profile = CalibrationProfile.fit(probs, truth, names, modality=max(set(modalities), key=modalities.count)
-                                         if modalities else None)
-    except ValueError as error:
-        _fail(f"{examples}: {error}", EXIT_USAGE)
-    profile.save(out)
-    if diagram is not None:
-        from .provenance.record import input_hash
-
-        honest, _ = measures.cross_fitted(measures.as_logits(probs), truth)
-        reliability_diagram(diagram, [("before", probs, truth), ("after (cross-fitted)", honest, truth)])
-        _sign(diagram, "reliability diagram", [], {"calibration": input_hash(out)}, {"labels": names})
-    summary = {"calibration": str(out), "labels": names, "temperature": profile.temperature,
-               "before": profile.before, "after": profile.after,
-               "failures": [{"path": p, "reason": r} for p, r in batch.failures]}
-    if json_out:
-        print(json.dumps(summary, indent=2))
-    else:
-        console = _console()
-        console.print(f"calibrated {len(truth)} examples of {len(names)} labels: temperature "
-                      f"{profile.temperature:.3g}, written to {out}", markup=False)
-        for key, name in (("accuracy", "accuracy"), ("ece", "ECE (15 bins)"), ("adaptive_ece", "adaptive ECE"),
-                          ("nll", "NLL"), ("brier", "Brier")):
-            console.print(f"  {name:14s} {profile.before[key]:.4f} -> {profile.after[key]:.4f}", markup=False)
-        console.print("  (after: each example under a temperature fitted without it, 5 folds)", style="dim")
-        if diagram is not None:
-            console.print(f"reliability diagram: {diagram}", markup=False)
-        for path, reason in batch.failures:
-            console.print(f"  [yellow]skipped[/yellow] {path}: {reason}", markup=True)
-
-
-@app.command()
 def info(
     collection: Path = CollectionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
@@ -361,12 +234,12 @@ def info(
     from .collection import Collection
 
     if not (collection / "collection.json").exists():
-        _fail(f"{collection}: no collection here", EXIT_USAGE)
+        fail(f"{collection}: no collection here", EXIT_USAGE)
     data = Collection(collection).info()
     if json_out:
         print(json.dumps(data, indent=2))
         return
-    console = _console()
+    console = make_console()
     console.print(f"collection {data['collection']}")
     for modality, count in sorted(data["counts"].items()):
         console.print(f"  {modality:6s} {count}")
@@ -381,246 +254,8 @@ def info(
         console.print(f"{len(data['failures'])} failed files:")
         for failure in data["failures"]:
             console.print(f"  {failure['path']}: {failure['reason']}")
-    _print_roots(console, data["roots"])
-    _note(data["notices"])
-
-
-@app.command()
-def forget(
-    paths: list[Path] = typer.Argument(..., help="Files, or folders (every file under them), to forget."),
-    collection: Path = CollectionOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
-):
-    """Remove files from the collection with everything made from them: text, vectors, thumbnails."""
-    from .collection import Collection
-
-    if not (collection / "collection.json").exists():
-        _fail(f"{collection}: no collection here", EXIT_USAGE)
-    try:
-        result = Collection(collection).forget(paths)
-    except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
-    if not result["items"]:
-        _fail(f"{', '.join(str(p) for p in paths)}: nothing stored for that in {collection}", EXIT_USAGE)
-    if json_out:
-        print(json.dumps(result, indent=2))
-    else:
-        _console().print(f"forgot {result['items']} files: {result['segments']} segments and "
-                         f"{result['thumbnails']} thumbnails; their text and vectors are overwritten in the "
-                         "collection's files", markup=False)
-    if not result["log_emptied"]:
-        _note(["another process was reading the collection, so its write-ahead log still holds old pages; "
-               "they are overwritten at the next write or when that process stops"])
-    if result["still_on_disk"]:
-        _note([f"{result['still_on_disk']} of these files are still on disk: the next `sensorium index` of their "
-               "folder adds them again (move or delete them first)"])
-
-
-VERDICT_EXIT = {"valid": 0, "tampered": 3, "unsigned": 4, "unknown signer": 5}
-
-
-def _sign(path: Path, action: str, models: list[dict], inputs: dict[str, str], parameters: dict) -> str:
-    """Sign a file Sensorium generated; returns how, for the message printed after it."""
-    from .provenance.record import generation
-    from .provenance.signing import sign_file
-
-    carrier = sign_file(path, generation(action, models, inputs, parameters))
-    return "C2PA manifest embedded" if carrier == path else f"signed sidecar {carrier.name}"
-
-
-@app.command()
-def speak(
-    text: str = typer.Argument(..., help="What to say."),
-    out: Path = typer.Option(..., "--out", "-o", help="The WAV file to write."),
-    voice: str = typer.Option("en-us", "--voice", help="An espeak-ng voice (en-us, en-gb, fr, de ...)."),
-    rate: int = typer.Option(160, "--rate", help="Words per minute."),
-    pitch: int = typer.Option(50, "--pitch", min=0, max=100, help="0-100."),
-    no_sign: bool = typer.Option(False, "--no-sign", help="Do not sign the file (no provenance manifest)."),
-):
-    """Speak text into a WAV file (espeak-ng), signed with a C2PA manifest saying how it was made."""
-    from .experts.tts import info, save_wav, synthesize
-    from .provenance.record import input_hash
-
-    if out.suffix.lower() != ".wav":
-        _fail(f"--out {out}: speech is written as WAV (name it .wav)", EXIT_USAGE)
-    try:
-        speech = synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
-        save_wav(speech, out)
-        how = "not signed" if no_sign else _sign(out, "speak", [info().as_dict()], {"text": input_hash(text)},
-                                                  {"voice": voice, "rate_wpm": rate, "pitch": pitch})
-    except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
-    _console().print(f"wrote {out}: {speech.duration:.1f} s of speech; {how}", markup=False)
-
-
-TRANSCRIPT_FORMATS = (".txt", ".json", ".srt")
-
-
-@app.command()
-def transcribe(
-    recording: Path = typer.Argument(..., help="A recording or video (any length up to 12 hours)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Transcript to write: .txt, .json (with word times) or .srt."),
-    language: str = typer.Option("en", "--language", help="Whisper language code."),
-    no_sign: bool = typer.Option(False, "--no-sign", help="Do not sign the transcript (no provenance sidecar)."),
-):
-    """Transcribe speech (Whisper base) into a text, JSON or subtitle file, signed with a provenance sidecar."""
-    from .experts import Experts
-    from .provenance.record import input_hash
-    from .readers import AudioWindows, read_for_index
-
-    if out.suffix.lower() not in TRANSCRIPT_FORMATS:
-        _fail(f"--out {out}: write .txt, .json or .srt", EXIT_USAGE)
-    try:
-        payload = read_for_index(recording)
-        sound = payload if isinstance(payload, AudioWindows) else getattr(payload, "audio", None)
-        if sound is None:
-            _fail(f"{recording}: no sound to transcribe", EXIT_USAGE)
-        experts = Experts()
-        segments = []
-        bar = _progress_bar("transcribing")
-        for window in sound:
-            offset = float(getattr(window, "offset", 0.0) or 0.0)
-            for segment in experts.speech.transcribe(window, language=language):
-                segments.append({"start": round(segment.start + offset, 3), "end": round(segment.end + offset, 3),
-                                 "text": segment.text, "words": [{"start": round(w.start + offset, 3),
-                                                                   "end": round(w.end + offset, 3), "text": w.text}
-                                                                  for w in segment.words]})
-            total = getattr(sound, "declared_seconds", None)  # progress in seconds of the recording
-            bar(round(offset + window.duration), round(total) if total else None, str(recording))
-        _stop_progress()
-        out.write_text(_transcript(segments, out.suffix.lower()), encoding="utf-8")
-        how = "not signed" if no_sign else _sign(out, "transcribe", [experts.speech.info().as_dict()],
-                                                  {"recording": input_hash(recording)},
-                                                  {"language": language, "format": out.suffix.lower()})
-    except SensoriumError as error:
-        _stop_progress()
-        _fail(str(error), EXIT_ERROR)
-    _console().print(f"wrote {out}: {len(segments)} segments; {how}", markup=False)
-
-
-def _transcript(segments: list[dict], form: str) -> str:
-    def clock(seconds: float, comma: bool = False) -> str:
-        hours, rest = divmod(seconds, 3600)
-        minutes, secs = divmod(rest, 60)
-        text = f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
-        return text.replace(".", ",") if comma else text
-
-    if form == ".json":
-        return json.dumps({"segments": segments}, indent=1, ensure_ascii=False) + "\n"
-    if form == ".srt":
-        return "\n".join(f"{n}\n{clock(s['start'], True)} --> {clock(s['end'], True)}\n{s['text']}\n"
-                         for n, s in enumerate(segments, 1))
-    return "".join(f"[{clock(s['start'])}] {s['text']}\n" for s in segments)
-
-
-@app.command()
-def verify(
-    path: Path = typer.Argument(..., help="A file Sensorium generated (or any file with a C2PA manifest)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the verdict and manifest as JSON."),
-):
-    """Check a file's provenance. Exit status: 0 valid, 3 tampered, 4 unsigned, 5 signed by a key not trusted here."""
-    from .provenance.verification import verify as check
-
-    if not path.is_file():
-        _fail(f"{path}: no such file", EXIT_USAGE)
-    try:
-        verdict = check(path)
-    except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
-    if json_out:
-        print(json.dumps(verdict.as_dict(), indent=2))
-    else:
-        console = _console()
-        colour = {"valid": "green", "tampered": "red"}.get(verdict.state, "yellow")
-        console.print(f"[{colour}]{verdict.state}[/{colour}] ", markup=True, end="")
-        console.print(f"{path}" + (f" (signed by {verdict.signer}; {verdict.carrier})" if verdict.signer else ""),
-                      markup=False)
-        for reason in verdict.reasons:
-            console.print(f"  {reason}", markup=False, style="dim")
-        record = verdict.record or {}
-        if record:
-            generator = record.get("generator", {})
-            console.print(f"  made by {generator.get('name')} {generator.get('version')}: {record.get('action')}",
-                          markup=False)
-            for model in record.get("models", []):
-                console.print(f"  model {model.get('name')} {model.get('version')} sha256 {model.get('sha256')}",
-                              markup=False)
-            for name, value in (record.get("parameters") or {}).items():
-                console.print(f"  {name} = {value}", markup=False)
-    raise typer.Exit(VERDICT_EXIT.get(verdict.state, EXIT_ERROR))
-
-
-roots_app = typer.Typer(no_args_is_help=True, help="The folders a collection's files are stored relative to: "
-                        "list them, or point one at the place its media moved to (nothing is re-embedded).")
-app.add_typer(roots_app, name="roots")
-
-
-def _print_roots(console, roots: list[dict]) -> None:
-    if not roots:
-        return
-    console.print("roots:")
-    width = max(len(root["name"]) for root in roots)
-    for root in roots:
-        state = "[red]missing[/red]" if root["missing"] else "ok"
-        console.print(f"  {root['name']:{width}s}  {root['items']:6d} items  {state:7s}  ", markup=True, end="")
-        console.print(root["path"], markup=False)
-
-
-@roots_app.command("list")
-def roots_list(
-    collection: Path = CollectionOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
-):
-    """Each root: its name, folder, how many items are stored under it, and whether its files are there."""
-    from .collection import Collection
-
-    if not (collection / "collection.json").exists():
-        _fail(f"{collection}: no collection here", EXIT_USAGE)
-    col = Collection(collection)
-    roots = col.roots()
-    if json_out:
-        print(json.dumps(roots, indent=2))
-    else:
-        _print_roots(_console(), roots) if roots else _console().print("no roots (nothing indexed yet)")
-    _note(col.root_notices())
-
-
-@roots_app.command("set")
-def roots_set(
-    name: str = typer.Argument(..., help="The root's name (see `sensorium roots list`)."),
-    folder: Path = typer.Argument(..., help="Where its files are now."),
-    collection: Path = CollectionOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
-):
-    """Point root NAME at FOLDER, where its media now are; a new NAME names a root there."""
-    from .collection import Collection
-
-    if not (collection / "collection.json").exists():
-        _fail(f"{collection}: no collection here", EXIT_USAGE)
-    if not folder.is_dir():
-        _fail(f"{folder}: not a folder", EXIT_USAGE)
-    try:
-        col = Collection(collection)
-        result = col.set_root(name, folder)
-    except (ValueError, SensoriumError) as error:
-        _fail(str(error), EXIT_USAGE if isinstance(error, ValueError) else EXIT_ERROR)
-    if json_out:
-        print(json.dumps(result, indent=2))
-        return
-    console = _console()
-    if result["from"] is None:
-        console.print(f"root {name!r} is now {result['to']}", markup=False)
-        return
-    if result["from"] == result["to"]:
-        console.print(f"root {name!r} is already {result['to']}", markup=False)
-        return
-    console.print(f"root {name!r}: {result['from']} -> {result['to']} ({result['found']} of {result['sampled']} "
-                  "sampled files found there); nothing re-embedded", markup=False)
-    for moved in result["moved"][1:]:
-        console.print(f"  root {moved['name']!r} moved with it: {moved['path']}", markup=False)
-    if result["sampled"] and result["found"] < result["sampled"]:
-        _note([f"{result['sampled'] - result['found']} of {result['sampled']} sampled files are not in {result['to']} "
-               "with their recorded size; check the folder, then `sensorium index` it to bring changes in"])
+    collection_commands.print_roots(console, data["roots"])
+    note(data["notices"])
 
 
 @app.command()
@@ -631,7 +266,7 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     try:
         infos = Experts().models()
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     if json_out:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return
@@ -640,7 +275,7 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     table = Table("model", "task", "package", "version", "licence", "size", "sha256")
     for i in infos:
         table.add_row(i.name, i.task, i.package, i.version, i.licence, f"{i.size_bytes / 1e6:.1f} MB", i.sha256[:16])
-    _console().print(table)
+    make_console().print(table)
 
 
 @app.command()
@@ -653,7 +288,7 @@ def demo(
     try:
         run_tour(directory)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
 
 
 @app.command()
@@ -668,13 +303,13 @@ def train(
     try:
         summary = run_training(config, out, resume=resume)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if (out / "metrics.jsonl").is_file() else []
     if lines:
-        _console().print(lines[-1], markup=False)
-    _console().print(f"trained {summary['step']} steps over {summary['epoch']} epochs; best epoch "
+        make_console().print(lines[-1], markup=False)
+    make_console().print(f"trained {summary['step']} steps over {summary['epoch']} epochs; best epoch "
                      f"{summary['best_epoch'] + 1}; weights in {out / 'best'}", markup=False)
 
 
@@ -691,11 +326,11 @@ def align(
     from .align.job import run_align
 
     try:
-        summary = run_align(config, out, progress=None if json_out else _stage_progress(), resume=resume)
+        summary = run_align(config, out, progress=None if json_out else stage_progress(), resume=resume)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     finally:
-        _stop_progress()
+        stop_progress()
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     if json_out:
@@ -708,31 +343,10 @@ def align(
     else:
         scores = ", ".join(f"{edge['key']} {'->'.join(reversed(edge['heads']))} R@1 "
                            f"{metrics[edge['key']]['r1_right_to_left']:.3f}" for edge in summary["edges"])
-    _console().print(
+    make_console().print(
         f"trained on {summary['data']['pairs']} pairs in {summary['seconds']:.1f} s "
         f"({summary['trainer']['step']} steps); w = {summary['weight']:g} ({summary['weight_policy']}); "
         f"training-set {scores}; space in {out}", markup=False)
-
-
-def _stage_progress():
-    """A (stage, done, total) callback that shows a bar per stage, in the running display if there
-    is one (e.g. below the "classifying" bar); also what `sensorium.progress.reporting` takes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = _BAR.get("progress")
-    if progress is None:
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=_console(stderr=True), transient=True)
-        progress.start()
-        _BAR["progress"] = progress
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total, name="")
-        progress.update(tasks[stage], completed=done, total=total)
-
-    return update
 
 
 @app.command()
@@ -745,28 +359,29 @@ def evaluate(
     diagram: Optional[Path] = typer.Option(None, "--diagram", help="Draw a reliability diagram (PNG): "
                                            "confidence before and after the temperature fitted in training."),
 ):
-    """Accuracy, macro-F1, per-class scores and robustness (noise per modality, one modality missing)."""
+    """Accuracy, macro-F1, per-class scores and calibration; with --noise, robustness (noise per modality,
+    one modality missing)."""
     from .training.runs import evaluate_run
 
     try:
         levels = [float(x) for x in noise.split(",") if x.strip()] if noise is not None else None
     except ValueError:
-        _fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
+        fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
         report = evaluate_run(run, data, levels=levels, diagram=diagram)
         if diagram is not None and "calibration" in report:
             from .provenance.record import input_hash
 
-            _sign(diagram, "reliability diagram", [], {"weights": input_hash(run / "best" / "model.safetensors")},
+            trust_commands.sign_generated(diagram, "reliability diagram", [], {"weights": input_hash(run / "best" / "model.safetensors")},
                   {"task": report["calibration"]["task"], "temperature": report["calibration"]["temperature"]})
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
     if json_out:
         print(json.dumps(report, indent=1))
         return
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     for task, scores in report["tasks"].items():
         console.print(f"{task}: accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
                       f"on {report['items']} items ({report['items_per_s']:.0f} items/s)", markup=False)
@@ -818,22 +433,22 @@ def serve(
     roots = root or _indexed_folders(collection) or [Path.cwd()]
     for folder in roots:
         if not folder.is_dir():
-            _fail(f"--root {folder}: not a folder", EXIT_USAGE)
+            fail(f"--root {folder}: not a folder", EXIT_USAGE)
     if not is_loopback(host) and not allow_remote:
-        _fail(f"--host {host}: listening beyond this machine needs --allow-remote", EXIT_USAGE)
+        fail(f"--host {host}: listening beyond this machine needs --allow-remote", EXIT_USAGE)
     for origin in allow_origin or []:
         try:
             normalise_origin(origin)
         except ValueError as error:
-            _fail(f"--allow-origin {error}", EXIT_USAGE)
-    err = _console(stderr=True)
+            fail(f"--allow-origin {error}", EXIT_USAGE)
+    err = make_console(stderr=True)
     err.print(f"serving {collection} on http://{host}:{port}/ (roots: {', '.join(str(r) for r in roots)}); "
               f"write token in {Path(collection).expanduser().resolve() / TOKEN_FILE}")
     try:
         run_server(collection, roots, host=host, port=port, allow_remote=allow_remote, thumbnail_mb=thumbnail_mb,
                    allow_origins=allow_origin, calibrations=calibration)
     except SensoriumError as error:
-        _fail(str(error), EXIT_ERROR)
+        fail(str(error), EXIT_ERROR)
 
 
 def _indexed_folders(collection: Path) -> list[Path]:
@@ -843,9 +458,15 @@ def _indexed_folders(collection: Path) -> list[Path]:
     if not (collection / "collection.json").exists():
         return []
     with Collection(collection) as col:
-        _note(col.root_notices())
+        note(col.root_notices())
         present = [Path(root["path"]) for root in col.roots() if not root["missing"]]
     return [folder for folder in present if not any(other != folder and folder.is_relative_to(other) for other in present)]
+
+
+for command in (trust_commands.calibrate, collection_commands.forget, trust_commands.speak,
+                trust_commands.transcribe, trust_commands.verify):
+    app.command()(command)
+app.add_typer(collection_commands.roots_app, name="roots")
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from sensorium.errors import ConfigError, ReadError
-from sensorium.index.roots import Root, RootMap, check_name, derive_roots, normal_folder, prefix_range, stored_prefix
+from sensorium.index.migrations import MIGRATIONS, SCHEMA_VERSION
+from sensorium.index.roots import Root, RootMap, check_name, normal_folder, prefix_range, relative_to, stored_prefix
 
 
 @dataclass
@@ -96,99 +97,6 @@ class SegmentRow:
     words: list = field(default_factory=list)  # [(start, end, word), ...] for spoken segments
 
 
-def _relative_to(folder: str, collection_dir: Path) -> str | None:
-    """A root's path relative to the collection folder (None across drives or when it cannot be said)."""
-    try:
-        return os.path.relpath(folder, collection_dir)
-    except ValueError:
-        return None
-
-
-def _migrate_to_roots(db: sqlite3.Connection, collection_dir: Path) -> None:
-    """3: paths relative to named roots. Roots are derived from the stored absolute paths (`derive_roots`)
-    and every item and failure is rewritten as `NAME/relative`; nothing else changes."""
-    db.execute("CREATE TABLE roots (name TEXT PRIMARY KEY, path TEXT NOT NULL UNIQUE, relative TEXT, "
-               "set_at REAL NOT NULL)")
-    rows = db.execute("SELECT 'items', id, path FROM items UNION ALL SELECT 'failures', rowid, path FROM failures").fetchall()
-    roots = RootMap()
-    for folder in derive_roots(path for *_, path in rows):
-        root = Root(roots.new_name(folder), folder, _relative_to(folder, collection_dir))
-        db.execute("INSERT INTO roots (name, path, relative, set_at) VALUES (?, ?, ?, ?)",
-                   (root.name, root.path, root.relative, time.time()))
-        roots = RootMap([*roots.roots, root])
-    for table, key, path in rows:
-        stored = roots.stored(path)
-        if stored is not None:
-            db.execute(f"UPDATE {table} SET path = ? WHERE {'id' if table == 'items' else 'rowid'} = ?", (stored, key))
-
-
-# Each entry moves the schema from version i to i+1: SQL statements, or a function of (connection,
-# collection folder) where data must be rewritten. Never edit a released entry: append a new one.
-Migration = str | Callable[[sqlite3.Connection, Path], None]
-MIGRATIONS: list[Migration] = [
-    """
-    CREATE TABLE items (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        path TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        content_hash TEXT,
-        duration REAL,
-        meta TEXT NOT NULL DEFAULT '{}',
-        indexed_at REAL NOT NULL
-    );
-    CREATE INDEX items_kind ON items(kind);
-    CREATE TABLE segments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-        start REAL,
-        "end" REAL,
-        source TEXT NOT NULL,
-        text TEXT NOT NULL DEFAULT '',
-        labels TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX segments_item ON segments(item_id);
-    CREATE TABLE vectors (
-        segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
-        space TEXT NOT NULL,
-        dim INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (space, segment_id)
-    );
-    CREATE INDEX vectors_segment ON vectors(segment_id);
-    CREATE VIRTUAL TABLE segment_text USING fts5(
-        text, tokenize = 'porter unicode61 remove_diacritics 2'
-    );
-    CREATE TABLE failures (
-        path TEXT PRIMARY KEY,
-        kind TEXT,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        content_hash TEXT,
-        reason TEXT NOT NULL,
-        failed_at REAL NOT NULL
-    );
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: word timings of spoken segments (a hit spans the words it matched, not the whole sentence), and
-    # the text read in a picture in a column of its own instead of appended to its labels after "; text: "
-    # (char(59) is ";": statements are split on semicolons); and "kind" becomes "modality", the word the
-    # code uses everywhere
-    """
-    ALTER TABLE items RENAME COLUMN kind TO modality;
-    DROP INDEX items_kind;
-    CREATE INDEX items_modality ON items(modality);
-    ALTER TABLE failures RENAME COLUMN kind TO modality;
-    ALTER TABLE segments ADD COLUMN words TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE segments ADD COLUMN ocr TEXT NOT NULL DEFAULT '';
-    UPDATE segments SET ocr = trim(substr(text, instr(text, char(59) || ' text: ') + 8)),
-                        text = substr(text, 1, instr(text, char(59) || ' text: ') - 1)
-        WHERE source IN ('image', 'frame') AND instr(text, char(59) || ' text: ') > 0;
-    """,
-    _migrate_to_roots,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 32
@@ -326,11 +234,13 @@ class Catalog:
                     counts[name][column] = count
         return {name: (items, failures) for name, (items, failures) in counts.items()}
 
-    def root_sample(self, name: str, limit: int = 50) -> list[tuple[str, int]]:
+    def root_sample(self, name: str, limit: int = 50, shuffled: bool = True) -> list[tuple[str, int]]:
         """(path relative to the root, size) of up to `limit` items stored under root `name`, at random:
-        the evidence `sensorium.index.relocate` checks a candidate folder against."""
+        the evidence `sensorium.index.relocate` checks a candidate folder against. Unshuffled, the first
+        ones by path: a lookup of a few index rows instead of a pass over the whole root."""
         low, high = prefix_range(stored_prefix(name))
-        rows = self._read("SELECT path, size FROM items WHERE path >= ? AND path < ? ORDER BY random() LIMIT ?",
+        order = "ORDER BY random() " if shuffled else ""
+        rows = self._read(f"SELECT path, size FROM items WHERE path >= ? AND path < ? {order}LIMIT ?",
                           (low, high, int(limit)))
         return [(path[len(low):], size) for path, size in rows]
 
@@ -354,7 +264,7 @@ class Catalog:
                               "that root")
         if name is not None and name in roots.by_name:
             raise ConfigError(f"a root named {name!r} already exists ({roots.by_name[name].path})")
-        root = Root(name or roots.new_name(folder), folder, _relative_to(folder, self.db_path.resolve().parent))
+        root = Root(name or roots.new_name(folder), folder, relative_to(folder, self.db_path.resolve().parent))
         db.execute("INSERT INTO roots (name, path, relative, set_at) VALUES (?, ?, ?, ?)",
                    (root.name, root.path, root.relative, time.time()))
         return root
@@ -375,20 +285,9 @@ class Catalog:
                 return None, [self._add_root(db, folder, name)]
             if root.path == folder:
                 return root, []
-            moving = [root, *roots.under(root.path)]
-            moving_names = {m.name for m in moving}
-            for other in roots.roots:
-                if other.name in moving_names:
-                    continue
-                if folder == other.path or other.path.startswith(folder.rstrip("/") + "/"):
-                    raise ConfigError(f"{folder} holds root {other.name!r} ({other.path}): roots cannot overlap")
-                if other.contains(folder) and self._has_files(db, roots, folder, other):
-                    raise ConfigError(f"root {other.name!r} already has files in {folder}: roots cannot overlap")
-            collection_dir = self.db_path.resolve().parent
-            moved = [Root(m.name, normal_folder(folder + "/" + m.path[len(root.path):]) if m.path != root.path else folder,
-                          None) for m in moving]
-            moved = [Root(m.name, m.path, _relative_to(m.path, collection_dir)) for m in moved]
-            for m in moving:  # two steps, so a root moving onto another's old place never collides
+            moved = roots.plan_move(root, folder, self.db_path.resolve().parent,
+                                    lambda other: self._has_files(db, roots, folder, other))
+            for m in moved:  # two steps, so a root moving onto another's old place never collides
                 db.execute("UPDATE roots SET path = ? WHERE name = ?", (f"\x00moving/{m.name}", m.name))
             for m in moved:
                 db.execute("UPDATE roots SET path = ?, relative = ?, set_at = ? WHERE name = ?",

@@ -37,15 +37,16 @@ class Evidence:
         return self.sampled > 0 and self.found >= max(1, math.ceil(AGREEMENT * self.sampled))
 
 
-def sample_files(catalog, name: str, sample: int = SAMPLE) -> list[tuple[str, int]]:
+def sample_files(catalog, name: str, sample: int = SAMPLE, shuffled: bool = True) -> list[tuple[str, int]]:
     """(path relative to root `name`, size) of up to `sample` stored files of the root and of the roots
-    nested in it (they move with it), at random."""
+    nested in it (they move with it), at random unless `shuffled` is False."""
     roots = catalog.root_map()
     root = roots.by_name[name]
-    rows = list(catalog.root_sample(name, sample))
+    rows = list(catalog.root_sample(name, sample, shuffled))
     for nested in roots.under(root.path):
         inside = nested.path[len(root.prefix):]
-        rows += [(posixpath.join(inside, relative), size) for relative, size in catalog.root_sample(nested.name, sample)]
+        rows += [(posixpath.join(inside, relative), size)
+                 for relative, size in catalog.root_sample(nested.name, sample, shuffled)]
     return random.sample(rows, sample) if len(rows) > sample else rows
 
 
@@ -66,7 +67,7 @@ def is_missing(catalog, root: Root) -> bool:
     disk not plugged in looks like the first, not like a folder whose files were all deleted)."""
     if not os.path.isdir(root.path):
         return True
-    sample = sample_files(catalog, root.name, 5)
+    sample = sample_files(catalog, root.name, 5, shuffled=False)  # on every open: a few index rows, no scan
     return bool(sample) and not any(os.path.lexists(posixpath.join(root.path, relative)) for relative, _ in sample)
 
 
@@ -117,11 +118,14 @@ def reattach_moved(catalog, collection_dir: str | os.PathLike) -> list[str]:
 def missing_notices(catalog) -> list[str]:
     """One sentence per missing root that still has items (those nested in it counted with it, as they
     move with it), with the command that re-attaches it."""
-    counts = catalog.root_counts()
+    missing = missing_roots(catalog)
+    if not missing:
+        return []
+    counts = catalog.root_counts()  # a pass over every item: only when a root is missing
     roots = catalog.root_map()
     notices: list[str] = []
     named: list[Root] = []
-    for root in missing_roots(catalog):  # outermost first
+    for root in missing:  # outermost first
         if any(outer.contains(root.path) for outer in named):
             continue
         items = sum(counts.get(r.name, (0, 0))[0] for r in [root, *roots.under(root.path)])

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 FILESYSTEM = "filesystem"  # the name of a root at "/"
 _NAME = re.compile(r"^[^/\x00]{1,255}$")
@@ -54,6 +55,15 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
         raise ValueError(f"root name {name!r}: use 1-255 characters without '/'")
     return name
+
+
+def relative_to(folder: str, collection_dir: Path) -> str | None:
+    """A root's path relative to the collection folder (None across drives or when it cannot be said):
+    followed when the collection and its media move together."""
+    try:
+        return os.path.relpath(folder, collection_dir)
+    except ValueError:
+        return None
 
 
 def stored_prefix(name: str) -> str:
@@ -107,6 +117,24 @@ class RootMap:
         while name in self.by_name:
             name, number = f"{base}-{number}", number + 1
         return name
+
+    def plan_move(self, root: Root, folder: str, collection_dir: Path, has_files: Callable[[Root], bool]) -> list[Root]:
+        """`root` and the roots nested in it as they will be once `root` is at `folder`. Refused with a
+        ConfigError when a stored file's root would become ambiguous: `folder` holding another root,
+        or lying in another root that `has_files` in it."""
+        from ..errors import ConfigError
+
+        moving = [root, *self.under(root.path)]
+        names = {m.name for m in moving}
+        for other in self.roots:
+            if other.name in names:
+                continue
+            if folder == other.path or other.path.startswith(folder.rstrip("/") + "/"):
+                raise ConfigError(f"{folder} holds root {other.name!r} ({other.path}): roots cannot overlap")
+            if other.contains(folder) and has_files(other):
+                raise ConfigError(f"root {other.name!r} already has files in {folder}: roots cannot overlap")
+        places = [folder if m.path == root.path else normal_folder(folder + "/" + m.path[len(root.path):]) for m in moving]
+        return [Root(m.name, place, relative_to(place, collection_dir)) for m, place in zip(moving, places)]
 
     def under(self, folder: str) -> list[Root]:
         """Roots strictly inside `folder`."""

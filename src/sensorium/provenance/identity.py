@@ -27,10 +27,6 @@ class Identity:
     chain_pem: bytes  # signing certificate first, then its issuers
     algorithm: str  # "ed25519" (ours) or what the user's key is
 
-    def anchors_pem(self) -> str:
-        """This identity's own root (the last certificate of its chain) plus the trusted folder."""
-        return "".join(trusted_certificates())
-
 
 def folder() -> Path:
     path = config_home() / "provenance"

@@ -1,8 +1,8 @@
 """Temperature scaling (Guo et al., 2017) and the measures that say whether confidence is honest.
 
 Why temperature scaling: one parameter, fitted by likelihood on held-out examples, cannot change
-which label ranks first (accuracy is untouched) and rarely overfits even a few hundred examples,
-where vector or matrix scaling would. A classifier that gives probabilities is scaled through
+which label ranks first (accuracy is untouched), and one parameter is little to fit from the few
+hundred examples a user labels (vector or matrix scaling fit one or more per label). A classifier that gives probabilities is scaled through
 their logarithms (softmax(log p / T) is p**(1/T), renormalised).
 
 Measures, each computed on labelled examples the temperature was not fitted on:

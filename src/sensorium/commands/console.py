@@ -1,0 +1,85 @@
+"""What every command shares: consoles, one-line errors with an exit status, notes, progress bars.
+
+Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error; each command
+documents any status of its own (`index` 3 when a file failed, `verify` 3-5 by verdict).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FILES_FAILED = 3
+
+CollectionOpt = typer.Option(..., "--collection", "-c", help="Folder holding the collection's index.")
+
+
+def make_console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int) -> None:
+    make_console(stderr=True).print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def note(messages: list[str]) -> None:
+    """Things the user should know that are not errors (a root re-attached or missing), on stderr."""
+    console = make_console(stderr=True)
+    for message in messages:
+        console.print("[yellow]note:[/yellow] ", markup=True, end="")
+        console.print(message, markup=False)
+
+
+
+_BARS = {}
+
+
+def progress_bar(label: str = "indexing"):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[name]}", style="dim"), console=make_console(stderr=True),
+                        transient=True)
+    progress.start()
+    task = progress.add_task(label, total=None, name="")
+    _BARS["progress"] = progress
+
+    def update(done: int, total: int, path: str = "") -> None:
+        progress.update(task, completed=done, total=total, name=Path(path).name if path else "")
+
+    return update
+
+
+def stop_progress() -> None:
+    progress = _BARS.pop("progress", None)
+    if progress is not None:
+        progress.stop()
+
+
+
+def stage_progress():
+    """A (stage, done, total) callback that shows a bar per stage, in the running display if there
+    is one (e.g. below the "classifying" bar); also what `sensorium.progress.reporting` takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = _BARS.get("progress")
+    if progress is None:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=make_console(stderr=True), transient=True)
+        progress.start()
+        _BARS["progress"] = progress
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, name="")
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
+
+
