@@ -352,7 +352,8 @@ def align(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by `sensorium train`."),
-    data: Path = typer.Option(..., "--data", help="CSV manifest or class-folder tree of labelled items."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled items: a CSV manifest, class folders, an .npz, "
+                                        "a Parquet / Arrow file or a `datasets` folder (default: the config's data.test)."),
     noise: Optional[str] = typer.Option(None, "--noise", help="Also score under noise at these levels, comma-"
                                         "separated (MultiBench's are 0,0.1,...,1.0), and with each modality missing."),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON."),

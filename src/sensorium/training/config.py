@@ -6,6 +6,7 @@ a run that dies an hour in over a misspelt key is the failure this module exists
 from __future__ import annotations
 
 import copy
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..imported import is_import_path
+from .augment import AugmentConfig
 
 KINDS = ("image", "audio", "text", "series", "array")
+NORMALISE = ("none", "item")
 METRICS = ("accuracy", "macro_f1", "loss")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass
@@ -30,12 +34,22 @@ class ModalitySpec:
     max_seconds: float = 10.0  # audio: longer clips are cut
     max_length: int = 128  # text: tokens
     vocab_size: int = 2000  # text: WordPiece vocabulary trained on the training texts
+    shape: list[int] = field(default_factory=list)  # array / series: each item reshaped to this ([] = as stored)
+    divide: float = 1.0  # array / series: values divided by this (255 turns 0-255 pixels into 0-1)
+    normalise: str = "none"  # array: "item" = each row of each item to mean 0, std 1 (per-band CMVN of a spectrogram)
+
+
+# A data source: a CSV manifest, a folder of class folders, an .npz, a Parquet / Arrow file, a
+# `datasets` folder, or a table of one .npy file per column (`training.sources`).
+Source = Path | dict[str, Path]
+SOURCE_KEYS = ("train", "validation", "test")
 
 
 @dataclass
 class DataConfig:
-    train: Path | None = None  # CSV manifest or folder; None when a program hands the trainer datasets
-    validation: Path | None = None
+    train: Source | None = None  # None when a program hands the trainer datasets
+    validation: Source | None = None
+    test: Source | None = None  # what `sensorium evaluate RUN` scores when no --data is given
     val_fraction: float = 0.2
     label: str = "label"
     cache_mb: int = 1024  # decoded inputs kept in memory after their first read; 0 = decode every epoch
@@ -69,6 +83,8 @@ class OGMConfig:
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
+    optimizer: str = "adamw"  # or "sgd" (MultiBench's default), with `momentum`
+    momentum: float = 0.0  # sgd only
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 0
@@ -86,8 +102,10 @@ class TrainConfig:
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     unimodal_loss_weight: float = 0.0  # weight of per-modality heads' losses (Gradient-Blending); 0 = no such heads
+    mixup: float = 0.0  # > 0: mixup's Beta(alpha, alpha) (Zhang et al. 2018), e.g. 0.2
     progress: bool = True
     ogm_ge: OGMConfig = field(default_factory=OGMConfig)
+    augment: dict[str, AugmentConfig] = field(default_factory=dict)  # [train.augment.<modality>]
 
 
 @dataclass
@@ -106,9 +124,12 @@ class Config:
         """Plain JSON-able form, saved beside checkpoints so a run can be rebuilt from its folder."""
         raw = asdict(self)
         raw.pop("source")
-        for key in ("train", "validation"):
+        for key in SOURCE_KEYS:
             value = raw["data"][key]
-            raw["data"][key] = None if value is None else str(value)
+            if isinstance(value, dict):
+                raw["data"][key] = {column: str(file) for column, file in value.items()}
+            else:
+                raw["data"][key] = None if value is None else str(value)
         for spec in raw["data"]["modalities"].values():
             spec.pop("name")
         return raw
@@ -131,7 +152,7 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, source: Path
     _known(raw, "", {"data", "model", "train", "tasks"})
     model = _model(_table(raw, "model", required=True), "model")
     data = _data(_table(raw, "data"), base, model)
-    train = _train(_table(raw, "train"))
+    train = _train(_table(raw, "train"), list(model.encoders))
     tasks = _tasks(raw.get("tasks"), data.label)
     return Config(data=data, model=model, train=train, tasks=tasks, source=source)
 
@@ -212,13 +233,23 @@ def _model(raw: dict, where: str) -> ModelConfig:
 
 def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
     data = DataConfig()
-    _fill(data, {k: v for k, v in raw.items() if k not in ("train", "validation")}, "data.", skip=("modalities",))
+    _fill(data, {k: v for k, v in raw.items() if k not in SOURCE_KEYS}, "data.", skip=("modalities",))
     _known(raw, "data.", {f.name for f in fields(DataConfig)})
-    for key in ("train", "validation"):
-        if raw.get(key) is not None:
-            value = _typed(raw[key], str, f"data.{key}")
-            path = Path(value)
-            setattr(data, key, path if path.is_absolute() or base is None else base / path)
+
+    def resolve(value: Any, field: str) -> Path:
+        path = Path(_typed(value, str, field))
+        return path if path.is_absolute() or base is None else Path(os.path.abspath(base / path))
+
+    for key in SOURCE_KEYS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict):  # one .npy file per column, e.g. MultiBench's layout
+            if not value:
+                raise ConfigError(f"data.{key}: an empty table; name a .npy file per column")
+            setattr(data, key, {str(column): resolve(file, f"data.{key}.{column}") for column, file in value.items()})
+        else:
+            setattr(data, key, resolve(value, f"data.{key}"))
     if data.cache_mb < 0:
         raise ConfigError(f"data.cache_mb: must not be negative, got {data.cache_mb}")
     if not 0.0 <= data.val_fraction < 1.0:
@@ -240,6 +271,12 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
         for key in ("size", "max_length", "vocab_size"):
             if getattr(spec, key) <= 0:
                 raise ConfigError(f"{where}{key}: must be positive, got {getattr(spec, key)}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in spec.shape):
+            raise ConfigError(f"{where}shape: must be a list of positive ints, got {spec.shape!r}")
+        if spec.divide == 0:
+            raise ConfigError(f"{where}divide: must not be 0")
+        if spec.normalise not in NORMALISE:
+            raise ConfigError(f"{where}normalise: {spec.normalise!r} is not one of {', '.join(NORMALISE)}")
         data.modalities[modality] = spec
     for modality in tables:
         if modality not in model.encoders:
@@ -247,9 +284,24 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
     return data
 
 
-def _train(raw: dict) -> TrainConfig:
+def _train(raw: dict, modalities: list[str]) -> TrainConfig:
     train = TrainConfig()
-    _fill(train, raw, "train.", skip=("ogm_ge",))
+    _fill(train, raw, "train.", skip=("ogm_ge", "augment"))
+    for modality, table in _table(raw, "augment", "train.").items():
+        where = f"train.augment.{modality}"
+        if modality not in modalities:
+            raise ConfigError(f"{where}: no encoder for {modality!r} under [model.encoders]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table")
+        plan = AugmentConfig()
+        _fill(plan, table, f"{where}.")
+        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+            if getattr(plan, key) < 0:
+                raise ConfigError(f"{where}.{key}: must not be negative, got {getattr(plan, key)}")
+        for key in ("time_stretch", "freq_warp"):
+            if not 0.0 <= getattr(plan, key) < 1.0:
+                raise ConfigError(f"{where}.{key}: must be in [0, 1), got {getattr(plan, key)}")
+        train.augment[modality] = plan
     ogm = OGMConfig()
     _fill(ogm, _table(raw, "ogm_ge", "train."), "train.ogm_ge.")
     train.ogm_ge = ogm
@@ -259,7 +311,7 @@ def _train(raw: dict) -> TrainConfig:
             raise ConfigError(f"train.{key}: must be positive, got {getattr(train, key)}")
     for key in ("lr", "weight_decay", "grad_clip", "warmup_steps", "patience", "checkpoint_every", "max_steps",
                 "num_workers", "aux_loss_weight", "min_lr_ratio",
-                "unimodal_loss_weight"):
+                "unimodal_loss_weight", "mixup"):
         if getattr(train, key) < 0:
             raise ConfigError(f"train.{key}: must not be negative, got {getattr(train, key)}")
     if train.threads < -1:
@@ -268,6 +320,10 @@ def _train(raw: dict) -> TrainConfig:
         raise ConfigError(f"train.modality_dropout: must be in [0, 1], got {train.modality_dropout}")
     if train.lr == 0:
         raise ConfigError("train.lr: must be positive, got 0")
+    if train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: unknown optimizer {train.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    if not 0.0 <= train.momentum < 1.0:
+        raise ConfigError(f"train.momentum: must be in [0, 1), got {train.momentum}")
     if train.metric not in METRICS:
         raise ConfigError(f"train.metric: unknown metric {train.metric!r} (choose from {', '.join(METRICS)})")
     if ogm.alpha < 0:

@@ -8,6 +8,7 @@ the manifest row or the file, found when the dataset is built, not an hour into 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,43 +118,92 @@ def load_file(spec: ModalitySpec, path: Path) -> Tensor | str:
     from ..readers import read_audio, read_image, read_text
 
     if spec.kind == "image":
-        from PIL import Image
-
-        picture = Image.fromarray(read_image(path).pixels).resize((spec.size, spec.size), Image.BILINEAR)
-        if spec.channels == 1:
-            picture = picture.convert("L")
-        pixels = np.array(picture, dtype=np.uint8)
-        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(pixels).copy())
+        return image_tensor(read_image(path).pixels, spec)
     if spec.kind == "audio":
         return torch.from_numpy(read_audio(path, max_seconds=spec.max_seconds).samples.astype(np.float32))
     if spec.kind == "text":
         return read_text(path).text
-    return torch.from_numpy(_read_array(spec, path))
+    return array_tensor(_read_array(path), spec, path)
 
 
-def _read_array(spec: ModalitySpec, path: Path) -> np.ndarray:
-    try:
-        if path.suffix.lower() == ".npy":
-            values = np.load(path, allow_pickle=False)
-        else:
-            try:
-                values = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-            except ValueError:
-                values = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2, skiprows=1)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ReadError(path, f"not a numeric array ({exc})") from exc
+def image_tensor(pixels: np.ndarray, spec: ModalitySpec) -> Tensor:
+    """(C, size, size) uint8 from (H, W) or (H, W, C) pixels, resized and converted to the spec's channels."""
+    from PIL import Image
+
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(np.ascontiguousarray(pixels)).resize((spec.size, spec.size), Image.BILINEAR)
+    picture = picture.convert("L" if spec.channels == 1 else "RGB")
+    pixels = np.array(picture, dtype=np.uint8)
+    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(pixels).copy())
+
+
+def array_tensor(values: np.ndarray, spec: ModalitySpec, where: Any) -> Tensor:
+    """float32 tensor of one item's numbers, reshaped to `spec.shape` and divided by `spec.divide`."""
     if not np.issubdtype(values.dtype, np.number):
-        raise ReadError(path, f"array of {values.dtype}, expected numbers")
-    values = values.astype(np.float32)
+        raise ReadError(where, f"array of {values.dtype}, expected numbers")
+    values = np.array(values, dtype=np.float32)  # a copy: rows read from a file are read-only views
+    if spec.shape:
+        if int(np.prod(spec.shape)) != values.size:
+            raise ReadError(where, f"{values.size} values cannot take the shape {list(spec.shape)} "
+                                   f"(data.modalities.{spec.name}.shape)")
+        values = values.reshape(spec.shape)
+    if spec.divide != 1.0:
+        values = values / np.float32(spec.divide)
     if not np.isfinite(values).all():
-        raise ReadError(path, "array holds NaN or infinite values")
+        raise ReadError(where, "array holds NaN or infinite values")
+    if spec.normalise == "item" and values.ndim >= 1:
+        centred = values - values.mean(axis=-1, keepdims=True)
+        values = centred / np.maximum(centred.std(axis=-1, keepdims=True), np.float32(1e-5))
     if spec.kind == "series":
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2 or values.shape[0] == 0:
-            raise ReadError(path, f"a series must be (time, channels), got shape {values.shape}")
-    return values
+            raise ReadError(where, f"a series must be (time, channels), got shape {values.shape}")
+    return torch.from_numpy(np.ascontiguousarray(values))
+
+
+def _read_array(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        try:
+            return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        except ValueError:
+            return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2, skiprows=1)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ReadError(path, f"not a numeric array ({exc})") from exc
+
+
+def decode_bytes(spec: ModalitySpec, data: bytes, where: str) -> Tensor:
+    """An image or sound file's bytes (a table cell) decoded as `load_file` decodes the file."""
+    if spec.kind == "image":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as picture:
+                pixels = np.array(picture.convert("L" if spec.channels == 1 else "RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ReadError(where, f"not a readable image ({exc})") from exc
+        return image_tensor(pixels, spec)
+    if spec.kind == "audio":
+        import soundfile
+        import soxr
+
+        from ..readers.payloads import SAMPLE_RATE
+
+        try:
+            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        except (RuntimeError, soundfile.LibsndfileError, ValueError) as exc:
+            raise ReadError(where, f"not a readable sound ({exc})") from exc
+        mono = samples.mean(axis=1)[: int(spec.max_seconds * rate)]
+        if rate != SAMPLE_RATE:
+            mono = soxr.resample(mono, rate, SAMPLE_RATE)
+        return torch.from_numpy(np.clip(np.nan_to_num(mono), -1.0, 1.0).astype(np.float32))
+    raise ReadError(where, f"bytes cannot be a {spec.kind} input")
 
 
 def decoded_bytes(value: Tensor | str) -> int:
@@ -237,6 +287,139 @@ class ItemDataset(Dataset):
         return ItemDataset([self.items[i] for i in indices], self.specs, self.label_of, self.classes, self.cache)
 
 
+class TableDataset(Dataset):
+    """Items as rows of array or table columns (`training.sources`): one column per modality, plus labels.
+
+    Rows are decoded when asked for, as ItemDataset decodes files; nothing is cached, since reading
+    a row back from its column costs little next to decoding a file.
+    """
+
+    def __init__(self, columns: Mapping[str, Any], specs: Mapping[str, ModalitySpec], label_of: Mapping[str, str],
+                 labels: Mapping[str, list[str]], classes: Mapping[str, list[str]], origin: str,
+                 rows: Sequence[int] | None = None):
+        self.columns, self.specs, self.origin = dict(columns), dict(specs), origin
+        self.label_of = dict(label_of)
+        self.labels = {column: list(values) for column, values in labels.items()}
+        self.classes = {task: list(names) for task, names in classes.items()}
+        self.rows = list(range(len(next(iter(self.labels.values()))))) if rows is None else list(rows)
+        self.targets = {}
+        for task, column in self.label_of.items():
+            index = {name: i for i, name in enumerate(self.classes[task])}
+            values = []
+            for row in self.rows:
+                name = self.labels[column][row]
+                if name not in index:
+                    raise ReadError(origin, f"row {row}: label {name!r} of task {task!r} was never seen in training "
+                                            f"(classes: {', '.join(self.classes[task])})")
+                values.append(index[name])
+            self.targets[task] = torch.tensor(values, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        inputs = {name: self._decode(name, row) for name in self.specs}
+        return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
+
+    def _decode(self, modality: str, row: int) -> Tensor | str | None:
+        spec = self.specs[modality]
+        value = self.columns[modality][row]
+        if value is None:
+            return None
+        where = f"{self.origin} row {row}, column {spec.column!r}"
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return decode_bytes(spec, bytes(value), where)
+        if spec.kind == "text":
+            if not isinstance(value, str):
+                raise ReadError(where, f"text must be a string, got {type(value).__name__}")
+            return value
+        if isinstance(value, str):
+            raise ReadError(where, f"a string cannot be a {spec.kind} input")
+        values = np.asarray(value)
+        if spec.kind == "image":
+            if spec.shape:
+                values = values.reshape(spec.shape)
+            if values.ndim == 3 and values.shape[0] in (1, 3) and values.shape[2] not in (1, 3):
+                values = values.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+            if values.ndim not in (2, 3):
+                raise ReadError(where, f"an image must be (H, W) or (H, W, C) pixels, got shape {values.shape}")
+            if values.dtype != np.uint8 and spec.divide == 1.0 and values.size and float(values.max()) <= 1.0:
+                values = values * 255.0  # pixels in [0, 1]
+            elif spec.divide != 1.0:
+                values = values / spec.divide * 255.0
+            return image_tensor(values, spec)
+        if spec.kind == "audio":
+            return torch.from_numpy(np.clip(np.asarray(values, np.float32).reshape(-1), -1.0, 1.0))
+        return array_tensor(values, spec, where)
+
+    def texts(self, modality: str) -> list[str]:
+        return [t for t in (self._decode(modality, row) for row in self.rows) if t is not None]
+
+    def subset(self, indices: Sequence[int]) -> "TableDataset":
+        return TableDataset(self.columns, self.specs, self.label_of, self.labels, self.classes, self.origin,
+                            [self.rows[i] for i in indices])
+
+
+def class_order(names: Sequence[str]) -> list[str]:
+    """Distinct class names sorted; numerically when every name is an integer ("2" before "10")."""
+    distinct = set(names)
+    try:
+        return sorted(distinct, key=int)
+    except ValueError:
+        return sorted(distinct)
+
+
+def open_table(source: Any, specs: Mapping[str, ModalitySpec], label_of: Mapping[str, str],
+               classes: Mapping[str, list[str]] | None = None) -> TableDataset:
+    """A TableDataset over an array / table source; every spec's column and label column must be there."""
+    from .sources import label_strings, open_columns
+
+    columns, names, origin = open_columns(source)
+    missing = [s.column for s in specs.values() if s.column not in columns]
+    missing += [c for c in sorted(set(label_of.values())) if c not in columns]
+    if missing:
+        raise ReadError(origin, f"no column {', '.join(repr(m) for m in missing)} (columns: {', '.join(columns)})")
+    lengths = {name: len(columns[name]) for name in [s.column for s in specs.values()] + list(label_of.values())}
+    if len(set(lengths.values())) != 1:
+        raise ReadError(origin, "columns differ in length: " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
+    labels = {column: label_strings(columns[column], names.get(column), origin, column)
+              for column in sorted(set(label_of.values()))}
+    if classes is None:
+        classes = {}
+        for task, column in label_of.items():
+            known = names.get(column)
+            classes[task] = list(known) if known else class_order(labels[column])
+    by_modality = {name: columns[spec.column] for name, spec in specs.items()}
+    return TableDataset(by_modality, specs, label_of, labels, classes, origin)
+
+
+def open_dataset(source: Any, config: Config, classes: Mapping[str, list[str]] | None = None,
+                 cache: DecodedCache | None = None) -> ItemDataset | TableDataset:
+    """The labelled items a data source holds: a CSV manifest, class folders, or arrays / tables.
+
+    `classes` fixes the class order (validation and test data take the training set's); without
+    it the order is read from the data.
+    """
+    from .sources import is_table_source
+
+    label_of = {task.name: task.label for task in config.tasks}
+    specs = config.data.modalities
+    if is_table_source(source):
+        return open_table(source, specs, label_of, classes)
+    path = Path(source)
+    columns = sorted(set(label_of.values()))
+    if path.is_dir():
+        if len(columns) != 1:
+            raise ConfigError("tasks: a folder layout carries one label; use a manifest for several tasks")
+        items = read_folder(path, specs, columns[0])
+    else:
+        items = read_manifest(path, specs, columns)
+    if classes is None:
+        classes = {task: class_order([item.labels[col] for item in items]) for task, col in label_of.items()}
+    return ItemDataset(items, specs, label_of, classes, cache)
+
+
 class ArrayDataset(Dataset):
     """In-memory tensors (N, ...) per modality and (N,) labels per task; `present` marks missing cells."""
 
@@ -318,28 +501,15 @@ def _stack(values: list[Tensor | None], name: str, sequence: bool = False) -> tu
     return out, mask
 
 
-def load_datasets(config: Config) -> tuple[ItemDataset, ItemDataset | None]:
+def load_datasets(config: Config) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets a config names; validation split off when none is given."""
     data = config.data
     if data.train is None:
-        raise ConfigError("data.train: missing (a CSV manifest or a folder of class folders)")
-    label_of = {task.name: task.label for task in config.tasks}
-    columns = sorted(set(label_of.values()))
-    specs = data.modalities
-
-    def read(path: Path) -> list[Item]:
-        if path.is_dir():
-            if len(columns) != 1:
-                raise ConfigError("tasks: a folder layout carries one label; use a manifest for several tasks")
-            return read_folder(path, specs, columns[0])
-        return read_manifest(path, specs, columns)
-
-    train_items = read(data.train)
-    classes = {task: sorted({item.labels[col] for item in train_items}) for task, col in label_of.items()}
+        raise ConfigError("data.train: missing (a CSV manifest, a folder of class folders, arrays or a table)")
     cache = DecodedCache(data.cache_mb * 2**20) if data.cache_mb > 0 else None
-    train = ItemDataset(train_items, specs, label_of, classes, cache)
+    train = open_dataset(data.train, config, cache=cache)
     if data.validation is not None:
-        return train, ItemDataset(read(data.validation), specs, label_of, classes, cache)
+        return train, open_dataset(data.validation, config, train.classes, cache)
     if data.val_fraction == 0:
         return train, None
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.train.seed)).tolist()

@@ -16,7 +16,7 @@ import torch
 from ..errors import ConfigError, ReadError
 from .checkpoint import load_weights
 from .config import Config, config_from_dict, load_config
-from .data import Collate, ItemDataset, load_datasets, read_folder, read_manifest
+from .data import Collate, ItemDataset, load_datasets, open_dataset
 from .model import MultimodalModel, build_model
 
 RUN_FILE = "run.json"
@@ -107,9 +107,10 @@ def run_temperature(out: str | Path) -> dict[str, Any] | None:
     return record
 
 
-def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int = 64,
+def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, batch_size: int = 64,
                  diagram: str | Path | None = None) -> dict[str, Any]:
-    """Metrics, calibration and robustness of a trained run on a manifest or folder of labelled items.
+    """Metrics, calibration and robustness of a trained run on labelled items: `data` (any source
+    `sensorium train` reads), or the config's `data.test` when it is None.
     With a temperature stored by training, calibration is measured before and after it (and drawn as
     a reliability diagram into `diagram`). The noise sweep runs only when `levels` are given: it
     re-scores the whole set once per level and modality and once per missing modality (24 passes
@@ -124,17 +125,18 @@ def evaluate_run(out: str | Path, data: str | Path, levels=None, batch_size: int
 
     config, model, classes, collate = load_run(out)
     torch.set_num_threads(threads_for(config.train.threads))  # as in training: spare threads only spin on a busy CPU
-    data = Path(data)
-    label_of = {task.name: task.label for task in config.tasks}
-    if data.is_dir():
-        items = read_folder(data, config.data.modalities, next(iter(label_of.values())))
-    else:
-        items = read_manifest(data, config.data.modalities, sorted(set(label_of.values())))
-    dataset = ItemDataset(items, config.data.modalities, label_of, classes)
-    batches = list(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
+    if data is None:
+        if config.data.test is None:
+            raise ConfigError("evaluate: give --data, or name the test data as data.test in the run's config")
+        data = config.data.test
+    elif not isinstance(data, dict):
+        data = Path(data)
+    dataset = open_dataset(data, config, classes)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     began = time.perf_counter()
+    batches = list(loader) if levels else loader  # the noise sweep walks the batches again; plain scoring streams
     logits, labels = predict(model, batches)
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began  # reading and decoding included
     report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "predict_seconds": seconds,
                               "items_per_s": len(dataset) / seconds if seconds else 0.0}
     for task, names in classes.items():
