@@ -390,6 +390,7 @@ def weights(model) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("method,extra", [
     ("late", {"accumulate": 2, "ogm_ge": {"alpha": 0.5}}),  # OGM-GE draws noise: the RNG must resume too
     ("single_stream", {"grad_clip": 0.5, "checkpoint_every": 2}),
+    ("early", {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "mixup": 0.3}),  # SGD's momentum buffers resume too
 ])
 def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path, method, extra):
     config = small_config(method, **extra)

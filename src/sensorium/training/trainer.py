@@ -1,9 +1,9 @@
-"""The training loop: AdamW, warm-up + cosine, clipping, accumulation, early stopping, exact resume.
+"""The training loop: AdamW or SGD, warm-up + cosine, clipping, accumulation, early stopping, exact resume.
 
 Data order is a pure function of (seed, epoch) and every RNG is checkpointed at optimizer-step
 boundaries, so a run stopped at step N and resumed follows the uninterrupted run exactly. Options:
 bf16 autocast on CPU, OGM-GE modality-imbalance modulation, several tasks with weighted losses,
-and DDP replicas under torchrun.
+augmentation and mixup (`training.augment`), and DDP replicas under torchrun.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .augment import augment_batch, mixed_targets, mixup
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config
 from .distributed import DistContext, unwrap
@@ -139,7 +140,11 @@ class Trainer:
         batches = math.ceil(len(self.sampler) / self.cfg.batch_size)
         self.steps_per_epoch = math.ceil(batches / self.cfg.accumulate)
         self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        if self.cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+                                             weight_decay=self.cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.cfg.warmup_steps, self.total_steps, self.cfg.min_lr_ratio)
         self.last_validation: tuple[Tensor, Tensor] | None = None  # main-task logits and labels, last validation
         self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
@@ -291,6 +296,11 @@ class Trainer:
             sync = nullcontext() if last_of_group or not self.context.enabled else self.ddp.no_sync()
             if cfg.modality_dropout > 0:
                 batch = drop_modalities(batch, cfg.modality_dropout)
+            if cfg.augment:
+                batch = augment_batch(batch, cfg.augment)
+            partners, weight = None, 1.0
+            if cfg.mixup > 0 and not self.computes_loss:
+                batch, partners, weight = mixup(batch, cfg.mixup)
             with sync:
                 with self._autocast():
                     if self.computes_loss:
@@ -298,6 +308,9 @@ class Trainer:
                     else:
                         logits, outputs, present = self.ddp(batch, return_parts=True)
                         loss = self._loss(logits, batch["labels"], outputs, present)
+                        if partners is not None:  # mixup: the partners' labels take the rest of the weight
+                            loss = weight * loss + (1 - weight) * self._loss(
+                                logits, mixed_targets(batch["labels"], partners), outputs, present)
                 (loss / cfg.accumulate).backward()
             if not self.computes_loss and self._ogm_active():
                 found = self._unimodal_scores(outputs, present, batch["labels"][self.main_task])
@@ -338,8 +351,10 @@ class Trainer:
         if cache is not None:
             record["cached_mb"] = round(cache.used_bytes / 2**20, 2)
         if self.val_data is not None and len(self.val_data):
+            began = time.perf_counter()
             scores = self.validate()
             record.update({f"val_{k}": v for k, v in scores.items()})
+            record["val_seconds"] = round(time.perf_counter() - began, 3)
             value, lower = scores[self.cfg.metric], self.cfg.metric == "loss"
         else:  # no validation set: the training loss is all there is
             value, lower = (record["train_loss"] if record["train_loss"] is not None else 0.0), True
