@@ -241,6 +241,33 @@ def test_item_normalisation_gives_each_row_mean_zero_and_unit_spread(sources):
     assert torch.allclose(image.std(dim=-1, unbiased=False), torch.ones(1, 12), atol=1e-3)
 
 
+def test_group_normalisation_centres_each_group_with_its_own_statistics(tmp_path):
+    """Two "speakers" whose signals differ by an offset and a scale: after per-group normalisation
+    each group's rows have mean 0 and spread 1 over its items, so the offset is gone."""
+    arrays = bars()
+    speakers = np.array(["a", "b"] * (COUNT // 2))
+    shifted = arrays["signal"].copy()
+    shifted[speakers == "b"] = shifted[speakers == "b"] * 3 + 10
+    np.savez(tmp_path / "voices.npz", image=arrays["image"], signal=shifted, shape=arrays["shape"], speaker=speakers)
+    raw = config(str(tmp_path / "voices.npz"))
+    raw["data"]["modalities"]["signal"] = {"kind": "array", "normalise": "group", "group": "speaker"}
+    dataset = open_dataset(tmp_path / "voices.npz", config_from_dict(raw))
+    for group in ("a", "b"):
+        rows = np.flatnonzero(speakers == group)
+        values = torch.stack([dataset[int(i)]["inputs"]["signal"] for i in rows])  # (items, 16, 2)
+        assert torch.allclose(values.mean(dim=(0, 2)), torch.zeros(16), atol=1e-4)
+        assert torch.allclose(values.std(dim=(0, 2), unbiased=False), torch.ones(16), atol=1e-3)
+    raw["data"]["modalities"]["signal"]["group"] = "accent"
+    with pytest.raises(ReadError, match="no column 'accent'"):
+        open_dataset(tmp_path / "voices.npz", config_from_dict(raw))
+    raw["data"]["modalities"]["signal"]["group"] = ""
+    with pytest.raises(ConfigError, match="name the group column exactly when"):
+        config_from_dict(raw)
+    raw["data"]["modalities"]["signal"]["group"] = "speaker"
+    with pytest.raises(ConfigError, match="reads its groups from an array or table source"):
+        open_dataset(tmp_path / "manifest.csv", config_from_dict(raw))
+
+
 def _toml(raw: dict) -> str:
     """A config dict as TOML (enough of TOML for these configs)."""
     lines = []

@@ -17,7 +17,7 @@ from ..imported import is_import_path
 from .augment import AugmentConfig
 
 KINDS = ("image", "audio", "text", "series", "array")
-NORMALISE = ("none", "item")
+NORMALISE = ("none", "item", "group")
 METRICS = ("accuracy", "macro_f1", "loss")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -36,7 +36,9 @@ class ModalitySpec:
     vocab_size: int = 2000  # text: WordPiece vocabulary trained on the training texts
     shape: list[int] = field(default_factory=list)  # array / series: each item reshaped to this ([] = as stored)
     divide: float = 1.0  # array / series: values divided by this (255 turns 0-255 pixels into 0-1)
-    normalise: str = "none"  # array: "item" = each row of each item to mean 0, std 1 (per-band CMVN of a spectrogram)
+    normalise: str = "none"  # array: "item" = each row of each item to mean 0, std 1 (per-band CMVN of a spectrogram);
+    # "group" = the same with statistics over every item of the item's group (per-speaker CMVN), see `group`
+    group: str = ""  # normalise = "group": the column naming each item's group (a speaker, a camera)
 
 
 # A data source: a CSV manifest, a folder of class folders, an .npz, a Parquet / Arrow file, a
@@ -277,6 +279,8 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
             raise ConfigError(f"{where}divide: must not be 0")
         if spec.normalise not in NORMALISE:
             raise ConfigError(f"{where}normalise: {spec.normalise!r} is not one of {', '.join(NORMALISE)}")
+        if (spec.normalise == "group") != bool(spec.group):
+            raise ConfigError(f"{where}group: name the group column exactly when normalise = \"group\"")
         data.modalities[modality] = spec
     for modality in tables:
         if modality not in model.encoders:

@@ -296,8 +296,9 @@ class TableDataset(Dataset):
 
     def __init__(self, columns: Mapping[str, Any], specs: Mapping[str, ModalitySpec], label_of: Mapping[str, str],
                  labels: Mapping[str, list[str]], classes: Mapping[str, list[str]], origin: str,
-                 rows: Sequence[int] | None = None):
+                 rows: Sequence[int] | None = None, groups: Mapping[str, GroupNormaliser] | None = None):
         self.columns, self.specs, self.origin = dict(columns), dict(specs), origin
+        self.groups = dict(groups or {})  # modality -> its per-group statistics
         self.label_of = dict(label_of)
         self.labels = {column: list(values) for column, values in labels.items()}
         self.classes = {task: list(names) for task, names in classes.items()}
@@ -351,14 +352,53 @@ class TableDataset(Dataset):
             return image_tensor(values, spec)
         if spec.kind == "audio":
             return torch.from_numpy(np.clip(np.asarray(values, np.float32).reshape(-1), -1.0, 1.0))
-        return array_tensor(values, spec, where)
+        tensor = array_tensor(values, spec, where)
+        if modality in self.groups:
+            tensor = self.groups[modality].apply(tensor, row)
+        return tensor
 
     def texts(self, modality: str) -> list[str]:
         return [t for t in (self._decode(modality, row) for row in self.rows) if t is not None]
 
     def subset(self, indices: Sequence[int]) -> "TableDataset":
         return TableDataset(self.columns, self.specs, self.label_of, self.labels, self.classes, self.origin,
-                            [self.rows[i] for i in indices])
+                            [self.rows[i] for i in indices], self.groups)
+
+
+class GroupNormaliser:
+    """Per-group (per-speaker) normalisation: each group's mean and spread of every row of an item
+    (a spectrogram's frequency band), over all of that group's items and the last axis (time).
+
+    Statistics come from the data being read, labels unused: a new speaker at test time is
+    normalised with its own recordings' statistics (speaker-level CMVN), so this assumes the test
+    set holds several items of each group.
+    """
+
+    def __init__(self, groups: list[str], stats: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.groups, self.stats = groups, stats
+
+    @classmethod
+    def fit(cls, dataset: "TableDataset", modality: str, groups: list[str]) -> "GroupNormaliser":
+        sums: dict[str, list] = {}
+        for row in dataset.rows:
+            value = dataset._decode(modality, row)
+            if value is None:
+                continue
+            values = value.numpy().astype(np.float64)
+            slot = sums.setdefault(groups[row], [0.0, 0.0, 0])
+            slot[0] = slot[0] + values.sum(axis=-1, keepdims=True)
+            slot[1] = slot[1] + (values ** 2).sum(axis=-1, keepdims=True)
+            slot[2] += values.shape[-1]
+        stats = {}
+        for group, (total, squares, count) in sums.items():
+            mean = total / count
+            spread = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+            stats[group] = (mean.astype(np.float32), np.maximum(spread, 1e-5).astype(np.float32))
+        return cls(groups, stats)
+
+    def apply(self, tensor: Tensor, row: int) -> Tensor:
+        mean, spread = self.stats[self.groups[row]]
+        return (tensor - torch.from_numpy(mean)) / torch.from_numpy(spread)
 
 
 def class_order(names: Sequence[str]) -> list[str]:
@@ -391,7 +431,14 @@ def open_table(source: Any, specs: Mapping[str, ModalitySpec], label_of: Mapping
             known = names.get(column)
             classes[task] = list(known) if known else class_order(labels[column])
     by_modality = {name: columns[spec.column] for name, spec in specs.items()}
-    return TableDataset(by_modality, specs, label_of, labels, classes, origin)
+    dataset = TableDataset(by_modality, specs, label_of, labels, classes, origin)
+    for name, spec in specs.items():
+        if spec.normalise == "group":
+            if spec.group not in columns:
+                raise ReadError(origin, f"no column {spec.group!r} (data.modalities.{name}.group; columns: {', '.join(columns)})")
+            groups = label_strings(columns[spec.group], names.get(spec.group), origin, spec.group)
+            dataset.groups[name] = GroupNormaliser.fit(dataset, name, groups)
+    return dataset
 
 
 def open_dataset(source: Any, config: Config, classes: Mapping[str, list[str]] | None = None,
@@ -407,6 +454,10 @@ def open_dataset(source: Any, config: Config, classes: Mapping[str, list[str]] |
     specs = config.data.modalities
     if is_table_source(source):
         return open_table(source, specs, label_of, classes)
+    grouped = [name for name, spec in specs.items() if spec.normalise == "group"]
+    if grouped:
+        raise ConfigError(f"data.modalities.{grouped[0]}.normalise: \"group\" reads its groups from an array or "
+                          "table source (.npy columns, .npz, Parquet, Arrow), not from a manifest or folders")
     path = Path(source)
     columns = sorted(set(label_of.values()))
     if path.is_dir():
