@@ -1,0 +1,405 @@
+"""Sensorium's learning framework beside MultiBench on MultiBench's own AV-MNIST format, in one run.
+
+    .venv/bin/python -m benchmarks.multibench_parity [--epochs 3] [--multibench PATH] [--threads 2]
+        [--recipes plain,...] [--select] [--report FILE]
+
+1. Builds AV-MNIST in MultiBench's layout from ../shared/data (cached in .benchmarks-cache/
+   multibench-avmnist/): `image/{train,test}_data.npy` (N, 784) float32 0-255 MNIST digits degraded
+   to the PCA components that hold 25% of the variance; `audio/{train,test}_data.npy` (N, 112, 112)
+   float32 0-255 log spectrograms of FSDD recordings; `{train,test}_labels.npy`. 60,000 training
+   pairs (MultiBench uses the first 55,000 to train and the last 5,000 to validate) and 10,000 test
+   pairs, as its loader expects. Held-out speaker protocol: training audio from george, jackson and
+   lucas, test audio from nicolas only. `{train,test}_speakers.npy` are extra (MultiBench ignores them).
+2. `sensorium train` on those files through `[data.train]` tables of .npy columns, with MultiBench's
+   LeNet encoders and Concat + MLP head written in benchmarks/common/lenet.py and named by import
+   path; then `sensorium evaluate` on the test files, each in its own process.
+3. With --multibench PATH (a checkout of github.com/pliang279/MultiBench; not a dependency), runs its
+   own `avmnist_simple_late_fusion` recipe (get_dataloader, LeNet(1, 6, 3) / LeNet(1, 6, 5), Concat,
+   MLP(240, 100, 10), its `train` with SGD lr 0.1, its `single_test`) on the same files, in a child
+   process of this one. Its modules import torchvision, memory_profiler and matplotlib, which neither the
+   model nor these calls use and this project does not install: the child gives them empty stand-ins.
+
+4. With --select, first scores every recipe in RECIPES (augmentation, mixup, per-item normalisation)
+   by leave-one-speaker-out over the three training speakers (train on two, validate on the third;
+   a seeded sample of --fold-rows pairs per fold), never touching the test speaker, and runs the
+   best identical-model recipe (plain or sgd) and the best of all after the --recipes asked for.
+
+Every child runs with the same thread count; peak RSS is each child's own (os.wait4). Training
+samples/s: 55,000 training pairs per epoch over the time of the epochs with their validation
+passes (MultiBench: its train() call; ours: the epochs' `seconds` + `val_seconds` in metrics.jsonl),
+so loading the files before training is left out of both. Inference items/s: 10,000 test pairs
+over MultiBench's single_test() (its arrays already in memory) and over `sensorium evaluate`'s
+scoring pass (reading the rows from disk included; process start and model loading not).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CACHE = ROOT / ".benchmarks-cache" / "multibench-avmnist"
+SPEAKERS = ("george", "jackson", "lucas", "nicolas")
+TEST_SPEAKER = "nicolas"
+TRAIN_PAIRS, TEST_PAIRS, VALIDATION_PAIRS = 60_000, 10_000, 5_000  # MultiBench's loader hard-codes these
+SIDE, N_FFT, HOP, DYNAMIC_DB = 112, 222, 56, 80.0  # 112 bins (0-4 kHz) x 112 frames of 7 ms (0.78 s)
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def spectrogram(samples: np.ndarray) -> np.ndarray:
+    """(112, 112) float32 in 0-255: log power, the clip's loudest bin at 255 and 80 dB below it at 0.
+
+    Frequency runs down the rows, time along the columns; a clip longer than 112 frames is cut
+    around its middle, a shorter one padded with silence (0) on the right.
+    """
+    import torch
+
+    power = torch.stft(torch.from_numpy(samples), N_FFT, HOP, window=torch.hann_window(N_FFT),
+                       return_complex=True).abs().pow(2).numpy()
+    decibels = 10 * np.log10(power + 1e-10)
+    decibels = np.clip(decibels - decibels.max() + DYNAMIC_DB, 0.0, DYNAMIC_DB) * (255.0 / DYNAMIC_DB)
+    frames = decibels.shape[1]
+    if frames > SIDE:
+        start = (frames - SIDE) // 2
+        decibels = decibels[:, start:start + SIDE]
+    out = np.zeros((SIDE, SIDE), np.float32)
+    out[:, : decibels.shape[1]] = decibels[:SIDE]
+    return out
+
+
+def build(folder: Path = CACHE) -> Path:
+    """MultiBench's AV-MNIST files under `folder` (made once; reused when present)."""
+    done = folder / "train_labels.npy"
+    if done.is_file():
+        return folder
+    if not (DATA / "fsdd").is_dir():
+        raise SystemExit(f"{DATA} is missing: this benchmark needs ../shared/data (FSDD and MNIST)")
+    import soundfile
+
+    from benchmarks.quality.avmnist import mnist_pca
+
+    files = sorted((DATA / "fsdd").glob("*.wav"))
+    clips, digits, speakers = [], [], []
+    for path in files:
+        digit, speaker, _ = path.stem.split("_")
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        if rate != 8000:
+            raise SystemExit(f"{path}: expected 8 kHz, got {rate}")
+        clips.append(spectrogram(samples.mean(axis=1)))
+        digits.append(int(digit))
+        speakers.append(SPEAKERS.index(speaker))
+    clips, digits, speakers = np.stack(clips), np.array(digits), np.array(speakers)
+    mnist = mnist_pca()
+    rng = np.random.default_rng(0)
+    for split, images, labels, count, voices in (
+            ("train", mnist["train"], mnist["y_train"], TRAIN_PAIRS, speakers != SPEAKERS.index(TEST_SPEAKER)),
+            ("test", mnist["test"], mnist["y_test"], TEST_PAIRS, speakers == SPEAKERS.index(TEST_SPEAKER))):
+        images, labels = images[:count], labels[:count]
+        chosen = np.empty(count, np.int64)
+        for digit in range(10):
+            rows = np.flatnonzero(labels == digit)
+            chosen[rows] = rng.choice(np.flatnonzero(voices & (digits == digit)), size=len(rows))
+        (folder / "image").mkdir(parents=True, exist_ok=True)
+        (folder / "audio").mkdir(parents=True, exist_ok=True)
+        np.save(folder / "image" / f"{split}_data.npy", images.reshape(count, 784).astype(np.float32))
+        np.save(folder / "audio" / f"{split}_data.npy", clips[chosen])
+        np.save(folder / f"{split}_speakers.npy", speakers[chosen])
+        np.save(folder / f"{split}_labels.npy", labels.astype(np.int64))
+    return folder
+
+
+# ---- running a child and measuring it ----------------------------------------------------------
+
+def measured(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
+    """Run a child to the end: wall seconds, its own peak RSS (GB), stdout; raise on failure."""
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, **(env or {})}, cwd=cwd)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - began
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{output[-4000:]}")
+    return {"seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 2**20, "output": output}
+
+
+MULTIBENCH_DRIVER = textwrap.dedent('''
+    import json, sys, time, types
+    import torch
+    checkout, data, epochs, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for name in ("torchvision", "torchvision.models", "memory_profiler", "matplotlib", "matplotlib.pyplot",
+                 "matplotlib.ticker"):  # imported by its modules, used by neither model nor the calls below
+        stand_in = types.ModuleType(name)
+        stand_in.__getattr__ = lambda attribute: None
+        sys.modules.setdefault(name, stand_in)
+    sys.path.insert(0, checkout)
+    package = types.ModuleType("datasets")  # MultiBench's datasets/ folder, not Hugging Face's package
+    package.__path__ = [checkout + "/datasets"]
+    sys.modules["datasets"] = package
+    from unimodals.common_models import LeNet, MLP
+    from datasets.avmnist.get_data import get_dataloader
+    from fusions.common_fusions import Concat
+    from training_structures.Supervised_Learning import train, single_test
+    began = time.perf_counter()
+    traindata, validdata, testdata = get_dataloader(data, num_workers=0)
+    loaded = time.perf_counter()
+    channels = 6
+    encoders = [LeNet(1, channels, 3), LeNet(1, channels, 5)]
+    head = MLP(channels * 40, 100, 10)
+    train(encoders, Concat(), head, traindata, validdata, epochs, optimtype=torch.optim.SGD, lr=0.1,
+          weight_decay=0.0001, save=out + "/best.pt", track_complexity=False)
+    trained = time.perf_counter()
+    model = torch.load(out + "/best.pt", weights_only=False)  # the file its train() just wrote
+    tested_from = time.perf_counter()
+    result = single_test(model, testdata)
+    tested = time.perf_counter()
+    parameters = sum(p.numel() for p in model.parameters())
+    print("RESULT " + json.dumps({"accuracy": float(result["Accuracy"]), "load_s": loaded - began,
+          "train_s": trained - loaded, "test_s": tested - tested_from, "parameters": parameters}))
+''')
+
+
+def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: Path) -> dict:
+    driver = temp / "multibench_driver.py"
+    driver.write_text(MULTIBENCH_DRIVER)
+    found = measured([sys.executable, str(driver), str(checkout), str(data), str(epochs), str(threads), str(temp)],
+                     env={"OMP_NUM_THREADS": str(threads)}, cwd=checkout)
+    line = next(x for x in found["output"].splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    samples = (TRAIN_PAIRS - VALIDATION_PAIRS) * epochs
+    return {**result, "seconds": found["seconds"], "peak_rss_gb": found["peak_rss_gb"],
+            "train_samples_per_s": samples / result["train_s"], "test_items_per_s": TEST_PAIRS / result["test_s"]}
+
+
+# ---- Sensorium ---------------------------------------------------------------------------------
+
+IDENTICAL = ("plain", "sgd")  # the identical model with no augmentation or normalisation: the first target
+SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
+PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
+RECIPES = {
+    # the identical model and no augmentation: the comparison the first target asks for
+    "plain": {},
+    "specaugment": {"augment": {"audio": SPEC_AUGMENT}},
+    "perturb": {"augment": {"audio": PERTURB}},
+    "specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}}},
+    "specaugment+perturb+mixup": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}}, "train": {"mixup": 0.2}},
+    # MultiBench's optimizer (plain SGD, lr 0.1, weight decay 1e-4) in our trainer, no augmentation
+    "sgd": {"train": {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "warmup_steps": 0, "min_lr_ratio": 1.0}},
+    # per-speaker normalisation: each speaker's own band means and spreads (the test speaker's from its
+    # own unlabelled recordings, which MultiBench's loader cannot do)
+    "speaker-normalised": {"audio": {"normalise": "group", "group": "speaker"}},
+    "speaker-normalised+specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                               "audio": {"normalise": "group", "group": "speaker"}},
+    "item-normalised+specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                            "audio": {"normalise": "item"}},
+}
+
+
+def config_text(data: Path, epochs: int, threads: int, recipe: dict) -> str:
+    train_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("train", {}).items())
+    audio_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("audio", {}).items())
+    augment = "".join(f"[train.augment.{m}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+                      for m, table in recipe.get("augment", {}).items())
+    return textwrap.dedent(f'''
+        # MultiBench's AV-MNIST files read in place; 5,000 training pairs validate, as in MultiBench
+        # (there the last 5,000, here 5,000 drawn at random: both come from the training speakers).
+        [data]
+        label = "digit"
+        val_fraction = {VALIDATION_PAIRS / TRAIN_PAIRS + 1e-6}
+        [data.train]
+        image = "{data}/image/train_data.npy"
+        audio = "{data}/audio/train_data.npy"
+        digit = "{data}/train_labels.npy"
+        speaker = "{data}/train_speakers.npy"
+        [data.test]
+        image = "{data}/image/test_data.npy"
+        audio = "{data}/audio/test_data.npy"
+        digit = "{data}/test_labels.npy"
+        speaker = "{data}/test_speakers.npy"
+        [data.modalities.image]
+        kind = "array"
+        shape = [1, 28, 28]
+        divide = 255.0
+        [data.modalities.audio]
+        kind = "array"
+        shape = [1, {SIDE}, {SIDE}]
+        divide = 255.0
+        AUDIO_EXTRA
+
+        [model.encoders.image]
+        name = "benchmarks.common.lenet:LeNet"
+        layers = 3
+        [model.encoders.audio]
+        name = "benchmarks.common.lenet:LeNet"
+        layers = 5
+        [model.fusion]
+        method = "benchmarks.common.lenet:ConcatMLP"
+        output_dim = 100
+
+        [train]
+        epochs = {epochs}
+        batch_size = 40
+        lr = 3e-3
+        warmup_steps = 100
+        min_lr_ratio = 0.05
+        grad_clip = 8.0
+        seed = 0
+        threads = {threads}
+        progress = false
+        ''').replace("AUDIO_EXTRA\n", audio_extra) + train_extra + augment
+
+
+def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Path) -> dict:
+    config = temp / "sensorium.toml"
+    config.write_text(config_text(data, epochs, threads, recipe))
+    cli = [sys.executable, "-m", "sensorium.cli"]
+    env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    trained = measured([*cli, "train", str(config), "--out", str(temp / "run")], env=env, cwd=ROOT)
+    metrics = [json.loads(x) for x in (temp / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = measured([*cli, "evaluate", str(temp / "run"), "--json"], env=env, cwd=ROOT)
+    report = json.loads(evaluated["output"][evaluated["output"].index("{"):])
+    train_seconds = sum(m["seconds"] + m.get("val_seconds", 0.0) for m in metrics)
+    return {"accuracy": report["tasks"]["label"]["accuracy"], "seconds": trained["seconds"],
+            "train_s": train_seconds, "peak_rss_gb": trained["peak_rss_gb"],
+            "train_samples_per_s": (TRAIN_PAIRS - VALIDATION_PAIRS) * len(metrics) / train_seconds,
+            "test_items_per_s": report["items_per_s"], "evaluate_seconds": evaluated["seconds"],
+            "evaluate_rss_gb": evaluated["peak_rss_gb"], "epochs": metrics}
+
+
+def leave_one_speaker_out(data: Path, recipe: dict, epochs: int, threads: int, train_rows: int,
+                          validation_rows: int, seed: int = 0) -> dict[str, float]:
+    """Validation accuracy on each training speaker in turn, trained on the other two (test speaker unseen).
+
+    The training rows of each fold are a seeded sample of `train_rows` pairs (the whole set would
+    take the full run's time per fold and recipe); the same rows for every recipe.
+    """
+    import tomllib
+
+    import torch
+
+    from sensorium.training.config import config_from_dict
+    from sensorium.training.data import Collate, open_dataset
+    from sensorium.training.model import build_model
+    from sensorium.training.trainer import Trainer, seed_everything
+
+    config = config_from_dict(tomllib.loads(config_text(data, epochs, threads, recipe)))
+    torch.set_num_threads(threads)
+    dataset = open_dataset(config.data.train, config)
+    speakers = np.load(data / "train_speakers.npy")
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for held in sorted(set(speakers.tolist())):
+        fit_rows = rng.choice(np.flatnonzero(speakers != held), train_rows, replace=False)
+        check_rows = rng.choice(np.flatnonzero(speakers == held), validation_rows, replace=False)
+        seed_everything(config.train.seed)
+        model = build_model(config, {task: len(names) for task, names in dataset.classes.items()}, {})
+        trainer = Trainer(config, model, dataset.subset(fit_rows.tolist()), dataset.subset(check_rows.tolist()),
+                          Collate.for_specs(config.data.modalities), out=None)
+        trainer.fit()
+        scores[SPEAKERS[held]] = trainer.validate()["accuracy"]
+    return scores
+
+
+def select(data: Path, epochs: int, threads: int, train_rows: int, validation_rows: int) -> tuple[list[str], list[str]]:
+    """Every recipe scored by leave-one-speaker-out over the training speakers: the best mean among
+    the IDENTICAL recipes (the first target's comparison) and the best mean of all are chosen.
+
+    Scores are kept in the cache folder per (recipe, epochs, rows), so a rerun scores only new recipes.
+    """
+    store = data / f"leave-one-speaker-out-{epochs}-epochs-{train_rows}-rows.json"
+    known = json.loads(store.read_text()) if store.is_file() else {}
+    results = {}
+    for name, recipe in RECIPES.items():
+        key = json.dumps(recipe, sort_keys=True)
+        if key not in known:
+            began = time.perf_counter()
+            known[key] = leave_one_speaker_out(data, recipe, epochs, threads, train_rows, validation_rows)
+            store.write_text(json.dumps(known, indent=1))
+            print(f"  {name}: {known[key]} ({time.perf_counter() - began:.0f} s)", flush=True)
+        results[name] = known[key]
+    def mean(name: str) -> float:
+        return float(np.mean(list(results[name].values())))
+
+    chosen = [max(IDENTICAL, key=mean), max(results, key=mean)]
+    held = [s for s in SPEAKERS if s != TEST_SPEAKER]
+    lines = [f"Recipes by leave-one-speaker-out over the training speakers ({train_rows} training pairs per fold, "
+             f"{validation_rows} validation pairs of the held-out speaker, {epochs} epochs; {TEST_SPEAKER} never used):", "",
+             "| recipe | " + " | ".join(f"held out: {s}" for s in held) + " | mean |", "|---|" + "---:|" * (len(held) + 1)]
+    for name, scores in results.items():
+        mark = " (chosen)" if name in chosen else ""
+        lines.append(f"| {name}{mark} | " + " | ".join(f"{scores[s]:.4f}" for s in held) +
+                     f" | {np.mean(list(scores.values())):.4f} |")
+    return list(dict.fromkeys(chosen)), lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--multibench", type=Path, help="a checkout of github.com/pliang279/MultiBench")
+    parser.add_argument("--recipes", default="plain", help=f"comma-separated, from: {', '.join(RECIPES)}")
+    parser.add_argument("--select", action="store_true", help="choose a recipe by leave-one-speaker-out over the "
+                        "training speakers first, then run it after --recipes")
+    parser.add_argument("--fold-rows", type=int, default=8000, help="training pairs per fold in --select")
+    parser.add_argument("--report", type=Path)
+    args = parser.parse_args()
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"--recipes: unknown {', '.join(unknown)} (known: {', '.join(RECIPES)})")
+    data = build()
+    rows, preface = {}, []
+    if args.select:
+        chosen, preface = select(data, args.epochs, args.threads, args.fold_rows, 2000)
+        print("\n".join(preface), flush=True)
+        recipes += [name for name in chosen if name not in recipes]
+    with tempfile.TemporaryDirectory(prefix="multibench-parity-") as temp:
+        temp = Path(temp)
+        if args.multibench is not None:
+            (temp / "mb").mkdir()
+            rows["MultiBench (its own code)"] = run_multibench(args.multibench.resolve(), data, args.epochs,
+                                                               args.threads, temp / "mb")
+        for recipe in recipes:
+            (temp / recipe).mkdir()
+            rows[f"sensorium train + evaluate ({recipe})"] = run_sensorium(data, args.epochs, args.threads,
+                                                                           RECIPES[recipe], temp / recipe)
+            print(f"  {recipe}: {rows[f'sensorium train + evaluate ({recipe})']['accuracy']:.4f}", flush=True)
+    lines = [f"AV-MNIST in MultiBench's format, held-out speaker ({TEST_SPEAKER}), {args.epochs} epochs, "
+             f"{args.threads} threads each; {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores", "",
+             "| | test accuracy (unseen speaker) | training samples/s | peak RSS, training (GB) | inference items/s | wall (s) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['accuracy']:.4f} | {r['train_samples_per_s']:.0f} | {r['peak_rss_gb']:.2f} | "
+                     f"{r['test_items_per_s']:.0f} | {r['seconds']:.0f} |")
+    if args.multibench is not None:
+        mb = rows["MultiBench (its own code)"]
+        lines += ["", "against MultiBench (ours / theirs):"]
+        for name, ours in rows.items():
+            if ours is not mb:
+                lines.append(f"- {name}: accuracy {100 * (ours['accuracy'] - mb['accuracy']):+.2f} points, training "
+                             f"speed {ours['train_samples_per_s'] / mb['train_samples_per_s']:.2f}x, peak RSS "
+                             f"{ours['peak_rss_gb'] / mb['peak_rss_gb']:.2f}x, inference "
+                             f"{ours['test_items_per_s'] / mb['test_items_per_s']:.2f}x")
+    text = "\n".join(preface + [""] * bool(preface) + lines)
+    print(text)
+    if args.report:
+        args.report.write_text(text + "\n\n```json\n" + json.dumps(rows, indent=1, default=str) + "\n```\n")
+
+
+if __name__ == "__main__":
+    main()
