@@ -211,7 +211,9 @@ RECIPES = {
 
 
 def config_text(data: Path, epochs: int, threads: int, recipe: dict) -> str:
-    train_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("train", {}).items())
+    train = {"epochs": epochs, "batch_size": 40, "lr": 3e-3, "warmup_steps": 100, "min_lr_ratio": 0.05,
+             "grad_clip": 8.0, "seed": 0, "threads": threads, "progress": False, **recipe.get("train", {})}
+    train_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in train.items())
     audio_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("audio", {}).items())
     augment = "".join(f"[train.augment.{m}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
                       for m, table in recipe.get("augment", {}).items())
@@ -252,15 +254,6 @@ def config_text(data: Path, epochs: int, threads: int, recipe: dict) -> str:
         output_dim = 100
 
         [train]
-        epochs = {epochs}
-        batch_size = 40
-        lr = 3e-3
-        warmup_steps = 100
-        min_lr_ratio = 0.05
-        grad_clip = 8.0
-        seed = 0
-        threads = {threads}
-        progress = false
         ''').replace("AUDIO_EXTRA\n", audio_extra) + train_extra + augment
 
 

@@ -32,7 +32,7 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], cl
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: scores are never differentiated
 def predict(model: nn.Module, batches: Iterable[dict[str, Any]],
             transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Logits and labels per task over all batches; `transform` may corrupt each batch first."""
