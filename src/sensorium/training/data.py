@@ -1,4 +1,5 @@
-"""Training data from a CSV manifest or a folder per class, checked before the first step.
+"""Training data from a CSV manifest, a folder per class, or arrays and tables (`training.sources`),
+checked before the first step.
 
 A manifest has one column per modality holding a file path (relative to the manifest) and a label
 column; an empty cell means that modality is missing for that item. A folder layout is

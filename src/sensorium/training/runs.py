@@ -16,13 +16,13 @@ import torch
 from ..errors import ConfigError, ReadError
 from .checkpoint import load_weights
 from .config import Config, config_from_dict, load_config
-from .data import Collate, ItemDataset, load_datasets, open_dataset
+from .data import Collate, ItemDataset, TableDataset, load_datasets, open_dataset
 from .model import MultimodalModel, build_model
 
 RUN_FILE = "run.json"
 
 
-def _tokenizers(config: Config, out: Path, train: ItemDataset | None) -> dict[str, Any]:
+def _tokenizers(config: Config, out: Path, train: ItemDataset | TableDataset | None) -> dict[str, Any]:
     """Train (first run) or load (resume, evaluate) a WordPiece tokenizer per text modality."""
     from ..encoders.text_tokenizer import TextTokenizer
 
@@ -129,8 +129,6 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
         if config.data.test is None:
             raise ConfigError("evaluate: give --data, or name the test data as data.test in the run's config")
         data = config.data.test
-    elif not isinstance(data, dict):
-        data = Path(data)
     dataset = open_dataset(data, config, classes)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     began = time.perf_counter()
