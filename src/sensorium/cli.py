@@ -18,6 +18,7 @@ import typer
 
 from .commands import collection as collection_commands
 from .commands import trust as trust_commands
+from .commands import world as world_commands
 from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, make_console, note,
                                progress_bar, stage_progress, stop_progress)
 from .errors import CollectionLockedError, QueryError, SensoriumError
@@ -468,6 +469,7 @@ for command in (trust_commands.calibrate, collection_commands.forget, trust_comm
                 trust_commands.transcribe, trust_commands.verify):
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")
+app.add_typer(world_commands.world_app, name="world")
 
 
 def main() -> None:

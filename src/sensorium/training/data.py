@@ -1,8 +1,9 @@
-"""Training data from a CSV manifest, a folder per class, or arrays and tables (`training.sources`),
-checked before the first step.
+"""Training data from a CSV or JSON Lines manifest, a folder per class, or arrays and tables
+(`training.sources`), checked before the first step.
 
 A manifest has one column per modality holding a file path (relative to the manifest) and a label
-column; an empty cell means that modality is missing for that item. A folder layout is
+column; an empty cell means that modality is missing for that item. In JSON Lines a text
+modality's value is the text itself (how `sensorium world make` writes its questions). A folder layout is
 root/<label>/<stem>.<ext>, files sharing a stem being one item. Problems raise one ReadError naming
 the manifest row or the file, found when the dataset is built, not an hour into training.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ..modality import modality_of
 from .config import Config, ModalitySpec
 
 SERIES_EXTENSIONS = (".npy", ".csv")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
 KIND_EXTENSIONS = {"series": SERIES_EXTENSIONS, "array": (".npy",)}
 
 
@@ -33,6 +36,7 @@ class Item:
     files: dict[str, Path | None]  # modality -> file, None = missing
     labels: dict[str, str]  # task -> class name
     origin: str  # "manifest.csv row 4" or the folder, for error messages
+    texts: dict[str, str] = field(default_factory=dict)  # modality -> text given in the manifest itself
 
 
 def _kind_accepts(spec: ModalitySpec, path: Path) -> bool:
@@ -41,30 +45,72 @@ def _kind_accepts(spec: ModalitySpec, path: Path) -> bool:
     return path.suffix.lower() in KIND_EXTENSIONS[spec.kind]
 
 
-def read_manifest(path: Path, specs: Mapping[str, ModalitySpec], label_columns: Sequence[str]) -> list[Item]:
-    """Parse and check a CSV manifest: columns exist, files exist and suit their modality, labels given."""
+def _manifest_rows(path: Path) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(where, row) pairs of a CSV manifest (a header row) or a JSON Lines one (an object per line)."""
     if not path.is_file():
         raise ReadError(path, "no such manifest file")
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        rows, columns = [], {}
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:
+                        raise ReadError(path, f"line {number}: not JSON ({exc})") from exc
+                    if not isinstance(row, dict):
+                        raise ReadError(path, f"line {number}: not a JSON object")
+                    columns.update(dict.fromkeys(row))
+                    rows.append((f"line {number}", row))
+        except UnicodeDecodeError as exc:
+            raise ReadError(path, f"not UTF-8 text ({exc})") from exc
+        return rows, list(columns)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            rows = list(reader)
-            header = list(reader.fieldnames or [])
+            rows = [(f"row {number}", row) for number, row in enumerate(reader, start=2)]  # row 1: the header
+            return rows, list(reader.fieldnames or [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ReadError(path, f"not a readable CSV manifest ({exc})") from exc
+
+
+def _cell(row: dict, column: str, path: Path, where: str) -> str:
+    value = row.get(column)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise ReadError(path, f"{where}, column {column!r}: a {type(value).__name__}, not a single value")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip()
+
+
+def read_manifest(path: Path, specs: Mapping[str, ModalitySpec], label_columns: Sequence[str]) -> list[Item]:
+    """Parse and check a manifest: columns exist, files exist and suit their modality, labels given.
+
+    A CSV cell of a text modality names a text file; in JSON Lines (.jsonl) it holds the text itself
+    (a question, a caption), which a CSV cell cannot carry safely.
+    """
+    rows, header = _manifest_rows(path)
     if not rows:
         raise ReadError(path, "manifest has no rows")
     for column in [s.column for s in specs.values()] + list(label_columns):
         if column not in header:
             raise ReadError(path, f"no column {column!r} (columns: {', '.join(header)})")
+    inline = path.suffix.lower() in JSONL_SUFFIXES
     items = []
-    for number, row in enumerate(rows, start=2):  # row 1 is the header
-        where = f"row {number}"
+    for where, row in rows:
         files: dict[str, Path | None] = {}
+        texts: dict[str, str] = {}
         for name, spec in specs.items():
-            cell = (row.get(spec.column) or "").strip()
+            cell = _cell(row, spec.column, path, where)
+            files[name] = None
             if not cell:
-                files[name] = None
+                continue
+            if inline and spec.kind == "text":
+                texts[name] = cell
                 continue
             file = Path(cell) if Path(cell).is_absolute() else path.parent / cell
             if not file.is_file():
@@ -72,15 +118,15 @@ def read_manifest(path: Path, specs: Mapping[str, ModalitySpec], label_columns: 
             if not _kind_accepts(spec, file):
                 raise ReadError(path, f"{where}, column {spec.column!r}: {cell} is not a {spec.kind} file")
             files[name] = file
-        if all(f is None for f in files.values()):
+        if all(f is None for f in files.values()) and not texts:
             raise ReadError(path, f"{where}: every modality is missing ({', '.join(specs)})")
         labels = {}
         for column in label_columns:
-            value = (row.get(column) or "").strip()
+            value = _cell(row, column, path, where)
             if not value:
                 raise ReadError(path, f"{where}, column {column!r}: empty label")
             labels[column] = value
-        items.append(Item(files, labels, f"{path} {where}"))
+        items.append(Item(files, labels, f"{path} {where}", texts))
     return items
 
 
@@ -272,7 +318,8 @@ class ItemDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
-        inputs = {name: None if file is None else self._decode(name, file) for name, file in item.files.items()}
+        inputs = {name: item.texts[name] if name in item.texts else None if file is None else self._decode(name, file)
+                  for name, file in item.files.items()}
         return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
 
     def _decode(self, modality: str, file: Path) -> Tensor | str:
@@ -281,8 +328,8 @@ class ItemDataset(Dataset):
         return self.cache.get(modality, self.specs[modality], file)
 
     def texts(self, modality: str) -> list[str]:
-        return [self._decode(modality, item.files[modality]) for item in self.items
-                if item.files[modality] is not None]
+        return [item.texts[modality] if modality in item.texts else self._decode(modality, item.files[modality])
+                for item in self.items if modality in item.texts or item.files[modality] is not None]
 
     def subset(self, indices: Sequence[int]) -> "ItemDataset":
         return ItemDataset([self.items[i] for i in indices], self.specs, self.label_of, self.classes, self.cache)
