@@ -5,10 +5,10 @@ writes a dataset (`sensorium world make`). Everything said about a scene is true
 which is what lets captioning, question answering and hallucination be measured exactly.
 """
 from .language import Caption, Family, Question, Relation, captions, questions
-from .scene import Scene, SceneOptions, WorldObject, generate_scene
+from .scene import Scene, SceneOptions, WorldObject, generate_scene, render_scene
 from .vocabulary import ANSWERS, CANNOT_TELL, Attribute, Condition
 from .writer import WorldError, WorldSpec, make_world, read_scenes
 
 __all__ = ["ANSWERS", "CANNOT_TELL", "Attribute", "Caption", "Condition", "Family", "Question", "Relation", "Scene",
            "SceneOptions", "WorldError", "WorldObject", "WorldSpec", "captions", "generate_scene", "make_world",
-           "questions", "read_scenes"]
+           "questions", "read_scenes", "render_scene"]

@@ -222,12 +222,14 @@ def _shade(d: np.ndarray, n: np.ndarray, base: np.ndarray, metal: np.ndarray) ->
     half = LIGHT[None, :] - d
     half /= np.linalg.norm(half, axis=1, keepdims=True)
     facing = np.clip(np.einsum("ij,ij->i", n, half), 0, 1)[:, None]
-    matte = base * (0.32 + 0.72 * diffuse) + 0.06 * facing ** 12
+    matte = base * (0.3 + 0.75 * diffuse)
     cosine = np.einsum("ij,ij->i", d, n)[:, None]
     reflected_up = np.clip(d[:, 1:2] - 2 * cosine * n[:, 1:2], -1, 1)
-    environment = np.where(reflected_up > 0, 0.55 + 0.35 * reflected_up, FLOOR * 0.7)
-    fresnel = 0.25 + 0.75 * (1 - np.clip(-cosine, 0, 1)) ** 3
-    shiny = base * (0.12 + 0.42 * diffuse) + fresnel * environment * (0.35 + 0.65 * base) + 1.1 * facing ** 70
+    # a studio: bright sky above a sharp horizon, the grey floor below it
+    environment = np.where(reflected_up > 0.05, 0.85 + 0.15 * reflected_up, 0.22)
+    fresnel = 0.8 + 0.2 * (1 - np.clip(-cosine, 0, 1)) ** 3
+    shiny = (base * (0.05 + 0.2 * diffuse) + fresnel * environment * (0.1 + 0.9 * base)
+             + 0.2 * facing ** 8 + 1.2 * facing ** 60)
     return np.where(metal[:, None], shiny, matte)
 
 
@@ -279,6 +281,7 @@ class Rendering:
     pixels: list[float]  # visible area of each object, in output pixels
     depth: list[float]  # distance of each object's centre from the camera along the view
     centre_x: list[float]  # column of each object's centre
+    owner: np.ndarray  # (size, size) int16: which object each pixel shows (-1: the floor), sampled at the output size
 
 
 def render(solids: list[Solid], size: int = 128, antialias: int = 1) -> Rendering:
@@ -337,4 +340,5 @@ def render(solids: list[Solid], size: int = 128, antialias: int = 1) -> Renderin
         visible=[float(c / a) if a else 0.0 for c, a in zip(counts, own_area)],
         pixels=[float(c) / antialias ** 2 for c in counts],
         depth=[float(v) for v in centres[:, 2]], centre_x=[float(v) / antialias for v in centres[:, 0]],
+        owner=owner[antialias // 2::antialias, antialias // 2::antialias].copy(),
     )

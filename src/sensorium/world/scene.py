@@ -147,6 +147,16 @@ def _acceptable(objects: list[WorldObject], drawn: Rendering, options: SceneOpti
     return True
 
 
+def solids_of(objects: list[WorldObject]):
+    return [solid(o.shape, o.size, o.colour, o.material, *o.position, math.radians(o.rotation)) for o in objects]
+
+
+def render_scene(scene: Scene, size: int | None = None, antialias: int = 1) -> Rendering:
+    """Draw a scene from its annotations, at its own size or another (the geometry is in world units):
+    the picture, and which object each pixel shows."""
+    return render(solids_of(scene.objects), size or scene.size, antialias)
+
+
 def generate_scene(seed: int, index: int, options: SceneOptions = SceneOptions()) -> tuple[Scene, np.ndarray]:
     """Scene `index` of the dataset seeded `seed`, and its picture ((size, size, 3) uint8)."""
     rng = scene_rng(seed, index)
@@ -155,7 +165,7 @@ def generate_scene(seed: int, index: int, options: SceneOptions = SceneOptions()
         objects = _draw_objects(rng, count, options.condition)
         if objects is None:
             continue
-        solids = [solid(o.shape, o.size, o.colour, o.material, *o.position, math.radians(o.rotation)) for o in objects]
+        solids = solids_of(objects)
         boxes = screen_boxes(solids, options.size, pad=0, clip=False)
         if boxes.min() < 1 or boxes.max() > options.size - 1:
             continue  # some object would be cut by the picture's edge: no need to draw it to know
