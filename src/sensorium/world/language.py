@@ -466,6 +466,25 @@ ASK = {Family.EXIST: _ask_exist, Family.COUNT: _ask_count, Family.QUERY: _ask_qu
        Family.RELATION: _ask_relation, Family.UNANSWERABLE: _ask_unanswerable}
 
 
+def _balanced(family: Family, scene: Scene, rng: random.Random) -> Question | None:
+    """A question of `family`; for yes/no questions the answer is drawn first (even odds) and questions
+    are drawn until one has it, so that a model cannot score by always saying "yes" (CLEVR balances
+    its answers for the same reason). Scenes where one answer is rare fall back to what comes."""
+    ask = ASK[family]
+    question = ask(scene, rng)
+    if question is None or question.answer not in (YES, NO):
+        return question
+    wanted = _pick(rng, (YES, NO))
+    for _ in range(BALANCE_TRIES):
+        if question is not None and question.answer == wanted:
+            return question
+        question = ask(scene, rng)
+    return question
+
+
+BALANCE_TRIES = 8
+
+
 def questions(scene: Scene, count: int, rng: random.Random,
               weights: Mapping[Family, float] = FAMILY_WEIGHTS) -> list[Question]:
     """Up to `count` different questions with their answers, families drawn by `weights`."""
@@ -476,7 +495,7 @@ def questions(scene: Scene, count: int, rng: random.Random,
     for _ in range(count * 4):
         if len(found) == count:
             break
-        question = ASK[rng.choices(families, chances)[0]](scene, rng)
+        question = _balanced(rng.choices(families, chances)[0], scene, rng)
         if question is not None and question.text not in seen:
             seen.add(question.text)
             found.append(question)
