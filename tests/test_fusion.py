@@ -55,7 +55,7 @@ def select(inputs, names, rows):
 
 def test_available_lists_every_method_of_the_issue():
     assert set(METHODS) == {"early", "late", "tensor", "low_rank_tensor", "gated", "cross_attention",
-                            "single_stream", "mixture_of_experts"}
+                            "single_stream", "mixture_of_experts", "film"}
     with pytest.raises(ConfigError, match="nope"):
         fusion.create("nope", DIMS, 3)
     with pytest.raises(ConfigError, match="input_dims"):
@@ -159,7 +159,8 @@ def two_modality_task(count: int, seed: int):
 # small widths keep the learning test to about a second per method on one thread
 SMALL = {"early": dict(hidden=32), "late": dict(hidden=16), "tensor": dict(rank_dim=4, hidden=32),
          "low_rank_tensor": dict(rank=4), "gated": dict(hidden=16), "cross_attention": dict(dim=16, depth=1, heads=2),
-         "single_stream": dict(dim=16, depth=1, heads=2), "mixture_of_experts": dict(hidden=16)}
+         "single_stream": dict(dim=16, depth=1, heads=2), "mixture_of_experts": dict(hidden=16),
+         "film": dict(dim=16, blocks=2, hidden=16)}
 
 
 def small(name: str, dims) -> fusion.Fusion:
@@ -241,3 +242,41 @@ def test_a_lone_modality_gets_the_whole_weight(name, kwargs):
         else:
             expected = model.out(torch.tanh(model.transform["image"](image)))
     torch.testing.assert_close(fused, expected)
+
+
+def _where_task(count: int, seed: int):
+    """A 4 x 4 grid of cells, one lit; the question asks "is it on the left?" or "is it at the top?"."""
+    generator = torch.Generator().manual_seed(seed)
+    cell = torch.randint(0, 16, (count,), generator=generator)
+    ask = torch.randint(0, 2, (count,), generator=generator)
+    tokens = 0.1 * torch.randn(count, 16, 4, generator=generator)
+    tokens[torch.arange(count), cell, 0] += 1.0
+    row, col = cell // 4, cell % 4
+    labels = torch.where(ask == 0, col < 2, row < 2).long()
+    grid = EncoderOutput(tokens, torch.ones(count, 16, dtype=torch.bool), tokens.mean(1))
+    return {"grid": grid, "question": torch.nn.functional.one_hot(ask, 2).float()}, labels, cell
+
+
+def test_film_answers_where_questions_that_pooling_cannot():
+    """FiLM sees each cell's coordinates and lets the question steer the convolutions; a fusion of
+    pooled vectors has lost where the lit cell was."""
+    inputs, labels, _ = _where_task(768, seed=5)
+    test_inputs, test_labels, cells = _where_task(512, seed=6)
+    dims = {"grid": 4, "question": 2}
+    scores = {}
+    for name, kwargs in (("film", dict(dim=16, blocks=2, hidden=32)), ("late", dict(hidden=32))):
+        torch.manual_seed(0)
+        model = fusion.create(name, dims, 2, **kwargs)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(150):
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+            optimiser.step()
+        model.eval()
+        with torch.no_grad():
+            scores[name] = (model(test_inputs).argmax(1) == test_labels).float().mean().item()
+        if name == "film":
+            attention = model.attention
+    assert scores["film"] >= 0.9 and scores["late"] <= 0.75, scores
+    assert attention.shape == (len(cells), 4, 4)  # where each answer looked, a distribution over cells
+    torch.testing.assert_close(attention.flatten(1).sum(1), torch.ones(len(cells)))

@@ -20,10 +20,11 @@ _METHODS: dict[str, tuple[str, str]] = {
     "cross_attention": ("cross_attention", "CrossAttentionFusion"),
     "single_stream": ("single_stream", "SingleStreamFusion"),
     "mixture_of_experts": ("mixture_of_experts", "MixtureOfExpertsFusion"),
+    "film": ("film", "FiLMFusion"),
 }
 
 #: Methods that read token sequences (the others use each modality's pooled vector).
-TOKEN_METHODS = frozenset({"cross_attention", "single_stream"})
+TOKEN_METHODS = frozenset({"cross_attention", "single_stream", "film"})
 
 __all__ = ["Fusion", "TOKEN_METHODS", "available", "create", "fusion_class"]
 
