@@ -7,12 +7,12 @@ Validation happens once, up front, and errors name the manifest row or the file 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ReadError
 from ..modality import TEXT, modality_of
+from ..readers.manifest import is_jsonl, read_jsonl_rows
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,8 @@ def _rows(manifest: Path) -> list[dict]:
             if _EXTRA_FIELDS in row:
                 raise ReadError(manifest, f"row {number}: {len(row[_EXTRA_FIELDS])} more fields than the header has columns")
         return rows
-    if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ReadError(manifest, f"line {number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ReadError(manifest, f"line {number}: expected a JSON object")
-            rows.append(row)
-        return rows
+    if is_jsonl(manifest):
+        return [row for _, row in read_jsonl_rows(manifest)]
     raise ReadError(manifest, "manifest must be .csv or .jsonl")
 
 

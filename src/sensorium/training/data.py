@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,10 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, ReadError
 from ..modality import modality_of
+from ..readers.manifest import is_jsonl, read_jsonl_rows
 from .config import Config, ModalitySpec
 
 SERIES_EXTENSIONS = (".npy", ".csv")
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
 KIND_EXTENSIONS = {"series": SERIES_EXTENSIONS, "array": (".npy",)}
 
 
@@ -49,24 +48,12 @@ def _manifest_rows(path: Path) -> tuple[list[tuple[str, dict]], list[str]]:
     """(where, row) pairs of a CSV manifest (a header row) or a JSON Lines one (an object per line)."""
     if not path.is_file():
         raise ReadError(path, "no such manifest file")
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        rows, columns = [], {}
-        try:
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except ValueError as exc:
-                        raise ReadError(path, f"line {number}: not JSON ({exc})") from exc
-                    if not isinstance(row, dict):
-                        raise ReadError(path, f"line {number}: not a JSON object")
-                    columns.update(dict.fromkeys(row))
-                    rows.append((f"line {number}", row))
-        except UnicodeDecodeError as exc:
-            raise ReadError(path, f"not UTF-8 text ({exc})") from exc
-        return rows, list(columns)
+    if is_jsonl(path):
+        rows = read_jsonl_rows(path)
+        columns = {}
+        for _, row in rows:
+            columns.update(dict.fromkeys(row))
+        return [(f"line {number}", row) for number, row in rows], list(columns)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -99,7 +86,7 @@ def read_manifest(path: Path, specs: Mapping[str, ModalitySpec], label_columns: 
     for column in [s.column for s in specs.values()] + list(label_columns):
         if column not in header:
             raise ReadError(path, f"no column {column!r} (columns: {', '.join(header)})")
-    inline = path.suffix.lower() in JSONL_SUFFIXES
+    inline = is_jsonl(path)
     items = []
     for where, row in rows:
         files: dict[str, Path | None] = {}
