@@ -58,7 +58,6 @@ def score(run: Path, manifest: Path) -> dict:
     from torch.utils.data import DataLoader
 
     from sensorium.training.data import open_dataset
-    from sensorium.training.evaluate import predict
     from sensorium.training.runs import load_run
     from sensorium.world import CANNOT_TELL
 
@@ -70,9 +69,18 @@ def score(run: Path, manifest: Path) -> dict:
     if unseen:
         raise SystemExit(f"{manifest}: answers never seen in training: {unseen}")
     dataset = open_dataset(manifest, config, classes)
+    model.eval()
+    logits, maps = [], []
     began = time.perf_counter()
-    logits, _ = predict(model, DataLoader(dataset, batch_size=128, collate_fn=collate))
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=128, collate_fn=collate):
+            logits.append(model(batch)[config.tasks[0].name])
+            attention = getattr(model.fusion, "attention", None)  # FiLM: where each answer looked
+            if attention is not None:
+                maps.append(attention.clone())
     seconds = time.perf_counter() - began
+    logits = {config.tasks[0].name: torch.cat(logits)}
+    grounding = ground(rows, torch.cat(maps), manifest.parent) if maps else None
     predicted = [names[i] for i in logits[config.tasks[0].name].argmax(1).tolist()]
     groups: dict[str, list[bool]] = defaultdict(list)
     abstain = {"tp": 0, "fp": 0, "fn": 0}
@@ -90,7 +98,43 @@ def score(run: Path, manifest: Path) -> dict:
     precision = abstain["tp"] / max(abstain["tp"] + abstain["fp"], 1)
     recall = abstain["tp"] / max(abstain["tp"] + abstain["fn"], 1)
     return {"accuracy": accuracy, "cannot_tell_precision": precision, "cannot_tell_recall": recall,
-            "answers_per_s": len(rows) / seconds}
+            "answers_per_s": len(rows) / seconds, "grounding": grounding}
+
+
+def ground(rows: list[dict], maps, folder: Path) -> dict:
+    """For questions about one object: does the attention map point at it? Three measures: the
+    pointing game (the peak cell's centre within half a cell of the object's box), the share of
+    attention on cells whose centres lie in that margin, and the box of the cells holding at least
+    half the peak's weight overlapping the object's box with IoU >= 0.5 (the issue's measure)."""
+    import torch
+
+    from sensorium.world import read_scenes
+
+    scenes = {record["scene"]: record for record in read_scenes(folder)}
+    hits = shares = overlaps = count = 0
+    for row, attention in zip(rows, maps):
+        if len(row["objects"]) != 1 or not row["answerable"]:
+            continue
+        record = scenes[row["scene"]]
+        x0, y0, x1, y1 = next(o["box"] for o in record["objects"] if o["id"] == row["objects"][0])
+        rows_, cols = attention.shape
+        cell_h, cell_w = record["size"] / rows_, record["size"] / cols
+        ys = (torch.arange(rows_, dtype=torch.float32) + 0.5) * cell_h
+        xs = (torch.arange(cols, dtype=torch.float32) + 0.5) * cell_w
+        inside = (((ys >= y0 - cell_h / 2) & (ys <= y1 + cell_h / 2))[:, None]
+                  & ((xs >= x0 - cell_w / 2) & (xs <= x1 + cell_w / 2))[None, :])
+        peak = int(attention.flatten().argmax())
+        hits += bool(inside.flatten()[peak])
+        shares += float(attention[inside].sum())
+        strong = (attention >= 0.5 * attention.max()).nonzero()
+        bx0, by0 = float(strong[:, 1].min()) * cell_w, float(strong[:, 0].min()) * cell_h
+        bx1, by1 = float(strong[:, 1].max() + 1) * cell_w, float(strong[:, 0].max() + 1) * cell_h
+        overlap = max(0.0, min(x1, bx1) - max(x0, bx0)) * max(0.0, min(y1, by1) - max(y0, by0))
+        union = (x1 - x0) * (y1 - y0) + (bx1 - bx0) * (by1 - by0) - overlap
+        overlaps += overlap / union >= 0.5
+        count += 1
+    return {"questions": count, "pointing": hits / max(count, 1), "attention_share": shares / max(count, 1),
+            "box_iou_50": overlaps / max(count, 1)}
 
 
 def main() -> None:
@@ -121,6 +165,10 @@ def main() -> None:
     for name, result in results.items():
         print(f"{name}: 'cannot tell' precision {result['cannot_tell_precision']:.3f}, recall "
               f"{result['cannot_tell_recall']:.3f}; {result['answers_per_s']:.0f} answers/s (2 threads, batch 128)")
+        if result["grounding"]:
+            g = result["grounding"]
+            print(f"  grounding, {g['questions']} questions about one object: pointing {g['pointing']:.3f}, attention "
+                  f"on the object {g['attention_share']:.3f}, attended box IoU >= 0.5 {g['box_iou_50']:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The `sensorium` command line: index, search, classify, info, models, demo, train, align, evaluate and
 serve here; calibrate, speak, transcribe and verify (`commands.trust`), roots and forget
-(`commands.collection`) registered from their own modules, with the helpers all share
-(`commands.console`).
+(`commands.collection`) and world (`commands.world`) registered from their own modules, with the
+helpers all share (`commands.console`).
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
 3 `index` finished but at least one file failed (each listed with its reason).
