@@ -26,11 +26,45 @@ def _rate(work, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
+def contact_sheet(path: Path, seed: int, per_row: int = 4) -> None:
+    """Scenes of condition A (top) and B (bottom) at 2x, each object's box, and one caption and
+    one question with its answer under each picture."""
+    from PIL import Image, ImageDraw
+
+    from sensorium.world import Condition, SceneOptions, captions, generate_scene, questions
+    from sensorium.world.language import language_rng
+
+    scale, size, text_height = 2, 128, 44
+    sheet = Image.new("RGB", (per_row * size * scale, 2 * (size * scale + text_height)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, condition in enumerate((Condition.A, Condition.B)):
+        for column in range(per_row):
+            scene, pixels = generate_scene(seed, column, SceneOptions(condition=condition))
+            picture = Image.fromarray(pixels).resize((size * scale, size * scale), Image.NEAREST)
+            left, top = column * size * scale, row * (size * scale + text_height)
+            sheet.paste(picture, (left, top))
+            for obj in scene.objects:
+                x0, y0, x1, y1 = (v * scale for v in obj.box)
+                draw.rectangle((left + x0, top + y0, left + x1, top + y1), outline=(255, 255, 255))
+            rng = language_rng(seed, column)
+            caption = captions(scene, 1, rng)[0].text
+            question = questions(scene, 1, rng)[0]
+            draw.text((left + 4, top + size * scale + 2), f"{condition.value}: {caption}"[:52], fill="black")
+            draw.text((left + 4, top + size * scale + 16), question.text[:52], fill="black")
+            draw.text((left + 4, top + size * scale + 30), f"-> {question.answer}", fill=(0, 90, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    print(f"contact sheet: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--figure", type=Path, help="also draw a contact sheet of scenes (A above B) to this PNG")
     args = parser.parse_args()
+    if args.figure:
+        contact_sheet(args.figure, args.seed)
     from sensorium.world import SceneOptions, WorldSpec, generate_scene, make_world, read_scenes
     from sensorium.world.writer import scene_record
 
