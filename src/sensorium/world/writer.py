@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import SensoriumError
 from .language import captions, language_rng, questions
 from .scene import SceneOptions, generate_scene
-from .vocabulary import ANSWERS, CANNOT_TELL, COLOURS, MATERIALS, SHAPES, SIZES, Condition, CONDITION_COLOURS
+from .vocabulary import ANSWERS, CANNOT_TELL, COLOURS, CONDITION_COLOURS, MATERIALS, SHAPES, SIZES
 
 FORMAT = "sensorium-world/1"
 SCENES_FILE, QUESTIONS_FILE, CAPTIONS_FILE, META_FILE = "scenes.jsonl", "questions.jsonl", "captions.jsonl", "world.json"
