@@ -287,3 +287,38 @@ def test_jsonl_manifest_errors_name_the_line(tmp_path: Path):
     manifest.write_text('{"question": "is it red?", "answer": ""}\n')
     with pytest.raises(ReadError, match="line 1, column 'answer': empty label"):
         open_dataset(manifest, load_config(config_path))
+
+
+def test_chair_is_zero_for_true_captions_and_catches_swapped_words():
+    from sensorium.world.chair import chair, mentions
+
+    said = mentions("two small metal spheres to the left of a large green cylinder")
+    assert [(m.shape, {a.value: v for a, v in m.attributes.items()}) for m in said] == [
+        ("sphere", {"size": "small", "material": "metal"}), ("cylinder", {"size": "large", "colour": "green"})]
+    assert [m.shape for m in mentions("a shiny red ball and three tiny things")] == ["sphere", None]
+
+    pairs = []
+    for index, (scene, _) in enumerate(_scenes(25, seed=13)):
+        pairs += [(c.text, scene) for c in captions(scene, 5, language_rng(13, index))]
+    truth = chair(pairs)
+    assert truth.captions == len(pairs) and truth.mentions > 100
+    assert truth.chair_i == truth.chair_s == truth.attribute_chair_i == truth.attribute_chair_s == 0.0
+    assert 0.2 < truth.recall <= 1.0
+
+    wrong_colour, wrong_shape = [], []
+    for text, scene in pairs:
+        shapes = {o.shape for o in scene.objects}
+        absent = next((s for s in ("torus", "cone", "sphere", "cube", "cylinder") if s not in shapes), None)
+        for obj in scene.objects:
+            if f"{obj.colour} " in text and absent:
+                others = {o.colour for o in scene.objects}
+                new = next(c for c in COLOURS if c not in others)
+                wrong_colour.append((text.replace(f"{obj.colour} ", f"{new} ", 1), scene))
+                break
+        present = next((o.shape for o in scene.objects if re.search(rf"\b{o.shape}\b", text)), None)
+        if absent and present:
+            wrong_shape.append((re.sub(rf"\b{present}\b", absent, text, count=1), scene))
+    colour = chair(wrong_colour)
+    assert colour.attribute_chair_s == 1.0 and colour.chair_i == 0.0, "a wrong colour is an attribute hallucination"
+    shape = chair(wrong_shape)
+    assert shape.chair_s == 1.0 and shape.chair_i > 0.1
