@@ -2,7 +2,7 @@
 
 Every sentence is built from the objects it talks about, so its truth is known, not hoped for:
 a caption's counts are the scene's counts, a relation is stated only when it holds by a clear
-margin (`LEFT_MARGIN` pixels, `DEPTH_MARGIN` world units), and a question refers to "the red cube"
+margin (`relations`), and a question refers to "the red cube"
 only when exactly one object fits. Each caption lists what it mentions (description, count, object
 ids), which is what a hallucination score (CHAIR) compares a generated caption against.
 
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .program import as_filter
+from .relations import Relation, relation_holds
 from .scene import Scene, WorldObject
 from .vocabulary import (ADJECTIVE_ORDER, CANNOT_TELL, GENERIC_NOUNS, NO, NUMBER_WORDS, PLURALS, SYNONYMS, VALUES,
                          YES, Attribute)
 
 Description = dict  # Attribute -> canonical value; empty: any object
 
-LEFT_MARGIN = 0.04  # share of the picture's width two centres must differ by to be left / right of each other
-DEPTH_MARGIN = 0.35  # world units two objects' depths must differ by to be in front of / behind each other
 
 
 class Family(str, Enum):
@@ -42,13 +42,6 @@ class Family(str, Enum):
 RELATIONAL = frozenset({Family.COMPARE_ATTRIBUTE, Family.COMPARE_COUNT, Family.RELATION})
 FAMILY_WEIGHTS = {Family.EXIST: 1.0, Family.COUNT: 1.0, Family.QUERY: 1.5, Family.COMPARE_ATTRIBUTE: 1.0,
                   Family.COMPARE_COUNT: 0.75, Family.RELATION: 1.5, Family.UNANSWERABLE: 1.0}
-
-
-class Relation(str, Enum):
-    LEFT = "left"
-    RIGHT = "right"
-    FRONT = "front"
-    BEHIND = "behind"
 
 
 RELATION_WORDS = {Relation.LEFT: "to the left of", Relation.RIGHT: "to the right of",
@@ -72,6 +65,7 @@ class Question:
     family: Family
     template: str
     objects: list[int] = field(default_factory=list)  # the objects the answer is about (grounding truth)
+    program: dict = field(default_factory=dict)  # what answers it (`world.program`), as JSON
 
     @property
     def relational(self) -> bool:
@@ -84,7 +78,7 @@ class Question:
     def to_json(self) -> dict:
         return {"question": self.text, "answer": self.answer, "family": self.family.value,
                 "template": self.template, "relational": self.relational, "answerable": self.answerable,
-                "objects": self.objects}
+                "objects": self.objects, "program": self.program}
 
 
 def language_rng(seed: int, index: int) -> random.Random:
@@ -161,21 +155,6 @@ def partial_description(obj: WorldObject, rng: random.Random, sizes=(1, 2, 3),
     """Some of the object's own attributes: a description that fits it, and maybe others."""
     template = random_description(rng, sizes, must_shape)
     return describe(obj, template.keys())
-
-
-# --- relations -------------------------------------------------------------------------------------
-
-def relation_holds(a: WorldObject, b: WorldObject, relation: Relation, width: int) -> bool | None:
-    """True / False when the relation of `a` to `b` is clear; None when they are too close to say."""
-    if relation in (Relation.LEFT, Relation.RIGHT):
-        gap = a.centre_x - b.centre_x
-        if abs(gap) < LEFT_MARGIN * width:
-            return None
-        return gap < 0 if relation == Relation.LEFT else gap > 0
-    gap = a.depth - b.depth
-    if abs(gap) < DEPTH_MARGIN:
-        return None
-    return gap < 0 if relation == Relation.FRONT else gap > 0
 
 
 # --- captions --------------------------------------------------------------------------------------
@@ -307,7 +286,8 @@ def _ask_exist(scene: Scene, rng) -> Question | None:
     text = template.format(phrase).replace("Is there a a", "Is there an a")
     if template.startswith("Is there a ") and phrase[0] in "aeiou":
         text = "Is there an " + text[len("Is there a "):]
-    return Question(text, _yes(bool(group)), Family.EXIST, "exist", [o.id for o in group])
+    return Question(text, _yes(bool(group)), Family.EXIST, "exist", [o.id for o in group],
+                    {"op": "exist", "filter": as_filter(description)})
 
 
 def _ask_count(scene: Scene, rng) -> Question | None:
@@ -321,7 +301,7 @@ def _ask_count(scene: Scene, rng) -> Question | None:
     group = scene.matching(description)
     template = _pick(rng, ["How many {} are there?", "What number of {} are there?", "How many {} are in the scene?"])
     return Question(template.format(noun_phrase(description, rng, plural=True)), str(len(group)), Family.COUNT,
-                    "count", [o.id for o in group])
+                    "count", [o.id for o in group], {"op": "count", "filter": as_filter(description)})
 
 
 def _ask_query(scene: Scene, rng) -> Question | None:
@@ -332,7 +312,8 @@ def _ask_query(scene: Scene, rng) -> Question | None:
         if description is None:
             continue
         text = _pick(rng, QUERY_TEMPLATES[attribute]).format(noun_phrase(description, rng))
-        return Question(_capital(text), obj.value(attribute), Family.QUERY, f"query_{attribute.value}", [obj.id])
+        return Question(_capital(text), obj.value(attribute), Family.QUERY, f"query_{attribute.value}", [obj.id],
+                        {"op": "query", "attribute": attribute.value, "object": as_filter(description)})
     return None
 
 
@@ -351,7 +332,8 @@ def _ask_compare_attribute(scene: Scene, rng) -> Question | None:
             continue
         text = _pick(rng, SAME_TEMPLATES[attribute]).format(noun_phrase(d1, rng), noun_phrase(d2, rng))
         answer = _yes(first.value(attribute) == second.value(attribute))
-        return Question(text, answer, Family.COMPARE_ATTRIBUTE, f"same_{attribute.value}", [first.id, second.id])
+        return Question(text, answer, Family.COMPARE_ATTRIBUTE, f"same_{attribute.value}", [first.id, second.id],
+                        {"op": "same", "attribute": attribute.value, "objects": [as_filter(d1), as_filter(d2)]})
     return None
 
 
@@ -372,7 +354,8 @@ def _ask_compare_count(scene: Scene, rng) -> Question | None:
             text = _pick(rng, [f"Are there as many {p1} as {p2}?",
                                f"Is the number of {p1} the same as the number of {p2}?"])
             answer = len(g1) == len(g2)
-        return Question(text, _yes(answer), Family.COMPARE_COUNT, f"count_{kind}", sorted({o.id for o in g1 + g2}))
+        return Question(text, _yes(answer), Family.COMPARE_COUNT, f"count_{kind}", sorted({o.id for o in g1 + g2}),
+                        {"op": kind, "filters": [as_filter(d1), as_filter(d2)]})
     return None
 
 
@@ -397,7 +380,9 @@ def _ask_relation(scene: Scene, rng) -> Question | None:
             if holds is None or subject_description is None:
                 continue
             text = f"Is the {noun_phrase(subject_description, rng)} {where} the {anchor_phrase}?"
-            return Question(text, _yes(holds), Family.RELATION, f"relation_{relation.value}", [subject.id, anchor.id])
+            return Question(text, _yes(holds), Family.RELATION, f"relation_{relation.value}", [subject.id, anchor.id],
+                            {"op": "relate", "relation": relation.value,
+                             "objects": [as_filter(subject_description), as_filter(anchor_description)]})
         if kind == "count":
             description = {} if rng.random() < 0.4 else partial_description(_pick(rng, others), rng, sizes=(1, 2))
             group = [o for o in others if o.matches(description)]
@@ -407,7 +392,9 @@ def _ask_relation(scene: Scene, rng) -> Question | None:
             chosen = [o.id for o, v in zip(group, verdicts) if v]
             text = f"How many {noun_phrase(description, rng, plural=True)} are {where} the {anchor_phrase}?"
             return Question(text, str(len(chosen)), Family.RELATION, f"relation_count_{relation.value}",
-                            chosen + [anchor.id])
+                            chosen + [anchor.id], {"op": "count_related", "relation": relation.value,
+                                                   "filter": as_filter(description),
+                                                   "anchor": as_filter(anchor_description)})
         verdicts = {o.id: relation_holds(o, anchor, relation, width) for o in others}
         if any(v is None for v in verdicts.values()):
             continue
@@ -422,7 +409,9 @@ def _ask_relation(scene: Scene, rng) -> Question | None:
         phrase = f"{noun_phrase(description, rng)} {where} the {anchor_phrase}"
         text = _capital(_pick(rng, QUERY_TEMPLATES[attribute]).format(phrase))
         return Question(text, subject.value(attribute), Family.RELATION, f"relation_query_{relation.value}",
-                        [subject.id, anchor.id])
+                        [subject.id, anchor.id], {"op": "query_related", "attribute": attribute.value,
+                                                  "relation": relation.value, "filter": as_filter(description),
+                                                  "anchor": as_filter(anchor_description)})
     return None
 
 
@@ -445,20 +434,24 @@ def _ask_unanswerable(scene: Scene, rng) -> Question | None:
     phrase = noun_phrase(absent, rng)
     if kind == "query":
         return Question(_capital(_pick(rng, QUERY_TEMPLATES[attribute]).format(phrase)), CANNOT_TELL,
-                        Family.UNANSWERABLE, f"absent_query_{attribute.value}")
+                        Family.UNANSWERABLE, f"absent_query_{attribute.value}", [],
+                        {"op": "query", "attribute": attribute.value, "object": as_filter(absent)})
     real = _pick(rng, scene.objects)
     real_description = unique_description(scene, real, rng, without=attribute if kind == "compare" else None)
     if real_description is None:
         return None
-    pair = [phrase, noun_phrase(real_description, rng)]
+    pair = [(phrase, absent), (noun_phrase(real_description, rng), real_description)]
     if rng.random() < 0.5:
         pair.reverse()
+    filters = [as_filter(d) for _, d in pair]
     if kind == "compare":
-        text = _pick(rng, SAME_TEMPLATES[attribute]).format(*pair)
-        return Question(text, CANNOT_TELL, Family.UNANSWERABLE, f"absent_same_{attribute.value}", [real.id])
+        text = _pick(rng, SAME_TEMPLATES[attribute]).format(pair[0][0], pair[1][0])
+        return Question(text, CANNOT_TELL, Family.UNANSWERABLE, f"absent_same_{attribute.value}", [real.id],
+                        {"op": "same", "attribute": attribute.value, "objects": filters})
     relation = _pick(rng, list(Relation))
-    text = f"Is the {pair[0]} {RELATION_WORDS[relation]} the {pair[1]}?"
-    return Question(text, CANNOT_TELL, Family.UNANSWERABLE, f"absent_relation_{relation.value}", [real.id])
+    text = f"Is the {pair[0][0]} {RELATION_WORDS[relation]} the {pair[1][0]}?"
+    return Question(text, CANNOT_TELL, Family.UNANSWERABLE, f"absent_relation_{relation.value}", [real.id],
+                    {"op": "relate", "relation": relation.value, "objects": filters})
 
 
 ASK = {Family.EXIST: _ask_exist, Family.COUNT: _ask_count, Family.QUERY: _ask_query,

@@ -1,0 +1,92 @@
+"""Each question's functional program, and the executor that answers it on a scene.
+
+CLEVR ships a program with every question (Johnson et al. 2017) so that models can be trained to
+parse questions and execute them (Yi et al. 2018, NS-VQA), and so that answers can be checked.
+Here too: every question the world asks carries its program as plain JSON, and `execute(program,
+scene)` recomputes the answer from the objects alone. A test runs it on every question generated,
+which checks the generator's answers by a second route.
+
+Programs (filters are {attribute: value}; {} is any object):
+    {"op": "exist", "filter": F}                  yes / no
+    {"op": "count", "filter": F}                  "0" ... "10"
+    {"op": "query", "attribute": A, "object": F}   the value of A of the one object F fits
+    {"op": "same", "attribute": A, "objects": [F1, F2]}
+    {"op": "more" | "fewer" | "equal", "filters": [F1, F2]}
+    {"op": "relate", "relation": R, "objects": [F_subject, F_anchor]}
+    {"op": "count_related", "relation": R, "filter": F, "anchor": F_anchor}
+    {"op": "query_related", "attribute": A, "relation": R, "filter": F, "anchor": F_anchor}
+An object filter that fits no object, or more than one, makes the answer "cannot tell".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .relations import Relation, relation_holds
+from .scene import Scene, WorldObject
+from .vocabulary import CANNOT_TELL, NO, YES, Attribute
+
+
+def description(program_filter: Mapping[str, str]) -> dict:
+    return {Attribute(a): v for a, v in program_filter.items()}
+
+
+def as_filter(described: Mapping[Attribute, str]) -> dict:
+    """A description as the JSON a program holds."""
+    return {Attribute(a).value: v for a, v in described.items()}
+
+
+class _Unanswerable(Exception):
+    pass
+
+
+def _one(scene: Scene, program_filter: Mapping[str, str], among: list[WorldObject] | None = None) -> WorldObject:
+    fits = [o for o in (scene.objects if among is None else among) if o.matches(description(program_filter))]
+    if len(fits) != 1:
+        raise _Unanswerable
+    return fits[0]
+
+
+def _yes(value: bool) -> str:
+    return YES if value else NO
+
+
+def execute(program: Mapping, scene: Scene) -> str:
+    """The answer `program` has on `scene`."""
+    op = program["op"]
+    try:
+        if op == "exist":
+            return _yes(bool(scene.matching(description(program["filter"]))))
+        if op == "count":
+            return str(len(scene.matching(description(program["filter"]))))
+        if op == "query":
+            return _one(scene, program["object"]).value(program["attribute"])
+        if op == "same":
+            first, second = (_one(scene, f) for f in program["objects"])
+            return _yes(first.value(program["attribute"]) == second.value(program["attribute"]))
+        if op in ("more", "fewer", "equal"):
+            a, b = (len(scene.matching(description(f))) for f in program["filters"])
+            return _yes(a > b if op == "more" else a < b if op == "fewer" else a == b)
+        relation = Relation(program["relation"])
+        if op == "relate":
+            subject, anchor = (_one(scene, f) for f in program["objects"])
+            holds = relation_holds(subject, anchor, relation, scene.size)
+            if holds is None:
+                raise _Unanswerable
+            return _yes(holds)
+        anchor = _one(scene, program["anchor"])
+        others = [o for o in scene.objects if o.id != anchor.id]
+        if op == "count_related":
+            fits = [o for o in others if o.matches(description(program["filter"]))]
+            verdicts = [relation_holds(o, anchor, relation, scene.size) for o in fits]
+            if any(v is None for v in verdicts):
+                raise _Unanswerable
+            return str(sum(verdicts))
+        if op == "query_related":
+            verdicts = {o.id: relation_holds(o, anchor, relation, scene.size) for o in others}
+            if any(v is None for v in verdicts.values()):
+                raise _Unanswerable
+            related = [o for o in others if verdicts[o.id]]
+            return _one(scene, program["filter"], among=related).value(program["attribute"])
+    except _Unanswerable:
+        return CANNOT_TELL
+    raise ValueError(f"unknown program op {op!r}")
