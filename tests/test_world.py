@@ -327,12 +327,14 @@ def test_chair_is_zero_for_true_captions_and_catches_swapped_words():
 def test_every_question_carries_a_program_that_answers_it():
     """CLEVR-style functional programs: executed on the scene's objects they give the generator's
     answer for every question, "cannot tell" included (a second route to the same truth)."""
-    from sensorium.world.program import execute
+    from sensorium.world.program import SLOTS, execute, flatten, unflatten
 
     ops = set()
     for index, (scene, _) in enumerate(_scenes(40, seed=17)):
         for question in questions(scene, 12, language_rng(17, index)):
             assert execute(question.program, scene) == question.answer, (question.text, question.program)
             ops.add(question.program["op"])
+            slots = flatten(question.program)
+            assert set(slots) == set(SLOTS) and unflatten(slots) == question.program
     assert ops == {"exist", "count", "query", "same", "more", "fewer", "equal", "relate", "count_related",
                    "query_related"}

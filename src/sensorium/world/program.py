@@ -90,3 +90,59 @@ def execute(program: Mapping, scene: Scene) -> str:
     except _Unanswerable:
         return CANNOT_TELL
     raise ValueError(f"unknown program op {op!r}")
+
+
+# --- programs as fixed slots: what a parser that classifies each slot predicts ----------------------
+
+NONE = "none"
+FIRST, SECOND = "a", "b"  # the program's first and second object filter
+SLOTS = ("op", "attribute", "relation",
+         *(f"{side}.{attribute.value}" for side in (FIRST, SECOND) for attribute in Attribute))
+
+
+def _filters(program: Mapping) -> tuple[dict, dict | None]:
+    op = program["op"]
+    if op in ("exist", "count"):
+        return program["filter"], None
+    if op == "query":
+        return program["object"], None
+    if op in ("same", "relate"):
+        return program["objects"][0], program["objects"][1]
+    if op in ("more", "fewer", "equal"):
+        return program["filters"][0], program["filters"][1]
+    return program["filter"], program["anchor"]  # count_related, query_related
+
+
+def flatten(program: Mapping) -> dict[str, str]:
+    """A program as one value per slot of `SLOTS` ("none" where it has nothing)."""
+    first, second = _filters(program)
+    slots = {"op": program["op"], "attribute": program.get("attribute", NONE),
+             "relation": program.get("relation", NONE)}
+    for side, found in ((FIRST, first), (SECOND, second)):
+        for attribute in Attribute:
+            slots[f"{side}.{attribute.value}"] = (found or {}).get(attribute.value, NONE)
+    return slots
+
+
+def unflatten(slots: Mapping[str, str]) -> dict:
+    """The program a full set of slot values describes (the inverse of `flatten`)."""
+    def side(name: str) -> dict:
+        return {a.value: slots[f"{name}.{a.value}"] for a in Attribute if slots[f"{name}.{a.value}"] != NONE}
+
+    op, first, second = slots["op"], side(FIRST), side(SECOND)
+    if op in ("exist", "count"):
+        return {"op": op, "filter": first}
+    if op == "query":
+        return {"op": op, "attribute": slots["attribute"], "object": first}
+    if op == "same":
+        return {"op": op, "attribute": slots["attribute"], "objects": [first, second]}
+    if op in ("more", "fewer", "equal"):
+        return {"op": op, "filters": [first, second]}
+    if op == "relate":
+        return {"op": op, "relation": slots["relation"], "objects": [first, second]}
+    if op == "count_related":
+        return {"op": op, "relation": slots["relation"], "filter": first, "anchor": second}
+    if op == "query_related":
+        return {"op": op, "attribute": slots["attribute"], "relation": slots["relation"], "filter": first,
+                "anchor": second}
+    raise ValueError(f"unknown program op {op!r}")
