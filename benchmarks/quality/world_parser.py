@@ -66,12 +66,12 @@ def column(slot: str) -> str:
 
 def manifest(folder: Path, out: Path) -> tuple[Path, list[dict]]:
     """questions with their programs' slots, one JSON line each (programs regenerated from the seed)."""
-    from sensorium.world import Condition, SceneOptions, WorldSpec, read_scenes
+    from benchmarks.quality.world_perception import world_spec
+    from sensorium.world import read_scenes
     from sensorium.world.program import flatten
     from sensorium.world.writer import scene_record
 
-    meta = json.loads((folder / "world.json").read_text())
-    spec = WorldSpec(seed=meta["seed"], options=SceneOptions(condition=Condition(meta["condition"])))
+    spec = world_spec(folder)
     rows = []
     for record in read_scenes(folder):
         for question in scene_record(spec, record["scene"])[0]["questions"]:
@@ -112,9 +112,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=6000)
     parser.add_argument("--test-scenes", type=int, default=600)
     args = parser.parse_args()
-    from benchmarks.quality.world_perception import colour_blind, crops, fresh_b, predictions
+    from benchmarks.quality.world_perception import colour_blind, crops, fresh_b, perceived_scenes, predictions
     from benchmarks.quality.world_vqa import make_worlds
-    from sensorium.world import Scene, read_scenes
     from sensorium.world.program import SLOTS, execute
 
     folders = make_worlds(args.scenes, args.test_scenes)
@@ -144,15 +143,7 @@ def main() -> None:
         crop_file = crops(folders[name], CACHE / f"crops-{folders[name].name}-{args.test_scenes}.npz")
         seen = predictions(rgb_run, crop_file)
         seen["shape"] = predictions(blind_run, colour_blind(crop_file))["shape"]
-        truth, perceived, position = {}, {}, 0
-        for record in read_scenes(folders[name]):
-            truth[record["scene"]] = Scene.from_json(record)
-            scene = Scene.from_json(record)
-            for obj in scene.objects:
-                for attribute, values in seen.items():
-                    setattr(obj, attribute, values[position])
-                position += 1
-            perceived[record["scene"]] = scene
+        truth, perceived = perceived_scenes(folders[name], seen)
         right: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
         for row, program in zip(rows, programs):
             exact = program == row["program"]

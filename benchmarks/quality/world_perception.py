@@ -146,30 +146,46 @@ def predictions(run: Path, data: Path) -> dict[str, list[str]]:
     return {task: [classes[task][i] for i in out.argmax(1).tolist()] for task, out in logits.items()}
 
 
-def answer_with_perception(folder: Path, seen: dict[str, list[str]]) -> dict[str, float]:
-    """Questions answered by executing their programs on the scenes as perceived (objects where the
-    annotations put them, attributes as predicted): accuracy per family. An upper bound for a
-    model that must also find the objects and parse the question."""
-    from collections import defaultdict
+def perceived_scenes(folder: Path, seen: dict[str, list[str]]) -> tuple[dict, dict]:
+    """Each scene of `folder` as annotated and as perceived: objects where the annotations put them,
+    attributes as predicted (`seen`: attribute -> one value per object, in the crops' order)."""
+    from sensorium.world import Scene, read_scenes
 
-    from sensorium.world import Condition, Scene, SceneOptions, WorldSpec, read_scenes
-    from sensorium.world.program import execute
-    from sensorium.world.writer import scene_record
-
-    meta = json.loads((folder / "world.json").read_text())
-    spec = WorldSpec(seed=meta["seed"], options=SceneOptions(condition=Condition(meta["condition"])))
-    right: dict[str, list[bool]] = defaultdict(list)
-    position = 0
+    truth, perceived, position = {}, {}, 0
     for record in read_scenes(folder):
-        truth = Scene.from_json(record)
-        perceived = Scene.from_json(record)
-        for obj in perceived.objects:
+        truth[record["scene"]] = Scene.from_json(record)
+        scene = Scene.from_json(record)
+        for obj in scene.objects:
             for attribute, values in seen.items():
                 setattr(obj, attribute, values[position])
             position += 1
-        for question in scene_record(spec, record["scene"])[0]["questions"]:  # with their programs
-            correct = execute(question["program"], perceived) == question["answer"]
-            assert execute(question["program"], truth) == question["answer"]
+        perceived[record["scene"]] = scene
+    return truth, perceived
+
+
+def world_spec(folder: Path):
+    """The WorldSpec a benchmark world was made with (its questions regenerate from it with their programs)."""
+    from sensorium.world import Condition, SceneOptions, WorldSpec
+
+    meta = json.loads((folder / "world.json").read_text())
+    return WorldSpec(seed=meta["seed"], options=SceneOptions(condition=Condition(meta["condition"])))
+
+
+def answer_with_perception(folder: Path, seen: dict[str, list[str]]) -> dict[str, float]:
+    """Questions answered by executing their programs on the scenes as perceived: accuracy per
+    family. An upper bound for a model that must also find the objects and parse the question."""
+    from collections import defaultdict
+
+    from sensorium.world.program import execute
+    from sensorium.world.writer import scene_record
+
+    spec = world_spec(folder)
+    truth, perceived = perceived_scenes(folder, seen)
+    right: dict[str, list[bool]] = defaultdict(list)
+    for index, scene in perceived.items():
+        for question in scene_record(spec, index)[0]["questions"]:  # with their programs
+            assert execute(question["program"], truth[index]) == question["answer"]
+            correct = execute(question["program"], scene) == question["answer"]
             right[question["family"]].append(correct)
             right["all"].append(correct)
             right["relational" if question["relational"] else "non-relational"].append(correct)
