@@ -19,8 +19,8 @@ import typer
 from .commands import collection as collection_commands
 from .commands import trust as trust_commands
 from .commands import world as world_commands
-from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, make_console, note,
-                               progress_bar, stage_progress, stop_progress)
+from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, failing_cleanly,
+                               make_console, note, progress_bar, stage_progress, stop_progress)
 from .errors import CollectionLockedError, QueryError, SensoriumError
 
 
@@ -187,15 +187,8 @@ def classify(
         return calibrated(result, profile, confidence=confidence, abstain=abstain, per_label=per_label)
 
     if len(paths) == 1 and not together:
-        try:
-            with reporting(None if json_out else stage_progress()):
-                result = trusted(run(paths[0], labels, space=space))
-        except QueryError as error:
-            fail(str(error), EXIT_USAGE)
-        except SensoriumError as error:
-            fail(str(error), EXIT_ERROR)
-        finally:
-            stop_progress()
+        with failing_cleanly(), reporting(None if json_out else stage_progress()):
+            result = trusted(run(paths[0], labels, space=space))
         if json_out:
             print(json.dumps(result.as_dict(), indent=2))
             return
@@ -326,12 +319,8 @@ def align(
     on top of the frozen experts; runs alone or under torchrun."""
     from .align.job import run_align
 
-    try:
+    with failing_cleanly():
         summary = run_align(config, out, progress=None if json_out else stage_progress(), resume=resume)
-    except SensoriumError as error:
-        fail(str(error), EXIT_ERROR)
-    finally:
-        stop_progress()
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     if json_out:

@@ -5,6 +5,8 @@ documents any status of its own (`index` 3 when a file failed, `verify` 3-5 by v
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -53,6 +55,22 @@ def progress_bar(label: str = "indexing"):
         progress.update(task, completed=done, total=total, name=Path(path).name if path else "")
 
     return update
+
+
+@contextmanager
+def failing_cleanly() -> Iterator[None]:
+    """Around a command's work: a QueryError ends it with status 2, any other SensoriumError with 1,
+    each as one line; the progress display is stopped however the work ends."""
+    from ..errors import QueryError, SensoriumError
+
+    try:
+        yield
+    except QueryError as error:
+        fail(str(error), EXIT_USAGE)
+    except SensoriumError as error:
+        fail(str(error), EXIT_ERROR)
+    finally:
+        stop_progress()
 
 
 def stop_progress() -> None:

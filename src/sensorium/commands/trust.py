@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import QueryError, SensoriumError
-from .console import (EXIT_ERROR, EXIT_USAGE, fail, make_console, progress_bar, stage_progress,
+from ..errors import SensoriumError
+from .console import (EXIT_ERROR, EXIT_USAGE, fail, failing_cleanly, make_console, progress_bar, stage_progress,
                       stop_progress)
 
 
@@ -23,16 +23,10 @@ def classify_with_progress(paths, labels, space, quiet: bool, label: str = "clas
     from ..classification import classify_many
     from ..progress import reporting
 
-    try:
+    with failing_cleanly():
         bar = None if quiet else progress_bar(label)
         with reporting(None if quiet else stage_progress()):
             return classify_many(paths, labels, space=space, together=together, progress=bar)
-    except QueryError as error:
-        fail(str(error), EXIT_USAGE)
-    except SensoriumError as error:
-        fail(str(error), EXIT_ERROR)
-    finally:
-        stop_progress()
 
 
 def calibrate(

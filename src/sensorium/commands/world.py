@@ -9,8 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import SensoriumError
-from .console import EXIT_ERROR, EXIT_USAGE, fail, make_console, progress_bar, stop_progress
+from .console import EXIT_USAGE, fail, failing_cleanly, make_console, progress_bar
 
 world_app = typer.Typer(no_args_is_help=True, help="A procedural world of objects with exact ground truth: "
                         "pictures, captions and question/answer pairs for training and measuring models.")
@@ -49,13 +48,9 @@ def make(
         fail("--questions and --captions: must be 0 or more", EXIT_USAGE)
     spec = WorldSpec(seed=seed, options=options, questions_per_scene=questions, captions_per_scene=captions)
     update = None if json_out else progress_bar("drawing scenes")
-    try:
+    with failing_cleanly():
         summary = make_world(out, scenes, spec, workers=workers or None,
                              progress=(lambda done, total: update(done, total)) if update else None)
-    except SensoriumError as error:
-        fail(str(error), EXIT_ERROR)
-    finally:
-        stop_progress()
     if json_out:
         print(json.dumps(summary, indent=2))
         return
