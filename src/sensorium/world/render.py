@@ -83,6 +83,23 @@ def _rays(width: int) -> np.ndarray:
     return (d / np.linalg.norm(d, axis=2, keepdims=True)).astype(np.float32)
 
 
+def place_from_box(box: tuple[float, float, float, float], width: int, radius: float,
+                   height: float) -> tuple[float, float, float]:
+    """Where an object of footprint `radius` and `height` stands, from its box in a width-wide
+    picture: (x, z) on the floor and the depth of its centre along the view. The camera is known,
+    so the ray under the middle of the box's bottom edge meets the floor at the footprint's front;
+    the centre lies `radius` further from the camera. What turns a detector's boxes into places."""
+    x0, _, x1, y1 = box
+    f = FOCAL * width
+    d = _FORWARD + (((x0 + x1) / 2 - width / 2) / f) * _RIGHT - ((y1 - width / 2) / f) * _UP
+    t = -CAMERA[1] / min(float(d[1]), -1e-6)
+    front = CAMERA + t * d
+    away = np.array([d[0], 0.0, d[2]], dtype=np.float32)
+    centre = front + radius * away / max(float(np.linalg.norm(away)), 1e-6)
+    centre[1] = height / 2
+    return float(centre[0]), float(centre[2]), float((centre - CAMERA) @ _FORWARD)
+
+
 @lru_cache(maxsize=4)
 def _floor(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel's ray meets the floor (x, z), and the floor's shade there (lit, fading with distance)."""
