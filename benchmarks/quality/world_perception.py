@@ -71,6 +71,20 @@ def fresh_b(scenes: int, seed: int = 4) -> Path:
     return folder
 
 
+def crop_object(picture, box, size: int) -> np.ndarray:
+    """(7, SIDE, SIDE) uint8: the box enlarged by a quarter, square, resized; then its centre and size as planes."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = box
+    side = 1.25 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    window = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    pixels = np.asarray(picture.resize((SIDE, SIDE), Image.BILINEAR, box=window), dtype=np.uint8)
+    planes = [np.full((SIDE, SIDE), round(255 * min(max(v, 0.0), 1.0)), dtype=np.uint8)
+              for v in (cx / size, cy / size, (x1 - x0) / size, (y1 - y0) / size)]
+    return np.concatenate([pixels.transpose(2, 0, 1), np.stack(planes)])
+
+
 def crops(folder: Path, out: Path) -> Path:
     """One row per annotated object: (7, SIDE, SIDE) uint8 = RGB crop + centre and size planes; labels."""
     from PIL import Image
@@ -84,18 +98,39 @@ def crops(folder: Path, out: Path) -> Path:
         picture = Image.open(folder / record["image"]).convert("RGB")
         size = record["size"]
         for obj in record["objects"]:
-            x0, y0, x1, y1 = obj["box"]
-            side = 1.25 * max(x1 - x0, y1 - y0)
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            window = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-            pixels = np.asarray(picture.resize((SIDE, SIDE), Image.BILINEAR, box=window), dtype=np.uint8)
-            planes = [np.full((SIDE, SIDE), round(255 * v), dtype=np.uint8)
-                      for v in (cx / size, cy / size, (x1 - x0) / size, (y1 - y0) / size)]
-            rows.append(np.concatenate([pixels.transpose(2, 0, 1), np.stack(planes)]))
+            rows.append(crop_object(picture, obj["box"], size))
             for a in ATTRIBUTES:
                 labels[a].append(obj[a])
     np.savez(out, crop=np.stack(rows), **{a: np.array(v) for a, v in labels.items()})
     return out
+
+
+def colour_blind_crops(crop: np.ndarray) -> np.ndarray:
+    """(N, 7, S, S) crops -> (N, 5, S, S): luminance standardised per crop, then the four box planes."""
+    rgb = crop[:, :3].astype(np.float32)
+    luminance = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    mean = luminance.mean(axis=(1, 2), keepdims=True)
+    spread = luminance.std(axis=(1, 2), keepdims=True) + 1.0
+    standard = np.clip(128 + 40 * (luminance - mean) / spread, 0, 255).astype(np.uint8)
+    return np.concatenate([standard[:, None], crop[:, 3:]], axis=1)
+
+
+def classify_crops(run: Path, crop: np.ndarray) -> dict[str, list[str]]:
+    """Each crop's predicted value per attribute head of `run` (crops that come with no labels)."""
+    import torch
+
+    from sensorium.training.runs import load_run
+
+    config, model, classes, collate = load_run(run)
+    model.eval()
+    found: dict[str, list[str]] = {task: [] for task in classes}
+    with torch.inference_mode():
+        for start in range(0, len(crop), 256):
+            samples = [{"inputs": {"crop": torch.from_numpy(c).float() / 255}, "labels": {}}
+                       for c in crop[start:start + 256]]
+            for task, logits in model(collate(samples)).items():
+                found[task] += [classes[task][i] for i in logits.argmax(1).tolist()]
+    return found
 
 
 def colour_blind(data: Path) -> Path:
@@ -105,12 +140,7 @@ def colour_blind(data: Path) -> Path:
     if out.exists():
         return out
     arrays = dict(np.load(data))
-    rgb = arrays["crop"][:, :3].astype(np.float32)
-    luminance = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
-    mean = luminance.mean(axis=(1, 2), keepdims=True)
-    spread = luminance.std(axis=(1, 2), keepdims=True) + 1.0
-    standard = np.clip(128 + 40 * (luminance - mean) / spread, 0, 255).astype(np.uint8)
-    arrays["crop"] = np.concatenate([standard[:, None], arrays["crop"][:, 3:]], axis=1)
+    arrays["crop"] = colour_blind_crops(arrays["crop"])
     np.savez(out, **arrays)
     return out
 
