@@ -317,6 +317,48 @@ def test_classify_upload(site):
     _problem(request(site["base"] + "/api/v1/classify", "POST", body, headers), 422)
 
 
+def test_describe_and_ask_an_uploaded_photo(site):
+    cat = (site["root"] / "library/photos/cat.jpg").read_bytes()
+    body, headers = multipart({}, {"file": ("upload.bin", cat)})
+    reply = request(site["base"] + "/api/v1/describe", "POST", body, headers)
+    assert reply.status == 200, reply.body
+    described = reply.json()
+    assert "cat" in described["sentence"] and described["findings"][0]["certainty"] == "sure"
+    assert "not a learned captioner" in described["method"]
+    answers = {}
+    for question in ("Is there a cat?", "Is there a giraffe?", "Что это?"):
+        body, headers = multipart({"question": question}, {"file": ("upload.bin", cat)})
+        reply = request(site["base"] + "/api/v1/ask", "POST", body, headers)
+        assert reply.status == 200, reply.body
+        answers[question] = reply.json()
+    assert answers["Is there a cat?"]["answer"] == "yes"
+    assert answers["Is there a giraffe?"]["answer"] == answers["Что это?"]["answer"] == "cannot tell"
+    for blank in ("", "   "):
+        body, headers = multipart({"question": blank}, {"file": ("upload.bin", cat)})
+        _problem(request(site["base"] + "/api/v1/ask", "POST", body, headers), 422)
+    body, headers = multipart({}, {"file": ("photo.jpg", b"just some words, not a photo")})
+    _problem(request(site["base"] + "/api/v1/describe", "POST", body, headers), 415)
+
+
+def test_speak_returns_a_wav_and_refuses_bad_voices(site):
+    import soundfile
+
+    reply = request(site["base"] + "/api/v1/speak", "POST", json_body={"text": "A photo of a cat.", "rate": 180})
+    assert reply.status == 200 and reply.headers["content-type"] == "audio/wav", reply.body[:200]
+    samples, rate = soundfile.read(io.BytesIO(reply.body))
+    assert rate == 16000 and 0.5 < len(samples) / rate < 5 and abs(samples).max() > 0.05
+    assert "voice" in _problem(request(site["base"] + "/api/v1/speak", "POST",
+                                       json_body={"text": "hello", "voice": "xx-yy"}), 422)["detail"]
+    _problem(request(site["base"] + "/api/v1/speak", "POST", json_body={"text": "  "}), 422)
+
+
+def test_an_indexed_photo_has_a_description_and_a_recording_has_none(site):
+    cat = request(f"{site['base']}/api/v1/items/{_item_id(site, 'photos/cat.jpg')}/description")
+    assert cat.status == 200 and "cat" in cat.json()["sentence"]
+    memo = _item_id(site, "voice_memos/shopping_list.wav")
+    assert "only photos" in _problem(request(f"{site['base']}/api/v1/items/{memo}/description"), 422)["detail"]
+
+
 MEMO_LABELS = "a work meeting, a shopping reminder, a trip abroad"
 
 

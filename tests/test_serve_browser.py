@@ -75,6 +75,14 @@ def test_search_browse_drop_and_play_in_the_page(served):
         assert any("cat.jpg" in name for name in names), names
         page.wait_for_function("[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)")
 
+        # a photo opens with its description, which the page can read aloud
+        page.locator(".hit", has_text="cat.jpg").first.click()
+        page.wait_for_function("document.querySelector('#description') && "
+                               "document.querySelector('#description').textContent.includes('cat')")
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/speak")) as spoken:
+            page.click("#read-aloud")
+        assert spoken.value.status == 200 and spoken.value.headers["content-type"] == "audio/wav"
+
         # search by example: a real drag-and-drop sequence carrying the photo as a File
         drop(page, root / "photos/coffee.png", "image/png")
         page.wait_for_function("document.querySelector('#status').textContent.includes('result') && "

@@ -194,16 +194,10 @@ def _result(path, modality: str, method: str, labels: list[str], probs: np.ndarr
                           labels=[LabelScore(labels[i], float(probs[i])) for i in order])
 
 
-_EXPERTS = None
-
-
 def _default_experts():
-    global _EXPERTS
-    if _EXPERTS is None:
-        from .experts import Experts
+    from .experts import default_experts
 
-        _EXPERTS = Experts()
-    return _EXPERTS
+    return default_experts()
 
 
 def load_space(space):

@@ -1,6 +1,6 @@
 """The `sensorium` command line: index, search, classify, info, models, demo, train, align, evaluate and
 serve here; calibrate, speak, transcribe and verify (`commands.trust`), roots and forget
-(`commands.collection`) and world (`commands.world`) registered from their own modules, with the
+(`commands.collection`), describe and ask (`commands.describe`) and world (`commands.world`) registered from their own modules, with the
 helpers all share (`commands.console`).
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from .commands import collection as collection_commands
+from .commands import describe as describe_commands
 from .commands import trust as trust_commands
 from .commands import world as world_commands
 from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, failing_cleanly,
@@ -455,7 +456,7 @@ def _indexed_folders(collection: Path) -> list[Path]:
 
 
 for command in (trust_commands.calibrate, collection_commands.forget, trust_commands.speak,
-                trust_commands.transcribe, trust_commands.verify):
+                trust_commands.transcribe, trust_commands.verify, describe_commands.describe, describe_commands.ask):
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")
 app.add_typer(world_commands.world_app, name="world")

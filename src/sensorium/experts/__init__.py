@@ -7,6 +7,7 @@ installed package, or from a local folder named in `ExpertConfig` (the user's ow
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -107,6 +108,19 @@ class Experts:
 
         infos.append(tts_info())
         return infos
+
+
+_SHARED: list = []
+_SHARED_LOCK = threading.Lock()
+
+
+def default_experts() -> "Experts":
+    """One `Experts` with the default config per process, for the library calls that take none
+    (classify, describe, ask): the models load once, however many calls share them."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(Experts())
+        return _SHARED[0]
 
 
 def default_config_path() -> Path:

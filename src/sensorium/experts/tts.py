@@ -206,13 +206,14 @@ def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 160, pitch: int 
     return AudioPayload(path=TTS_PATH, samples=np.ascontiguousarray(samples), sample_rate=SAMPLE_RATE)
 
 
-def save_wav(payload: AudioPayload, path: str | Path) -> Path:
-    """Write 16-bit PCM WAV (the container every audio tool opens)."""
+def save_wav(payload: AudioPayload, path):
+    """Write 16-bit PCM WAV (the container every audio tool opens) to a path or a binary file object."""
     import soundfile
 
-    path = Path(path)
-    soundfile.write(str(path), payload.samples, payload.sample_rate, subtype="PCM_16", format="WAV")
-    return path
+    target = path if hasattr(path, "write") else Path(path)
+    soundfile.write(target if hasattr(target, "write") else str(target), payload.samples, payload.sample_rate,
+                    subtype="PCM_16", format="WAV")
+    return target
 
 
 def voices() -> list[str]:

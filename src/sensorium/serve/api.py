@@ -139,7 +139,7 @@ async def search_example(request: Request, state: State, file: Annotated[UploadF
     wanted = _check_modality(modality, kind)
 
     def work() -> dict:  # in a worker thread, stopped when the client leaves (a recording is transcribed)
-        with _saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
+        with saved_upload(file, ("image", "audio", "video"), state.max_upload_bytes) as (path, uploaded):
             view, example = state.view(), {"image" if uploaded == "image" else "audio": path}
             return _results(state, lambda n: view.search(text=q or None, modality=wanted, k=n, **example), k,
                             {"upload": uploaded, "text": q, "modality": wanted, "kind": wanted, "k": k})
@@ -167,7 +167,7 @@ async def classify_upload(request: Request, state: State, file: Annotated[Upload
                       "for these labels (start it with --calibration FILE from `sensorium calibrate`)")
 
     def work() -> dict:  # in a worker thread, stopped when the client leaves
-        with _saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
+        with saved_upload(file, MODALITIES, state.max_upload_bytes) as (path, modality):
             result = classify(path, labels, experts=state.experts)
             if profile is not None:
                 result = calibrated(result, profile, confidence=confidence, abstain=abstain, per_label=per_label)
@@ -178,7 +178,7 @@ async def classify_upload(request: Request, state: State, file: Annotated[Upload
     return result
 
 
-class _saved_upload:
+class saved_upload:
     """Spool an upload to a private temp file named by its sniffed content, never by its name."""
 
     def __init__(self, upload: UploadFile, allowed, limit: int):
@@ -248,7 +248,7 @@ def _suffix(head: bytes, modality: str) -> str:
 
 # --- items ----------------------------------------------------------------------------------
 
-def _item(state: ServeState, item_id: int) -> Item:
+def served_item(state: ServeState, item_id: int) -> Item:
     # an id past SQLite's signed 64 bits is simply unknown: checked here, at the edge, so no lookup
     # below can overflow on a client's number
     item = state.catalog.item_by_id(item_id) if MIN_ID <= item_id <= MAX_ID else None
@@ -257,7 +257,7 @@ def _item(state: ServeState, item_id: int) -> Item:
     return item
 
 
-def _item_file(state: ServeState, item: Item) -> Path:
+def served_file(state: ServeState, item: Item) -> Path:
     resolved = Path(item.path).resolve()
     if state.roots.owner(resolved) is None:  # a symlink swapped in since indexing
         raise Problem(404, "Not Found", f"item {item.id}: file is outside the served roots")
@@ -269,7 +269,7 @@ def _item_file(state: ServeState, item: Item) -> Path:
 @router.get("/items/{item_id}")
 def item_details(state: State, item_id: int) -> dict:
     """An item's metadata and what the experts found in it: labels, transcript, OCR text, passages."""
-    item = _item(state, item_id)
+    item = served_item(state, item_id)
     _, segments = state.catalog.item_detail(item.id) or (item, [])
     labels: dict[str, float] = {}
     transcript, passages, scenes, ocr = [], [], [], []
@@ -297,9 +297,9 @@ def item_details(state: State, item_id: int) -> dict:
 @router.head("/items/{item_id}/thumbnail", include_in_schema=False)  # headers only: a client checking first
 def item_thumbnail(state: State, item_id: int,
                    t: Annotated[float | None, Query(ge=0, le=1e7, description="seconds: a video's frame at this time")] = None):
-    item = _item(state, item_id)
+    item = served_item(state, item_id)
     try:
-        picture = state.thumbnails.get(_item_file(state, item), item.modality, at=t if item.modality == VIDEO else None)
+        picture = state.thumbnails.get(served_file(state, item), item.modality, at=t if item.modality == VIDEO else None)
     except Problem:
         raise
     except Exception as error:  # noqa: BLE001 - an undecodable file gets a clear 422, not a 500
@@ -311,7 +311,7 @@ def item_thumbnail(state: State, item_id: int,
 @router.head("/items/{item_id}/media", include_in_schema=False)  # headers only: size and type before a download
 def item_media(state: State, item_id: int):
     """The file itself; Range requests are answered with 206 (seeking in audio and video)."""
-    path = _item_file(state, _item(state, item_id))
+    path = served_file(state, served_item(state, item_id))
     return MediaResponse(path, media_type=media_type(path), content_disposition_type="inline", filename=path.name)
 
 
@@ -319,7 +319,7 @@ def item_media(state: State, item_id: int):
 def forget_item(state: State, item_id: int) -> dict:
     """Forget an item: its text, vectors and thumbnails are erased from the collection's files. The
     file itself stays where it is (the next index of its folder adds it again); 409 while indexing."""
-    item = _item(state, item_id)
+    item = served_item(state, item_id)
     if state.jobs.running() is not None:
         raise Problem(409, "Conflict", "an index job is running; forget the item when it has finished")
     try:

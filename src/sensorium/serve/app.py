@@ -32,6 +32,7 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
     """The service for one collection; clients may only reach files under `roots`, and browsers
     may make requests that change state or cost work only from its own page or `allow_origins`."""
     from .api import router
+    from .generate import router as generate_router
 
     origins = OriginPolicy(allow_origins or ())  # a malformed origin is a ConfigError before any state
     state = ServeState(Path(collection_dir), roots, token_path, thumbnail_bytes=thumbnail_mb * 1024**2,
@@ -49,6 +50,7 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
     app.state.redact = state.redact
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(generate_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

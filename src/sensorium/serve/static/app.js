@@ -101,10 +101,36 @@ async function openItem(hit) {
       el("li", {}, el("time", { onclick: () => { const p = $("player"); if (p) { p.currentTime = t.start; p.play(); } } },
         clock(t.start)), t.text))));
   }
+  if (item.modality === "image") box.append(describeSection(item));
   if (item.ocr_text) box.append(el("h3", {}, "Text in the image"), el("pre", { class: "ocr" }, item.ocr_text));
   if (item.passages.length) box.append(el("h3", {}, "Text"), ...item.passages.map((p) => el("p", {}, p)));
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth" });
+}
+
+function describeSection(item) {
+  // What the experts found, in one sentence (composed, not a learned caption), and a button that reads it aloud.
+  const sentence = el("p", { id: "description", class: "description" }, "describing…");
+  const speak = el("button", { type: "button", id: "read-aloud", disabled: "" }, "Read aloud");
+  speak.addEventListener("click", async () => {
+    speak.disabled = true;
+    const response = await fetch(`${API}/speak`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text: sentence.textContent }),
+    });
+    speak.disabled = false;
+    if (!response.ok) return setStatus(await problemText(response), true);
+    const audio = new Audio(URL.createObjectURL(await response.blob()));
+    audio.play();
+  });
+  fetch(`${API}/items/${item.id}/description`).then(async (response) => {
+    if (!response.ok) { sentence.textContent = await problemText(response); return; }
+    const description = await response.json();
+    sentence.textContent = description.sentence;
+    sentence.title = description.findings.map((f) => `${f.expert}: ${f.noun} ${(f.confidence * 100).toFixed(0)}%`).join("\n");
+    speak.removeAttribute("disabled");
+  });
+  return el("section", {}, el("h3", {}, "Description"), sentence, speak);
 }
 
 function followJob(job) {
