@@ -195,7 +195,7 @@ class Captioner(nn.Module):
                 from PIL import Image
 
                 pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
-            out.append(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255.0)
+            out.append(torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0)
         return torch.stack(out)
 
     @torch.no_grad()
