@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--run", type=Path, default=None, help="a trained run folder (skips training)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--no-repeat", type=int, default=3, help="no_repeat_ngram of the decoding")
     parser.add_argument("--dev", action="store_true", help="score on A-dev only (choosing decoding settings)")
     args = parser.parse_args(argv)
 
     from sensorium.training.captioning import MODEL_DIR, CaptionTraining, train_captioner
-    from sensorium.world.captioner import Captioner, parameters
+    from sensorium.world.captioner import Captioner
 
     folders = make_worlds(args.scenes, args.test_scenes, args.dev_scenes)
     run = args.run or CACHE / "runs" / f"captioner-{args.epochs}"
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained in {(time.perf_counter() - began) / 60:.1f} min", flush=True)
     model = Captioner.load(run / MODEL_DIR)
     trained = model.config.trained
-    print(f"captioner: {parameters(model) / 1e6:.2f} M parameters, {len(model.config.vocabulary)} words, "
+    print(f"captioner: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(model.config.vocabulary)} words, "
           f"trained on {trained.get('scenes')} scenes of condition {trained.get('condition')} for "
           f"{trained.get('epochs')} epochs")
     tests = ["A-dev"] if args.dev else ["A-test", "B-fresh"]
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = {}
     for name in tests:
         for beam in args.beams:
-            decoding = {"beam": beam}
+            decoding = {"beam": beam, "no_repeat_ngram": args.no_repeat}
             result = evaluate(model, folders[name], decoding)
             c, lang = result["chair"], result["language"]
             print(f"| {name} | {'greedy' if beam == 1 else f'beam {beam}'} | {c.chair_i:.4f} | {c.chair_s:.4f} "
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures = read_pictures_and_captions(folders[tests[0]], 64)[0]
     print("\n| beam | pictures per call | captions/s, one core |\n|---|---|---|")
     for beam in args.beams:
-        print("\n".join(speed(model, pictures, {"beam": beam})), flush=True)
+        print("\n".join(speed(model, pictures, {"beam": beam, "no_repeat_ngram": args.no_repeat})), flush=True)
     print("\nexamples (model | first reference)")
     for (name, beam), pairs in examples.items():
         for candidate, references in pairs[:2]:

@@ -129,8 +129,8 @@ def train_captioner(world: str | Path, out: str | Path, settings: CaptionTrainin
     longest = max(len(words_of(c)) for texts in captions for c in texts) + 1  # the end marker
     config = CaptionerConfig(vocabulary=vocabulary, image_size=pictures.shape[1], width=settings.width,
                              layers=settings.layers, heads=settings.heads, max_words=max(longest, 8),
-                             trained={"world": str(Path(world).resolve()), "scenes": len(records),
-                                      "condition": records[0].get("condition"), **asdict(settings)})
+                             trained={**asdict(settings), "world": str(Path(world).resolve()),
+                                      "scenes": len(records), "condition": records[0].get("condition")})
     model = Captioner(config)
     data = CaptionData(pictures, captions, model, settings.captions_per_step, records)
     train = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
