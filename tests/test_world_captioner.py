@@ -97,7 +97,7 @@ def test_a_minute_of_training_reads_the_pictures(tmp_path):
     make_world(tmp_path / "test", 100, WorldSpec(seed=2, options=options, questions_per_scene=0))
     model = train_captioner(tmp_path / "train", tmp_path / "run", CaptionTraining(
         epochs=12, batch_size=16, lr=3e-3, warmup_steps=10, width=64, layers=2, captions_per_step=5,
-        progress=False, threads=1))
+        progress=False))
     pictures, references, records = read_pictures_and_captions(tmp_path / "test")
     data = CaptionData(pictures, references, model, per_step=5)  # no cell targets: the word loss alone
     batch = collate([data[i] for i in range(len(data))])
