@@ -69,9 +69,12 @@ def test_people_are_counted_and_text_is_quoted_only_when_read_confidently():
     assert strict.sentence.startswith("I cannot tell")
 
 
-def test_thresholds_are_checked():
+def test_thresholds_are_checked_and_the_cli_defaults_are_the_library_ones():
+    from sensorium.commands.describe import PROBABLE, SURE
+
     with pytest.raises(ValueError, match="probable"):
         DescribeOptions(sure=0.3, probable=0.6)
+    assert (DescribeOptions().sure, DescribeOptions().probable) == (SURE, PROBABLE)
 
 
 @pytest.mark.parametrize("question, kind, thing", [

@@ -71,13 +71,11 @@ def caption_all(model, pictures: np.ndarray, batch: int = 64, **decoding) -> lis
     return out
 
 
-def evaluate(model, folder: Path, decoding: dict) -> dict:
-    from sensorium.training.captioning import read_pictures_and_captions
+def evaluate(model, world: tuple, decoding: dict) -> dict:
+    """world: (pictures, references, scenes) of one folder, read once for every decoding."""
     from sensorium.world.chair import chair
-    from sensorium.world.scene import Scene
 
-    pictures, references, records = read_pictures_and_captions(folder)
-    scenes = [Scene.from_json(r) for r in records]
+    pictures, references, scenes = world
     began = time.perf_counter()
     candidates = caption_all(model, pictures, **decoding)
     seconds = time.perf_counter() - began
@@ -133,19 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     tests = ["A-dev"] if args.dev else ["A-test", "B-fresh"]
     print("\n| world | decoding | CHAIR_i | CHAIR_s | attribute CHAIR_i | attribute CHAIR_s | recall | BLEU-4 | METEOR "
           "| ROUGE-L | CIDEr | words | distinct |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    from sensorium.training.captioning import read_pictures_and_captions
+    from sensorium.world.scene import Scene
+
     examples = {}
     for name in tests:
+        pictures, references, records = read_pictures_and_captions(folders[name])
+        world = (pictures, references, [Scene.from_json(r) for r in records])
         for beam in args.beams:
             decoding = {"beam": beam, "no_repeat_ngram": args.no_repeat}
-            result = evaluate(model, folders[name], decoding)
+            result = evaluate(model, world, decoding)
             c, lang = result["chair"], result["language"]
             print(f"| {name} | {'greedy' if beam == 1 else f'beam {beam}'} | {c.chair_i:.4f} | {c.chair_s:.4f} "
                   f"| {c.attribute_chair_i:.4f} | {c.attribute_chair_s:.4f} | {c.recall:.3f} | {lang['BLEU-4']:.3f} "
                   f"| {lang['METEOR']:.3f} | {lang['ROUGE-L']:.3f} | {lang['CIDEr']:.3f} | {result['words']:.1f} "
                   f"| {result['distinct']:.2f} |", flush=True)
             examples[(name, beam)] = result["examples"]
-    from sensorium.training.captioning import read_pictures_and_captions
-
     pictures = read_pictures_and_captions(folders[tests[0]], 64)[0]
     print("\n| beam | pictures per call | captions/s, one core |\n|---|---|---|")
     for beam in args.beams:

@@ -14,6 +14,10 @@ import typer
 
 from .console import EXIT_ERROR, EXIT_USAGE, fail, failing_cleanly, make_console, progress_bar, stop_progress
 
+# DescribeOptions' defaults (tests/test_describe.py checks they agree), written out so that starting the
+# CLI imports no model code
+SURE, PROBABLE = 0.7, 0.3
+
 
 def _options(sure: float, probable: float):
     from ..generation import DescribeOptions
@@ -31,8 +35,8 @@ def describe(
                                          "WAV file (espeak-ng), signed like `sensorium speak`."),
     voice: str = typer.Option("en-us", "--voice", help="The espeak-ng voice for --speak."),
     rate: int = typer.Option(160, "--rate", help="Words per minute for --speak."),
-    sure: float = typer.Option(0.7, "--sure", help="Confidence at which a finding is stated as fact."),
-    probable: float = typer.Option(0.3, "--probable", help="Confidence at which a finding is said with "
+    sure: float = typer.Option(SURE, "--sure", help="Confidence at which a finding is stated as fact."),
+    probable: float = typer.Option(PROBABLE, "--probable", help="Confidence at which a finding is said with "
                                    "'probably'; below it, left out."),
 ):
     """Describe photos in a sentence each, from the classifier, person detector and OCR findings (not a
@@ -58,26 +62,13 @@ def describe(
             make_console(stderr=True).print(f"failed: {reason}", style="red", markup=False)
     if speak is not None and results:
         text = " ".join(d.sentence if len(photos) == 1 else f"{Path(p).name}: {d.sentence}" for p, d in results)
-        _speak(text, speak, voice, rate, quiet=json_out)
+        from .trust import spoken_file
+
+        done = spoken_file(text, speak, "describe", voice, rate)
+        if not json_out:
+            make_console(stderr=True).print(done, markup=False)
     if failures:
         raise typer.Exit(EXIT_ERROR)
-
-
-def _speak(text: str, out: Path, voice: str, rate: int, quiet: bool) -> None:
-    from ..errors import SensoriumError
-    from ..experts.tts import info, save_wav, synthesize
-    from ..provenance.record import input_hash
-    from .trust import sign_generated
-
-    try:
-        speech = synthesize(text, voice=voice, rate_wpm=rate)
-        save_wav(speech, out)
-        how = sign_generated(out, "describe", [info().as_dict()], {"text": input_hash(text)},
-                             {"voice": voice, "rate_wpm": rate})
-    except SensoriumError as error:
-        fail(str(error), EXIT_ERROR)
-    if not quiet:
-        make_console(stderr=True).print(f"wrote {out}: {speech.duration:.1f} s of speech; {how}", markup=False)
 
 
 def ask(

@@ -109,6 +109,22 @@ def sign_generated(path: Path, action: str, models: list[dict], inputs: dict[str
     return "C2PA manifest embedded" if carrier == path else f"signed sidecar {carrier.name}"
 
 
+def spoken_file(text: str, out: Path, action: str, voice: str, rate: int, pitch: int = 50, sign: bool = True) -> str:
+    """Speak `text` into the WAV file `out`, signed as made by `action` unless `sign` is off; what was
+    written, in words. A synthesis or signing error ends the command (status 1)."""
+    from ..experts.tts import info, save_wav, synthesize
+    from ..provenance.record import input_hash
+
+    try:
+        speech = synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
+        save_wav(speech, out)
+        how = sign_generated(out, action, [info().as_dict()], {"text": input_hash(text)},
+                             {"voice": voice, "rate_wpm": rate, "pitch": pitch}) if sign else "not signed"
+    except SensoriumError as error:
+        fail(str(error), EXIT_ERROR)
+    return f"wrote {out}: {speech.duration:.1f} s of speech; {how}"
+
+
 def speak(
     text: str = typer.Argument(..., help="What to say."),
     out: Path = typer.Option(..., "--out", "-o", help="The WAV file to write."),
@@ -118,19 +134,9 @@ def speak(
     no_sign: bool = typer.Option(False, "--no-sign", help="Do not sign the file (no provenance manifest)."),
 ):
     """Speak text into a WAV file (espeak-ng), signed with a C2PA manifest saying how it was made."""
-    from ..experts.tts import info, save_wav, synthesize
-    from ..provenance.record import input_hash
-
     if out.suffix.lower() != ".wav":
         fail(f"--out {out}: speech is written as WAV (name it .wav)", EXIT_USAGE)
-    try:
-        speech = synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
-        save_wav(speech, out)
-        how = "not signed" if no_sign else sign_generated(out, "speak", [info().as_dict()], {"text": input_hash(text)},
-                                                  {"voice": voice, "rate_wpm": rate, "pitch": pitch})
-    except SensoriumError as error:
-        fail(str(error), EXIT_ERROR)
-    make_console().print(f"wrote {out}: {speech.duration:.1f} s of speech; {how}", markup=False)
+    make_console().print(spoken_file(text, out, "speak", voice, rate, pitch, sign=not no_sign), markup=False)
 
 
 TRANSCRIPT_FORMATS = (".txt", ".json", ".srt")

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .concepts import ConceptTable, load_concepts
-from .describe import (CLASSIFIER, OCR, PERSON_DETECTOR, Certainty, DescribeOptions, certainty_of,
-                       describe_evidence, joined)
+from .describe import (CLASSIFIER, OCR, PERSON_DETECTOR, Certainty, DescribeOptions, certainty_of, class_probs,
+                       confident_lines, describe_evidence, joined)
 
 CANNOT_TELL = "cannot tell"
 YES, PROBABLY = "yes", "probably"
@@ -108,8 +108,7 @@ def answer_question(question: str, evidence, combine, options: DescribeOptions |
     classes = table.term_classes(thing)
     if classes is None:
         return Answer(question, CANNOT_TELL, 0.0, f"the classifier has no class for '{thing}'", qtype)
-    probs = np.atleast_2d(np.asarray(evidence.view_probs, dtype=np.float64))
-    probs = probs[0] if options.views == "whole" else combine(probs)
+    probs = class_probs(evidence, combine, options)
     confidence = float(probs[classes].sum())
     best = table.class_nouns[classes[np.argmax(probs[classes])]]
     certainty = certainty_of(confidence, options)
@@ -137,7 +136,7 @@ def _people(question: str, qtype: str, evidence, options: DescribeOptions) -> An
 
 
 def _read(question: str, evidence, options: DescribeOptions) -> Answer:
-    lines = [line for line in evidence.ocr_lines if line.score >= options.ocr_min and line.text.strip()]
+    lines = confident_lines(evidence, options)
     if not lines:
         return Answer(question, CANNOT_TELL, 0.0, "no text was read in this photo", READ)
     text = " ".join(line.text.strip() for line in lines)

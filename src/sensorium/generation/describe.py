@@ -7,7 +7,7 @@ stated with "probably", anything lower is left out (and listed in `left_out`, so
 what was dropped and why). When nothing reaches `probable`, the sentence says it cannot tell:
 saying nothing is better than inventing (CHAIR, benchmarks/quality/describe_coco.py).
 
-    describer = Describer(bridge)                       # an ImageBridge (experts.image, text, people, OCR)
+    describer = Describer(bridge)                       # `describer.Describer`: an ImageBridge (image, text, people, OCR)
     description = describer.describe(pixels)            # Description(sentence, findings, left_out)
     description.sentence  # "A photo of a dog and probably a frisbee, with two people."
 """
@@ -102,7 +102,8 @@ def certainty_of(confidence: float, options: DescribeOptions) -> Certainty:
     return Certainty.PROBABLY if confidence >= options.probable else Certainty.LEFT_OUT
 
 
-def _class_probs(evidence, combine, options: DescribeOptions) -> np.ndarray:
+def class_probs(evidence, combine, options: DescribeOptions) -> np.ndarray:
+    """The class probabilities a description reads: the whole photo's, or its views combined by `combine`."""
     view_probs = np.atleast_2d(np.asarray(evidence.view_probs, dtype=np.float64))
     return view_probs[0] if options.views == "whole" else combine(view_probs)
 
@@ -134,8 +135,13 @@ def people_finding(evidence, options: DescribeOptions) -> Finding | None:
     return Finding(PERSON_DETECTOR, PEOPLE_NOUN, words, confidence, certainty_of(confidence, options))
 
 
+def confident_lines(evidence, options: DescribeOptions) -> list:
+    """The OCR lines read with at least `ocr_min` confidence."""
+    return [line for line in evidence.ocr_lines if line.score >= options.ocr_min and line.text.strip()]
+
+
 def text_finding(evidence, options: DescribeOptions) -> Finding | None:
-    lines = [line for line in evidence.ocr_lines if line.score >= options.ocr_min and line.text.strip()]
+    lines = confident_lines(evidence, options)
     if not lines:
         return None
     text = " ".join(line.text.strip() for line in lines)
@@ -177,7 +183,7 @@ def describe_evidence(evidence, combine, options: DescribeOptions | None = None,
     (`LabelBridge.combine_probs`)."""
     options = options or DescribeOptions()
     table = table or load_concepts()
-    probs = _class_probs(evidence, combine, options)
+    probs = class_probs(evidence, combine, options)
     candidates = object_findings(probs, table, options)
     kept = [f for f in candidates if f.certainty is not Certainty.LEFT_OUT][: options.max_objects]
     left_out = [f for f in candidates if f.certainty is Certainty.LEFT_OUT]
@@ -189,20 +195,3 @@ def describe_evidence(evidence, combine, options: DescribeOptions | None = None,
         kept.append(text)
     return Description(sentence_of(kept), kept, left_out)
 
-
-class Describer:
-    """Describe photos with an `ImageBridge`'s experts (one bridge per process is shared: `bridge_for`)."""
-
-    def __init__(self, bridge, options: DescribeOptions | None = None):
-        self.bridge = bridge
-        self.options = options or DescribeOptions()
-        self.table = load_concepts()
-
-    def describe_evidence(self, evidence) -> Description:
-        return describe_evidence(evidence, self.bridge.labels.combine_probs, self.options, self.table)
-
-    def describe(self, pixels: np.ndarray) -> Description:
-        return self.describe_many([pixels])[0]
-
-    def describe_many(self, images: list[np.ndarray]) -> list[Description]:
-        return [self.describe_evidence(evidence) for evidence in self.bridge.observe(images)]

@@ -16,8 +16,9 @@ from ..errors import QueryError, ReadError, SensoriumError
 from ..experts import default_experts
 from ..readers.image import read_image
 from ..space.image_bridge import bridge_for
-from .answer import Answer, answer_question, check_question
-from .describe import DescribeOptions, Description, Describer
+from .answer import Answer, check_question
+from .describe import DescribeOptions, Description
+from .describer import Describer
 
 MAX_SIDE = 2048  # photos are read at most this large: the classifier sees 224 px, OCR caps at 960
 
@@ -53,8 +54,6 @@ def describe_photos(paths, experts=None, options: DescribeOptions | None = None,
 
 
 def ask_photo(path: str | Path, question: str, experts=None, options: DescribeOptions | None = None) -> Answer:
-    """One question about one photo; ValueError for an empty question (before any model runs)."""
-    question = check_question(question)
-    engine = describer(experts, options)
-    [evidence] = engine.bridge.observe([read_photo(path)])
-    return answer_question(question, evidence, engine.bridge.labels.combine_probs, engine.options, engine.table)
+    """One question about one photo; ValueError for an empty question (before the photo is read)."""
+    check_question(question)
+    return describer(experts, options).answer(read_photo(path), question)

@@ -50,7 +50,7 @@ async def describe_upload(request: Request, state: State, file: Annotated[Upload
 async def ask_upload(request: Request, state: State, file: Annotated[UploadFile, File()],
                      question: Annotated[str, Form(min_length=1, max_length=512)]) -> dict:
     """Answer a question about an uploaded photo from the experts' findings, or "cannot tell" and why."""
-    from ..generation.answer import answer_question, check_question
+    from ..generation.answer import check_question
     from ..generation.photos import read_photo
 
     try:
@@ -60,10 +60,7 @@ async def ask_upload(request: Request, state: State, file: Annotated[UploadFile,
 
     def work() -> dict:
         with saved_upload(file, (IMAGE,), state.max_upload_bytes) as (path, _):
-            engine = _describer(state)
-            [evidence] = engine.bridge.observe([read_photo(path)])
-            return answer_question(question, evidence, engine.bridge.labels.combine_probs, engine.options,
-                                   engine.table).as_dict()
+            return _describer(state).answer(read_photo(path), question).as_dict()
 
     return await until_client_leaves(request, work)
 
