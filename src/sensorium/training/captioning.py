@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from ..world.captioner import PAD_ID, cell_targets, Captioner, CaptionerConfig, build_vocabulary, words_of
-from ..world.writer import WorldError, read_scenes
+from ..world.captioner import PAD_ID, cell_targets, Captioner, CaptionerConfig, build_vocabulary
+from ..world.vocabulary import words_of
+from ..world.writer import WorldError, read_pictures
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .trainer import METRICS_FILE, Trainer, seed_everything, threads_for
 
@@ -30,7 +31,7 @@ MODEL_DIR = "captioner"
 @dataclass(frozen=True)
 class CaptionTraining:
     epochs: int = 12
-    batch_size: int = 32  # pictures per step (each with all its captions)
+    batch_size: int = 32  # pictures per step (each with `captions_per_step` of its captions)
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
@@ -46,26 +47,11 @@ class CaptionTraining:
 
 def read_pictures_and_captions(world: str | Path, scenes: int = 0) -> tuple[np.ndarray, list[list[str]], list[dict]]:
     """(pictures (N, S, S, 3) uint8, captions per picture, scene records) of a world folder."""
-    from PIL import Image
-
-    world = Path(world)
-    pictures, captions, records = [], [], []
-    for record in read_scenes(world):
-        if scenes and len(records) >= scenes:
-            break
-        path = world / record["image"]
-        try:
-            with Image.open(path) as image:
-                pictures.append(np.asarray(image.convert("RGB")))
-        except (OSError, ValueError) as exc:
-            raise WorldError(f"{path}: cannot read the picture ({exc})") from exc
-        captions.append([c["text"] for c in record["captions"]])
-        records.append(record)
-    if not records:
-        raise WorldError(f"{world}: no scenes")
+    pictures, records = read_pictures(Path(world), scenes)
+    captions = [[c["text"] for c in record["captions"]] for record in records]
     if not any(captions):
         raise WorldError(f"{world}: the scenes have no captions (make it with --captions 1 or more)")
-    return np.stack(pictures), captions, records
+    return pictures, captions, records
 
 
 class CaptionData(Dataset):

@@ -14,8 +14,6 @@ all that captioning needs at run time.
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,15 +22,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError, ReadError
-from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES
+from ..errors import ConfigError
+from .files import load_weights, read_record, save_model
+from .pixels import pictures_tensor
+from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES, words_of
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
-CONFIG_FILE, WEIGHTS_FILE = "captioner.json", "captioner.safetensors"
+STEM = "captioner"  # captioner.json + captioner.safetensors
 FORMAT = "sensorium-world-captioner/1"
-_WORD = re.compile(r"[a-z0-9]+|[,:]")
 CELL_CLASSES = (len(SHAPES) + 1, len(COLOURS), len(SIZES), len(MATERIALS))  # shape 0 = no object
 EMPTY_CELL_WEIGHT = 0.1
 
@@ -52,11 +51,6 @@ def cell_targets(objects: list[dict], picture_size: int, grid: int) -> Tensor:
         out[gy * grid + gx] = torch.tensor([SHAPES.index(obj["shape"]) + 1, COLOURS.index(obj["colour"]),
                                             SIZES.index(obj["size"]), MATERIALS.index(obj["material"])])
     return out
-
-
-def words_of(caption: str) -> list[str]:
-    """Lower-case words and the punctuation the world's captions use (",", ":")."""
-    return _WORD.findall(caption.lower())
 
 
 def build_vocabulary(captions) -> tuple[str, ...]:
@@ -185,18 +179,7 @@ class Captioner(nn.Module):
 
     # ---- decoding ---------------------------------------------------------------------------
     def pictures_tensor(self, images: list[np.ndarray]) -> Tensor:
-        size = self.config.image_size
-        out = []
-        for number, pixels in enumerate(images):
-            if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3:
-                raise ValueError(f"images[{number}]: expected an (H, W, 3) uint8 array, got "
-                                 f"{getattr(pixels, 'shape', type(pixels).__name__)}")
-            if pixels.shape[:2] != (size, size):
-                from PIL import Image
-
-                pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
-            out.append(torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0)
-        return torch.stack(out)
+        return pictures_tensor(images, self.config.image_size)
 
     @torch.no_grad()
     def caption(self, images: list[np.ndarray], beam: int = 1, max_words: int | None = None, min_words: int = 1,
@@ -217,42 +200,13 @@ class Captioner(nn.Module):
 
     # ---- files ------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(tensors, str(folder / WEIGHTS_FILE))
-        record = {"format": FORMAT, **asdict(self.config)}
-        (folder / CONFIG_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        return folder
+        return save_model(self, folder, STEM, {"format": FORMAT, **asdict(self.config)})
 
     @classmethod
     def load(cls, folder: str | Path) -> "Captioner":
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        config_path = folder / CONFIG_FILE
-        if not config_path.is_file():
-            raise ReadError(folder, f"no {CONFIG_FILE}: not a captioner folder (train one with `sensorium world "
-                            "train`)")
-        try:
-            record = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ReadError(config_path, f"not valid JSON ({exc})") from exc
-        if record.pop("format", None) != FORMAT:
-            raise ReadError(config_path, f"not a {FORMAT} config")
+        record = read_record(folder, STEM, FORMAT, "not a captioner folder (train one with `sensorium world train`)")
         record["vocabulary"] = tuple(record["vocabulary"])
-        model = cls(CaptionerConfig(**record))
-        try:
-            tensors = load_file(str(folder / WEIGHTS_FILE))
-        except Exception as exc:  # safetensors raises its own types for a missing or damaged file
-            raise ReadError(folder / WEIGHTS_FILE, f"not a valid safetensors file ({exc})") from exc
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
-        if missing or unexpected:
-            raise ReadError(folder / WEIGHTS_FILE, f"weights do not fit the config (missing {len(missing)}, "
-                            f"unexpected {len(unexpected)})")
-        return model.eval()
+        return load_weights(cls(CaptionerConfig(**record)), folder, STEM)
 
 
 def _banned(sequence: list[int], n: int) -> set[int]:

@@ -50,25 +50,39 @@ def _yes(value: bool) -> str:
     return YES if value else NO
 
 
-def execute(program: Mapping, scene: Scene) -> str:
-    """The answer `program` has on `scene`."""
+def execute(program: Mapping, scene: Scene, looked_at: list[WorldObject] | None = None) -> str:
+    """The answer `program` has on `scene`. With `looked_at`, the objects the answer rests on are
+    appended to it (the grounding: the one object queried, the two compared, an anchor and the
+    objects related to it, the objects counted)."""
+    seen = looked_at if looked_at is not None else []
+    before = len(seen)
     op = program["op"]
     try:
         if op == "exist":
-            return _yes(bool(scene.matching(description(program["filter"]))))
+            found = scene.matching(description(program["filter"]))
+            seen += found
+            return _yes(bool(found))
         if op == "count":
-            return str(len(scene.matching(description(program["filter"]))))
+            found = scene.matching(description(program["filter"]))
+            seen += found
+            return str(len(found))
         if op == "query":
-            return _one(scene, program["object"]).value(program["attribute"])
+            obj = _one(scene, program["object"])
+            seen.append(obj)
+            return obj.value(program["attribute"])
         if op == "same":
             first, second = (_one(scene, f) for f in program["objects"])
+            seen += [first, second]
             return _yes(first.value(program["attribute"]) == second.value(program["attribute"]))
         if op in ("more", "fewer", "equal"):
-            a, b = (len(scene.matching(description(f))) for f in program["filters"])
+            groups = [scene.matching(description(f)) for f in program["filters"]]
+            seen += groups[0] + groups[1]
+            a, b = (len(group) for group in groups)
             return _yes(a > b if op == "more" else a < b if op == "fewer" else a == b)
         relation = Relation(program["relation"])
         if op == "relate":
             subject, anchor = (_one(scene, f) for f in program["objects"])
+            seen += [subject, anchor]
             holds = relation_holds(subject, anchor, relation, scene.size)
             if holds is None:
                 raise _Unanswerable
@@ -80,14 +94,18 @@ def execute(program: Mapping, scene: Scene) -> str:
             verdicts = [relation_holds(o, anchor, relation, scene.size) for o in fits]
             if any(v is None for v in verdicts):
                 raise _Unanswerable
+            seen += [anchor, *(o for o, v in zip(fits, verdicts) if v)]
             return str(sum(verdicts))
         if op == "query_related":
             verdicts = {o.id: relation_holds(o, anchor, relation, scene.size) for o in others}
             if any(v is None for v in verdicts.values()):
                 raise _Unanswerable
             related = [o for o in others if verdicts[o.id]]
-            return _one(scene, program["filter"], among=related).value(program["attribute"])
+            obj = _one(scene, program["filter"], among=related)
+            seen += [obj, anchor]
+            return obj.value(program["attribute"])
     except _Unanswerable:
+        del seen[before:]  # nothing is grounded when the question cannot be answered
         return CANNOT_TELL
     raise ValueError(f"unknown program op {op!r}")
 

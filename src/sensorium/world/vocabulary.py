@@ -7,6 +7,7 @@ CLEVR's eight colours (Johnson et al. 2017), so figures compare with that litera
 """
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 
@@ -99,3 +100,12 @@ def attribute_of(value: str) -> Attribute:
         if value in values:
             return attribute
     raise KeyError(value)
+
+
+_WORD = re.compile(r"[a-z0-9]+|[,:]")
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words and the punctuation the world's sentences use (",", ":"); what the
+    captioner and the question parser read. Anything else (other scripts, "?") is dropped."""
+    return _WORD.findall(text.lower())

@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SensoriumError
 from .language import captions, language_rng, questions
 from .scene import SceneOptions, generate_scene
 from .vocabulary import ANSWERS, CANNOT_TELL, COLOURS, CONDITION_COLOURS, MATERIALS, SHAPES, SIZES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "sensorium-world/1"
 SCENES_FILE, QUESTIONS_FILE, CAPTIONS_FILE, META_FILE = "scenes.jsonl", "questions.jsonl", "captions.jsonl", "world.json"
@@ -161,6 +165,29 @@ def read_scenes(out: Path) -> Iterator[dict]:
                 yield json.loads(line)
             except ValueError as exc:
                 raise WorldError(f"{path} line {number}: not JSON ({exc})") from exc
+
+
+def read_pictures(out: Path, scenes: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """(pictures (N, S, S, 3) uint8, their scene records) of a world folder; the first `scenes` (0 = all).
+    A picture that cannot be read is a WorldError naming its file."""
+    import numpy as np
+    from PIL import Image
+
+    out = Path(out)
+    pictures, records = [], []
+    for record in read_scenes(out):
+        if scenes and len(records) >= scenes:
+            break
+        path = out / record["image"]
+        try:
+            with Image.open(path) as image:
+                pictures.append(np.asarray(image.convert("RGB")))
+        except (OSError, ValueError) as exc:
+            raise WorldError(f"{path}: cannot read the picture ({exc})") from exc
+        records.append(record)
+    if not records:
+        raise WorldError(f"{out}: no scenes")
+    return np.stack(pictures), records
 
 
 def write_manifests(out: Path) -> dict:
