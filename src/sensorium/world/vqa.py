@@ -1,0 +1,163 @@
+"""Question answering on world pictures, grounded in the objects it found: detect, read, parse, execute.
+
+The pipeline of NS-VQA (Yi et al. 2018) with every part learned here:
+    picture  -> `ObjectDetector`    -> boxes
+    each box -> `ObjectPerception`  -> shape (colour-blind), colour, size, material
+             -> `render.place_from_box` -> where it stands (the camera is known)
+    question -> `QuestionParser`    -> a program (`program.py`)
+    program executed on the scene seen -> the answer, and the objects it rests on (their boxes)
+
+"cannot tell" comes from the program, not from a guess: the object a question names is not
+there, or more than one fits; a question with words the parser never saw is not answered either.
+
+    vqa = WorldVQA.load("runs/vqa/vqa")
+    answer = vqa.ask(pixels, "What colour is the large metal sphere?")
+    answer.answer, answer.objects[0].box       # "red", (31.5, 40.0, 58.2, 66.9)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ReadError
+from .detector import Detection, ObjectDetector
+from .files import VQA_HINT
+from .parser import Parse, QuestionParser
+from .perception import ObjectPerception, crop_object
+from .program import execute
+from .render import place_from_box, solid
+from .scene import Scene, WorldObject
+from .vocabulary import CANNOT_TELL, Condition
+
+FORMAT, MANIFEST = "sensorium-world-vqa/1", "vqa.json"
+MAX_QUESTION_CHARS = 500
+
+
+@dataclass(frozen=True)
+class SeenObject:
+    """An object the answer rests on, as the models saw it."""
+
+    box: tuple[float, float, float, float]
+    shape: str
+    colour: str
+    size: str
+    material: str
+    score: float  # the detector's centre score
+    certainty: float  # the least probability among its four attributes
+
+
+@dataclass(frozen=True)
+class WorldAnswer:
+    question: str
+    answer: str
+    reason: str = ""  # why "cannot tell", in words
+    program: dict | None = None
+    objects: list[SeenObject] = field(default_factory=list)  # the grounding: what the answer looked at
+    parse_confidence: float = 0.0
+    confidence: float = 0.0  # the least of the parse's and the looked-at objects' detection and attribute scores
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SeenScene:
+    """A picture as the models saw it: a `Scene` to execute programs on, and each object's scores."""
+
+    scene: Scene
+    detections: list[Detection]
+    certainties: list[float]
+
+    def seen(self, obj: WorldObject) -> SeenObject:
+        return SeenObject(tuple(obj.box), obj.shape, obj.colour, obj.size, obj.material,
+                          self.detections[obj.id].score, self.certainties[obj.id])
+
+
+def check_question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question: empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question: longer than {MAX_QUESTION_CHARS} characters")
+    return question.strip()
+
+
+class WorldVQA:
+    def __init__(self, detector: ObjectDetector, perception: ObjectPerception, parser: QuestionParser):
+        self.detector, self.perception, self.parser = detector, perception, parser
+
+    def perceive(self, images: list[np.ndarray]) -> list[SeenScene]:
+        """Each picture's objects: found, read, placed. Nothing comes from annotations."""
+        side = self.perception.config.side
+        found = self.detector.detect(images)
+        crops = [crop_object(np.asarray(picture, dtype=np.uint8), d.box, side)
+                 for picture, detections in zip(images, found) for d in detections]
+        read = self.perception.read(np.stack(crops)) if crops else []
+        scenes, position = [], 0
+        for picture, detections in zip(images, found):
+            width = picture.shape[1]
+            objects, certainties = [], []
+            for number, detection in enumerate(detections):
+                values = {name: value for name, (value, _) in read[position].items()}
+                certainties.append(min(p for _, p in read[position].values()))
+                body = solid(values["shape"], values["size"], values["colour"], values["material"], 0.0, 0.0)
+                x, z, depth = place_from_box(detection.box, width, body.radius, body.height)
+                x0, _, x1, _ = detection.box
+                objects.append(WorldObject(id=number, **values, position=(x, z), box=detection.box, depth=depth,
+                                           centre_x=(x0 + x1) / 2))
+                position += 1
+            scene = Scene(0, 0, Condition.ALL, width, objects)
+            scenes.append(SeenScene(scene, detections, certainties))
+        return scenes
+
+    def answer_seen(self, seen: SeenScene, question: str, parse: Parse) -> WorldAnswer:
+        if parse.unknown_words:
+            words = ", ".join(repr(w) for w in parse.unknown_words[:5])
+            return WorldAnswer(question, CANNOT_TELL, f"words the model never learned: {words}",
+                               parse_confidence=parse.confidence)
+        if parse.program is None:
+            return WorldAnswer(question, CANNOT_TELL, "the question is not one the model can parse "
+                               "(it reads questions about the world's shapes, colours, sizes and materials)",
+                               parse_confidence=parse.confidence)
+        looked_at: list[WorldObject] = []
+        answer = execute(parse.program, seen.scene, looked_at)
+        reason = ("no single object fits what the question names, or its place cannot be judged"
+                  if answer == CANNOT_TELL else "")
+        objects = [seen.seen(o) for o in {o.id: o for o in looked_at}.values()]
+        confidence = min([parse.confidence, *(o.score for o in objects), *(o.certainty for o in objects)])
+        return WorldAnswer(question, answer, reason, parse.program, objects, parse.confidence, round(confidence, 4))
+
+    def ask(self, picture: np.ndarray, question: str) -> WorldAnswer:
+        """One question about one picture; ValueError for an empty question (before any model runs)."""
+        question = check_question(question)
+        [seen] = self.perceive([picture])
+        [parse] = self.parser.parse([question])
+        return self.answer_seen(seen, question, parse)
+
+    def ask_many(self, pictures: list[np.ndarray], questions: list[list[str]]) -> list[list[WorldAnswer]]:
+        """Questions per picture; each picture is perceived once, all questions parsed in one batch."""
+        questions = [[check_question(q) for q in qs] for qs in questions]
+        seen = self.perceive(pictures)
+        parses = iter(self.parser.parse([q for qs in questions for q in qs])) if any(questions) else iter(())
+        return [[self.answer_seen(s, q, next(parses)) for q in qs] for s, qs in zip(seen, questions)]
+
+    # ---- files ------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        for part in (self.detector, self.perception, self.parser):
+            part.save(folder)
+        manifest = {"format": FORMAT, "parts": ["detector", "objects", "parser"]}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "WorldVQA":
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            if (folder / "vqa" / MANIFEST).is_file():  # the run folder `sensorium world train` wrote
+                folder = folder / "vqa"
+            else:
+                raise ReadError(folder, f"no {MANIFEST}: {VQA_HINT}")
+        return cls(ObjectDetector.load(folder), ObjectPerception.load(folder), QuestionParser.load(folder))
