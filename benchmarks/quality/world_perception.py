@@ -71,34 +71,20 @@ def fresh_b(scenes: int, seed: int = 4) -> Path:
     return folder
 
 
-def crop_object(picture, box, size: int) -> np.ndarray:
-    """(7, SIDE, SIDE) uint8: the box enlarged by a quarter, square, resized; then its centre and size as planes."""
-    from PIL import Image
-
-    x0, y0, x1, y1 = box
-    side = 1.25 * max(x1 - x0, y1 - y0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    window = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-    pixels = np.asarray(picture.resize((SIDE, SIDE), Image.BILINEAR, box=window), dtype=np.uint8)
-    planes = [np.full((SIDE, SIDE), round(255 * min(max(v, 0.0), 1.0)), dtype=np.uint8)
-              for v in (cx / size, cy / size, (x1 - x0) / size, (y1 - y0) / size)]
-    return np.concatenate([pixels.transpose(2, 0, 1), np.stack(planes)])
-
-
 def crops(folder: Path, out: Path) -> Path:
     """One row per annotated object: (7, SIDE, SIDE) uint8 = RGB crop + centre and size planes; labels."""
     from PIL import Image
 
     from sensorium.world import read_scenes
+    from sensorium.world.perception import crop_object
 
     if out.exists():
         return out
     rows, labels = [], {a: [] for a in ATTRIBUTES}
     for record in read_scenes(folder):
-        picture = Image.open(folder / record["image"]).convert("RGB")
-        size = record["size"]
+        picture = np.asarray(Image.open(folder / record["image"]).convert("RGB"))
         for obj in record["objects"]:
-            rows.append(crop_object(picture, obj["box"], size))
+            rows.append(crop_object(picture, obj["box"], SIDE))
             for a in ATTRIBUTES:
                 labels[a].append(obj[a])
     np.savez(out, crop=np.stack(rows), **{a: np.array(v) for a, v in labels.items()})
