@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from ..world.captioner import PAD_ID, cell_targets, Captioner, CaptionerConfig, build_vocabulary
 from ..world.vocabulary import words_of
 from ..world.writer import WorldError, read_pictures
-from .config import Config, DataConfig, ModelConfig, TrainConfig
-from .trainer import METRICS_FILE, Trainer, seed_everything, threads_for
+from .config import TrainConfig
+from .trainer import fit_own_loss, seed_everything, threads_for
 
 MODEL_DIR = "captioner"
 
@@ -122,12 +122,7 @@ def train_captioner(world: str | Path, out: str | Path, settings: CaptionTrainin
     train = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                         weight_decay=settings.weight_decay, warmup_steps=settings.warmup_steps, seed=settings.seed,
                         threads=settings.threads, progress=settings.progress, min_lr_ratio=0.05)
-    if not resume:
-        (out / METRICS_FILE).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(Config(data=DataConfig(), model=ModelConfig(), train=train, tasks=[]), model, data, None,
-                      collate, out=out)
-    summary = trainer.fit(resume=resume)
+    summary = fit_own_loss(model, data, collate, out, train, resume)
     model.save(out / MODEL_DIR)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     return model.eval()

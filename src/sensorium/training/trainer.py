@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .augment import augment_batch, mixed_targets, mixup
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
-from .config import Config
+from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
 from .evaluate import classification_metrics
 from .schedule import warmup_cosine
@@ -388,3 +388,17 @@ class Trainer:
 
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         disable=not (self.cfg.progress and self.context.is_main), transient=True)
+
+
+def fit_own_loss(model: nn.Module, data: Dataset, collate: Callable, out: Path, train: TrainConfig,
+                 resume: bool = False) -> dict[str, Any]:
+    """Train a model that computes its own loss (`computes_loss = True`) on `data`: no tasks, no
+    validation set; OUT gets checkpoints and metrics.jsonl (begun afresh unless resuming). What the
+    world's captioner, detector, object reader and question parser share."""
+    out = Path(out)
+    if not resume:
+        (out / METRICS_FILE).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(Config(data=DataConfig(), model=ModelConfig(), train=train, tasks=[]), model, data, None,
+                      collate, out=out)
+    return trainer.fit(resume=resume)

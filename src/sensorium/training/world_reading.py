@@ -28,8 +28,8 @@ from ..world.program import SLOTS, flatten
 from ..world.vocabulary import CANNOT_TELL
 from ..world.vqa import WorldVQA
 from ..world.writer import WorldError, read_pictures, read_scenes
-from .config import Config, DataConfig, ModelConfig, TrainConfig
-from .trainer import METRICS_FILE, Trainer, seed_everything, threads_for
+from .config import TrainConfig
+from .trainer import fit_own_loss, seed_everything, threads_for
 
 MODEL_DIR, RUNS_DIR = "vqa", "runs"
 PARTS = ("detector", "objects", "parser")
@@ -145,12 +145,7 @@ def _fit(model, data: Dataset, collate, out: Path, epochs: int, batch_size: int,
          settings: VQATraining, resume: bool) -> dict:
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup, seed=settings.seed,
                         threads=settings.threads, progress=settings.progress, min_lr_ratio=0.05)
-    if not resume:
-        (out / METRICS_FILE).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(Config(data=DataConfig(), model=ModelConfig(), train=train, tasks=[]), model, data, None,
-                      collate, out=out)
-    return trainer.fit(resume=resume)
+    return fit_own_loss(model, data, collate, out, train, resume)
 
 
 def train_detector(pictures: np.ndarray, records: list[dict], out: Path, settings: VQATraining,

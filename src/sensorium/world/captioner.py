@@ -14,8 +14,7 @@ all that captioning needs at run time.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import load_weights, read_record, save_model
+from .files import SavedModel
 from .pixels import pictures_tensor
 from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES, words_of
 
@@ -103,7 +102,9 @@ class ImageTokens(nn.Module):
         return self.norm(features.flatten(2).transpose(1, 2) + self.position)
 
 
-class Captioner(nn.Module):
+class Captioner(SavedModel, nn.Module):
+    stem, file_format = STEM, FORMAT
+    hint = "not a captioner folder (train one with `sensorium world train`)"
     computes_loss = True  # the Trainer optimises forward(batch), the teacher-forced word loss
 
     def __init__(self, config: CaptionerConfig):
@@ -199,14 +200,10 @@ class Captioner(nn.Module):
             self.train(was_training)
 
     # ---- files ------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
-        return save_model(self, folder, STEM, {"format": FORMAT, **asdict(self.config)})
-
     @classmethod
-    def load(cls, folder: str | Path) -> "Captioner":
-        record = read_record(folder, STEM, FORMAT, "not a captioner folder (train one with `sensorium world train`)")
+    def config_from(cls, record: dict) -> CaptionerConfig:
         record["vocabulary"] = tuple(record["vocabulary"])
-        return load_weights(cls(CaptionerConfig(**record)), folder, STEM)
+        return CaptionerConfig(**record)
 
 
 def _banned(sequence: list[int], n: int) -> set[int]:

@@ -14,8 +14,7 @@ Training lives in `sensorium.training.world_reading`; this module is all detecti
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import VQA_HINT, load_weights, read_record, save_model
+from .files import SavedModel
 from .pixels import pictures_tensor
 
 STEM, FORMAT = "detector", "sensorium-world-detector/1"
@@ -89,7 +88,8 @@ def box_targets(boxes, config: DetectorConfig) -> tuple[Tensor, Tensor, Tensor]:
     return heat, regress, mask
 
 
-class ObjectDetector(nn.Module):
+class ObjectDetector(SavedModel, nn.Module):
+    stem, file_format = STEM, FORMAT
     computes_loss = True  # the Trainer optimises forward(batch): focal loss on centres + L1 on sizes
 
     def __init__(self, config: DetectorConfig | None = None):
@@ -152,10 +152,6 @@ class ObjectDetector(nn.Module):
             self.train(was_training)
         return found
 
-    def save(self, folder: str | Path) -> Path:
-        return save_model(self, folder, STEM, {"format": FORMAT, **asdict(self.config)})
-
     @classmethod
-    def load(cls, folder: str | Path) -> "ObjectDetector":
-        record = read_record(folder, STEM, FORMAT, VQA_HINT)
-        return load_weights(cls(DetectorConfig(**record)), folder, STEM)
+    def config_from(cls, record: dict) -> DetectorConfig:
+        return DetectorConfig(**record)

@@ -6,6 +6,7 @@ parser) reads and writes the same way, checks what it reads, and never unpickles
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
@@ -55,3 +56,25 @@ def load_weights(model: nn.Module, folder: str | Path, stem: str) -> nn.Module:
     if missing or unexpected:
         raise ReadError(path, f"weights do not fit the config (missing {len(missing)}, unexpected {len(unexpected)})")
     return model.eval()
+
+
+class SavedModel:
+    """Mixin for a world model with a dataclass `config`: `save(folder)` and `load(folder)` as
+    STEM.safetensors + STEM.json. A subclass names `stem`, `file_format`, `hint` and turns the stored
+    record back into its config (`config_from`: JSON lists back to tuples)."""
+
+    stem: str
+    file_format: str
+    hint: str = VQA_HINT
+
+    @classmethod
+    def config_from(cls, record: dict):
+        raise NotImplementedError
+
+    def save(self, folder: str | Path) -> Path:
+        return save_model(self, folder, self.stem, {"format": self.file_format, **asdict(self.config)})
+
+    @classmethod
+    def load(cls, folder: str | Path):
+        record = read_record(folder, cls.stem, cls.file_format, cls.hint)
+        return load_weights(cls(cls.config_from(record)), folder, cls.stem)

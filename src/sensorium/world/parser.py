@@ -10,15 +10,14 @@ Training lives in `sensorium.training.world_reading`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import VQA_HINT, load_weights, read_record, save_model
+from .files import SavedModel
 from .program import SLOTS, unflatten
 from .vocabulary import words_of
 
@@ -58,7 +57,8 @@ def build_vocabulary(questions) -> tuple[str, ...]:
     return (PAD, UNK) + tuple(sorted({w for q in questions for w in words_of(q)}))
 
 
-class QuestionParser(nn.Module):
+class QuestionParser(SavedModel, nn.Module):
+    stem, file_format = STEM, FORMAT
     computes_loss = True  # the Trainer optimises forward(batch): the slots' cross-entropies
 
     def __init__(self, config: ParserConfig):
@@ -123,12 +123,8 @@ class QuestionParser(nn.Module):
             parses.append(Parse(program, round(confidence, 4), unknown))
         return parses
 
-    def save(self, folder: str | Path) -> Path:
-        return save_model(self, folder, STEM, {"format": FORMAT, **asdict(self.config)})
-
     @classmethod
-    def load(cls, folder: str | Path) -> "QuestionParser":
-        record = read_record(folder, STEM, FORMAT, VQA_HINT)
+    def config_from(cls, record: dict) -> ParserConfig:
         record["vocabulary"] = tuple(record["vocabulary"])
         record["slot_values"] = {k: tuple(v) for k, v in record["slot_values"].items()}
-        return load_weights(cls(ParserConfig(**record)), folder, STEM)
+        return ParserConfig(**record)

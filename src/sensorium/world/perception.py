@@ -12,15 +12,14 @@ four constant planes for the box's centre and size in the picture (so "large" ca
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .files import VQA_HINT, load_weights, read_record, save_model
+from .files import SavedModel
 from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES, VALUES, Attribute
 
 STEM, FORMAT = "objects", "sensorium-world-objects/1"
@@ -80,7 +79,8 @@ class CropNet(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
 
-class ObjectPerception(nn.Module):
+class ObjectPerception(SavedModel, nn.Module):
+    stem, file_format = STEM, FORMAT
     computes_loss = True  # the Trainer optimises forward(batch): the attributes' cross-entropies
 
     def __init__(self, config: PerceptionConfig | None = None):
@@ -118,14 +118,10 @@ class ObjectPerception(nn.Module):
             self.train(was_training)
         return found
 
-    def save(self, folder: str | Path) -> Path:
-        return save_model(self, folder, STEM, {"format": FORMAT, **asdict(self.config)})
-
     @classmethod
-    def load(cls, folder: str | Path) -> "ObjectPerception":
-        record = read_record(folder, STEM, FORMAT, VQA_HINT)
+    def config_from(cls, record: dict) -> PerceptionConfig:
         record["widths"] = tuple(record["widths"])
-        return load_weights(cls(PerceptionConfig(**record)), folder, STEM)
+        return PerceptionConfig(**record)
 
 
 ATTRIBUTE_ORDER = tuple(a.value for a in (Attribute.SHAPE, Attribute.COLOUR, Attribute.SIZE, Attribute.MATERIAL))
