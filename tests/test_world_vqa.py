@@ -204,3 +204,17 @@ def test_world_train_builds_a_question_answerer_from_the_cli(tmp_path):
     result = subprocess.run([*cli, "--model", "poem", "--out", str(tmp_path / "x")], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "--model" in result.stderr
+
+
+def test_slots_that_make_no_program_are_refused_not_executed():
+    from sensorium.world.program import SLOTS, flatten, unflatten
+
+    slots = flatten({"op": "query", "attribute": "colour", "object": {"shape": "cube"}})
+    assert unflatten(slots)["attribute"] == "colour"
+    for slot, value in (("attribute", "none"), ("op", "fly")):
+        with pytest.raises(ValueError):
+            unflatten({**slots, slot: value})
+    relate = flatten({"op": "relate", "relation": "left", "objects": [{"shape": "cube"}, {"shape": "cone"}]})
+    with pytest.raises(ValueError):
+        unflatten({**relate, "relation": "none"})
+    assert set(slots) == set(SLOTS)

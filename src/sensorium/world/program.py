@@ -148,6 +148,11 @@ def unflatten(slots: Mapping[str, str]) -> dict:
         return {a.value: slots[f"{name}.{a.value}"] for a in Attribute if slots[f"{name}.{a.value}"] != NONE}
 
     op, first, second = slots["op"], side(FIRST), side(SECOND)
+    needs_attribute = op in ("query", "same", "query_related")
+    if needs_attribute and slots["attribute"] not in {a.value for a in Attribute}:
+        raise ValueError(f"op {op!r} needs an attribute, got {slots['attribute']!r}")
+    if op in ("relate", "count_related", "query_related") and slots["relation"] not in {r.value for r in Relation}:
+        raise ValueError(f"op {op!r} needs a relation, got {slots['relation']!r}")
     if op in ("exist", "count"):
         return {"op": op, "filter": first}
     if op == "query":
