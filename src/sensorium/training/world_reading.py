@@ -191,10 +191,9 @@ def train_vqa(world: str | Path, out: str | Path, settings: VQATraining | None =
     seed_everything(settings.seed)
     record = {**asdict(settings), "world": str(world.resolve())}
     built = {"detector": ObjectDetector, "objects": ObjectPerception, "parser": QuestionParser}
+    # kept: parts not asked for, and with `resume` also parts finished before an interruption
     have = {part: built[part].load(folder) for part in PARTS
-            if part not in parts and (folder / f"{part}.safetensors").is_file()}
-    if resume:  # parts finished before an interruption are kept
-        have.update({part: built[part].load(folder) for part in PARTS if (folder / f"{part}.safetensors").is_file()})
+            if (resume or part not in parts) and (folder / f"{part}.safetensors").is_file()}
     todo = [part for part in PARTS if part not in have]
     if {"detector", "objects"} & set(todo):
         pictures, records = read_pictures(world, settings.scenes)

@@ -88,7 +88,6 @@ class ObjectPerception(SavedModel, nn.Module):
         self.config = config or PerceptionConfig()
         self.in_colour = CropNet(3 + BOX_PLANES, SEEN_IN_COLOUR, self.config.widths)
         self.without_colour = CropNet(1 + BOX_PLANES, SEEN_WITHOUT_COLOUR, self.config.widths)
-        self.values = {a.value: values for a, values in {**SEEN_IN_COLOUR, **SEEN_WITHOUT_COLOUR}.items()}
 
     def logits(self, crops: Tensor) -> dict[str, Tensor]:
         return {**self.in_colour(crops), **self.without_colour(colour_blind(crops))}
@@ -112,7 +111,7 @@ class ObjectPerception(SavedModel, nn.Module):
                     read = {}
                     for name in ATTRIBUTE_ORDER:
                         p, index = probs[name][i].max(dim=0)
-                        read[name] = (self.values[name][int(index)], round(float(p), 4))
+                        read[name] = (VALUES[Attribute(name)][int(index)], round(float(p), 4))
                     found.append(read)
         finally:
             self.train(was_training)
