@@ -268,12 +268,15 @@ def items_in(db: Path) -> int:
         return 0
 
 
+NOTES = 60  # notes commit one by one, so the kill after 10 always lands mid-run
+
+
 def test_kill_during_index_then_resume(tmp_path):
     from sensorium import Collection
 
     media, col = tmp_path / "media", tmp_path / "col"
     media.mkdir()
-    make_notes(media, 120)
+    make_notes(media, NOTES)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, "-m", "sensorium.cli", "index", str(media), "-c", str(col), "--json"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -284,16 +287,16 @@ def test_kill_during_index_then_resume(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     stored_before = items_in(col / "catalog.sqlite")
-    assert 10 <= stored_before < 120
+    assert 10 <= stored_before < NOTES
 
     collection = Collection(col)
     report = collection.index(media)
     assert report.unchanged == stored_before  # what was committed before the kill is kept as is
-    assert report.added == 120 - stored_before and not report.failed
+    assert report.added == NOTES - stored_before and not report.failed
     catalog = collection.catalog
-    assert catalog.counts() == {"text": 120}
+    assert catalog.counts() == {"text": NOTES}
     assert not catalog.integrity_errors()
-    assert len(catalog.paths()) == 120
+    assert len(catalog.paths()) == NOTES
     ids = np.sort(catalog.vector_ids("shared"))
     assert np.array_equal(np.sort(collection.store("shared").ids()), ids)
     hit = collection.search(text="a guide to sailing", k=1)[0]
