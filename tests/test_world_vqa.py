@@ -73,6 +73,9 @@ def test_the_colour_blind_crop_ignores_colour_and_brightness_but_keeps_the_box()
     swapped[:, [0, 2]] = swapped[:, [2, 0]]  # red and blue swapped: a different colour, other luminance
     assert not torch.allclose(colour_blind(crops)[:, 0], colour_blind(swapped)[:, 0])
     assert colour_blind(crops).shape == (1, 5, 32, 32)
+    # a box past the edge (a poor detector's, or an object at the border) is cut with black beyond the picture
+    edge = crop_object(picture, (100.0, -20.0, 190.0, 60.0), side=32)
+    assert edge.shape == (7, 32, 32) and edge[:3, :, -1].max() == 0 and edge[:3, 16, 8].max() > 0
 
 
 class _Exact:
@@ -109,18 +112,9 @@ def test_exact_parts_answer_almost_everything_so_the_glue_loses_little():
     assert right / total >= 0.95, right / total  # only places estimated from boxes can differ (relations)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A question answerer trained for about a minute on 64 px pictures of a small condition-A world."""
-    from sensorium.training.world_reading import VQATraining, train_vqa
-
-    root = tmp_path_factory.mktemp("world_vqa")
-    options = SceneOptions(size=64, min_objects=3, max_objects=5, condition=Condition.A)
-    make_world(root / "train", 300, WorldSpec(seed=1, options=options), workers=1)
-    make_world(root / "test", 40, WorldSpec(seed=2, options=options), workers=1)
-    settings = VQATraining(detector_epochs=10, object_epochs=6, parser_epochs=30, progress=False)
-    vqa = train_vqa(root / "train", root / "run", settings)
-    return root, vqa
+@pytest.fixture()
+def trained(world_reader):
+    return world_reader
 
 
 def test_a_minute_of_training_finds_reads_and_parses_far_above_chance(trained):
@@ -189,7 +183,7 @@ def test_the_answerer_round_trips_through_its_files_and_the_cli(trained, tmp_pat
         WorldVQA.load(tmp_path)
 
 
-def test_world_train_builds_a_question_answerer_from_the_cli(tmp_path):
+def test_world_train_builds_a_question_answerer_then_a_captioner_from_the_cli(tmp_path):
     options = SceneOptions(size=64, min_objects=3, max_objects=4, condition=Condition.A)
     make_world(tmp_path / "w", 24, WorldSpec(seed=5, options=options), workers=1)
     cli = [sys.executable, "-m", "sensorium.cli", "world", "train", str(tmp_path / "w")]
@@ -201,6 +195,17 @@ def test_world_train_builds_a_question_answerer_from_the_cli(tmp_path):
         "vqa.json", "detector.safetensors", "detector.json", "objects.safetensors", "parser.safetensors"}
     record = json.loads((tmp_path / "run" / "vqa" / "parser.json").read_text())
     assert record["trained"]["scenes"] == 24 and record["trained"]["questions"] == 240
+    # the captioner into the same run folder takes the detector and object reader from vqa/
+    detector_trained = (tmp_path / "run" / "runs" / "detector" / "metrics.jsonl").stat().st_mtime_ns
+    result = subprocess.run([*cli, "--model", "captioner", "--epochs", "1", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "sensorium world caption" in result.stdout
+    captioner = tmp_path / "run" / "captioner"
+    assert {p.name for p in captioner.iterdir()} >= {"world_captioner.json", "object_captioner.safetensors",
+                                                     "detector.safetensors", "objects.safetensors"}
+    assert (captioner / "detector.safetensors").read_bytes() == (tmp_path / "run" / "vqa" / "detector.safetensors").read_bytes()
+    assert (tmp_path / "run" / "runs" / "detector" / "metrics.jsonl").stat().st_mtime_ns == detector_trained  # not again
     result = subprocess.run([*cli, "--model", "poem", "--out", str(tmp_path / "x")], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "--model" in result.stderr

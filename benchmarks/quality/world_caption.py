@@ -1,10 +1,12 @@
 """The world captioner: hallucination (CHAIR, exact), the captioning metrics, and speed on one core.
 
-    .venv/bin/python -m benchmarks.quality.world_caption [--epochs 20] [--run DIR] [--beams 1 3]
+    .venv/bin/python -m benchmarks.quality.world_caption [--epochs 12] [--run DIR] [--beams 1 3] [--dev]
 
-Trains `sensorium world train` 's captioner on condition A (6,000 scenes, seed 1) unless --run
-names a trained one, then captions A-test (seed 2) and B-fresh (condition B, seed 4), 600 scenes
-each. Decoding settings were compared on A-dev (seed 5, 200 scenes) only.
+Trains `sensorium world train --model captioner` on condition A (6,000 scenes, seed 1) into the
+run folder of `benchmarks.quality.world_answers` (so the detector and object reader trained there
+are reused, as the command does) unless --run names another, then captions A-test (seed 2) and
+B-fresh (condition B, seed 4), 600 scenes each. Choices were made on A-dev (seed 5) and B-dev
+(condition B, seed 6), 200 scenes each (`--dev`).
 
 - CHAIR_i / CHAIR_s (Rohrbach et al. 2018) exactly from the scene annotations (`world.chair`),
   at object level (a shape not in the scene) and attribute level (no object with that shape and
@@ -25,7 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".benchmarks-cache" / "world"
-WORLDS = {"A-train": ("A", 1), "A-dev": ("A", 5), "A-test": ("A", 2), "B-fresh": ("B", 4)}
+WORLDS = {"A-train": ("A", 1), "A-dev": ("A", 5), "B-dev": ("B", 6), "A-test": ("A", 2), "B-fresh": ("B", 4)}
+DEV = ("A-dev", "B-dev")
 
 
 def make_worlds(scenes: int, test_scenes: int, dev_scenes: int) -> dict[str, Path]:
@@ -33,7 +36,7 @@ def make_worlds(scenes: int, test_scenes: int, dev_scenes: int) -> dict[str, Pat
 
     folders = {}
     for name, (condition, seed) in WORLDS.items():
-        count = scenes if name == "A-train" else dev_scenes if name == "A-dev" else test_scenes
+        count = scenes if name == "A-train" else dev_scenes if name in DEV else test_scenes
         folder = CACHE / f"{name}-seed{seed}"
         make_world(folder, count, WorldSpec(seed=seed, options=SceneOptions(condition=Condition(condition))))
         folders[name] = folder
@@ -107,28 +110,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=6000)
     parser.add_argument("--test-scenes", type=int, default=600)
     parser.add_argument("--dev-scenes", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--run", type=Path, default=None, help="a trained run folder (skips training)")
+    parser.add_argument("--epochs", type=int, default=12, help="the word decoder's")
+    parser.add_argument("--run", type=Path, default=CACHE / "runs" / "vqa-6000",
+                        help="run folder: its captioner/ is used, or trained (taking the detector and object reader "
+                             "from its vqa/ when there)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--no-repeat", type=int, default=3, help="no_repeat_ngram of the decoding")
-    parser.add_argument("--dev", action="store_true", help="score on A-dev only (choosing decoding settings)")
+    parser.add_argument("--dev", action="store_true", help="score on A-dev and B-dev only (choosing settings)")
     args = parser.parse_args(argv)
 
-    from sensorium.training.captioning import MODEL_DIR, CaptionTraining, train_captioner
-    from sensorium.world.captioner import Captioner
+    from sensorium.training.captioning import MODEL_DIR, CaptionTraining, train_world_captioner
+    from sensorium.world.captioner import WorldCaptioner
 
     folders = make_worlds(args.scenes, args.test_scenes, args.dev_scenes)
-    run = args.run or CACHE / "runs" / f"captioner-{args.epochs}"
+    run = args.run
     if not (run / MODEL_DIR).is_dir():
         began = time.perf_counter()
-        train_captioner(folders["A-train"], run, CaptionTraining(epochs=args.epochs))
-        print(f"trained in {(time.perf_counter() - began) / 60:.1f} min", flush=True)
-    model = Captioner.load(run / MODEL_DIR)
-    trained = model.config.trained
-    print(f"captioner: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(model.config.vocabulary)} words, "
-          f"trained on {trained.get('scenes')} scenes of condition {trained.get('condition')} for "
+        train_world_captioner(folders["A-train"], run, CaptionTraining(epochs=args.epochs))
+        print(f"trained in {(time.perf_counter() - began) / 60:.1f} min (the detector and object reader: "
+              f"{'reused from ' + str(run / 'vqa') if (run / 'vqa').is_dir() else 'included'})", flush=True)
+    model = WorldCaptioner.load(run)
+    trained = model.words.config.trained
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    print(f"captioner: word decoder {count(model.words) / 1e6:.2f} M parameters ({len(model.words.config.vocabulary)} "
+          f"words), detector {count(model.detector) / 1e6:.2f} M, object reader {count(model.perception) / 1e6:.2f} M; "
+          f"trained on {trained.get('scenes')} scenes of condition {trained.get('condition')}, the decoder for "
           f"{trained.get('epochs')} epochs")
-    tests = ["A-dev"] if args.dev else ["A-test", "B-fresh"]
+    tests = list(DEV) if args.dev else ["A-test", "B-fresh"]
     print("\n| world | decoding | CHAIR_i | CHAIR_s | attribute CHAIR_i | attribute CHAIR_s | recall | BLEU-4 | METEOR "
           "| ROUGE-L | CIDEr | words | distinct |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     from sensorium.training.captioning import read_pictures_and_captions

@@ -74,19 +74,21 @@ def train(
                                                        "checkpoints and the loss per epoch under OUT."),
     model: str = typer.Option(CAPTIONER, "--model", help=f"What to train: {CAPTIONER} (pictures -> captions) or "
                                                          f"{VQA} (detector, object reader and question parser)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Captioner epochs (default 20); for vqa, "
-                                                                       "the detector's (default 6)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Captioner: the word decoder's epochs "
+                                                                       "(default 12); vqa: the detector's (default 6)."),
     scenes: int = typer.Option(0, "--scenes", min=0, help="Use only the first N scenes (0 = all)."),
     questions: int = typer.Option(0, "--questions", min=0, help="vqa: train the parser on the first N questions "
                                                                 "(0 = all)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Captioner: pictures per step."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Captioner: pictures per step."),
     lr: float = typer.Option(2e-3, "--lr", help="Captioner learning rate."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(0, "--threads", help="Torch threads; 0 = every core, -1 = the cores idle now."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where it stopped."),
 ):
     """Train a world model with the learning framework's Trainer; weights as safetensors + JSON.
-    On 2 cores with 6,000 scenes: the captioner (20 epochs) about an hour, vqa about 50 min."""
+    Both read pictures with a detector and an object reader: on 2 cores with 6,000 scenes those take
+    about 40 min, once (the captioner takes them from OUT/vqa when vqa was trained into the same OUT);
+    the captioner's word decoder about 12 min more, the question parser about 3."""
     if model not in (CAPTIONER, VQA):
         fail(f"--model: {model!r} is not one of: {CAPTIONER}, {VQA}", EXIT_USAGE)
     console = make_console()
@@ -100,14 +102,13 @@ def train(
         console.print(f"question answerer in {out / MODEL_DIR}; ask with `sensorium world ask {out / MODEL_DIR} "
                       "PICTURE \"QUESTION\"`", markup=False)
         return
-    from ..training.captioning import MODEL_DIR, CaptionTraining, train_captioner
+    from ..training.captioning import MODEL_DIR, CaptionTraining, train_world_captioner
 
-    settings = CaptionTraining(epochs=epochs or 20, scenes=scenes, batch_size=batch_size, lr=lr, seed=seed,
-                               threads=threads)
+    settings = CaptionTraining(epochs=epochs or CaptionTraining.epochs, scenes=scenes, batch_size=batch_size, lr=lr,
+                               seed=seed, threads=threads)
     with failing_cleanly():
-        train_captioner(world, out, settings, resume=resume)
-    console.print(f"captioner in {out / MODEL_DIR}; caption with `sensorium world caption "
-                  f"{out / MODEL_DIR} PICTURE`", markup=False)
+        train_world_captioner(world, out, settings, resume=resume)
+    console.print(f"captioner in {out / MODEL_DIR}; caption with `sensorium world caption {out} PICTURE`", markup=False)
 
 
 @world_app.command("ask")
@@ -145,7 +146,8 @@ def ask(
 
 @world_app.command("caption")
 def caption(
-    model: Path = typer.Argument(..., help="A captioner folder (`sensorium world train` writes RUN/captioner)."),
+    model: Path = typer.Argument(..., help="A captioner: the run folder of `sensorium world train --model captioner` "
+                                           "or its captioner/ folder."),
     pictures: list[Path] = typer.Argument(..., help="World pictures (PNG/JPEG; resized to the model's size)."),
     beam: int = typer.Option(3, "--beam", min=1, max=16, help="Beam width; 1 = greedy."),
     max_words: Optional[int] = typer.Option(None, "--max-words", min=2, help="Longest caption in words."),
@@ -155,12 +157,13 @@ def caption(
                                                                                 "captions in beam search."),
     json_out: bool = typer.Option(False, "--json", help="Print the captions as JSON."),
 ):
-    """Caption world pictures with a trained captioner. Exit status 1 when any picture could not be read."""
+    """Caption world pictures with a trained captioner: it names only shapes, colours, sizes and materials
+    of objects it found. Exit status 1 when any picture could not be read."""
     from ..readers.image import read_image
-    from ..world.captioner import Captioner
+    from ..world.captioner import WorldCaptioner
 
     with failing_cleanly():
-        captioner = Captioner.load(model)
+        captioner = WorldCaptioner.load(model)
     readable, failures = [], []
     for path in pictures:
         try:

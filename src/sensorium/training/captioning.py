@@ -1,12 +1,14 @@
-"""Training the world captioner with the Trainer: a folder from `sensorium world make` in, a captioner out.
+"""Training the world captioner (`sensorium.world.captioner`): a folder from `sensorium world make` in,
+a captioner out.
 
-The Trainer optimises the captioner's own teacher-forced word loss (`computes_loss`), so the run
-gets what every run gets: warm-up + cosine, clipping, checkpoints and exact resume, metrics.jsonl,
-a progress bar. Each item is one picture with all its captions, so a picture is encoded once per
-step however many captions it has.
+The captioner reads pictures through the question answerer's detector and object reader, so those
+are trained first (`world_reading`), or taken from OUT/vqa when `sensorium world train --model vqa`
+made them there; then the word decoder learns the captions from what they see in each training
+picture. The decoder is a Trainer run (`computes_loss`): warm-up + cosine, clipping, checkpoints
+and exact resume, metrics.jsonl, a progress bar.
 
-    model = train_captioner("worlds/A-train", "runs/captioner", CaptionTraining(epochs=12))
-    model.caption([pixels], beam=3)
+    captioner = train_world_captioner("worlds/A-train", "runs/world", CaptionTraining())
+    captioner.caption([pixels], beam=3)
 """
 from __future__ import annotations
 
@@ -19,30 +21,16 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from ..world.captioner import PAD_ID, cell_targets, Captioner, CaptionerConfig, build_vocabulary
+from ..world.captioner import RUN_DIR, ObjectCaptioner, ObjectCaptionerConfig, WorldCaptioner, object_features, pack
+from ..world.decoding import PAD_ID, build_vocabulary
+from ..world.detector import ObjectDetector
+from ..world.perception import ObjectPerception
 from ..world.vocabulary import words_of
 from ..world.writer import WorldError, read_pictures
 from .config import TrainConfig
 from .trainer import fit_own_loss, seed_everything, threads_for
 
-MODEL_DIR = "captioner"
-
-
-@dataclass(frozen=True)
-class CaptionTraining:
-    epochs: int = 12
-    batch_size: int = 32  # pictures per step (each with `captions_per_step` of its captions)
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    width: int = 128
-    layers: int = 3
-    heads: int = 4
-    seed: int = 0
-    threads: int = 0
-    scenes: int = 0  # 0 = every scene of the folder
-    captions_per_step: int = 2  # of each picture's captions, per epoch
-    progress: bool = True
+MODEL_DIR = RUN_DIR
 
 
 def read_pictures_and_captions(world: str | Path, scenes: int = 0) -> tuple[np.ndarray, list[list[str]], list[dict]]:
@@ -54,27 +42,37 @@ def read_pictures_and_captions(world: str | Path, scenes: int = 0) -> tuple[np.n
     return pictures, captions, records
 
 
-class CaptionData(Dataset):
-    """Item i: picture i and `per_step` of its captions as word ids (per_step, T), PAD-filled.
+@dataclass(frozen=True)
+class CaptionTraining:
+    epochs: int = 12  # of the word decoder
+    detector_epochs: int = 6  # the detector and object reader, as `sensorium world train --model vqa` trains them
+    object_epochs: int = 4
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    width: int = 128
+    layers: int = 3
+    heads: int = 4
+    captions_per_step: int = 2
+    scenes: int = 0
+    seed: int = 0
+    threads: int = 0
+    progress: bool = True
 
-    Why not all of them: the decoder costs as much as the encoder per caption, so each epoch reads
-    `per_step` captions of every picture, taking the next ones each epoch (`set_epoch`), and every
-    caption is read once per C / per_step epochs. Pictures with fewer captions repeat theirs."""
 
-    def __init__(self, pictures: np.ndarray, captions: list[list[str]], model: Captioner, per_step: int = 2,
-                 records: list[dict] | None = None):
-        self.pictures = torch.from_numpy(pictures).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
+class ObjectCaptionData(Dataset):
+    """Item i: picture i's object tokens (K, FEATURES) and `per_step` of its captions (per_step, T)."""
+
+    def __init__(self, features: list[np.ndarray], captions: list[list[str]], model: ObjectCaptioner, per_step: int):
+        self.features = [torch.from_numpy(np.asarray(f, np.float32)) for f in features]
         per = max(len(c) for c in captions)
-        steps = model.config.max_words
-        self.captions = torch.full((len(captions), per, steps), PAD_ID, dtype=torch.long)
+        self.captions = torch.full((len(captions), per, model.config.max_words), PAD_ID, dtype=torch.long)
         for i, texts in enumerate(captions):
             texts = texts or [""]
             for j in range(per):
                 ids = model.encode_words(texts[j % len(texts)])
                 self.captions[i, j, :len(ids)] = torch.tensor(ids)
-        grid = model.config.image_size // 8
-        self.cells = torch.stack([cell_targets(r["objects"], r["size"], grid) for r in records]) \
-            if records is not None else None
         self.per_step = max(1, min(per_step, per))
         self.epoch = 0
 
@@ -82,48 +80,78 @@ class CaptionData(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.pictures)
+        return len(self.features)
 
     def __getitem__(self, index: int):
         per = self.captions.shape[1]
         rows = [(self.epoch * self.per_step + r) % per for r in range(self.per_step)]
-        cells = self.cells[index] if self.cells is not None else None
-        return self.pictures[index], self.captions[index, rows], cells
+        return self.features[index], self.captions[index, rows]
 
 
-def collate(items) -> dict:
-    pictures = torch.stack([item[0] for item in items]).float() / 255.0
+def collate_objects(items) -> dict:
     captions = torch.stack([item[1] for item in items])
-    batch = {"pictures": pictures, "captions": captions, "size": int(captions[:, :, 0].ne(PAD_ID).sum())}
-    if items[0][2] is not None:
-        batch["cells"] = torch.stack([item[2] for item in items])
-    return batch
+    return {"memory": pack([item[0].numpy() for item in items]), "captions": captions,
+            "size": int(captions[:, :, 0].ne(PAD_ID).sum())}
 
 
-def train_captioner(world: str | Path, out: str | Path, settings: CaptionTraining | None = None,
-                    resume: bool = False) -> Captioner:
-    """Train on a world folder's pictures and captions; the model goes to OUT/captioner (safetensors + JSON),
-    checkpoints to OUT/checkpoint, the loss per epoch to OUT/metrics.jsonl."""
+def perceive_all(detector, perception, pictures: np.ndarray, progress: bool, batch: int = 256) -> list[np.ndarray]:
+    """Every picture's object tokens, read by the trained detector and object reader."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    out: list[np.ndarray] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not progress, transient=True) as bar:
+        task = bar.add_task("reading the objects of the training pictures", total=len(pictures))
+        for start in range(0, len(pictures), batch):
+            chunk = list(pictures[start:start + batch])
+            out.extend(rows for _, rows in object_features(detector, perception, chunk))
+            bar.advance(task, len(chunk))
+    return out
+
+
+def train_world_captioner(world: str | Path, out: str | Path, settings: CaptionTraining | None = None,
+                          resume: bool = False) -> WorldCaptioner:
+    """The grounded captioner: the detector and object reader (taken from OUT/vqa when
+    `sensorium world train --model vqa` already made them there, trained otherwise), then the word
+    decoder on what they see in each training picture. Everything goes to OUT/captioner."""
+    from .world_reading import MODEL_DIR as VQA_DIR, RUNS_DIR, VQATraining, train_detector, train_perception
+
     settings = settings or CaptionTraining()
-    if settings.epochs < 1 or settings.batch_size < 1:
+    if min(settings.epochs, settings.detector_epochs, settings.object_epochs, settings.batch_size) < 1:
         raise ConfigError("epochs and batch_size: at least 1")
-    out = Path(out)
+    world, out = Path(world), Path(out)
+    folder = out / MODEL_DIR
     torch.set_num_threads(threads_for(settings.threads))
     seed_everything(settings.seed)
     pictures, captions, records = read_pictures_and_captions(world, settings.scenes)
+    record = {**asdict(settings), "world": str(world.resolve()), "scenes": len(records),
+              "condition": records[0].get("condition")}
+    reading = VQATraining(detector_epochs=settings.detector_epochs, object_epochs=settings.object_epochs,
+                          scenes=settings.scenes, seed=settings.seed, threads=settings.threads,
+                          progress=settings.progress)
+    parts = {}
+    for part, kind, train in (("detector", ObjectDetector, train_detector), ("objects", ObjectPerception,
+                                                                           train_perception)):
+        kept = next((f for f in (folder, out / VQA_DIR) if (f / f"{part}.safetensors").is_file()
+                     and (resume or f != folder)), None)
+        if kept is not None:
+            parts[part] = kind.load(kept)
+        else:
+            runs = out / RUNS_DIR / part
+            parts[part] = train(pictures, records, runs, reading, resume and (runs / "checkpoint").exists(), record)
+        parts[part].save(folder)
+    features = perceive_all(parts["detector"], parts["objects"], pictures, settings.progress)
     vocabulary = build_vocabulary(c for texts in captions for c in texts)
-    longest = max(len(words_of(c)) for texts in captions for c in texts) + 1  # the end marker
-    config = CaptionerConfig(vocabulary=vocabulary, image_size=pictures.shape[1], width=settings.width,
-                             layers=settings.layers, heads=settings.heads, max_words=max(longest, 8),
-                             trained={**asdict(settings), "world": str(Path(world).resolve()),
-                                      "scenes": len(records), "condition": records[0].get("condition")})
-    model = Captioner(config)
-    data = CaptionData(pictures, captions, model, settings.captions_per_step, records)
+    longest = max(len(words_of(c)) for texts in captions for c in texts) + 1
+    model = ObjectCaptioner(ObjectCaptionerConfig(vocabulary=vocabulary, width=settings.width, layers=settings.layers,
+                                                  heads=settings.heads, max_words=max(longest, 8), trained=record))
+    data = ObjectCaptionData(features, captions, model, settings.captions_per_step)
     train = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                         weight_decay=settings.weight_decay, warmup_steps=settings.warmup_steps, seed=settings.seed,
                         threads=settings.threads, progress=settings.progress, min_lr_ratio=0.05)
-    summary = fit_own_loss(model, data, collate, out, train, resume)
-    model.save(out / MODEL_DIR)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-    return model.eval()
-
+    summary = fit_own_loss(model, data, collate_objects, out / RUNS_DIR / "words", train, resume)
+    captioner = WorldCaptioner(parts["detector"], parts["objects"], model.eval())
+    captioner.save(folder)
+    # beside the decoder's run, not OUT/summary.json: OUT may be the question answerer's run folder too
+    (out / RUNS_DIR / "words" / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    return captioner

@@ -1,20 +1,32 @@
-"""A learned captioner for world scenes: a convolutional image encoder, a transformer decoder with
-cross-attention over the image's tokens, greedy and beam search with length and repetition controls.
+"""The world captioner: it can only name what it found. Words come from a transformer decoder;
+attribute values come from the objects it points at.
 
-Why its own small encoder: a world picture is 128 px of simple shapes, and the decoder must read
-attributes of objects 10-30 px wide, so the encoder keeps a 16 x 16 grid of tokens (one per 8 px)
-rather than pooling; the decoder attends over all 256 of them for each word. Weights are
-safetensors + a JSON config holding the vocabulary (`save` / `load`); nothing is pickled.
-Training lives in `sensorium.training.captioning` (the Trainer, `computes_loss`); this module is
-all that captioning needs at run time.
+Why not an end-to-end captioner over a grid of image tokens: that one (2026-12-04, see
+docs/experiments/2026-12-04-world-captioner.md) predicted every word itself, so on condition B of
+the world it said "red cylinder" for a red cube, the colour-to-shape rule of condition A (CHAIR_i
+0.14-0.15 on B). Here the picture is read by the question answerer's detector and object reader
+(shape from the colour-blind network), and each object becomes a token: its attribute
+probabilities, its box and its detection score. A transformer decoder cross-attends over those
+tokens and decides which word comes next, but for an attribute word it decides only *which kind*
+(a shape, a colour, a size, a material) and *which form* ("ball" or "sphere", "cubes" or "cube");
+the value comes from a pointer over the objects (Neural Baby Talk, Lu et al. 2018, over the
+detected regions of bottom-up attention, Anderson et al. 2018):
 
-    model = Captioner(CaptionerConfig(vocabulary=build_vocabulary(captions)))
-    model.caption([pixels], beam=3)               # ["a large red cube behind a small ball", ...]
-    model.save("runs/captioner"); Captioner.load("runs/captioner")
+    P(word) = P(kind | words so far) * sum_k pointer_k * P_object k(value) * P(form | value, words so far)
+
+The pointer may only point at objects that fit the adjectives said so far in the noun phrase
+(`fitting`): after "a large red" the shape comes from an object seen to be large and red, so the
+rule "red things are cylinders" has nowhere to enter; and no shape is said that no object was seen to have.
+Objects that already lent a noun its shape step back (`coverage`), so a list names each shape once.
+
+    captioner = WorldCaptioner.load("runs/world")     # the run folder `sensorium world train` wrote
+    captioner.caption([pixels], beam=3)           # ["a large red cube behind a small ball"]
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,107 +34,117 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import SavedModel
-from .pixels import pictures_tensor
-from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES, words_of
+from .decoding import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, beam_search
+from .detector import Detection, ObjectDetector
+from .files import SavedModel, parts_folder, save_parts
+from .perception import ATTRIBUTE_ORDER, ObjectPerception, crop_object
+from .vocabulary import VALUES, Attribute, attribute_of, canonical, words_of
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
-STEM = "captioner"  # captioner.json + captioner.safetensors
-FORMAT = "sensorium-world-captioner/1"
-CELL_CLASSES = (len(SHAPES) + 1, len(COLOURS), len(SIZES), len(MATERIALS))  # shape 0 = no object
-EMPTY_CELL_WEIGHT = 0.1
-
-
-def cell_targets(objects: list[dict], picture_size: int, grid: int) -> Tensor:
-    """(grid * grid, 4) long: per cell of the token grid, 1 + the shape index of the object whose box
-    centre is in it (0: none), then its colour, size and material indices (-100 where there is none).
-    Why: captions alone teach a from-scratch encoder slowly (a 15-epoch run only learned the
-    captions' language); the scene's exact annotations tell each token what it covers."""
-    out = torch.full((grid * grid, 4), -100, dtype=torch.long)
-    out[:, 0] = 0
-    scale = grid / picture_size
-    for obj in sorted(objects, key=lambda o: -o.get("depth", 0.0)):  # nearer objects win a shared cell
-        x0, y0, x1, y1 = obj["box"]
-        gx = min(grid - 1, max(0, int((x0 + x1) / 2 * scale)))
-        gy = min(grid - 1, max(0, int((y0 + y1) / 2 * scale)))
-        out[gy * grid + gx] = torch.tensor([SHAPES.index(obj["shape"]) + 1, COLOURS.index(obj["colour"]),
-                                            SIZES.index(obj["size"]), MATERIALS.index(obj["material"])])
-    return out
-
-
-def build_vocabulary(captions) -> tuple[str, ...]:
-    """Every word of the training captions, after the four specials, in a fixed (sorted) order."""
-    return SPECIALS + tuple(sorted({w for caption in captions for w in words_of(caption)}))
+STEM, FORMAT = "object_captioner", "sensorium-world-object-captioner/1"
+MANIFEST, MANIFEST_FORMAT = "world_captioner.json", "sensorium-world-grounded-captioner/1"
+RUN_DIR = "captioner"  # where `sensorium world train --model captioner` puts it in a run folder
+HINT = "not a world captioner (train one with `sensorium world train --model captioner`)"
+# (attribute, value) in the order of the object reader's outputs: 5 shapes, 8 colours, 2 sizes, 2 materials
+GROUPS = tuple((Attribute(name), value) for name in ATTRIBUTE_ORDER for value in VALUES[Attribute(name)])
+BOX_COLUMNS = 5  # centre x, centre y, width, height (shares of the picture), detection score
+FEATURES = len(GROUPS) + BOX_COLUMNS  # one object token's inputs; a last column marks real objects
+MIN_POINTED = 1e-6  # floor of a value's pointed probability (log of zero is -inf)
 
 
 @dataclass(frozen=True)
-class CaptionerConfig:
+class ObjectCaptionerConfig:
     vocabulary: tuple[str, ...] = SPECIALS
-    image_size: int = 128
-    width: int = 128  # token and decoder width
-    layers: int = 3  # decoder layers
+    width: int = 128
+    layers: int = 3
     heads: int = 4
-    max_words: int = 24  # longest caption, end marker included
+    max_words: int = 24
     dropout: float = 0.1
-    trained: dict = field(default_factory=dict)  # what it was trained on (world, epochs, ...), for the record
+    trained: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if tuple(self.vocabulary[:4]) != SPECIALS:
             raise ConfigError(f"vocabulary: must start with {SPECIALS}")
-        if self.image_size % 8 or self.image_size < 32:
-            raise ConfigError(f"image_size: a multiple of 8, at least 32 (got {self.image_size})")
         if self.width % self.heads:
             raise ConfigError(f"width {self.width} must be a multiple of heads {self.heads}")
 
 
-class ImageTokens(nn.Module):
-    """Picture (B, 3, S, S) in [0, 1] -> tokens (B, (S/8)^2, width), one per 8 x 8 pixels, with positions."""
-
-    def __init__(self, image_size: int, width: int):
-        super().__init__()
-        layers, previous = [], 3
-        for stage, out in enumerate((32, 64, width)):
-            layers += [nn.Conv2d(previous, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.GELU()]
-            if stage:  # a second convolution at 32 and 16 px (at 64 px it would cost a third of the encoder)
-                layers += [nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(8, out), nn.GELU()]
-            previous = out
-        self.net = nn.Sequential(*layers)
-        grid = image_size // 8
-        self.position = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
-        self.norm = nn.LayerNorm(width)
-
-    def forward(self, pictures: Tensor) -> Tensor:
-        # each picture standardised per channel: the floor and sky fill most of it at low contrast
-        # (pixel std ~0.08), and without this the first layers see nearly the same picture every time
-        mean = pictures.mean(dim=(2, 3), keepdim=True)
-        spread = pictures.std(dim=(2, 3), keepdim=True) + 1e-2
-        features = self.net((pictures - mean) / spread)  # (B, width, S/8, S/8)
-        return self.norm(features.flatten(2).transpose(1, 2) + self.position)
+def object_features(detector: ObjectDetector, perception: ObjectPerception,
+                    images: list[np.ndarray]) -> list[tuple[list[Detection], np.ndarray]]:
+    """Each picture's detections and their (K, FEATURES) float32 tokens: the object reader's
+    probabilities for every value (`GROUPS` order), the box as shares of the picture, the score."""
+    found = detector.detect(images)
+    side = perception.config.side
+    crops = [crop_object(np.asarray(picture, dtype=np.uint8), d.box, side)
+             for picture, detections in zip(images, found) for d in detections]
+    probabilities = perception.probabilities(np.stack(crops)) if crops else np.zeros((0, len(GROUPS)), np.float32)
+    out, position = [], 0
+    for picture, detections in zip(images, found):
+        height, width = picture.shape[:2]
+        rows = []
+        for detection in detections:
+            x0, y0, x1, y1 = detection.box
+            where = [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height,
+                     detection.score]
+            rows.append(np.concatenate([probabilities[position], np.asarray(where, np.float32)]))
+            position += 1
+        out.append((detections, np.asarray(rows, np.float32).reshape(len(rows), FEATURES)))
+    return out
 
 
-class Captioner(SavedModel, nn.Module):
-    stem, file_format = STEM, FORMAT
-    hint = "not a captioner folder (train one with `sensorium world train`)"
-    computes_loss = True  # the Trainer optimises forward(batch), the teacher-forced word loss
+def pack(features: list[np.ndarray]) -> Tensor:
+    """(B, K, FEATURES + 1): each picture's object tokens, zero-padded to the most objects of the batch,
+    the last column 1 for a real object. K is at least 1, so a picture with none still has a row."""
+    most = max([1, *(len(f) for f in features)])
+    out = torch.zeros(len(features), most, FEATURES + 1)
+    for i, rows in enumerate(features):
+        if len(rows):
+            out[i, :len(rows), :FEATURES] = torch.from_numpy(np.asarray(rows, np.float32))
+            out[i, :len(rows), FEATURES] = 1.0
+    return out
 
-    def __init__(self, config: CaptionerConfig):
+
+class ObjectCaptioner(SavedModel, nn.Module):
+    """The decoder over object tokens with the pointer for attribute values (see the module's docstring).
+    Its `memory` is the packed object tokens (`pack`), so the grid captioner's beam search runs it."""
+
+    stem, file_format, hint = STEM, FORMAT, HINT
+    computes_loss = True
+
+    def __init__(self, config: ObjectCaptionerConfig):
         super().__init__()
         self.config = config
-        width = config.width
-        self.encoder = ImageTokens(config.image_size, width)
-        self.words = nn.Embedding(len(config.vocabulary), width, padding_idx=PAD_ID)
-        nn.init.normal_(self.words.weight, std=0.02)  # tied with the output: unit-variance rows would start
-        # the word loss near 70 nats instead of log(vocabulary)
+        width, vocabulary = config.width, config.vocabulary
+        self.tokens = nn.Sequential(nn.Linear(FEATURES, width), nn.GELU(), nn.Linear(width, width), nn.LayerNorm(width))
+        self.scene = nn.Parameter(torch.randn(1, 1, width) * 0.02)  # always there: a picture may show nothing
+        self.words = nn.Embedding(len(vocabulary), width, padding_idx=PAD_ID)
+        nn.init.normal_(self.words.weight, std=0.02)
         self.positions = nn.Parameter(torch.randn(config.max_words + 1, width) * 0.02)
-        self.glance = nn.Linear(width, width)
-        # what sits in each grid cell (see `cell_targets`): a training signal for the encoder only
-        self.cells = nn.Linear(width, sum(CELL_CLASSES))
         layer = nn.TransformerDecoderLayer(width, config.heads, dim_feedforward=2 * width, dropout=config.dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
         self.decoder = nn.TransformerDecoder(layer, config.layers, norm=nn.LayerNorm(width))
-        self._index = {word: i for i, word in enumerate(config.vocabulary)}
+        self.query = nn.Linear(width, width)
+        self.keys = nn.Sequential(nn.Linear(FEATURES, width), nn.GELU(), nn.Linear(width, width))
+        self.coverage_weight = nn.Parameter(torch.tensor(3.0))  # softplus(3) ~ 3: named objects step back
+        self.left = nn.Linear(2, width)  # objects not named yet -> the word scores (see `logits`)
+        self._index = {word: i for i, word in enumerate(vocabulary)}
+        group_of, attributes = [], list(Attribute)
+        for word in vocabulary:
+            value = canonical(word) if word not in SPECIALS else None
+            group_of.append(GROUPS.index((attribute_of(value), value)) if value else -1)
+        group_of = torch.tensor(group_of)
+        is_attribute = group_of >= 0
+        words = is_attribute.nonzero()[:, 0]
+        members = torch.zeros(len(vocabulary), len(GROUPS))  # word -> its (attribute, value) group
+        members[words, group_of[is_attribute]] = 1.0
+        kind_of = torch.tensor([attributes.index(GROUPS[g][0]) if g >= 0 else 0 for g in group_of.tolist()])
+        kinds = torch.zeros(len(vocabulary), len(attributes))  # word -> its attribute
+        kinds[words, kind_of[is_attribute]] = 1.0
+        is_shape = is_attribute & (kind_of == attributes.index(Attribute.SHAPE))
+        is_adjective = is_attribute & ~is_shape
+        for name, tensor in (("group_of", group_of.clamp(min=0)), ("kind_of", kind_of), ("is_attribute", is_attribute),
+                             ("is_adjective", is_adjective), ("is_shape", is_shape),
+                             ("group_members", members), ("kind_members", kinds)):
+            self.register_buffer(name, tensor, persistent=False)
 
     # ---- words ------------------------------------------------------------------------------
     def encode_words(self, caption: str) -> list[int]:
@@ -130,145 +152,117 @@ class Captioner(SavedModel, nn.Module):
         return ids + [EOS_ID]
 
     def decode_words(self, ids) -> str:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == EOS_ID:
-                break
-            if i >= len(SPECIALS):
-                out.append(self.config.vocabulary[i])
-        return " ".join(out).replace(" ,", ",").replace(" :", ":")
+        words = [self.config.vocabulary[int(i)] for i in ids if int(i) >= len(SPECIALS)]
+        return " ".join(words).replace(" ,", ",").replace(" :", ":")
 
     # ---- network ----------------------------------------------------------------------------
-    def memory(self, pictures: Tensor) -> Tensor:
-        return self.encoder(pictures)
-
     def logits(self, memory: Tensor, prefix: Tensor) -> Tensor:
-        """Next-word logits (B, T, V) for every position of `prefix` (B, T), which starts with BOS."""
+        """Log-probabilities (B, T, V) of the next word at every position of `prefix` (B, T, BOS first),
+        given `memory` (B, K, FEATURES + 1) from `pack`."""
+        features, real = memory[..., :FEATURES], memory[..., FEATURES] > 0.5
+        tokens = torch.cat([self.scene.expand(len(memory), -1, -1), self.tokens(features)], dim=1)
+        hidden_mask = torch.cat([torch.zeros_like(real[:, :1]), ~real], dim=1)  # True = not an object
         steps = prefix.shape[1]
-        # the mean image token joins every word: a direct path from the picture to each prediction, so
-        # the decoder uses the picture from the first steps instead of learning the captions' language first
-        hidden = self.words(prefix) + self.positions[:steps] + self.glance(memory.mean(dim=1))[:, None]
-        causal = torch.ones(steps, steps, dtype=torch.bool, device=prefix.device).triu(1)  # True = may not see
-        hidden = self.decoder(hidden, memory, tgt_mask=causal, tgt_key_padding_mask=prefix.eq(PAD_ID))
-        return hidden @ self.words.weight.T  # tied input and output embeddings
+        hidden = self.words(prefix) + self.positions[:steps]
+        causal = torch.ones(steps, steps, dtype=torch.bool, device=prefix.device).triu(1)
+        hidden = self.decoder(hidden, tokens, tgt_mask=causal, tgt_key_padding_mask=prefix.eq(PAD_ID),
+                              memory_key_padding_mask=hidden_mask)
+        scores = hidden @ self.words.weight.T  # (B, T, V)
+        # the pointer: which object the next attribute word is about, among those that fit the adjectives
+        # said so far in this noun phrase
+        seen = features[..., :len(GROUPS)] * real[..., None]
+        aim = torch.einsum("btw,bkw->btk", self.query(hidden), self.keys(features)) / math.sqrt(self.config.width)
+        aim = aim.masked_fill(~real[:, None], -1e4)
+        covered = self.coverage(seen, prefix)
+        aim = F.softmax(aim - F.softplus(self.coverage_weight) * covered, dim=-1) * self.fitting(seen, prefix)
+        pointed = (aim @ seen).clamp(min=MIN_POINTED)  # (B, T, groups)
+        # how many objects no noun has named yet, for the words: when none is left, a list should end
+        left = ((1 - covered) * real[:, None]).sum(dim=-1, keepdim=True)
+        scores = scores + self.left(torch.cat([left / 10, (left < 0.5).to(left.dtype)], dim=-1)) @ self.words.weight.T
+        language = F.log_softmax(scores, dim=-1)
+        chance = language.exp()
+        # sums over a group's or an attribute's words as products with 0/1 membership matrices (a value no
+        # training caption said has an empty group: floored, never indexed)
+        top = scores.max(dim=-1, keepdim=True).values
+        group_total = ((scores - top).exp() @ self.group_members).clamp(min=1e-30).log() + top
+        form = scores - group_total[..., self.group_of]  # log P(this form | its value)
+        kind = (chance @ self.kind_members).clamp(min=1e-30).log()[..., self.kind_of]  # log P(an attribute word)
+        said = kind + pointed.log()[..., self.group_of] + form
+        # normalised again: a picture with no objects has nothing to point at, and its attribute mass goes
+        # to the other words (elsewhere this changes nothing beyond the MIN_POINTED floor)
+        return F.log_softmax(torch.where(self.is_attribute, said, language), dim=-1)
+
+    def coverage(self, seen: Tensor, prefix: Tensor) -> Tensor:
+        """(B, T, K): how surely each object is of a shape already said by each position (its greatest
+        probability of one of those shapes). Why: in a list ("two cubes, a cone and a ring") the order is
+        arbitrary, every shape present is as likely next, and without it the decoder names the likeliest
+        one again and again (coverage, Tu et al. 2016, here of values said rather than of attention: which
+        object a shape-only noun is about is arbitrary too, so a learned pointer stays near uniform)."""
+        named, running = [], torch.zeros(seen.shape[:2], device=seen.device)
+        for step in range(prefix.shape[1]):
+            word = prefix[:, step]
+            value = seen.gather(2, self.group_of[word][:, None, None].expand(-1, seen.shape[1], 1))[..., 0]
+            running = torch.where(self.is_shape[word][:, None], torch.maximum(running, value), running)
+            named.append(running)
+        return torch.stack(named, dim=1)
+
+    def fitting(self, seen: Tensor, prefix: Tensor) -> Tensor:
+        """(B, T, K): how well each object fits the adjectives (size, colour, material words) that end the
+        prefix up to each position: the product of its probabilities of their values, 1 where the
+        prefix does not end in one. After "a large red" only large red objects can lend the noun its
+        shape, so the captioner cannot say "red cylinder" unless it saw a red object that is a cylinder."""
+        fits, running = [], torch.ones(seen.shape[:2], device=seen.device)
+        for step in range(prefix.shape[1]):
+            word = prefix[:, step]
+            value = seen.gather(2, self.group_of[word][:, None, None].expand(-1, seen.shape[1], 1))[..., 0]
+            running = torch.where(self.is_adjective[word][:, None], running * value, torch.ones_like(running))
+            fits.append(running)
+        return torch.stack(fits, dim=1)
 
     def forward(self, batch: dict) -> Tensor:
-        """batch: pictures (B, 3, S, S) float, captions (B, C, T) ids ending in EOS, PAD after.
-        Each picture is encoded once and read by its C captions."""
-        pictures, captions = batch["pictures"], batch["captions"]
-        per = captions.shape[1]
-        memory = self.memory(pictures).repeat_interleave(per, dim=0)
+        """batch: memory (B, K, FEATURES + 1) from `pack`, captions (B, C, T) ids ending in EOS, PAD after."""
+        memory, captions = batch["memory"], batch["captions"]
+        memory = memory.repeat_interleave(captions.shape[1], dim=0)
         targets = captions.flatten(0, 1)
         prefix = torch.cat([torch.full_like(targets[:, :1], BOS_ID), targets[:, :-1]], dim=1)
-        logits = self.logits(memory, prefix)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
-        if "cells" in batch:
-            loss = loss + self.cell_loss(memory[::per], batch["cells"])
-        return loss
-
-    def cell_loss(self, tokens: Tensor, targets: Tensor) -> Tensor:
-        """Each token predicts the object whose box centre falls in its cell: shape or "nothing" over every
-        cell (nothing weighted down, most cells are floor), colour, size and material where there is one."""
-        logits = self.cells(tokens).split(CELL_CLASSES, dim=-1)
-        weights = torch.ones(CELL_CLASSES[0], device=tokens.device)
-        weights[0] = EMPTY_CELL_WEIGHT
-        loss = F.cross_entropy(logits[0].flatten(0, 1), targets[..., 0].flatten(), weight=weights)
-        for part in range(1, len(CELL_CLASSES)):
-            loss = loss + F.cross_entropy(logits[part].flatten(0, 1), targets[..., part].flatten(), ignore_index=-100)
-        return loss
-
-    # ---- decoding ---------------------------------------------------------------------------
-    def pictures_tensor(self, images: list[np.ndarray]) -> Tensor:
-        return pictures_tensor(images, self.config.image_size)
+        log_probs = self.logits(memory, prefix)
+        return F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
 
     @torch.no_grad()
-    def caption(self, images: list[np.ndarray], beam: int = 1, max_words: int | None = None, min_words: int = 1,
-                no_repeat_ngram: int = 3, length_penalty: float = 0.0) -> list[str]:
-        """One caption per picture. beam 1 = greedy. min_words: the end is forbidden before;
-        no_repeat_ngram: no n-gram twice (0 = off); length_penalty: GNMT's alpha (0 = raw log-probability)."""
+    def caption_features(self, features: list[np.ndarray], beam: int = 3, max_words: int | None = None,
+                         min_words: int = 1, no_repeat_ngram: int = 3, length_penalty: float = 0.0) -> list[str]:
         if beam < 1:
             raise ValueError(f"beam: at least 1, got {beam}")
         limit = min(max_words or self.config.max_words, self.config.max_words)
         was_training = self.training
         self.eval()
-        memory = self.memory(self.pictures_tensor(images))
         try:
             return [self.decode_words(ids) for ids in
-                    _beam_search(self, memory, beam, limit, min_words, no_repeat_ngram, length_penalty)]
+                    beam_search(self, pack(features), beam, limit, min_words, no_repeat_ngram, length_penalty)]
         finally:
             self.train(was_training)
 
-    # ---- files ------------------------------------------------------------------------------
     @classmethod
-    def config_from(cls, record: dict) -> CaptionerConfig:
+    def config_from(cls, record: dict) -> ObjectCaptionerConfig:
         record["vocabulary"] = tuple(record["vocabulary"])
-        return CaptionerConfig(**record)
+        return ObjectCaptionerConfig(**record)
 
 
-def _banned(sequence: list[int], n: int) -> set[int]:
-    """Words that would repeat an n-gram already in `sequence`."""
-    if n <= 0 or len(sequence) < n - 1:
-        return set()
-    head = tuple(sequence[len(sequence) - n + 1:]) if n > 1 else ()
-    return {sequence[i + n - 1] for i in range(len(sequence) - n + 1) if tuple(sequence[i:i + n - 1]) == head}
+class WorldCaptioner:
+    """Pictures in, captions out: the detector and object reader the question answerer uses, then
+    the `ObjectCaptioner`. One folder holds all three (safetensors + JSON each) and a manifest."""
 
+    def __init__(self, detector: ObjectDetector, perception: ObjectPerception, words: ObjectCaptioner):
+        self.detector, self.perception, self.words = detector, perception, words
 
-def _beam_search(model: Captioner, memory: Tensor, beam: int, limit: int, min_words: int, no_repeat: int,
-                 alpha: float) -> list[list[int]]:
-    """Batched beam search (beam 1 is greedy); returns each picture's best word ids, EOS excluded."""
-    count = memory.shape[0]
-    memory = memory.repeat_interleave(beam, dim=0)
-    prefix = torch.full((count * beam, 1), BOS_ID, dtype=torch.long)
-    scores = torch.zeros(count, beam)
-    scores[:, 1:] = float("-inf")  # all beams start identical: keep one
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(count)]
-    vocabulary = len(model.config.vocabulary)
-    for step in range(limit):
-        log_probs = F.log_softmax(model.logits(memory, prefix)[:, -1].float(), dim=-1)
-        log_probs[:, PAD_ID] = log_probs[:, BOS_ID] = float("-inf")
-        if step < min_words:
-            log_probs[:, EOS_ID] = float("-inf")
-        if step == limit - 1:  # the last position can only end the caption
-            keep = log_probs[:, EOS_ID].clone()
-            log_probs[:] = float("-inf")
-            log_probs[:, EOS_ID] = keep
-        if no_repeat:
-            for row, sequence in enumerate(prefix[:, 1:].tolist()):
-                banned = _banned(sequence, no_repeat)
-                if banned:
-                    log_probs[row, list(banned)] = float("-inf")
-        total = (scores.view(-1, 1) + log_probs).view(count, beam * vocabulary)
-        top_scores, top_index = total.topk(2 * beam, dim=1)
-        next_prefix, next_scores = [], torch.full((count, beam), float("-inf"))
-        for picture in range(count):
-            kept = 0
-            for score, index in zip(top_scores[picture].tolist(), top_index[picture].tolist()):
-                if score == float("-inf"):
-                    break
-                source, word = divmod(index, vocabulary)
-                row = picture * beam + source
-                if word == EOS_ID:
-                    words = prefix[row, 1:].tolist()
-                    length = ((5 + len(words) + 1) / 6) ** alpha if alpha else 1.0
-                    finished[picture].append((score / length, words))
-                    continue
-                next_prefix.append(torch.cat([prefix[row], torch.tensor([word])]))
-                next_scores[picture, kept] = score
-                kept += 1
-                if kept == beam:
-                    break
-            while kept < beam:  # fewer live hypotheses than beams: pad with dead ones
-                next_prefix.append(torch.cat([prefix[picture * beam], torch.tensor([PAD_ID])]))
-                kept += 1
-        prefix, scores = torch.stack(next_prefix), next_scores
-        best_live = scores.max(dim=1).values
-        if all(len(done) >= beam and max(s for s, _ in done) >= best_live[p].item()
-               for p, done in enumerate(finished)):
-            break
-    results = []
-    for picture, done in enumerate(finished):
-        if not done:  # nothing ended within the limit: the best live hypothesis
-            done = [(scores[picture, 0].item(), prefix[picture * beam, 1:].tolist())]
-        results.append(max(done, key=lambda pair: pair[0])[1])
-    return results
+    def caption(self, images: list[np.ndarray], beam: int = 3, **decoding) -> list[str]:
+        features = [rows for _, rows in object_features(self.detector, self.perception, images)]
+        return self.words.caption_features(features, beam=beam, **decoding)
+
+    def save(self, folder: str | Path) -> Path:
+        return save_parts(folder, (self.detector, self.perception, self.words), MANIFEST, MANIFEST_FORMAT)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "WorldCaptioner":
+        folder = parts_folder(folder, MANIFEST, RUN_DIR, HINT)
+        return cls(ObjectDetector.load(folder), ObjectPerception.load(folder), ObjectCaptioner.load(folder))

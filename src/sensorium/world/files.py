@@ -1,7 +1,9 @@
 """Weights of the world's models on disk: safetensors for the tensors, JSON for the config.
 
 One pair of functions so that every world model (captioner, detector, object reader, question
-parser) reads and writes the same way, checks what it reads, and never unpickles anything.
+parser) reads and writes the same way, checks what it reads, and never unpickles anything; and one
+pair for the pipelines made of them (the question answerer, the captioner): a folder of parts and a
+manifest naming its format.
 """
 from __future__ import annotations
 
@@ -78,3 +80,24 @@ class SavedModel:
     def load(cls, folder: str | Path):
         record = read_record(folder, cls.stem, cls.file_format, cls.hint)
         return load_weights(cls(cls.config_from(record)), folder, cls.stem)
+
+
+def save_parts(folder: str | Path, parts, manifest: str, file_format: str) -> Path:
+    """Each part (a `SavedModel`) in FOLDER, and FOLDER/MANIFEST naming the format and the parts' stems."""
+    folder = Path(folder)
+    for part in parts:
+        part.save(folder)
+    record = {"format": file_format, "parts": [part.stem for part in parts]}
+    (folder / manifest).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return folder
+
+
+def parts_folder(folder: str | Path, manifest: str, run_dir: str, hint: str) -> Path:
+    """FOLDER when it holds MANIFEST, else FOLDER/RUN_DIR (the run folder `sensorium world train` wrote
+    holds the model there); ReadError with `hint` when neither does."""
+    folder = Path(folder)
+    if (folder / manifest).is_file():
+        return folder
+    if (folder / run_dir / manifest).is_file():
+        return folder / run_dir
+    raise ReadError(folder, f"no {manifest}: {hint}")

@@ -45,6 +45,12 @@ def crop_object(picture: np.ndarray, box, side: int = 32) -> np.ndarray:
     span = 1.25 * max(x1 - x0, y1 - y0, 1.0)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     window = (cx - span / 2, cy - span / 2, cx + span / 2, cy + span / 2)
+    # a window past the picture's edge (an object at the border, or a poor detector's huge box): pad the
+    # picture with black so it fits (Pillow refuses such a box); windows inside are cut as they were
+    margin = int(np.ceil(max(0.0, -window[0], -window[1], window[2] - width, window[3] - height)))
+    if margin:
+        picture = np.pad(picture, ((margin, margin), (margin, margin), (0, 0)))
+        window = tuple(v + margin for v in window)
     pixels = np.asarray(Image.fromarray(picture).resize((side, side), Image.BILINEAR, box=window), dtype=np.uint8)
     planes = [np.full((side, side), round(255 * min(max(v, 0.0), 1.0)), dtype=np.uint8)
               for v in (cx / width, cy / height, (x1 - x0) / width, (y1 - y0) / height)]
@@ -98,23 +104,34 @@ class ObjectPerception(SavedModel, nn.Module):
                    for column, name in enumerate(ATTRIBUTE_ORDER))
 
     @torch.no_grad()
-    def read(self, crops: np.ndarray, batch_size: int = 256) -> list[dict[str, tuple[str, float]]]:
-        """Each (7, S, S) uint8 crop's attributes: {attribute: (value, probability)}."""
+    def probabilities(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(N, 17) float32: each (7, S, S) uint8 crop's probability of every value, attribute by attribute
+        in `ATTRIBUTE_ORDER` (5 shapes, 8 colours, 2 sizes, 2 materials)."""
         was_training = self.training
         self.eval()
-        found: list[dict[str, tuple[str, float]]] = []
+        out = []
         try:
             for start in range(0, len(crops), batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size])).float() / 255.0
-                probs = {name: F.softmax(out, dim=1) for name, out in self.logits(chunk).items()}
-                for i in range(len(chunk)):
-                    read = {}
-                    for name in ATTRIBUTE_ORDER:
-                        p, index = probs[name][i].max(dim=0)
-                        read[name] = (VALUES[Attribute(name)][int(index)], round(float(p), 4))
-                    found.append(read)
+                logits = self.logits(chunk)
+                out.append(torch.cat([F.softmax(logits[name], dim=1) for name in ATTRIBUTE_ORDER], dim=1))
         finally:
             self.train(was_training)
+        width = sum(len(VALUES[Attribute(name)]) for name in ATTRIBUTE_ORDER)
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, width), np.float32)
+
+    def read(self, crops: np.ndarray, batch_size: int = 256) -> list[dict[str, tuple[str, float]]]:
+        """Each (7, S, S) uint8 crop's attributes: {attribute: (value, probability)}."""
+        found: list[dict[str, tuple[str, float]]] = []
+        for row in self.probabilities(crops, batch_size):
+            read, start = {}, 0
+            for name in ATTRIBUTE_ORDER:
+                values = VALUES[Attribute(name)]
+                block = row[start:start + len(values)]
+                index = int(block.argmax())
+                read[name] = (values[index], round(float(block[index]), 4))
+                start += len(values)
+            found.append(read)
         return found
 
     @classmethod

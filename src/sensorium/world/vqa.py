@@ -16,15 +16,13 @@ there, or more than one fits; a question with words the parser never saw is not 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ReadError
 from .detector import Detection, ObjectDetector
-from .files import VQA_HINT
+from .files import VQA_HINT, parts_folder, save_parts
 from .parser import Parse, QuestionParser
 from .perception import ObjectPerception, crop_object
 from .program import execute
@@ -33,6 +31,7 @@ from .scene import Scene, WorldObject
 from .vocabulary import CANNOT_TELL, Condition
 
 FORMAT, MANIFEST = "sensorium-world-vqa/1", "vqa.json"
+RUN_DIR = "vqa"  # where `sensorium world train --model vqa` puts it in a run folder
 MAX_QUESTION_CHARS = 500
 
 
@@ -145,19 +144,9 @@ class WorldVQA:
 
     # ---- files ------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        for part in (self.detector, self.perception, self.parser):
-            part.save(folder)
-        manifest = {"format": FORMAT, "parts": ["detector", "objects", "parser"]}
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        return folder
+        return save_parts(folder, (self.detector, self.perception, self.parser), MANIFEST, FORMAT)
 
     @classmethod
     def load(cls, folder: str | Path) -> "WorldVQA":
-        folder = Path(folder)
-        if not (folder / MANIFEST).is_file():
-            if (folder / "vqa" / MANIFEST).is_file():  # the run folder `sensorium world train` wrote
-                folder = folder / "vqa"
-            else:
-                raise ReadError(folder, f"no {MANIFEST}: {VQA_HINT}")
+        folder = parts_folder(folder, MANIFEST, RUN_DIR, VQA_HINT)
         return cls(ObjectDetector.load(folder), ObjectPerception.load(folder), QuestionParser.load(folder))
