@@ -139,7 +139,7 @@ def train_world_captioner(world: str | Path, out: str | Path, settings: CaptionT
         else:
             runs = out / RUNS_DIR / part
             parts[part] = train(pictures, records, runs, reading, resume and (runs / "checkpoint").exists(), record)
-        parts[part].save(folder)
+            parts[part].save(folder)  # a trained part is kept at once, for --resume; kept ones are saved at the end
     features = perceive_all(parts["detector"], parts["objects"], pictures, settings.progress)
     vocabulary = build_vocabulary(c for texts in captions for c in texts)
     longest = max(len(words_of(c)) for texts in captions for c in texts) + 1
