@@ -65,6 +65,31 @@ def test_class_bank_is_cached(expert, encoder):
     assert list((paths.home() / "cache").glob("imagenet_bank_*.npz"))
 
 
+def test_the_default_bank_ships_with_the_package_and_matches_what_this_machine_embeds(expert, encoder, monkeypatch):
+    """A first default bridge (an empty home) embeds no class prompt: the package's seed holds them.
+    A sample of classes embedded here agrees with the seed. Fails when the text model, the prompts or
+    the class names changed without rebuilding the seed."""
+    from sensorium.space import label_bridge
+    from sensorium.space.image_bridge import DEFAULT_CONFIG
+
+    key = label_bridge.bank_key(encoder, expert.class_names, DEFAULT_CONFIG)
+    seed = label_bridge.seeded_bank(key)
+    assert seed is not None, "stale seed: run scripts/seed_class_bank.py"
+    assert seed["names"].shape == seed["hypernyms"].shape == (1000, encoder.dim) and seed["person"].shape == (encoder.dim,)
+    with monkeypatch.context() as patch:
+        patch.setattr(encoder, "encode", lambda texts: pytest.fail(f"embedded {len(texts)} prompts despite the seed"))
+        bridge = LabelBridge(encoder, expert.class_names, DEFAULT_CONFIG)
+    np.testing.assert_allclose(bridge.bank.names, seed["names"])
+    sample = sorted(np.random.default_rng(0).choice(1000, 24, replace=False).tolist()) + [151, 281, 967]
+    fresh = label_bridge.embed_class_prompts(encoder, expert.class_names, DEFAULT_CONFIG, classes=sample)
+    for shipped, made in ((seed["names"][sample], fresh["names"]), (seed["hypernyms"][sample], fresh["hypernyms"]),
+                          (seed["person"][None], fresh["person"][None])):
+        made_norm = np.linalg.norm(made, axis=1)
+        cosines = np.sum(shipped * made, axis=1) / np.maximum(np.linalg.norm(shipped, axis=1) * made_norm, 1e-12)
+        assert np.all(cosines[made_norm > 0] > 0.999), cosines  # float16 keeps about 3 digits
+        assert np.all(np.abs(np.linalg.norm(shipped, axis=1) - made_norm) < 2e-3)
+
+
 def test_describe_gives_vectors_labels_and_words(encoder):
     from sensorium.space.image_bridge import ImageBridge
 

@@ -23,7 +23,9 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +42,9 @@ TEMPLATES = (
     "a close-up photo of the {}.",
 )
 PERSON_WORDS = ("person", "man", "woman", "people", "boy", "girl")
+# the default bridge's class vectors, embedded by the default text model and shipped with the package
+SEED_FILE = Path(__file__).parent / "data" / "imagenet-class-bank.safetensors"
+SEED_PARTS = ("names", "hypernyms", "person")
 
 # Leading words of English names that look like Latin binomials to the regex below.
 _ENGLISH_FIRST_WORDS = frozenset(
@@ -156,30 +161,79 @@ def _mean_prompt_embeddings(encoder, word_lists: list[list[str]], templates: tup
     return out
 
 
+def bank_key(encoder, class_names: list[str], config: BridgeConfig) -> str:
+    """What a class bank depends on: the text model's weights, the prompt settings and the class names
+    with their synonyms. Names both the cache file and the seed shipped with the package."""
+    data = json.dumps([class_names, load_synonyms()], sort_keys=True)
+    return f"{_text_model_key(encoder)}_{config.bank_key()}_{hashlib.sha1(data.encode()).hexdigest()[:12]}"
+
+
 def build_class_bank(encoder, class_names: list[str], config: BridgeConfig, cache: bool = True) -> ClassBank:
-    """Embed every class's prompts once; cached under paths.home() keyed by model and templates."""
-    synonyms = load_synonyms()
-    model_key = _text_model_key(encoder)
-    data_key = hashlib.sha1(json.dumps([class_names, synonyms], sort_keys=True).encode()).hexdigest()[:12]
-    cache_file = paths.home() / "cache" / f"imagenet_bank_{model_key}_{config.bank_key()}_{data_key}.npz"
+    """Embed every class's prompts once (~6,000 sentences, 1-2 min on 2 cores). The vectors come from,
+    in order: this machine's cache (paths.home(), keyed by `bank_key`), the seed shipped with the
+    package when its key matches (the default bridge over the default text model), or the encoder."""
+    key = bank_key(encoder, class_names, config)
+    cache_file = paths.home() / "cache" / f"imagenet_bank_{key}.npz"
+    stored = None
     if cache and cache_file.is_file():
-        stored = np.load(cache_file)
-        names, hypernyms, person = stored["names"], stored["hypernyms"], stored["person"]
-    else:
-        names = _mean_prompt_embeddings(encoder, clean_names(class_names, synonyms, config.names_per_class, config.clean),
-                                        config.templates)
-        hyper_words = [synonyms["hypernyms"].get(str(i), []) if config.hypernym_weight else []
-                       for i in range(len(class_names))]
-        hypernyms = _mean_prompt_embeddings(encoder, hyper_words, config.templates)
-        person = _unit(_mean_prompt_embeddings(encoder, [list(PERSON_WORDS)], config.templates)[0])
+        stored = dict(np.load(cache_file))
+    elif cache:
+        stored = seeded_bank(key)
+    if stored is None:
+        stored = embed_class_prompts(encoder, class_names, config)
         if cache:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(".tmp.npz")
-            np.savez(tmp, names=names, hypernyms=hypernyms, person=person)
+            np.savez(tmp, **stored)
             tmp.replace(cache_file)
-    bank = ClassBank(names, hypernyms, person, np.zeros(names.shape[1], np.float32), config.hypernym_weight)
+    dim = stored["names"].shape[1]
+    bank = ClassBank(stored["names"], stored["hypernyms"], stored["person"], np.zeros(dim, np.float32),
+                     config.hypernym_weight)
     bank.center = bank.class_vectors().mean(axis=0).astype(np.float32)
     return bank
+
+
+def embed_class_prompts(encoder, class_names: list[str], config: BridgeConfig,
+                        classes: list[int] | None = None) -> dict[str, np.ndarray]:
+    """{"names", "hypernyms", "person"}: the bank's raw vectors from the encoder, for every class or only
+    for the rows in `classes` (a check of the seed needs a sample, not ~6,000 sentences)."""
+    synonyms = load_synonyms()
+    classes = list(range(len(class_names))) if classes is None else list(classes)
+    every_name = clean_names(class_names, synonyms, config.names_per_class, config.clean)
+    names = _mean_prompt_embeddings(encoder, [every_name[i] for i in classes], config.templates)
+    hyper_words = [synonyms["hypernyms"].get(str(i), []) if config.hypernym_weight else [] for i in classes]
+    hypernyms = _mean_prompt_embeddings(encoder, hyper_words, config.templates)
+    person = _unit(_mean_prompt_embeddings(encoder, [list(PERSON_WORDS)], config.templates)[0])
+    return {"names": names, "hypernyms": hypernyms, "person": person}
+
+
+@lru_cache(maxsize=2)
+def seeded_bank(key: str) -> dict[str, np.ndarray] | None:
+    """The shipped bank's vectors as float32 when it was made under `key`; None otherwise (absent,
+    unreadable, or made with other models or settings: then the bank is embedded as without a seed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(SEED_FILE), framework="numpy") as handle:
+            if (handle.metadata() or {}).get("key") != key:
+                return None
+            return {name: handle.get_tensor(name).astype(np.float32) for name in SEED_PARTS}
+    except Exception:
+        return None
+
+
+def write_class_bank_seed(encoder, class_names: list[str], config: BridgeConfig, path: Path | None = None) -> Path:
+    """Embed the bank and store it as the package's seed (float16, ~1.5 MB). Run by
+    `scripts/seed_class_bank.py` whenever the text model, the prompts or the class names change."""
+    from safetensors.numpy import save_file
+
+    vectors = embed_class_prompts(encoder, class_names, config)
+    path = Path(path or SEED_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: vectors[name].astype(np.float16) for name in SEED_PARTS}, str(path),
+              metadata={"key": bank_key(encoder, class_names, config)})
+    seeded_bank.cache_clear()
+    return path
 
 
 def _text_model_key(encoder) -> str:
