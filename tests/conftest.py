@@ -38,7 +38,7 @@ def bad_corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def world_reader(tmp_path_factory):
     """A question answerer trained for about a minute on 64 px pictures of a small condition-A world
     (tests/test_world_vqa.py); the grounded captioner's tests train their word decoder on what its
-    detector and object reader see (tests/test_world_grounded_captioner.py)."""
+    detector and object reader see (tests/test_world_captioner.py)."""
     from sensorium.training.world_reading import VQATraining, train_vqa
     from sensorium.world import Condition, SceneOptions, WorldSpec, make_world
 
@@ -46,6 +46,6 @@ def world_reader(tmp_path_factory):
     options = SceneOptions(size=64, min_objects=3, max_objects=5, condition=Condition.A)
     make_world(root / "train", 300, WorldSpec(seed=1, options=options), workers=1)
     make_world(root / "test", 40, WorldSpec(seed=2, options=options), workers=1)
-    settings = VQATraining(detector_epochs=10, object_epochs=6, parser_epochs=30, progress=False)
+    settings = VQATraining(detector_epochs=10, object_epochs=6, parser_epochs=12, parser_lr=6e-3, progress=False)
     vqa = train_vqa(root / "train", root / "run", settings)
     return root, vqa

@@ -20,6 +20,7 @@ benchmarks/quality/coco_retrieval.py:
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -183,7 +184,7 @@ def build_class_bank(encoder, class_names: list[str], config: BridgeConfig, cach
         stored = embed_class_prompts(encoder, class_names, config)
         if cache:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp.npz")
+            tmp = cache_file.with_name(f".{cache_file.stem}-{os.getpid()}.tmp.npz")  # processes may race
             np.savez(tmp, **stored)
             tmp.replace(cache_file)
     dim = stored["names"].shape[1]

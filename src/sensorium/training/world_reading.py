@@ -40,6 +40,7 @@ class VQATraining:
     detector_epochs: int = 6
     object_epochs: int = 4
     parser_epochs: int = 3
+    parser_lr: float = 2e-3  # a short run on a few thousand questions learns in fewer epochs at a higher one
     scenes: int = 0  # pictures for the detector and the object reader; 0 = every scene of the folder
     questions: int = 0  # questions for the parser; 0 = every question of those scenes
     unanswerable: bool = True  # train the parser on unanswerable questions too
@@ -171,7 +172,7 @@ def train_parser(questions: list[str], programs: list[dict], out: Path, settings
     model = QuestionParser(ParserConfig(vocabulary=build_vocabulary(questions), slot_values=values,
                                         trained=trained or {}))
     _fit(model, QuestionPrograms(questions, programs, model), collate_questions, out, settings.parser_epochs, 128,
-         2e-3, 50, settings, resume)
+         settings.parser_lr, 50, settings, resume)
     return model.eval()
 
 
