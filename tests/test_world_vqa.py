@@ -17,10 +17,10 @@ from sensorium.errors import ReadError
 from sensorium.world import Condition, SceneOptions, WorldSpec, make_world
 from sensorium.world.detector import Detection, DetectorConfig, ObjectDetector, box_targets, iou
 from sensorium.world.parser import Parse
-from sensorium.world.perception import colour_blind, crop_object
+from sensorium.world.perception import ATTRIBUTE_ORDER, PROBABILITIES, colour_blind, crop_object
 from sensorium.world.program import execute
 from sensorium.world.scene import Scene
-from sensorium.world.vocabulary import CANNOT_TELL
+from sensorium.world.vocabulary import CANNOT_TELL, VALUES, Attribute
 from sensorium.world.vqa import WorldVQA
 from sensorium.world.writer import read_pictures, scene_record
 
@@ -89,8 +89,16 @@ class _Exact:
     def detect(self, images, threshold=None):
         return [[Detection(tuple(o["box"]), 1.0) for o in self.record["objects"]]]
 
-    def read(self, crops):
-        return [{a: (o[a], 1.0) for a in ("shape", "colour", "size", "material")} for o in self.record["objects"]]
+    def read_found(self, images, found):
+        """Certain probabilities (one-hot rows) of the annotated values, as the object reader gives them."""
+        rows = np.zeros((len(self.record["objects"]), PROBABILITIES), np.float32)
+        for row, obj in zip(rows, self.record["objects"]):
+            start = 0
+            for name in ATTRIBUTE_ORDER:
+                values = VALUES[Attribute(name)]
+                row[start + values.index(obj[name])] = 1.0
+                start += len(values)
+        return [rows]
 
 
 def test_exact_parts_answer_almost_everything_so_the_glue_loses_little():

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from .decoding import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, beam_search
 from .detector import Detection, ObjectDetector
 from .files import SavedModel, parts_folder, save_parts
-from .perception import ATTRIBUTE_ORDER, ObjectPerception, crop_object
+from .perception import ATTRIBUTE_ORDER, ObjectPerception
 from .vocabulary import VALUES, Attribute, attribute_of, canonical, words_of
 
 STEM, FORMAT = "object_captioner", "sensorium-world-object-captioner/1"
@@ -73,20 +73,15 @@ def object_features(detector: ObjectDetector, perception: ObjectPerception,
     """Each picture's detections and their (K, FEATURES) float32 tokens: the object reader's
     probabilities for every value (`GROUPS` order), the box as shares of the picture, the score."""
     found = detector.detect(images)
-    side = perception.config.side
-    crops = [crop_object(np.asarray(picture, dtype=np.uint8), d.box, side)
-             for picture, detections in zip(images, found) for d in detections]
-    probabilities = perception.probabilities(np.stack(crops)) if crops else np.zeros((0, len(GROUPS)), np.float32)
-    out, position = [], 0
-    for picture, detections in zip(images, found):
+    out = []
+    for picture, detections, read in zip(images, found, perception.read_found(images, found)):
         height, width = picture.shape[:2]
         rows = []
-        for detection in detections:
+        for detection, probabilities in zip(detections, read):
             x0, y0, x1, y1 = detection.box
             where = [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height,
                      detection.score]
-            rows.append(np.concatenate([probabilities[position], np.asarray(where, np.float32)]))
-            position += 1
+            rows.append(np.concatenate([probabilities, np.asarray(where, np.float32)]))
         out.append((detections, np.asarray(rows, np.float32).reshape(len(rows), FEATURES)))
     return out
 

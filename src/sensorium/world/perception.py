@@ -66,6 +66,21 @@ def colour_blind(crops: Tensor) -> Tensor:
     return torch.cat([((luminance - mean) / spread)[:, None] * 0.2, crops[:, 3:]], dim=1)
 
 
+ATTRIBUTE_ORDER = tuple(a.value for a in (Attribute.SHAPE, Attribute.COLOUR, Attribute.SIZE, Attribute.MATERIAL))
+PROBABILITIES = sum(len(VALUES[Attribute(name)]) for name in ATTRIBUTE_ORDER)  # 17: every value of every attribute
+
+
+def values_of(row: np.ndarray) -> dict[str, tuple[str, float]]:
+    """One row of `ObjectPerception.probabilities` as {attribute: (most likely value, its probability)}."""
+    read, start = {}, 0
+    for name in ATTRIBUTE_ORDER:
+        values = VALUES[Attribute(name)]
+        block = row[start:start + len(values)]
+        index = int(block.argmax())
+        read[name] = (values[index], round(float(block[index]), 4))
+        start += len(values)
+    return read
+
 class CropNet(nn.Module):
     """A small CNN over a crop with one classification head per attribute."""
 
@@ -117,30 +132,26 @@ class ObjectPerception(SavedModel, nn.Module):
                 out.append(torch.cat([F.softmax(logits[name], dim=1) for name in ATTRIBUTE_ORDER], dim=1))
         finally:
             self.train(was_training)
-        width = sum(len(VALUES[Attribute(name)]) for name in ATTRIBUTE_ORDER)
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, width), np.float32)
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, PROBABILITIES), np.float32)
 
     def read(self, crops: np.ndarray, batch_size: int = 256) -> list[dict[str, tuple[str, float]]]:
         """Each (7, S, S) uint8 crop's attributes: {attribute: (value, probability)}."""
-        found: list[dict[str, tuple[str, float]]] = []
-        for row in self.probabilities(crops, batch_size):
-            read, start = {}, 0
-            for name in ATTRIBUTE_ORDER:
-                values = VALUES[Attribute(name)]
-                block = row[start:start + len(values)]
-                index = int(block.argmax())
-                read[name] = (values[index], round(float(block[index]), 4))
-                start += len(values)
-            found.append(read)
-        return found
+        return [values_of(row) for row in self.probabilities(crops, batch_size)]
+
+    def read_found(self, images: list[np.ndarray], found: list[list]) -> list[np.ndarray]:
+        """Each picture's (len(detections), 17) `probabilities`, its detections cropped and read in one
+        batch: the one place where the answerer and the captioner cut crops."""
+        side = self.config.side
+        crops = [crop_object(np.asarray(picture, dtype=np.uint8), d.box, side)
+                 for picture, detections in zip(images, found) for d in detections]
+        rows = self.probabilities(np.stack(crops)) if crops else np.zeros((0, PROBABILITIES), np.float32)
+        ends = np.cumsum([len(detections) for detections in found])
+        return np.split(rows, ends[:-1]) if len(found) else []
 
     @classmethod
     def config_from(cls, record: dict) -> PerceptionConfig:
         record["widths"] = tuple(record["widths"])
         return PerceptionConfig(**record)
-
-
-ATTRIBUTE_ORDER = tuple(a.value for a in (Attribute.SHAPE, Attribute.COLOUR, Attribute.SIZE, Attribute.MATERIAL))
 
 
 def attribute_labels(obj: dict) -> list[int]:

@@ -24,7 +24,7 @@ import numpy as np
 from .detector import Detection, ObjectDetector
 from .files import VQA_HINT, parts_folder, save_parts
 from .parser import Parse, QuestionParser
-from .perception import ObjectPerception, crop_object
+from .perception import ObjectPerception, values_of
 from .program import execute
 from .render import place_from_box, solid
 from .scene import Scene, WorldObject
@@ -89,24 +89,20 @@ class WorldVQA:
 
     def perceive(self, images: list[np.ndarray]) -> list[SeenScene]:
         """Each picture's objects: found, read, placed. Nothing comes from annotations."""
-        side = self.perception.config.side
         found = self.detector.detect(images)
-        crops = [crop_object(np.asarray(picture, dtype=np.uint8), d.box, side)
-                 for picture, detections in zip(images, found) for d in detections]
-        read = self.perception.read(np.stack(crops)) if crops else []
-        scenes, position = [], 0
-        for picture, detections in zip(images, found):
+        scenes = []
+        for picture, detections, rows in zip(images, found, self.perception.read_found(images, found)):
             width = picture.shape[1]
             objects, certainties = [], []
-            for number, detection in enumerate(detections):
-                values = {name: value for name, (value, _) in read[position].items()}
-                certainties.append(min(p for _, p in read[position].values()))
+            for number, (detection, row) in enumerate(zip(detections, rows)):
+                read = values_of(row)
+                values = {name: value for name, (value, _) in read.items()}
+                certainties.append(min(p for _, p in read.values()))
                 body = solid(values["shape"], values["size"], values["colour"], values["material"], 0.0, 0.0)
                 x, z, depth = place_from_box(detection.box, width, body.radius, body.height)
                 x0, _, x1, _ = detection.box
                 objects.append(WorldObject(id=number, **values, position=(x, z), box=detection.box, depth=depth,
                                            centre_x=(x0 + x1) / 2))
-                position += 1
             scene = Scene(0, 0, Condition.ALL, width, objects)
             scenes.append(SeenScene(scene, detections, certainties))
         return scenes
