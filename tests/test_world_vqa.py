@@ -82,9 +82,10 @@ class _Exact:
     """Parts that read the annotations: what the pipeline's glue (crops, placement from boxes,
     execution) makes of perfect detection, perception and parsing."""
 
+    config = SimpleNamespace(side=32, threshold=0.3)
+
     def __init__(self, record):
         self.record = record
-        self.config = SimpleNamespace(side=32)
 
     def detect(self, images, threshold=None):
         return [[Detection(tuple(o["box"]), 1.0) for o in self.record["objects"]]]
@@ -231,3 +232,29 @@ def test_slots_that_make_no_program_are_refused_not_executed():
     with pytest.raises(ValueError):
         unflatten({**relate, "relation": "none"})
     assert set(slots) == set(SLOTS)
+
+
+def test_an_answers_confidence_is_the_share_of_the_scenes_the_models_might_have_seen_that_agree():
+    """Objects found far above the detector's threshold are in every sampled scene, one just above it
+    in about half; each kept object's shape is drawn from the reader's probabilities; a seed repeats."""
+    from sensorium.world.doubt import DoubtOptions, keep_probability, sample_scenes
+
+    rows = np.zeros((3, PROBABILITIES), np.float32)
+    for row in rows:
+        start = 0
+        for name in ATTRIBUTE_ORDER:
+            row[start] = 1.0  # the first value of every attribute
+            start += len(VALUES[Attribute(name)])
+    shapes = VALUES[Attribute.SHAPE]
+    rows[0, :len(shapes)] = 0.0
+    rows[0, 0], rows[0, 1] = 0.6, 0.4  # the first object: 60% the first shape, 40% the second
+    candidates = [Detection((10, 60, 30, 80), 0.95), Detection((50, 60, 70, 80), 0.97), Detection((90, 60, 110, 80), 0.31)]
+    options = DoubtOptions(samples=400)
+    scenes = sample_scenes(128, candidates, rows, 0.3, options)
+    counts = np.array([len(scene.objects) for scene in scenes])
+    assert counts.min() >= 2  # the sure ones are always there
+    assert abs(np.mean(counts == 3) - keep_probability([0.31], 0.3, options.temperature)[0]) < 0.08
+    first = [scene.objects[0].shape for scene in scenes]
+    assert abs(np.mean([shape == shapes[0] for shape in first]) - 0.6) < 0.08
+    again = sample_scenes(128, candidates, rows, 0.3, options)
+    assert [len(s.objects) for s in again] == counts.tolist()

@@ -19,6 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".benchmarks-cache" / "world"
@@ -75,7 +77,8 @@ def score(vqa, folder: Path, parser=None) -> dict:
                     right[key].append(ok)
                 if question["answerable"]:
                     right["answerable"].append(ok)
-                    confident.append((answer.confidence, ok))
+                    # an abstention gives no answer: it comes last, whatever its confidence that it cannot tell
+                    confident.append((-1.0 if answer.answer == CANNOT_TELL else answer.confidence, ok))
                     if question["objects"]:
                         hit = grounded(answer, [boxes[i] for i in question["objects"]])
                         ground["all with objects"].append(hit)
@@ -94,7 +97,19 @@ def score(vqa, folder: Path, parser=None) -> dict:
             "grounding": {k: (sum(v) / len(v), len(v)) for k, v in ground.items()},
             "cannot_tell_precision": abstain["tp"] / max(abstain["tp"] + abstain["fp"], 1),
             "cannot_tell_recall": abstain["tp"] / max(abstain["tp"] + abstain["fn"], 1),
-            "answerable_accuracy_at_coverage": coverage}
+            "answerable_accuracy_at_coverage": coverage, "answer_ece": expected_calibration_error(confident)}
+
+
+def expected_calibration_error(confident: list[tuple[float, bool]], bins: int = 15) -> float:
+    """ECE (15 equal-width bins) of `WorldAnswer.confidence` over the answers given (abstentions left out)."""
+    given = [(c, ok) for c, ok in confident if c >= 0]
+    if not given:
+        return float("nan")
+    conf = np.array([c for c, _ in given])
+    right = np.array([ok for _, ok in given], dtype=float)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(conf[which == b].mean() - right[which == b].mean()) * np.sum(which == b)
+                     for b in range(bins) if np.any(which == b)) / len(given))
 
 
 def detection_rates(vqa, folder: Path) -> tuple[float, float]:
@@ -179,7 +194,8 @@ def main() -> None:
         g = result["grounding"]
         cover = ", ".join(f"{int(k * 100)}% {v:.3f}" for k, v in result["answerable_accuracy_at_coverage"].items())
         print(f"{name}: 'cannot tell' precision {result['cannot_tell_precision']:.3f}, recall "
-              f"{result['cannot_tell_recall']:.3f}; answerable accuracy at coverage {cover}; grounding: about one "
+              f"{result['cannot_tell_recall']:.3f}; answerable accuracy at coverage {cover}; "
+              f"ECE of the answers' confidence {result['answer_ece']:.3f}; grounding: about one "
               f"object {g['about one object'][0]:.3f} ({g['about one object'][1]}), every question with objects "
               f"{g['all with objects'][0]:.3f} ({g['all with objects'][1]})", flush=True)
     print("answers/s on one core:", {k: round(v, 1) for k, v in speed(vqa, folders["A-test"]).items()}, flush=True)

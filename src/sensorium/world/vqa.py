@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from .detector import Detection, ObjectDetector
+from .doubt import DoubtOptions, sample_scenes, scene_of
 from .files import VQA_HINT, parts_folder, save_parts
 from .parser import Parse, QuestionParser
 from .perception import ObjectPerception, values_of
 from .program import execute
-from .render import place_from_box, solid
 from .scene import Scene, WorldObject
-from .vocabulary import CANNOT_TELL, Condition
+from .vocabulary import CANNOT_TELL
 
 FORMAT, MANIFEST = "sensorium-world-vqa/1", "vqa.json"
 RUN_DIR = "vqa"  # where `sensorium world train --model vqa` puts it in a run folder
@@ -56,7 +56,7 @@ class WorldAnswer:
     program: dict | None = None
     objects: list[SeenObject] = field(default_factory=list)  # the grounding: what the answer looked at
     parse_confidence: float = 0.0
-    confidence: float = 0.0  # the least of the parse's and the looked-at objects' detection and attribute scores
+    confidence: float = 0.0  # the parse's confidence x the share of scenes it might have seen that agree (`doubt`)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,6 +69,7 @@ class SeenScene:
     scene: Scene
     detections: list[Detection]
     certainties: list[float]
+    samples: list[Scene] = field(default_factory=list)  # scenes the picture might show (`doubt.sample_scenes`)
 
     def seen(self, obj: WorldObject) -> SeenObject:
         return SeenObject(tuple(obj.box), obj.shape, obj.colour, obj.size, obj.material,
@@ -84,27 +85,26 @@ def check_question(question: str) -> str:
 
 
 class WorldVQA:
-    def __init__(self, detector: ObjectDetector, perception: ObjectPerception, parser: QuestionParser):
+    def __init__(self, detector: ObjectDetector, perception: ObjectPerception, parser: QuestionParser,
+                 doubt: DoubtOptions | None = None):
         self.detector, self.perception, self.parser = detector, perception, parser
+        self.doubt = doubt or DoubtOptions()
 
     def perceive(self, images: list[np.ndarray]) -> list[SeenScene]:
-        """Each picture's objects: found, read, placed. Nothing comes from annotations."""
-        found = self.detector.detect(images)
+        """Each picture's objects: found, read, placed; and the scenes it might show instead (`doubt`).
+        Nothing comes from annotations."""
+        threshold, low = self.detector.config.threshold, min(self.doubt.low, self.detector.config.threshold)
+        found = self.detector.detect(images, threshold=low)
         scenes = []
-        for picture, detections, rows in zip(images, found, self.perception.read_found(images, found)):
-            width = picture.shape[1]
-            objects, certainties = [], []
-            for number, (detection, row) in enumerate(zip(detections, rows)):
-                read = values_of(row)
-                values = {name: value for name, (value, _) in read.items()}
-                certainties.append(min(p for _, p in read.values()))
-                body = solid(values["shape"], values["size"], values["colour"], values["material"], 0.0, 0.0)
-                x, z, depth = place_from_box(detection.box, width, body.radius, body.height)
-                x0, _, x1, _ = detection.box
-                objects.append(WorldObject(id=number, **values, position=(x, z), box=detection.box, depth=depth,
-                                           centre_x=(x0 + x1) / 2))
-            scene = Scene(0, 0, Condition.ALL, width, objects)
-            scenes.append(SeenScene(scene, detections, certainties))
+        for picture, candidates, rows in zip(images, found, self.perception.read_found(images, found)):
+            sure = [i for i, c in enumerate(candidates) if c.score > threshold]
+            reads = [values_of(rows[i]) for i in sure]
+            detections = [candidates[i] for i in sure]
+            scene, _ = scene_of(picture.shape[1], detections,
+                                [{name: value for name, (value, _) in read.items()} for read in reads])
+            certainties = [min(p for _, p in read.values()) for read in reads]
+            samples = sample_scenes(picture.shape[1], candidates, rows, threshold, self.doubt)
+            scenes.append(SeenScene(scene, detections, certainties, samples))
         return scenes
 
     def answer_seen(self, seen: SeenScene, question: str, parse: Parse) -> WorldAnswer:
@@ -121,7 +121,8 @@ class WorldVQA:
         reason = ("no single object fits what the question names, or its place cannot be judged"
                   if answer == CANNOT_TELL else "")
         objects = [seen.seen(o) for o in {o.id: o for o in looked_at}.values()]
-        confidence = min([parse.confidence, *(o.score for o in objects), *(o.certainty for o in objects)])
+        agree = [execute(parse.program, scene) == answer for scene in seen.samples]
+        confidence = parse.confidence * (float(np.mean(agree)) if agree else 1.0)
         return WorldAnswer(question, answer, reason, parse.program, objects, parse.confidence, round(confidence, 4))
 
     def ask(self, picture: np.ndarray, question: str) -> WorldAnswer:
