@@ -156,6 +156,7 @@ def _serve_startup_line(collection: Path) -> str:
     import socket
     import subprocess
     import sys
+    import time
 
     import sensorium
 
@@ -167,10 +168,23 @@ def _serve_startup_line(collection: Path) -> str:
     process = subprocess.Popen([sys.executable, "-c", "from sensorium.cli import main; main()", "serve", "-c",
                                 str(collection), "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        return process.stderr.readline()
+        line = process.stderr.readline()
+        # stop it once it listens: an interrupt that lands while it is still importing and building the
+        # app raced with start-up once in a fresh-clone CI run (the process outlived the 60 s wait)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        return line
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
 
 
 def test_cli_roots_set_refuses_overlapping_roots(indexed, tmp_path):
