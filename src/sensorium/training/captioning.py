@@ -90,7 +90,7 @@ class ObjectCaptionData(Dataset):
 
 def collate_objects(items) -> dict:
     captions = torch.stack([item[1] for item in items])
-    return {"memory": pack([item[0].numpy() for item in items]), "captions": captions,
+    return {"memory": pack([item[0] for item in items]), "captions": captions,
             "size": int(captions[:, :, 0].ne(PAD_ID).sum())}
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .decoding import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, beam_search
 from .detector import Detection, ObjectDetector
-from .files import SavedModel, parts_folder, save_parts
+from .files import SavedModel, SavedPipeline
 from .perception import ATTRIBUTE_ORDER, ObjectPerception
 from .vocabulary import VALUES, Attribute, attribute_of, canonical, words_of
 
@@ -86,14 +85,15 @@ def object_features(detector: ObjectDetector, perception: ObjectPerception,
     return out
 
 
-def pack(features: list[np.ndarray]) -> Tensor:
-    """(B, K, FEATURES + 1): each picture's object tokens, zero-padded to the most objects of the batch,
-    the last column 1 for a real object. K is at least 1, so a picture with none still has a row."""
+def pack(features: list[np.ndarray | Tensor]) -> Tensor:
+    """(B, K, FEATURES + 1): each picture's object tokens (arrays or tensors), zero-padded to the most
+    objects of the batch, the last column 1 for a real object. K is at least 1, so a picture with none
+    still has a row."""
     most = max([1, *(len(f) for f in features)])
     out = torch.zeros(len(features), most, FEATURES + 1)
     for i, rows in enumerate(features):
         if len(rows):
-            out[i, :len(rows), :FEATURES] = torch.from_numpy(np.asarray(rows, np.float32))
+            out[i, :len(rows), :FEATURES] = torch.as_tensor(rows, dtype=torch.float32)
             out[i, :len(rows), FEATURES] = 1.0
     return out
 
@@ -243,21 +243,20 @@ class ObjectCaptioner(SavedModel, nn.Module):
         return ObjectCaptionerConfig(**record)
 
 
-class WorldCaptioner:
+class WorldCaptioner(SavedPipeline):
     """Pictures in, captions out: the detector and object reader the question answerer uses, then
     the `ObjectCaptioner`. One folder holds all three (safetensors + JSON each) and a manifest."""
 
+    part_types = (ObjectDetector, ObjectPerception, ObjectCaptioner)
+    manifest, pipeline_format, run_dir, hint = MANIFEST, MANIFEST_FORMAT, RUN_DIR, HINT
+
     def __init__(self, detector: ObjectDetector, perception: ObjectPerception, words: ObjectCaptioner):
         self.detector, self.perception, self.words = detector, perception, words
+
+    def parts(self) -> tuple:
+        return self.detector, self.perception, self.words
 
     def caption(self, images: list[np.ndarray], beam: int = 3, **decoding) -> list[str]:
         features = [rows for _, rows in object_features(self.detector, self.perception, images)]
         return self.words.caption_features(features, beam=beam, **decoding)
 
-    def save(self, folder: str | Path) -> Path:
-        return save_parts(folder, (self.detector, self.perception, self.words), MANIFEST, MANIFEST_FORMAT)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "WorldCaptioner":
-        folder = parts_folder(folder, MANIFEST, RUN_DIR, HINT)
-        return cls(ObjectDetector.load(folder), ObjectPerception.load(folder), ObjectCaptioner.load(folder))

@@ -20,35 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detector import Detection
-from .perception import ATTRIBUTE_ORDER
+from .perception import ATTRIBUTE_BLOCKS
 from .render import place_from_box, solid
 from .scene import Scene, WorldObject
-from .vocabulary import VALUES, Attribute, Condition
-
-
-
-def attribute_blocks() -> tuple[tuple[str, tuple[str, ...], int, int], ...]:
-    """(attribute, its values, first column, end column) in a row of the object reader's probabilities."""
-    blocks, start = [], 0
-    for name in ATTRIBUTE_ORDER:
-        values = tuple(VALUES[Attribute(name)])
-        blocks.append((name, values, start, start + len(values)))
-        start += len(values)
-    return tuple(blocks)
-
-
-BLOCKS = attribute_blocks()
+from .vocabulary import Condition
 
 
 @dataclass(frozen=True)
 class DoubtOptions:
-    samples: int = 20  # scenes drawn per picture
+    samples: int = 20  # scenes drawn per picture; 0: an answer's confidence is its parse's alone (faster)
     low: float = 0.1  # the least centre score of a candidate object
     temperature: float = 0.1  # width of the keep probability's rise through the detector's threshold
     seed: int = 0  # the same picture gives the same confidence
 
 
-def scene_of(width: int, detections: list[Detection], values: list[dict[str, str]]) -> tuple[Scene, list[WorldObject]]:
+def scene_of(width: int, detections: list[Detection], values: list[dict[str, str]]) -> Scene:
     """A `Scene` of these detections read as `values`, each placed on the floor from its box."""
     objects = []
     for detection, read in zip(detections, values):
@@ -57,7 +43,7 @@ def scene_of(width: int, detections: list[Detection], values: list[dict[str, str
         x0, _, x1, _ = detection.box
         objects.append(WorldObject(id=len(objects), **read, position=(x, z), box=detection.box, depth=depth,
                                    centre_x=(x0 + x1) / 2))
-    return Scene(0, 0, Condition.ALL, width, objects), objects
+    return Scene(0, 0, Condition.ALL, width, objects)
 
 
 def keep_probability(scores: np.ndarray, threshold: float, temperature: float) -> np.ndarray:
@@ -72,7 +58,7 @@ def sample_scenes(width: int, candidates: list[Detection], probabilities: np.nda
     keep = rng.random((options.samples, count)) < keep_probability([c.score for c in candidates], threshold,
                                                                   options.temperature)
     drawn = {}
-    for name, values, first, end in BLOCKS:
+    for name, values, first, end in ATTRIBUTE_BLOCKS:
         block = np.asarray(probabilities[:, first:end], np.float64).reshape(count, end - first)
         cumulative = np.cumsum(block / np.maximum(block.sum(axis=1, keepdims=True), 1e-12), axis=1)
         u = rng.random((options.samples, count, 1))
@@ -80,6 +66,6 @@ def sample_scenes(width: int, candidates: list[Detection], probabilities: np.nda
     scenes = []
     for sample in range(options.samples):
         kept = np.flatnonzero(keep[sample])
-        reads = [{name: values[drawn[name][sample, i]] for name, values, _, _ in BLOCKS} for i in kept]
-        scenes.append(scene_of(width, [candidates[i] for i in kept], reads)[0])
+        reads = [{name: values[drawn[name][sample, i]] for name, values, _, _ in ATTRIBUTE_BLOCKS} for i in kept]
+        scenes.append(scene_of(width, [candidates[i] for i in kept], reads))
     return scenes

@@ -101,3 +101,26 @@ def parts_folder(folder: str | Path, manifest: str, run_dir: str, hint: str) -> 
     if (folder / run_dir / manifest).is_file():
         return folder / run_dir
     raise ReadError(folder, f"no {manifest}: {hint}")
+
+
+class SavedPipeline:
+    """Mixin for a pipeline of `SavedModel` parts kept in one folder with a manifest: a subclass names
+    `part_types` (in its constructor's order), `parts()` (its instances, same order), `manifest`,
+    `pipeline_format`, `run_dir` and `hint`; `load` also takes the run folder that holds it."""
+
+    part_types: tuple[type[SavedModel], ...]
+    manifest: str
+    pipeline_format: str
+    run_dir: str
+    hint: str
+
+    def parts(self) -> tuple[SavedModel, ...]:
+        raise NotImplementedError
+
+    def save(self, folder: str | Path) -> Path:
+        return save_parts(folder, self.parts(), self.manifest, self.pipeline_format)
+
+    @classmethod
+    def load(cls, folder: str | Path):
+        folder = parts_folder(folder, cls.manifest, cls.run_dir, cls.hint)
+        return cls(*(part.load(folder) for part in cls.part_types))

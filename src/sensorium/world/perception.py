@@ -70,16 +70,27 @@ ATTRIBUTE_ORDER = tuple(a.value for a in (Attribute.SHAPE, Attribute.COLOUR, Att
 PROBABILITIES = sum(len(VALUES[Attribute(name)]) for name in ATTRIBUTE_ORDER)  # 17: every value of every attribute
 
 
+def attribute_blocks() -> tuple[tuple[str, tuple[str, ...], int, int], ...]:
+    """(attribute, its values, first column, end column) in a row of `ObjectPerception.probabilities`."""
+    blocks, start = [], 0
+    for name in ATTRIBUTE_ORDER:
+        values = tuple(VALUES[Attribute(name)])
+        blocks.append((name, values, start, start + len(values)))
+        start += len(values)
+    return tuple(blocks)
+
+
+ATTRIBUTE_BLOCKS = attribute_blocks()
+
+
 def values_of(row: np.ndarray) -> dict[str, tuple[str, float]]:
     """One row of `ObjectPerception.probabilities` as {attribute: (most likely value, its probability)}."""
-    read, start = {}, 0
-    for name in ATTRIBUTE_ORDER:
-        values = VALUES[Attribute(name)]
-        block = row[start:start + len(values)]
-        index = int(block.argmax())
-        read[name] = (values[index], round(float(block[index]), 4))
-        start += len(values)
+    read = {}
+    for name, values, first, end in ATTRIBUTE_BLOCKS:
+        index = int(row[first:end].argmax())
+        read[name] = (values[index], round(float(row[first + index]), 4))
     return read
+
 
 class CropNet(nn.Module):
     """A small CNN over a crop with one classification head per attribute."""

@@ -17,13 +17,14 @@ there, or more than one fits; a question with words the parser never saw is not 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from functools import cached_property, partial
+from typing import Callable
 
 import numpy as np
 
 from .detector import Detection, ObjectDetector
 from .doubt import DoubtOptions, sample_scenes, scene_of
-from .files import VQA_HINT, parts_folder, save_parts
+from .files import VQA_HINT, SavedPipeline
 from .parser import Parse, QuestionParser
 from .perception import ObjectPerception, values_of
 from .program import execute
@@ -69,7 +70,13 @@ class SeenScene:
     scene: Scene
     detections: list[Detection]
     certainties: list[float]
-    samples: list[Scene] = field(default_factory=list)  # scenes the picture might show (`doubt.sample_scenes`)
+    draw: Callable[[], list[Scene]] | None = field(default=None, repr=False)  # `doubt.sample_scenes`, bound
+
+    @cached_property
+    def samples(self) -> list[Scene]:
+        """The scenes the picture might show instead, drawn when an answer first needs its confidence
+        (a picture perceived and never asked about, or asked only unparsable questions, costs none)."""
+        return self.draw() if self.draw is not None else []
 
     def seen(self, obj: WorldObject) -> SeenObject:
         return SeenObject(tuple(obj.box), obj.shape, obj.colour, obj.size, obj.material,
@@ -84,7 +91,10 @@ def check_question(question: str) -> str:
     return question.strip()
 
 
-class WorldVQA:
+class WorldVQA(SavedPipeline):
+    part_types = (ObjectDetector, ObjectPerception, QuestionParser)
+    manifest, pipeline_format, run_dir, hint = MANIFEST, FORMAT, RUN_DIR, VQA_HINT
+
     def __init__(self, detector: ObjectDetector, perception: ObjectPerception, parser: QuestionParser,
                  doubt: DoubtOptions | None = None):
         self.detector, self.perception, self.parser = detector, perception, parser
@@ -100,11 +110,11 @@ class WorldVQA:
             sure = [i for i, c in enumerate(candidates) if c.score > threshold]
             reads = [values_of(rows[i]) for i in sure]
             detections = [candidates[i] for i in sure]
-            scene, _ = scene_of(picture.shape[1], detections,
-                                [{name: value for name, (value, _) in read.items()} for read in reads])
+            scene = scene_of(picture.shape[1], detections,
+                             [{name: value for name, (value, _) in read.items()} for read in reads])
             certainties = [min(p for _, p in read.values()) for read in reads]
-            samples = sample_scenes(picture.shape[1], candidates, rows, threshold, self.doubt)
-            scenes.append(SeenScene(scene, detections, certainties, samples))
+            draw = partial(sample_scenes, picture.shape[1], candidates, rows, threshold, self.doubt)
+            scenes.append(SeenScene(scene, detections, certainties, draw))
         return scenes
 
     def answer_seen(self, seen: SeenScene, question: str, parse: Parse) -> WorldAnswer:
@@ -139,11 +149,5 @@ class WorldVQA:
         parses = iter(self.parser.parse([q for qs in questions for q in qs])) if any(questions) else iter(())
         return [[self.answer_seen(s, q, next(parses)) for q in qs] for s, qs in zip(seen, questions)]
 
-    # ---- files ------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
-        return save_parts(folder, (self.detector, self.perception, self.parser), MANIFEST, FORMAT)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "WorldVQA":
-        folder = parts_folder(folder, MANIFEST, RUN_DIR, VQA_HINT)
-        return cls(ObjectDetector.load(folder), ObjectPerception.load(folder), QuestionParser.load(folder))
+    def parts(self) -> tuple:
+        return self.detector, self.perception, self.parser
