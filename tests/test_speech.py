@@ -109,6 +109,29 @@ def test_bad_candidates_raise_query_error(recognizer):
 
 
 @needs_fsdd
+def test_a_short_clip_without_speech_is_not_decoded_and_a_spoken_word_is(recognizer, monkeypatch):
+    """The silero gate: rain, an engine, hiss and silence never reach Whisper (which spent 2.5-11 s on
+    each looping through its fallback temperatures, for no transcript: benchmarks/speed/no_speech_gate.py),
+    while words said by a voice, even 20 dB quieter, still are decoded."""
+    from benchmarks.common.sounds import engine, hiss, rain
+
+    from sensorium.experts.tts import synthesize
+
+    memo = synthesize("Buy milk on the way home.", voice="en-gb")
+    quiet = AudioPayload(path=Path("memo"), samples=0.1 * memo.samples, sample_rate=memo.sample_rate)
+    for sound in (rain(3, seed=9), engine(6, seed=3), hiss(2, seed=0), np.zeros(16000, np.float32)):
+        assert not speech.heard_speech(sound)
+
+    def no_whisper(*args, **kwargs):
+        raise AssertionError("Whisper decoded a clip without speech")
+
+    monkeypatch.setattr(recognizer.model, "transcribe", no_whisper)
+    assert recognizer.transcribe(AudioPayload(path=Path("rain"), samples=rain(3, seed=9))) == []
+    monkeypatch.undo()
+    said = " ".join(s.text for s in recognizer.transcribe(quiet)).lower()
+    assert "milk" in said, said
+
+
 def test_transcribes_a_spoken_digit(recognizer):
     """The digit is heard, and the word's time lies on the sound actually spoken, judged with the
     0.5 s onset tolerance word times are held to (`test_words_carry_their_times_on_the_audio_clock`),

@@ -99,10 +99,15 @@ class SpeechRecognizer:
 
         Silero VAD (shipped inside faster-whisper, run by onnxruntime) skips silences in audio
         longer than `VAD_MIN_SECONDS`: there it stops Whisper hallucinating text into long pauses.
-        Short clips are decoded whole, because VAD padding and thresholds can clip a lone word.
+        Short clips are decoded whole, because VAD padding and thresholds can clip a lone word,
+        unless `heard_speech` finds no speech in them at all: rain, an engine, a hiss. Whisper would
+        spend 3-10 s on such a clip looping through its fallback temperatures, and say nothing, or
+        worse, something (BENCHMARKS.md, "No speech, no decoding").
         """
         samples = _as_16k(audio)
         if samples.size == 0:
+            return []
+        if len(samples) <= VAD_MIN_SECONDS * SAMPLE_RATE and not heard_speech(samples):
             return []
         segments, _info = self.model.transcribe(
             samples, language=language, beam_size=beam_size,
@@ -331,7 +336,12 @@ class SpeechRecognizer:
 
 # ---------------------------------------------------------------- helpers
 
-VAD_MIN_SECONDS = 10.0  # below this, decode the clip whole
+VAD_MIN_SECONDS = 10.0  # below this, decode the clip whole (when it holds any speech at all)
+# Silero's speech probability a short clip must reach somewhere to be decoded: every one of FSDD's 2,000
+# spoken digits (4 speakers) and 96 espeak-ng words (16 words x 6 voices) reaches 0.2 (at 0.25, 9 digits
+# would be lost, so 0.15 keeps a margin; 20 dB quieter, 1,997 digits of 2,000 pass); synthetic rain, an
+# engine's hum, hiss and silence do not (benchmarks/speed/no_speech_gate.py).
+SPEECH_GATE_THRESHOLD = 0.15
 MIN_SCORE_SECONDS = 4  # smallest encoder window used for scoring (beat 2 s on the dev speakers)
 SCORE_MARGIN_SECONDS = 0.5  # silence after the clip inside the scoring window
 MAX_SCORE_SECONDS = 30  # Whisper's own window: scoring looks at the first 30 s only
@@ -344,6 +354,15 @@ END_PUNCTUATION = (".", "!", "?")
 REPEAT_BELOW_SECONDS = 0.5
 REPEATS = 3
 REPEAT_GAP_SECONDS = 0.1
+
+
+def heard_speech(samples: np.ndarray) -> bool:
+    """Whether silero VAD (shipped with faster-whisper; ~4 ms for a 1 s clip) finds any stretch of
+    speech in 16 kHz `samples` at the permissive `SPEECH_GATE_THRESHOLD`."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(threshold=SPEECH_GATE_THRESHOLD, min_silence_duration_ms=0)
+    return bool(get_speech_timestamps(np.asarray(samples, np.float32), options))
 
 
 def _checked(segments):
