@@ -18,8 +18,16 @@ COCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mi
 
 @pytest.fixture(scope="module", autouse=True)
 def sensorium_home(tmp_path_factory):
+    """Empty caches (class banks), but the suite's models folder: the joined and exported models are
+    not what this module tests, and exporting them again cost ~20 s."""
+    from sensorium.paths import models_dir
+
+    shared_models = models_dir()
+    shared_models.mkdir(parents=True, exist_ok=True)
+    home = tmp_path_factory.mktemp("home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SENSORIUM_HOME", str(tmp_path_factory.mktemp("home")))
+        patch.setenv("SENSORIUM_HOME", str(home))
         yield
 
 
