@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+from .commands import agent as agent_commands
 from .commands import collection as collection_commands
 from .commands import describe as describe_commands
 from .commands import trust as trust_commands
@@ -460,6 +461,7 @@ for command in (trust_commands.calibrate, collection_commands.forget, trust_comm
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")
 app.add_typer(world_commands.world_app, name="world")
+app.add_typer(agent_commands.agent_app, name="agent")
 
 
 def main() -> None:
