@@ -42,3 +42,71 @@ def demos(
         f"{summary['bytes'] / 1e3:,.0f} kB) in {out}: {summary['made_now']} made now{rate}; "
         f"seeds {summary['first_seed']}-{summary['next_seed'] - 1} used ({summary['failed']} the bot did not "
         f"finish): evaluate on other seeds", markup=False)
+
+
+def _policy_folder(run: Path) -> Path:
+    from ..agent.policy import STEM
+
+    return run if (run / f"{STEM}.json").is_file() else run / "policy"
+
+
+@agent_app.command("train")
+def train(
+    demos: Path = typer.Argument(..., help="A folder from `sensorium agent demos`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: the policy goes to OUT/policy, checkpoints and "
+                                                      "the loss per epoch to OUT/runs/policy."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Episodes per optimizer step."),
+    lr: float = typer.Option(3e-3, "--lr"),
+    width: int = typer.Option(64, "--width", min=8, help="Channels of the view encoder, mission and memory."),
+    episodes: int = typer.Option(0, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(0, "--threads", help="Torch threads; 0 = every core, -1 = the cores idle now."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where it stopped."),
+):
+    """Behaviour cloning: a policy (cell-symbol embeddings, FiLM by the mission, LSTM memory) learns to do
+    what the bot did, through the learning framework's Trainer; safetensors + JSON."""
+    from ..agent.imitation import POLICY_DIR, ImitationTraining, train_policy
+
+    settings = ImitationTraining(epochs=epochs, batch_size=batch_size, lr=lr, width=width, episodes=episodes,
+                                 seed=seed, threads=threads)
+    with failing_cleanly():
+        policy = train_policy(demos, out, settings, resume=resume)
+    record = policy.config.trained
+    make_console().print(f"policy trained on {record['demonstrations']} demonstrations of {record['level']} "
+                         f"({record['steps']} steps) in {out / POLICY_DIR}; measure it with `sensorium agent eval "
+                         f"{out} --episodes 1000`", markup=False)
+
+
+@agent_app.command("eval")
+def evaluate(
+    run: Path = typer.Argument(..., help="A run folder from `sensorium agent train` (or its policy/)."),
+    level: str = typer.Option("", "--level", help="The level to act in (default: the one it was trained on)."),
+    episodes: int = typer.Option(1000, "--episodes", "-n", min=1),
+    first_seed: int = typer.Option(10**9, "--first-seed", help="Evaluation seeds start here, moved past the "
+                                                               "demonstrations' seeds if they would overlap."),
+    bot: bool = typer.Option(False, "--bot", help="Also run the bot on the same seeds and compare episode lengths."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Success rate and mean episode length on seeds never used for training."""
+    from ..agent.policy import InstructionPolicy
+    from ..agent.rollout import bot_steps, evaluation_seeds, run_episodes, summarise
+
+    with failing_cleanly():
+        policy = InstructionPolicy.load(_policy_folder(run))
+        trained = policy.config.trained
+        level = level or trained.get("level", "")
+        seeds = evaluation_seeds(episodes, tuple(trained.get("seed_range", (0, 0))), first_seed)
+        outcomes = run_episodes(policy, level, seeds)
+        summary = {"level": level, "first_seed": seeds[0],
+                   **summarise(outcomes, bot_steps(level, seeds) if bot else None)}
+    unknown = sorted({w for o in outcomes for w in policy.unknown_words(o.mission)})
+    summary["unknown_mission_words"] = unknown
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return
+    console = make_console()
+    console.print(f"{level}: success {summary['success_rate']:.3f} over {episodes} episodes (seeds {seeds[0]}-"
+                  f"{seeds[-1]}), mean length {summary['mean_steps']}", markup=False)
+    if unknown:
+        console.print(f"missions used words the policy never learned: {', '.join(unknown[:10])}", markup=False)

@@ -1,0 +1,120 @@
+"""A policy that follows a BabyAI mission from what the agent sees, step after step.
+
+The architecture of BabyAI 1.1 (Hui et al. 2020), small enough for a CPU:
+    each cell of the 7x7 view (object, colour, state) -> the sum of three learned embeddings ("bag of
+    words" over cell symbols), a 3x3 convolution stack, each layer modulated by the mission (FiLM:
+    a scale and a shift per channel computed from the instruction), max-pooled, plus the direction
+    mission words -> embedding -> GRU -> the instruction vector
+    per-step features -> LSTM (memory over the episode: the view is partial) -> action logits, value
+The value head is trained later by PPO fine-tuning; imitation (`sensorium.agent.imitation`) trains
+the rest. Weights are safetensors + JSON, like every model of ours.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..world.files import SavedModel
+
+STEM, FORMAT = "policy", "sensorium-agent-policy/1"
+HINT = "not an agent policy (train one with `sensorium agent train DEMOS --out RUN`)"
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+ACTIONS = 7  # minigrid: left, right, forward, pickup, drop, toggle, done
+CELL_VALUES = 16  # each of a cell's three symbols is below this (objects 0-10, colours 0-5, states 0-2)
+DIRECTIONS = 4
+
+
+def mission_words(mission: str) -> list[str]:
+    return re.findall(r"[a-z]+", mission.lower())
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    vocabulary: tuple[str, ...] = (PAD, UNK)
+    width: int = 64
+    conv_layers: int = 2
+    max_words: int = 64
+    trained: dict = field(default_factory=dict)
+
+
+class InstructionPolicy(SavedModel, nn.Module):
+    stem, file_format, hint = STEM, FORMAT, HINT
+    computes_loss = True  # the Trainer optimises forward(batch): behaviour cloning's cross-entropy
+
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        self.config = config
+        self.index = {word: i for i, word in enumerate(config.vocabulary)}
+        width = config.width
+        self.cells = nn.Embedding(3 * CELL_VALUES, width)
+        self.register_buffer("offsets", torch.arange(3) * CELL_VALUES, persistent=False)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(config.conv_layers))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(config.conv_layers))
+        self.films = nn.ModuleList(nn.Linear(width, 2 * width) for _ in range(config.conv_layers))
+        self.directions = nn.Embedding(DIRECTIONS, width)
+        self.words = nn.Embedding(len(config.vocabulary), width, padding_idx=PAD_ID)
+        self.instruction = nn.GRU(width, width, batch_first=True)
+        self.memory = nn.LSTM(width, width, batch_first=True)
+        self.policy = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, ACTIONS))
+        self.value = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1))
+
+    @classmethod
+    def config_from(cls, record: dict) -> PolicyConfig:
+        record["vocabulary"] = tuple(record["vocabulary"])
+        return PolicyConfig(**record)
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def mission_ids(self, missions: list[str]) -> Tensor:
+        """(B, L) word ids, PAD after each mission; a word never seen in training is UNK."""
+        encoded = [[self.index.get(w, UNK_ID) for w in mission_words(m)][: self.config.max_words] or [UNK_ID]
+                   for m in missions]
+        out = torch.full((len(encoded), max(len(e) for e in encoded)), PAD_ID, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            out[row, :len(ids)] = torch.tensor(ids)
+        return out
+
+    def unknown_words(self, mission: str) -> list[str]:
+        return [w for w in mission_words(mission) if w not in self.index]
+
+    def encode_missions(self, ids: Tensor) -> Tensor:
+        """(B, L) -> (B, width): the GRU's state after each mission's last word."""
+        outputs, _ = self.instruction(self.words(ids))
+        last = ids.ne(PAD_ID).sum(dim=1).clamp(min=1) - 1
+        return outputs[torch.arange(len(ids)), last]
+
+    def see(self, images: Tensor, directions: Tensor, missions: Tensor) -> Tensor:
+        """(N, 7, 7, 3) cell symbols, (N,) directions, (N, width) their missions -> (N, width)."""
+        x = self.cells(images.long().clamp(0, CELL_VALUES - 1) + self.offsets).sum(dim=3).permute(0, 3, 1, 2)
+        for conv, norm, film in zip(self.convs, self.norms, self.films):
+            scale, shift = film(missions).chunk(2, dim=1)
+            x = F.relu(norm(conv(x)) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]) + x
+        return x.amax(dim=(2, 3)) + self.directions(directions.long())
+
+    # ---- training -------------------------------------------------------------------------
+    def logits(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """batch: images (B, T, 7, 7, 3), directions (B, T), missions (B, L) -> action logits (B, T, 7), values."""
+        images, directions = batch["images"], batch["directions"]
+        b, t = directions.shape
+        missions = self.encode_missions(batch["missions"])
+        seen = self.see(images.flatten(0, 1), directions.flatten(), missions.repeat_interleave(t, dim=0))
+        remembered, _ = self.memory(seen.view(b, t, -1))
+        return self.policy(remembered), self.value(remembered)[..., 0]
+
+    def forward(self, batch: dict) -> Tensor:
+        logits, _ = self.logits(batch)
+        mask = batch["mask"]
+        return F.cross_entropy(logits[mask], batch["actions"][mask].long())
+
+    # ---- acting ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, images: Tensor, directions: Tensor, missions: Tensor, state=None) -> tuple[Tensor, tuple]:
+        """One step for N agents at once: (N, 7, 7, 3), (N,), (N, width) encoded missions, the memory
+        from the last step (None at the start) -> the most likely actions (N,) and the new memory."""
+        seen = self.see(images, directions, missions)
+        remembered, state = self.memory(seen[:, None], state)
+        return self.policy(remembered[:, 0]).argmax(dim=1), state

@@ -1,0 +1,87 @@
+"""A policy acting in a level: episodes run side by side (one batched forward per step for all of
+them), each from a reset seed, and the measures the BabyAI papers report: success rate and mean
+episode length (against the bot's on the same seeds, when asked)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .levels import AgentError, make_level, quiet_reset
+from .policy import InstructionPolicy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    seed: int
+    mission: str
+    success: bool
+    steps: int
+
+
+def run_episodes(policy: InstructionPolicy, level: str, seeds: list[int], parallel: int = 64) -> list[Outcome]:
+    """Each seed's episode under the policy's most likely actions, `parallel` at a time."""
+    policy.eval()
+    outcomes: list[Outcome] = []
+    envs = [make_level(level) for _ in range(min(parallel, len(seeds)))]
+    for start in range(0, len(seeds), len(envs)):
+        chunk = seeds[start:start + len(envs)]
+        observations = [quiet_reset(env, seed)[0] for env, seed in zip(envs, chunk)]
+        missions = [o["mission"] for o in observations]
+        with torch.no_grad():
+            encoded = policy.encode_missions(policy.mission_ids(missions))
+        alive, steps, state = list(range(len(chunk))), [0] * len(chunk), None
+        success = [False] * len(chunk)
+        while alive:
+            images = torch.from_numpy(np.stack([observations[i]["image"] for i in alive]))
+            directions = torch.tensor([int(observations[i]["direction"]) for i in alive])
+            actions, state = policy.act(images, directions, encoded[alive], state)
+            still = []
+            for row, i in enumerate(alive):
+                observations[i], reward, terminated, truncated, _ = envs[i].step(int(actions[row]))
+                steps[i] += 1
+                if terminated or truncated:
+                    success[i] = bool(terminated and reward > 0)
+                else:
+                    still.append(row)
+            if len(still) < len(alive):
+                keep = torch.tensor(still, dtype=torch.long)
+                state = tuple(s[:, keep] for s in state)
+                alive = [alive[row] for row in still]
+        outcomes += [Outcome(seed, m, ok, n) for seed, m, ok, n in zip(chunk, missions, success, steps)]
+    for env in envs:
+        env.close()
+    return outcomes
+
+
+def bot_steps(level: str, seeds: list[int]) -> list[int | None]:
+    """The bot's episode length on each seed (None where it does not finish), for comparison."""
+    from .demos import bot_episode
+
+    env = make_level(level)
+    lengths = []
+    for seed in seeds:
+        episode = bot_episode(env, seed)
+        lengths.append(None if episode is None else len(episode.actions))
+    env.close()
+    return lengths
+
+
+def evaluation_seeds(episodes: int, avoid: tuple[int, int], first: int = 10**9) -> list[int]:
+    """`episodes` seeds from `first` on, none inside the demonstrations' seed range `avoid` [a, b)."""
+    if episodes < 1:
+        raise AgentError(f"--episodes: at least 1, got {episodes}")
+    start = avoid[1] if first < avoid[1] and first + episodes > avoid[0] else first
+    return list(range(start, start + episodes))
+
+
+def summarise(outcomes: list[Outcome], bot: list[int | None] | None = None) -> dict:
+    succeeded = [o for o in outcomes if o.success]
+    summary = {"episodes": len(outcomes), "success_rate": round(len(succeeded) / len(outcomes), 4),
+               "mean_steps": round(float(np.mean([o.steps for o in outcomes])), 2),
+               "mean_steps_when_successful": round(float(np.mean([o.steps for o in succeeded])), 2) if succeeded else None}
+    if bot is not None:
+        pairs = [(o.steps, b) for o, b in zip(outcomes, bot) if o.success and b]
+        summary["steps_over_bot_when_successful"] = round(float(np.mean([s / b for s, b in pairs])), 3) if pairs else None
+    return summary
