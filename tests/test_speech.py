@@ -108,7 +108,6 @@ def test_bad_candidates_raise_query_error(recognizer):
         recognizer.score_candidates(silence, ["yes", "  "])
 
 
-@needs_fsdd
 def test_a_short_clip_without_speech_is_not_decoded_and_a_spoken_word_is(recognizer, monkeypatch):
     """The silero gate: rain, an engine, hiss and silence never reach Whisper (which spent 2.5-11 s on
     each looping through its fallback temperatures, for no transcript: benchmarks/speed/no_speech_gate.py),
@@ -132,6 +131,7 @@ def test_a_short_clip_without_speech_is_not_decoded_and_a_spoken_word_is(recogni
     assert "milk" in said, said
 
 
+@needs_fsdd
 def test_transcribes_a_spoken_digit(recognizer):
     """The digit is heard, and the word's time lies on the sound actually spoken, judged with the
     0.5 s onset tolerance word times are held to (`test_words_carry_their_times_on_the_audio_clock`),

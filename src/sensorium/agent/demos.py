@@ -109,9 +109,9 @@ def _write_manifest(folder: Path, record: dict) -> None:
 def make_demos(out: str | Path, level: str, episodes: int, seed: int = 0, shard_episodes: int = 1000,
                progress: Callable[[int, int], None] | None = None) -> dict:
     """Write (resume, or extend to) `episodes` successful bot episodes of `level` in `out`; a summary."""
+    out, name = Path(out), level_id(level)  # first: without minigrid, an AgentError says how to install it
     import minigrid
 
-    out, name = Path(out), level_id(level)
     if episodes < 1 or shard_episodes < 1:
         raise AgentError(f"--episodes and --shard-episodes: at least 1, got {episodes} and {shard_episodes}")
     record = _read_manifest(out)
