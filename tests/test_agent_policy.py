@@ -78,3 +78,52 @@ def test_cli_trains_and_evaluates_on_seeds_outside_the_demonstrations(cloned, tm
     assert summary["success_rate"] >= 0.3 and summary["unknown_mission_words"] == []
     missing = sensorium("eval", str(tmp_path / "nothing"))
     assert missing.returncode == 1 and "sensorium agent train" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_masked_views_and_paraphrased_missions_are_the_same_for_a_seed_and_change_the_episode(cloned):
+    from sensorium.agent.rollout import Conditions
+
+    _, policy = cloned
+    seeds = list(range(10**9, 10**9 + 40))
+    plain = run_episodes(policy, LEVEL, seeds)
+    for conditions in (Conditions(mask_share=0.5), Conditions(paraphrase=True)):
+        harder = run_episodes(policy, LEVEL, seeds, conditions=conditions)
+        assert harder == run_episodes(policy, LEVEL, seeds, parallel=7, conditions=conditions)
+        assert harder != plain
+    reworded = run_episodes(policy, LEVEL, seeds[:5], conditions=Conditions(paraphrase=True))
+    assert all(o.mission != p.mission and o.mission.endswith(("ball", "red")) for o, p in zip(reworded, plain))
+    blind = summarise(run_episodes(policy, LEVEL, seeds, conditions=Conditions(mask_share=1.0)))
+    assert blind["success_rate"] < summarise(plain)["success_rate"]
+    with pytest.raises(Exception, match="mask share"):
+        Conditions(mask_share=1.5)
+
+
+def test_cli_films_an_episode_as_a_playable_gif_and_mp4(cloned, tmp_path):
+    import av
+    from PIL import Image
+
+    root, _ = cloned
+    filmed = sensorium("run", str(root / "run"), "--seed", "1000000003", "--render", str(tmp_path / "ep.gif"),
+                       "--json")
+    assert filmed.returncode == 0, filmed.stderr
+    outcome = json.loads(filmed.stdout)
+    assert outcome["frames"] == outcome["steps"] + 1 and outcome["mission"].startswith("go to")
+    with Image.open(tmp_path / "ep.gif") as gif:
+        assert gif.n_frames == outcome["frames"] and gif.is_animated
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+        assert durations[-1] > durations[0]  # the verdict stays on screen
+    movie = sensorium("run", str(root / "run"), "--seed", "1000000003", "--render", str(tmp_path / "ep.mp4"),
+                      "--fps", "2", "--paraphrase", "--json")
+    assert movie.returncode == 0, movie.stderr
+    reworded = json.loads(movie.stdout)
+    assert reworded["mission"] != outcome["mission"]
+    with av.open(str(tmp_path / "ep.mp4")) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    # every step, then the verdict held for 2 s at 2 frames/s; the banner makes it taller than wide
+    assert len(decoded) == reworded["frames"] + 3 and decoded[0].shape[0] > decoded[0].shape[1]
+    wrong = sensorium("run", str(root / "run"), "--render", str(tmp_path / "ep.avi"))
+    assert wrong.returncode == 1 and ".gif" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (tmp_path / "ep.avi").exists()

@@ -1,15 +1,26 @@
 """A policy acting in a level: episodes run side by side (one batched forward per step for all of
 them), each from a reset seed, and the measures the BabyAI papers report: success rate and mean
-episode length (against the bot's on the same seeds, when asked)."""
+episode length (against the bot's on the same seeds, when asked).
+
+`Conditions` make it harder on purpose, for the robustness figures: a share of the view's cells
+hidden at every step, or the mission reworded (`sensorium.agent.paraphrase`). Both are drawn from
+the episode's seed, so a seed always meets the same conditions.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .levels import AgentError, make_level, quiet_reset
+from .paraphrase import paraphrase
 from .policy import InstructionPolicy
+
+UNSEEN = 0  # minigrid's object index for a cell the agent cannot see (colour and state 0 with it)
+# watch(episode index, environment, action): after each reset (action None) and after each step
+Watcher = Callable[[int, object, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -20,27 +31,53 @@ class Outcome:
     steps: int
 
 
-def run_episodes(policy: InstructionPolicy, level: str, seeds: list[int], parallel: int = 64) -> list[Outcome]:
-    """Each seed's episode under the policy's most likely actions, `parallel` at a time."""
+@dataclass(frozen=True)
+class Conditions:
+    """What the agent faces beyond the level itself."""
+    mask_share: float = 0.0  # each cell of the 7x7 view is hidden with this probability, at every step
+    paraphrase: bool = False  # the mission is reworded before the policy reads it
+
+    def __post_init__(self):
+        if not 0.0 <= self.mask_share <= 1.0:
+            raise AgentError(f"mask share: between 0 and 1, got {self.mask_share}")
+
+
+PLAIN = Conditions()
+
+
+def run_episodes(policy: InstructionPolicy, level: str, seeds: list[int], parallel: int = 64,
+                 conditions: Conditions = PLAIN, watch: Watcher | None = None) -> list[Outcome]:
+    """Each seed's episode under the policy's most likely actions, `parallel` at a time. An outcome's
+    mission is the one the policy was given (reworded, under `conditions.paraphrase`)."""
     policy.eval()
     outcomes: list[Outcome] = []
     envs = [make_level(level) for _ in range(min(parallel, len(seeds)))]
     for start in range(0, len(seeds), len(envs)):
         chunk = seeds[start:start + len(envs)]
         observations = [quiet_reset(env, seed)[0] for env, seed in zip(envs, chunk)]
-        missions = [o["mission"] for o in observations]
+        draws = [np.random.default_rng(seed) for seed in chunk]
+        missions = [paraphrase(o["mission"], rng) if conditions.paraphrase else o["mission"]
+                    for o, rng in zip(observations, draws)]
         with torch.no_grad():
             encoded = policy.encode_missions(policy.mission_ids(missions))
         alive, steps, state = list(range(len(chunk))), [0] * len(chunk), None
         success = [False] * len(chunk)
+        if watch:
+            for i in alive:
+                watch(start + i, envs[i], None)
         while alive:
-            images = torch.from_numpy(np.stack([observations[i]["image"] for i in alive]))
+            images = np.stack([observations[i]["image"] for i in alive])
+            if conditions.mask_share:
+                hidden = np.stack([draws[i].random((7, 7)) < conditions.mask_share for i in alive])
+                images[hidden] = UNSEEN
             directions = torch.tensor([int(observations[i]["direction"]) for i in alive])
-            actions, state = policy.act(images, directions, encoded[alive], state)
+            actions, state = policy.act(torch.from_numpy(images), directions, encoded[alive], state)
             still = []
             for row, i in enumerate(alive):
                 observations[i], reward, terminated, truncated, _ = envs[i].step(int(actions[row]))
                 steps[i] += 1
+                if watch:
+                    watch(start + i, envs[i], int(actions[row]))
                 if terminated or truncated:
                     success[i] = bool(terminated and reward > 0)
                 else:

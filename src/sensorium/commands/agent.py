@@ -1,5 +1,5 @@
-"""`sensorium agent demos`: the BabyAI planner bot's demonstrations, for an agent that learns to follow
-instructions in a grid world (issue 18; the agent's training and evaluation come next).
+"""`sensorium agent demos | train | eval | run`: an agent that learns to follow instructions in BabyAI's
+grid world from the planner bot's demonstrations, measured on seeds it never saw, and filmed.
 
 Registered on the `sensorium` app by `sensorium.cli` as the `agent` group.
 """
@@ -44,10 +44,14 @@ def demos(
         f"finish): evaluate on other seeds", markup=False)
 
 
-def _policy_folder(run: Path) -> Path:
-    from ..agent.policy import STEM
+MASK_HELP = "Hide this share of the view's cells at every step (a robustness test)."
+PARAPHRASE_HELP = "Reword each mission as the bot's grammar never does (synonyms, word order)."
 
-    return run if (run / f"{STEM}.json").is_file() else run / "policy"
+
+def _load_policy(run: Path):
+    from ..agent.policy import STEM, InstructionPolicy
+
+    return InstructionPolicy.load(run if (run / f"{STEM}.json").is_file() else run / "policy")
 
 
 @agent_app.command("train")
@@ -86,19 +90,21 @@ def evaluate(
     first_seed: int = typer.Option(10**9, "--first-seed", help="Evaluation seeds start here, moved past the "
                                                                "demonstrations' seeds if they would overlap."),
     bot: bool = typer.Option(False, "--bot", help="Also run the bot on the same seeds and compare episode lengths."),
+    mask_cells: float = typer.Option(0.0, "--mask-cells", min=0.0, max=1.0, help=MASK_HELP),
+    paraphrase: bool = typer.Option(False, "--paraphrase", help=PARAPHRASE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Success rate and mean episode length on seeds never used for training."""
-    from ..agent.policy import InstructionPolicy
-    from ..agent.rollout import bot_steps, evaluation_seeds, run_episodes, summarise
+    from ..agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
 
     with failing_cleanly():
-        policy = InstructionPolicy.load(_policy_folder(run))
+        policy = _load_policy(run)
         trained = policy.config.trained
         level = level or trained.get("level", "")
         seeds = evaluation_seeds(episodes, tuple(trained.get("seed_range", (0, 0))), first_seed)
-        outcomes = run_episodes(policy, level, seeds)
-        summary = {"level": level, "first_seed": seeds[0],
+        conditions = Conditions(mask_share=mask_cells, paraphrase=paraphrase)
+        outcomes = run_episodes(policy, level, seeds, conditions=conditions)
+        summary = {"level": level, "first_seed": seeds[0], "mask_cells": mask_cells, "paraphrase": paraphrase,
                    **summarise(outcomes, bot_steps(level, seeds) if bot else None)}
     unknown = sorted({w for o in outcomes for w in policy.unknown_words(o.mission)})
     summary["unknown_mission_words"] = unknown
@@ -110,3 +116,34 @@ def evaluate(
                   f"{seeds[-1]}), mean length {summary['mean_steps']}", markup=False)
     if unknown:
         console.print(f"missions used words the policy never learned: {', '.join(unknown[:10])}", markup=False)
+
+
+@agent_app.command("run")
+def run_one(
+    run: Path = typer.Argument(..., help="A run folder from `sensorium agent train` (or its policy/)."),
+    render: Path = typer.Option(..., "--render", help="Write the episode here: an animated .gif or an .mp4."),
+    level: str = typer.Option("", "--level", help="The level to act in (default: the one it was trained on)."),
+    seed: int = typer.Option(10**9, "--seed", help="The level's reset seed (the layout and the mission)."),
+    fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frames (actions) per second."),
+    mask_cells: float = typer.Option(0.0, "--mask-cells", min=0.0, max=1.0, help=MASK_HELP),
+    paraphrase: bool = typer.Option(False, "--paraphrase", help=PARAPHRASE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+):
+    """Act in one episode and film it, with the mission written on every frame."""
+    from ..agent.replay import animation_format, record_episode, write_animation
+    from ..agent.rollout import Conditions
+
+    with failing_cleanly():
+        animation_format(render)
+        policy = _load_policy(run)
+        level = level or policy.config.trained.get("level", "")
+        recording = record_episode(policy, level, seed, Conditions(mask_share=mask_cells, paraphrase=paraphrase))
+        written = write_animation(recording, render, fps=fps)
+    outcome = recording.outcome
+    if json_out:
+        print(json.dumps({"level": level, "seed": seed, "mission": outcome.mission, "success": outcome.success,
+                          "steps": outcome.steps, "frames": len(recording.frames), "render": str(written)}, indent=2))
+        return
+    verdict = "done" if outcome.success else "not done"
+    make_console().print(f"{level} seed {seed}: \"{outcome.mission}\" {verdict} in {outcome.steps} steps; "
+                         f"{len(recording.frames)} frames in {written}", markup=False)
