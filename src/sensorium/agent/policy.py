@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..world.files import SavedModel
+from ..weights import SavedModel
 
 STEM, FORMAT = "policy", "sensorium-agent-policy/1"
 HINT = "not an agent policy (train one with `sensorium agent train DEMOS --out RUN`)"
@@ -112,9 +112,14 @@ class InstructionPolicy(SavedModel, nn.Module):
 
     # ---- acting ---------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, images: Tensor, directions: Tensor, missions: Tensor, state=None) -> tuple[Tensor, tuple]:
+    def step(self, images: Tensor, directions: Tensor, missions: Tensor, state=None) -> tuple[Tensor, tuple]:
         """One step for N agents at once: (N, 7, 7, 3), (N,), (N, width) encoded missions, the memory
-        from the last step (None at the start) -> the most likely actions (N,) and the new memory."""
+        from the last step (None at the start) -> action logits (N, 7) and the new memory."""
         seen = self.see(images, directions, missions)
         remembered, state = self.memory(seen[:, None], state)
-        return self.policy(remembered[:, 0]).argmax(dim=1), state
+        return self.policy(remembered[:, 0]), state
+
+    def act(self, images: Tensor, directions: Tensor, missions: Tensor, state=None) -> tuple[Tensor, tuple]:
+        """`step`, keeping only the most likely actions (N,)."""
+        logits, state = self.step(images, directions, missions, state)
+        return logits.argmax(dim=1), state

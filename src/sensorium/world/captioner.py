@@ -35,7 +35,8 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .decoding import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, beam_search
 from .detector import Detection, ObjectDetector
-from .files import SavedModel, SavedPipeline
+from ..weights import SavedModel
+from .files import SavedPipeline
 from .perception import ATTRIBUTE_ORDER, ObjectPerception
 from .vocabulary import VALUES, Attribute, attribute_of, canonical, words_of
 

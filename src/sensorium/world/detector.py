@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import SavedModel
+from ..weights import SavedModel
+from .files import VQA_HINT
 from .pixels import pictures_tensor
 
 STEM, FORMAT = "detector", "sensorium-world-detector/1"
@@ -89,7 +90,7 @@ def box_targets(boxes, config: DetectorConfig) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class ObjectDetector(SavedModel, nn.Module):
-    stem, file_format = STEM, FORMAT
+    stem, file_format, hint = STEM, FORMAT, VQA_HINT
     computes_loss = True  # the Trainer optimises forward(batch): focal loss on centres + L1 on sizes
 
     def __init__(self, config: DetectorConfig | None = None):

@@ -1,85 +1,15 @@
-"""Weights of the world's models on disk: safetensors for the tensors, JSON for the config.
-
-One pair of functions so that every world model (captioner, detector, object reader, question
-parser) reads and writes the same way, checks what it reads, and never unpickles anything; and one
-pair for the pipelines made of them (the question answerer, the captioner): a folder of parts and a
-manifest naming its format.
+"""The world's pipelines on disk (the question answerer, the captioner): a folder of parts, each a
+`sensorium.weights.SavedModel` (safetensors + JSON), and a manifest naming the pipeline's format.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from torch import nn
-
 from ..errors import ReadError
+from ..weights import SavedModel
 
 VQA_HINT = "not a world question-answering model (train one with `sensorium world train --model vqa`)"
-
-
-def save_model(model: nn.Module, folder: str | Path, stem: str, record: dict) -> Path:
-    """FOLDER/STEM.safetensors (the state dict) and FOLDER/STEM.json (`record`, which names the format)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(folder / f"{stem}.safetensors"))
-    (folder / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    return folder
-
-
-def read_record(folder: str | Path, stem: str, expected_format: str, hint: str) -> dict:
-    """FOLDER/STEM.json, checked to be a `expected_format` record; the format key removed.
-    `hint` says how to make one (shown when the file is missing)."""
-    path = Path(folder) / f"{stem}.json"
-    if not path.is_file():
-        raise ReadError(folder, f"no {path.name}: {hint}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReadError(path, f"not valid JSON ({exc})") from exc
-    if not isinstance(record, dict) or record.pop("format", None) != expected_format:
-        raise ReadError(path, f"not a {expected_format} config")
-    return record
-
-
-def load_weights(model: nn.Module, folder: str | Path, stem: str) -> nn.Module:
-    """Fill `model` from FOLDER/STEM.safetensors; ReadError when the file is damaged or does not fit."""
-    from safetensors.torch import load_file
-
-    path = Path(folder) / f"{stem}.safetensors"
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own types for a missing or damaged file
-        raise ReadError(path, f"not a valid safetensors file ({exc})") from exc
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise ReadError(path, f"weights do not fit the config (missing {len(missing)}, unexpected {len(unexpected)})")
-    return model.eval()
-
-
-class SavedModel:
-    """Mixin for a world model with a dataclass `config`: `save(folder)` and `load(folder)` as
-    STEM.safetensors + STEM.json. A subclass names `stem`, `file_format`, `hint` and turns the stored
-    record back into its config (`config_from`: JSON lists back to tuples)."""
-
-    stem: str
-    file_format: str
-    hint: str = VQA_HINT
-
-    @classmethod
-    def config_from(cls, record: dict):
-        raise NotImplementedError
-
-    def save(self, folder: str | Path) -> Path:
-        return save_model(self, folder, self.stem, {"format": self.file_format, **asdict(self.config)})
-
-    @classmethod
-    def load(cls, folder: str | Path):
-        record = read_record(folder, cls.stem, cls.file_format, cls.hint)
-        return load_weights(cls(cls.config_from(record)), folder, cls.stem)
 
 
 def save_parts(folder: str | Path, parts, manifest: str, file_format: str) -> Path:

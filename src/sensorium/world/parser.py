@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .files import SavedModel
+from ..weights import SavedModel
+from .files import VQA_HINT
 from .program import SLOTS, unflatten
 from .vocabulary import words_of
 
@@ -58,7 +59,7 @@ def build_vocabulary(questions) -> tuple[str, ...]:
 
 
 class QuestionParser(SavedModel, nn.Module):
-    stem, file_format = STEM, FORMAT
+    stem, file_format, hint = STEM, FORMAT, VQA_HINT
     computes_loss = True  # the Trainer optimises forward(batch): the slots' cross-entropies
 
     def __init__(self, config: ParserConfig):

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .files import SavedModel
+from ..weights import SavedModel
+from .files import VQA_HINT
 from .vocabulary import COLOURS, MATERIALS, SHAPES, SIZES, VALUES, Attribute
 
 STEM, FORMAT = "objects", "sensorium-world-objects/1"
@@ -112,7 +113,7 @@ class CropNet(nn.Module):
 
 
 class ObjectPerception(SavedModel, nn.Module):
-    stem, file_format = STEM, FORMAT
+    stem, file_format, hint = STEM, FORMAT, VQA_HINT
     computes_loss = True  # the Trainer optimises forward(batch): the attributes' cross-entropies
 
     def __init__(self, config: PerceptionConfig | None = None):
