@@ -76,17 +76,23 @@ def test_cli_trains_and_evaluates_on_seeds_outside_the_demonstrations(cloned, tm
     summary = json.loads(measured.stdout)
     assert summary["first_seed"] >= 600 and summary["episodes"] == 40 and summary["level"] == "BabyAI-GoToRedBall-v0"
     assert summary["success_rate"] >= 0.3 and summary["unknown_mission_words"] == []
+    harder = sensorium("eval", str(root / "run"), "--episodes", "20", "--sample", "--paraphrase", "--mask-cells",
+                       "0.1", "--json")
+    assert harder.returncode == 0, harder.stderr
+    harder = json.loads(harder.stdout)
+    assert (harder["sampled_actions"], harder["paraphrase"], harder["mask_cells"], harder["episodes"]) == (True, True, 0.1, 20)
+    assert harder["unknown_mission_words"]  # the rewording's words were never in the demonstrations
     missing = sensorium("eval", str(tmp_path / "nothing"))
     assert missing.returncode == 1 and "sensorium agent train" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_masked_views_and_paraphrased_missions_are_the_same_for_a_seed_and_change_the_episode(cloned):
+def test_masked_views_paraphrases_and_sampled_actions_are_the_same_for_each_seed_and_change_episodes(cloned):
     from sensorium.agent.rollout import Conditions
 
     _, policy = cloned
     seeds = list(range(10**9, 10**9 + 40))
     plain = run_episodes(policy, LEVEL, seeds)
-    for conditions in (Conditions(mask_share=0.5), Conditions(paraphrase=True)):
+    for conditions in (Conditions(mask_share=0.5), Conditions(paraphrase=True), Conditions(sample=True)):
         harder = run_episodes(policy, LEVEL, seeds, conditions=conditions)
         assert harder == run_episodes(policy, LEVEL, seeds, parallel=7, conditions=conditions)
         assert harder != plain

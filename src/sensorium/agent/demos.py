@@ -128,7 +128,7 @@ def make_demos(out: str | Path, level: str, episodes: int, seed: int = 0, shard_
     if shards and shards[-1]["episodes"] < shard_episodes and _total(shards) < episodes:
         shards.pop()  # a short last shard is drawn again, whole, from its first seed (the same episodes, then more)
     env = make_level(name)
-    started, made, steps = time.perf_counter(), 0, 0
+    started, made = time.perf_counter(), 0
     if progress:
         progress(min(_total(shards), episodes), episodes)
     while _total(shards) < episodes:
@@ -146,17 +146,15 @@ def make_demos(out: str | Path, level: str, episodes: int, seed: int = 0, shard_
         shard_steps = sum(len(e.actions) for e in kept)
         shards.append({"file": file, "episodes": len(kept), "steps": shard_steps, "bytes": size,
                        "first_seed": first, "next_seed": next_seed, "failed_seeds": failed})
-        _write_manifest(out, record)
-        made, steps = made + len(kept), steps + shard_steps
-    _write_manifest(out, record)
+        _write_manifest(out, record)  # after every shard: an interruption loses at most the shard being drawn
+        made += len(kept)
     env.close()
     seconds = time.perf_counter() - started
     return {"folder": str(out), "level": name, "episodes": _total(shards), "made_now": made,
             "steps": sum(s["steps"] for s in shards), "bytes": sum(s["bytes"] for s in shards),
             "failed": sum(len(s["failed_seeds"]) for s in shards),
             "first_seed": shards[0]["first_seed"], "next_seed": shards[-1]["next_seed"],
-            "seconds": round(seconds, 2), "episodes_per_second": round(made / seconds, 1) if made else None,
-            "steps_now": steps}
+            "seconds": round(seconds, 2), "episodes_per_second": round(made / seconds, 1) if made else None}
 
 
 def _total(shards: list[dict]) -> int:

@@ -33,9 +33,10 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Conditions:
-    """What the agent faces beyond the level itself."""
+    """How an evaluation runs beyond the level itself: what the agent faces, and how it picks actions."""
     mask_share: float = 0.0  # each cell of the 7x7 view is hidden with this probability, at every step
     paraphrase: bool = False  # the mission is reworded before the policy reads it
+    sample: bool = False  # actions drawn from the policy's distribution (BabyAI's evaluate.py default), not argmax
 
     def __post_init__(self):
         if not 0.0 <= self.mask_share <= 1.0:
@@ -71,7 +72,11 @@ def run_episodes(policy: InstructionPolicy, level: str, seeds: list[int], parall
                 hidden = np.stack([draws[i].random((7, 7)) < conditions.mask_share for i in alive])
                 images[hidden] = UNSEEN
             directions = torch.tensor([int(observations[i]["direction"]) for i in alive])
-            actions, state = policy.act(torch.from_numpy(images), directions, encoded[alive], state)
+            if conditions.sample:
+                logits, state = policy.step(torch.from_numpy(images), directions, encoded[alive], state)
+                actions = _draw(torch.softmax(logits, dim=1).numpy(), [draws[i] for i in alive])
+            else:
+                actions, state = policy.act(torch.from_numpy(images), directions, encoded[alive], state)
             still = []
             for row, i in enumerate(alive):
                 observations[i], reward, terminated, truncated, _ = envs[i].step(int(actions[row]))
@@ -90,6 +95,14 @@ def run_episodes(policy: InstructionPolicy, level: str, seeds: list[int], parall
     for env in envs:
         env.close()
     return outcomes
+
+
+def _draw(probabilities: np.ndarray, draws: list[np.random.Generator]) -> list[int]:
+    """An action per row of `probabilities`, each from its own episode's generator (so an episode's
+    draws do not depend on which others run beside it)."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    return [min(int(np.searchsorted(row, rng.random() * row[-1], side="right")), len(row) - 1)
+            for row, rng in zip(cumulative, draws)]
 
 
 def bot_steps(level: str, seeds: list[int]) -> list[int | None]:

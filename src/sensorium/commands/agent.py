@@ -46,6 +46,8 @@ def demos(
 
 MASK_HELP = "Hide this share of the view's cells at every step (a robustness test)."
 PARAPHRASE_HELP = "Reword each mission as the bot's grammar never does (synonyms, word order)."
+SAMPLE_HELP = ("Draw each action from the policy's distribution (seeded by the episode) instead of taking the "
+               "most likely one; BabyAI's evaluate.py does, and it breaks the loops a greedy policy gets stuck in.")
 
 
 def _load_policy(run: Path):
@@ -92,6 +94,7 @@ def evaluate(
     bot: bool = typer.Option(False, "--bot", help="Also run the bot on the same seeds and compare episode lengths."),
     mask_cells: float = typer.Option(0.0, "--mask-cells", min=0.0, max=1.0, help=MASK_HELP),
     paraphrase: bool = typer.Option(False, "--paraphrase", help=PARAPHRASE_HELP),
+    sample: bool = typer.Option(False, "--sample", help=SAMPLE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Success rate and mean episode length on seeds never used for training."""
@@ -102,9 +105,10 @@ def evaluate(
         trained = policy.config.trained
         level = level or trained.get("level", "")
         seeds = evaluation_seeds(episodes, tuple(trained.get("seed_range", (0, 0))), first_seed)
-        conditions = Conditions(mask_share=mask_cells, paraphrase=paraphrase)
+        conditions = Conditions(mask_share=mask_cells, paraphrase=paraphrase, sample=sample)
         outcomes = run_episodes(policy, level, seeds, conditions=conditions)
         summary = {"level": level, "first_seed": seeds[0], "mask_cells": mask_cells, "paraphrase": paraphrase,
+                   "sampled_actions": sample,
                    **summarise(outcomes, bot_steps(level, seeds) if bot else None)}
     unknown = sorted({w for o in outcomes for w in policy.unknown_words(o.mission)})
     summary["unknown_mission_words"] = unknown
@@ -127,6 +131,7 @@ def run_one(
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frames (actions) per second."),
     mask_cells: float = typer.Option(0.0, "--mask-cells", min=0.0, max=1.0, help=MASK_HELP),
     paraphrase: bool = typer.Option(False, "--paraphrase", help=PARAPHRASE_HELP),
+    sample: bool = typer.Option(False, "--sample", help=SAMPLE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Act in one episode and film it, with the mission written on every frame."""
@@ -137,7 +142,8 @@ def run_one(
         animation_format(render)
         policy = _load_policy(run)
         level = level or policy.config.trained.get("level", "")
-        recording = record_episode(policy, level, seed, Conditions(mask_share=mask_cells, paraphrase=paraphrase))
+        recording = record_episode(policy, level, seed, Conditions(mask_share=mask_cells, paraphrase=paraphrase,
+                                                                       sample=sample))
         written = write_animation(recording, render, fps=fps)
     outcome = recording.outcome
     if json_out:
