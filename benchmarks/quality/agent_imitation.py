@@ -1,21 +1,114 @@
 """Behaviour cloning on BabyAI: success on unseen seeds against the number of bot demonstrations.
 
     .venv/bin/python -m benchmarks.quality.agent_imitation [--levels GoToRedBall GoToLocal]
-        [--demos 1000 5000] [--epochs 10] [--episodes 1000]
+        [--demos 1000 5000] [--epochs 10] [--episodes 1000] [--figure docs/figures/agent-sample-efficiency.png]
 
 For each level and demonstration count: `sensorium agent demos` (seeds from 0), `sensorium agent
 train`'s `train_policy` (defaults: width 64, batch 32 episodes, lr 3e-3) for `--epochs`, then
 `--episodes` evaluation episodes on seeds from 2 x 10^9 (never in training; the settings were chosen
-on runs measured on seeds from 10^9, a dev split), with the bot on the same seeds for the length ratio. Prints a table; runs are kept under .benchmarks-cache/agent.
+on runs measured on seeds from 10^9, a dev split), with the bot on the same seeds for the length ratio.
+Success is measured twice: with the most likely action at each step (greedy) and with actions drawn
+from the policy (sampled, BabyAI's evaluate.py default), each episode's draws from its seed.
+Prints a table. Runs are kept under .benchmarks-cache/agent, a finished one is reused (its training time
+from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--figure` draws
+every evaluated run there as the sample-efficiency curve (success against demonstrations, one line per
+level and epoch count).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
 from pathlib import Path
 
 CACHE = Path(".benchmarks-cache") / "agent"
 TEST_SEEDS = 2 * 10**9  # dev runs used seeds from 10**9
+EVALUATION = "evaluation.json"
+
+
+def _trained(folder: Path, epochs: int) -> dict | None:
+    """The Trainer's summary of a finished run in `folder` (None when there is none to reuse)."""
+    summary = folder / "runs" / "policy" / "summary.json"
+    if not (folder / "policy" / "policy.json").is_file() or not summary.is_file():
+        return None
+    record = json.loads(summary.read_text())
+    return record if record.get("epoch") == epochs else None
+
+
+def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool) -> dict:
+    from sensorium.agent.demos import make_demos
+    from sensorium.agent.imitation import ImitationTraining, train_policy
+    from sensorium.agent.policy import InstructionPolicy
+    from sensorium.agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
+
+    folder = CACHE / f"{level}-{count}-e{epochs}"
+    trained = None if retrain else _trained(folder, epochs)
+    if trained is None:
+        demos = CACHE / f"{level}-demos"
+        make_demos(demos, level, count, shard_episodes=1000)
+        train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False))
+        trained = _trained(folder, epochs)
+    policy = InstructionPolicy.load(folder / "policy")
+    seeds = evaluation_seeds(episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)
+    started = time.perf_counter()
+    summary = summarise(run_episodes(policy, level, seeds), bot_steps(level, seeds))
+    evaluated = time.perf_counter() - started
+    sampled = summarise(run_episodes(policy, level, seeds, conditions=Conditions(sample=True)))
+    result = {"level": level, "demonstrations": count, "epochs": epochs, "first_seed": seeds[0],
+              "training_minutes": (trained["data_seconds"] + trained["compute_seconds"]) / 60,
+              "training_steps_per_s": trained["samples_per_s"], "evaluation_seconds": evaluated,
+              **summary, "sampled_success_rate": sampled["success_rate"], "sampled_mean_steps": sampled["mean_steps"]}
+    (folder / EVALUATION).write_text(json.dumps(result, indent=1))
+    return result
+
+
+PLOT, MARGIN_X, MARGIN_Y = (560, 340), 64, 40
+COLOURS = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 178), (147, 120, 96)]
+
+
+def draw_curve(path: Path) -> Path:
+    """Success on unseen seeds against demonstrations (log scale), a line per level and epoch count."""
+    from PIL import Image, ImageDraw
+
+    results = [json.loads(p.read_text()) for p in sorted(CACHE.glob(f"*/{EVALUATION}"))]
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}, {r['epochs']} epochs"
+        series.setdefault(f"{name}, greedy", []).append((r["demonstrations"], r["success_rate"]))
+        series.setdefault(f"{name}, sampled", []).append((r["demonstrations"], r["sampled_success_rate"]))
+    counts = [c for points in series.values() for c, _ in points]
+    low, high = math.log10(min(counts) / 1.5), math.log10(max(counts) * 1.5)
+    width, height = PLOT[0] + 2 * MARGIN_X + 230, PLOT[1] + 2 * MARGIN_Y
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def at(count: float, success: float) -> tuple[float, float]:
+        return (MARGIN_X + PLOT[0] * (math.log10(count) - low) / (high - low), MARGIN_Y + PLOT[1] * (1 - success))
+
+    draw.rectangle([MARGIN_X, MARGIN_Y, MARGIN_X + PLOT[0], MARGIN_Y + PLOT[1]], outline=(40, 40, 40))
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = at(10**low, tick)[1]
+        draw.line([MARGIN_X, y, MARGIN_X + PLOT[0], y], fill=(225, 225, 225))
+        draw.text((MARGIN_X - 34, y - 6), f"{tick:.2f}", fill=(40, 40, 40))
+    for count in sorted(set(counts)):
+        x = at(count, 0)[0]
+        draw.text((x - 14, MARGIN_Y + PLOT[1] + 6), f"{count:,}", fill=(40, 40, 40))
+    draw.text((MARGIN_X, 12), "BabyAI behaviour cloning: success on 1,000 unseen seeds", fill=(40, 40, 40))
+    draw.text((MARGIN_X + PLOT[0] / 2 - 60, height - 18), "bot demonstrations (log)", fill=(40, 40, 40))
+    for number, (name, points) in enumerate(sorted(series.items())):
+        colour = COLOURS[number % len(COLOURS)]
+        xy = [at(c, s) for c, s in sorted(points)]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=3)
+        for x, y in xy:
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+        legend = MARGIN_Y + 10 + 20 * number
+        draw.line([MARGIN_X + PLOT[0] + 14, legend + 6, MARGIN_X + PLOT[0] + 34, legend + 6], fill=colour, width=3)
+        draw.text((MARGIN_X + PLOT[0] + 40, legend), name, fill=(40, 40, 40))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
 
 
 def main() -> None:
@@ -25,30 +118,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true", help="Train again even where a finished run is cached.")
+    parser.add_argument("--figure", type=Path, help="Draw the sample-efficiency curve of every evaluated run here.")
     args = parser.parse_args()
-    from sensorium.agent.demos import make_demos
-    from sensorium.agent.imitation import ImitationTraining, train_policy
-    from sensorium.agent.rollout import bot_steps, evaluation_seeds, run_episodes, summarise
-
-    print("| level | demonstrations | epochs | training | success (unseen seeds) | mean length | "
-          "length / bot's (successes) | evaluation |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| level | demonstrations | epochs | training | steps/s (training) | success, greedy | success, sampled "
+          "| mean length (greedy) | length / bot's (greedy successes) | evaluation (greedy) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for level in args.levels:
         for count in args.demos:
-            folder = CACHE / f"{level}-demos"
-            make_demos(folder, level, max(args.demos), shard_episodes=1000)
-            started = time.perf_counter()
-            policy = train_policy(folder, CACHE / f"{level}-{count}-e{args.epochs}",
-                                  ImitationTraining(epochs=args.epochs, episodes=count, threads=args.threads,
-                                                    progress=False))
-            trained = time.perf_counter() - started
-            seeds = evaluation_seeds(args.episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)
-            started = time.perf_counter()
-            summary = summarise(run_episodes(policy, level, seeds), bot_steps(level, seeds))
-            evaluated = time.perf_counter() - started
-            print(f"| {level} | {count:,} | {args.epochs} | {trained / 60:.1f} min | {summary['success_rate']:.3f} | "
-                  f"{summary['mean_steps']:.1f} | {summary['steps_over_bot_when_successful']} | {evaluated:.0f} s |",
-                  flush=True)
+            r = run_one(level, count, args.epochs, args.episodes, args.threads, args.retrain)
+            print(f"| {level} | {count:,} | {args.epochs} | {r['training_minutes']:.1f} min | "
+                  f"{r['training_steps_per_s']:.0f} | {r['success_rate']:.3f} | {r['sampled_success_rate']:.3f} | "
+                  f"{r['mean_steps']:.1f} | "
+                  f"{r['steps_over_bot_when_successful']} | {r['evaluation_seconds']:.0f} s |", flush=True)
+    if args.figure:
+        print(f"curve: {draw_curve(args.figure)}")
 
 
 if __name__ == "__main__":
