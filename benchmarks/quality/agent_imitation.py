@@ -29,8 +29,11 @@ EVALUATION = "evaluation.json"
 
 def _trained(folder: Path, epochs: int) -> dict | None:
     """The Trainer's summary of a finished run in `folder` (None when there is none to reuse)."""
-    summary = folder / "runs" / "policy" / "summary.json"
-    if not (folder / "policy" / "policy.json").is_file() or not summary.is_file():
+    from sensorium.agent.imitation import POLICY_DIR, RUNS_DIR
+    from sensorium.agent.policy import STEM
+
+    summary = folder / RUNS_DIR / POLICY_DIR / "summary.json"
+    if not (folder / POLICY_DIR / f"{STEM}.json").is_file() or not summary.is_file():
         return None
     record = json.loads(summary.read_text())
     return record if record.get("epoch") == epochs else None
@@ -38,7 +41,7 @@ def _trained(folder: Path, epochs: int) -> dict | None:
 
 def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool) -> dict:
     from sensorium.agent.demos import make_demos
-    from sensorium.agent.imitation import ImitationTraining, train_policy
+    from sensorium.agent.imitation import POLICY_DIR, ImitationTraining, train_policy
     from sensorium.agent.policy import InstructionPolicy
     from sensorium.agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
 
@@ -49,7 +52,7 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
         make_demos(demos, level, count, shard_episodes=1000)
         train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False))
         trained = _trained(folder, epochs)
-    policy = InstructionPolicy.load(folder / "policy")
+    policy = InstructionPolicy.load(folder / POLICY_DIR)
     seeds = evaluation_seeds(episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)
     started = time.perf_counter()
     summary = summarise(run_episodes(policy, level, seeds), bot_steps(level, seeds))
@@ -96,15 +99,18 @@ def draw_curve(path: Path) -> Path:
         draw.text((x - 14, MARGIN_Y + PLOT[1] + 6), f"{count:,}", fill=(40, 40, 40))
     draw.text((MARGIN_X, 12), "BabyAI behaviour cloning: success on 1,000 unseen seeds", fill=(40, 40, 40))
     draw.text((MARGIN_X + PLOT[0] / 2 - 60, height - 18), "bot demonstrations (log)", fill=(40, 40, 40))
+    runs = sorted({name.rsplit(", ", 1)[0] for name in series})  # a colour per level and epochs
     for number, (name, points) in enumerate(sorted(series.items())):
-        colour = COLOURS[number % len(COLOURS)]
+        colour = COLOURS[runs.index(name.rsplit(", ", 1)[0]) % len(COLOURS)]
+        greedy = name.endswith("greedy")  # greedy: thick line, filled dots; sampled: thin line, rings
         xy = [at(c, s) for c, s in sorted(points)]
         if len(xy) > 1:
-            draw.line(xy, fill=colour, width=3)
+            draw.line(xy, fill=colour, width=3 if greedy else 1)
         for x, y in xy:
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour if greedy else "white", outline=colour, width=2)
         legend = MARGIN_Y + 10 + 20 * number
-        draw.line([MARGIN_X + PLOT[0] + 14, legend + 6, MARGIN_X + PLOT[0] + 34, legend + 6], fill=colour, width=3)
+        draw.line([MARGIN_X + PLOT[0] + 14, legend + 6, MARGIN_X + PLOT[0] + 34, legend + 6], fill=colour,
+                  width=3 if greedy else 1)
         draw.text((MARGIN_X + PLOT[0] + 40, legend), name, fill=(40, 40, 40))
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

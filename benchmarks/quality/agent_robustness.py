@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--masks", nargs="+", type=float, default=[0.1, 0.25, 0.5])
     parser.add_argument("--noise", type=float, default=0.1)
     args = parser.parse_args()
+    from sensorium.agent.imitation import POLICY_DIR
     from sensorium.agent.policy import InstructionPolicy
     from sensorium.agent.rollout import Conditions, evaluation_seeds, run_episodes, summarise
 
@@ -58,7 +59,7 @@ def main() -> None:
     print("| run | condition | success (unseen seeds) | vs plain | mean length | episodes/s |")
     print("|---|---|---|---|---|---|")
     for run in args.runs:
-        folder = CACHE / run / "policy"
+        folder = CACHE / run / POLICY_DIR
         policy = InstructionPolicy.load(folder)
         level = policy.config.trained["level"]
         seeds = evaluation_seeds(args.episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)

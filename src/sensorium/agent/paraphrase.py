@@ -39,9 +39,17 @@ CONNECTIVES = {", then": (" and then", ", after that"), " after you": (" once yo
 _DESCRIPTION = re.compile(r"\b(the|a) (?:(%s) )?(%s)\b" % ("|".join(COLOURS), "|".join(TYPES)))
 
 
-def _reword(text: str, table: dict[str, tuple[str, ...]], rng: np.random.Generator) -> str:
-    pattern = re.compile("|".join((r"\b" if k[0].isalpha() else "") + re.escape(k) + r"\b"
-                                  for k in sorted(table, key=len, reverse=True)))
+def _phrases(table: dict[str, tuple[str, ...]]) -> tuple[re.Pattern, dict[str, tuple[str, ...]]]:
+    """A pattern matching any of `table`'s phrases as whole words (longest first), with the table."""
+    return re.compile("|".join((r"\b" if k[0].isalpha() else "") + re.escape(k) + r"\b"
+                               for k in sorted(table, key=len, reverse=True))), table
+
+
+# verbs last: no synonym before them contains one
+_STAGES = tuple(_phrases(table) for table in (LOCATIONS, RELATIONS, CONNECTIVES, VERBS))
+
+
+def _reword(text: str, pattern: re.Pattern, table: dict[str, tuple[str, ...]], rng: np.random.Generator) -> str:
     return pattern.sub(lambda m: table[m.group(0)][int(rng.integers(len(table[m.group(0)])))], text)
 
 
@@ -56,6 +64,6 @@ def paraphrase(mission: str, rng: np.random.Generator) -> str:
     """`mission` in other words: verbs, relations, locations and connectives by synonyms, and "the red
     ball" as "the ball that is red" about half the time."""
     text = _DESCRIPTION.sub(lambda m: _reorder(m, rng), mission)
-    for table in (LOCATIONS, RELATIONS, CONNECTIVES):
-        text = _reword(text, table, rng)
-    return _reword(text, VERBS, rng)  # verbs last: no synonym above contains one
+    for pattern, table in _STAGES:
+        text = _reword(text, pattern, table, rng)
+    return text

@@ -100,12 +100,11 @@ def write_animation(recording: Recording, path: str | Path, fps: float = 4.0, ho
         raise AgentError(f"{path}: the episode has no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     images = captioned_frames(recording)
-    held = max(1, round(hold_seconds * fps))
-    if suffix == ".gif":
+    if suffix == ".gif":  # a GIF holds the last frame by its duration, a video by repeating it
         durations = [round(1000 / fps)] * (len(images) - 1) + [round(1000 * hold_seconds)]
         images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=True)
     else:
-        _write_mp4(images + [images[-1]] * (held - 1), path, fps)
+        _write_mp4(images + [images[-1]] * (max(1, round(hold_seconds * fps)) - 1), path, fps)
     return path
 
 
