@@ -11,26 +11,24 @@ the rest. Weights are safetensors + JSON, like every model of ours.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..weights import SavedModel
+from .missions import mission_words
 
 STEM, FORMAT = "policy", "sensorium-agent-policy/1"
+POLICY_DIR = "policy"  # a run folder's policy lives in RUN/policy
 HINT = "not an agent policy (train one with `sensorium agent train DEMOS --out RUN`)"
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 ACTIONS = 7  # minigrid: left, right, forward, pickup, drop, toggle, done
 CELL_VALUES = 16  # each of a cell's three symbols is below this (objects 0-10, colours 0-5, states 0-2)
 DIRECTIONS = 4
-
-
-def mission_words(mission: str) -> list[str]:
-    return re.findall(r"[a-z]+", mission.lower())
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,18 @@ class InstructionPolicy(SavedModel, nn.Module):
     def unknown_words(self, mission: str) -> list[str]:
         return [w for w in mission_words(mission) if w not in self.index]
 
+    def widened(self, words: list[str], trained: dict) -> InstructionPolicy:
+        """A copy knowing `words` too (appended to the vocabulary, so every known word keeps its id and
+        its embedding; a new word starts from fresh weights): a curriculum's next level starts here."""
+        new = [w for w in dict.fromkeys(words) if w not in self.index]
+        config = replace(self.config, vocabulary=(*self.config.vocabulary, *new), trained=trained)
+        wider = InstructionPolicy(config)
+        state = self.state_dict()
+        grown = wider.words.weight.detach().clone()
+        grown[: len(self.config.vocabulary)] = state["words.weight"]
+        wider.load_state_dict({**state, "words.weight": grown})
+        return wider
+
     def encode_missions(self, ids: Tensor) -> Tensor:
         """(B, L) -> (B, width): the GRU's state after each mission's last word."""
         outputs, _ = self.instruction(self.words(ids))
@@ -123,3 +133,9 @@ class InstructionPolicy(SavedModel, nn.Module):
         """`step`, keeping only the most likely actions (N,)."""
         logits, state = self.step(images, directions, missions, state)
         return logits.argmax(dim=1), state
+
+
+def load_policy(path: str | Path) -> InstructionPolicy:
+    """The policy of a run folder from `sensorium agent train`, or in its policy/ folder itself."""
+    path = Path(path)
+    return InstructionPolicy.load(path if (path / f"{STEM}.json").is_file() else path / POLICY_DIR)

@@ -8,7 +8,8 @@ the episode's seed, so a seed always meets the same conditions.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,12 @@ def evaluation_seeds(episodes: int, avoid: tuple[int, int], first: int = 10**9) 
         raise AgentError(f"--episodes: at least 1, got {episodes}")
     start = avoid[1] if first < avoid[1] and first + episodes > avoid[0] else first
     return list(range(start, start + episodes))
+
+
+def seeds_after(first: int, avoid: tuple[int, int]) -> Iterator[int]:
+    """Every seed from `first` on, skipping the demonstrations' range `avoid` [a, b): the candidates
+    an evaluation restricted to some missions picks from."""
+    return (seed for seed in itertools.count(first) if not avoid[0] <= seed < avoid[1])
 
 
 def summarise(outcomes: list[Outcome], bot: list[int | None] | None = None) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ..agent.missions import MissionKind
 from .console import failing_cleanly, make_console, progress_bar
 
 agent_app = typer.Typer(no_args_is_help=True, help="An agent that follows instructions in BabyAI's grid world: "
@@ -46,42 +47,55 @@ def demos(
 
 MASK_HELP = "Hide this share of the view's cells at every step (a robustness test)."
 PARAPHRASE_HELP = "Reword each mission as the bot's grammar never does (synonyms, word order)."
+MISSIONS_HELP = ("Which missions to evaluate on: all, seen (none of the phrases training held out), or "
+                 "held-out (combinations never seen in training).")
 SAMPLE_HELP = ("Draw each action from the policy's distribution (seeded by the episode) instead of taking the "
                "most likely one; BabyAI's evaluate.py does, and it breaks the loops a greedy policy gets stuck in.")
 
 
-def _load_policy(run: Path):
-    from ..agent.policy import STEM, InstructionPolicy
-
-    return InstructionPolicy.load(run if (run / f"{STEM}.json").is_file() else run / "policy")
-
-
 @agent_app.command("train")
 def train(
-    demos: Path = typer.Argument(..., help="A folder from `sensorium agent demos`."),
+    source: Path = typer.Argument(..., help="A folder from `sensorium agent demos`, or a TOML config naming one "
+                                            "(demos = \"...\") with any of the options below."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: the policy goes to OUT/policy, checkpoints and "
                                                       "the loss per epoch to OUT/runs/policy."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Episodes per optimizer step."),
-    lr: float = typer.Option(3e-3, "--lr"),
-    width: int = typer.Option(64, "--width", min=8, help="Channels of the view encoder, mission and memory."),
-    episodes: int = typer.Option(0, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(0, "--threads", help="Torch threads; 0 = every core, -1 = the cores idle now."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="[default: 10]"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Episodes per optimizer step. "
+                                                                            "[default: 32]"),
+    lr: float | None = typer.Option(None, "--lr", help="[default: 0.003]"),
+    width: int | None = typer.Option(None, "--width", min=8, help="Channels of the view encoder, mission and "
+                                                                  "memory. [default: 64]"),
+    episodes: int | None = typer.Option(None, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
+    seed: int | None = typer.Option(None, "--seed", help="[default: 0]"),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads; 0 = every core, -1 = the cores "
+                                                               "idle now."),
+    hold_out: list[str] | None = typer.Option(None, "--hold-out", help="Drop the demonstrations whose missions "
+                                              "mention this phrase ('purple ball'; repeat, or split by commas), "
+                                              "to test generalisation with `eval --missions held-out`."),
+    init_from: Path | None = typer.Option(None, "--init-from", help="Start from this run's policy, trained on an "
+                                          "easier level (a curriculum); its width is kept."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where it stopped."),
 ):
     """Behaviour cloning: a policy (cell-symbol embeddings, FiLM by the mission, LSTM memory) learns to do
     what the bot did, through the learning framework's Trainer; safetensors + JSON."""
-    from ..agent.imitation import POLICY_DIR, ImitationTraining, train_policy
+    from ..agent.imitation import ImitationTraining, load_settings, train_policy
+    from ..agent.policy import POLICY_DIR
 
-    settings = ImitationTraining(epochs=epochs, batch_size=batch_size, lr=lr, width=width, episodes=episodes,
-                                 seed=seed, threads=threads)
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width, "episodes": episodes,
+             "seed": seed, "threads": threads, "hold_out": list(hold_out) if hold_out else None,
+             "init_from": str(init_from) if init_from else None}
     with failing_cleanly():
+        if source.suffix.lower() == ".toml":
+            demos, settings = load_settings(source, given)
+        else:
+            demos, settings = source, ImitationTraining(**{k: v for k, v in given.items() if v is not None})
         policy = train_policy(demos, out, settings, resume=resume)
     record = policy.config.trained
+    held = f", holding out {', '.join(record['hold_out'])} ({record['held_out_dropped']} dropped)" \
+        if record["hold_out"] else ""
     make_console().print(f"policy trained on {record['demonstrations']} demonstrations of {record['level']} "
-                         f"({record['steps']} steps) in {out / POLICY_DIR}; measure it with `sensorium agent eval "
-                         f"{out} --episodes 1000`", markup=False)
+                         f"({record['steps']} steps{held}) in {out / POLICY_DIR}; measure it with `sensorium agent "
+                         f"eval {out} --episodes 1000`", markup=False)
 
 
 @agent_app.command("eval")
@@ -95,20 +109,28 @@ def evaluate(
     mask_cells: float = typer.Option(0.0, "--mask-cells", min=0.0, max=1.0, help=MASK_HELP),
     paraphrase: bool = typer.Option(False, "--paraphrase", help=PARAPHRASE_HELP),
     sample: bool = typer.Option(False, "--sample", help=SAMPLE_HELP),
+    missions: MissionKind = typer.Option(MissionKind.ALL, "--missions", help=MISSIONS_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Success rate and mean episode length on seeds never used for training."""
-    from ..agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
+    from ..agent.missions import seeds_with_missions, wanted
+    from ..agent.policy import load_policy
+    from ..agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, seeds_after, summarise
 
     with failing_cleanly():
-        policy = _load_policy(run)
+        policy = load_policy(run)
         trained = policy.config.trained
         level = level or trained.get("level", "")
-        seeds = evaluation_seeds(episodes, tuple(trained.get("seed_range", (0, 0))), first_seed)
+        avoid = tuple(trained.get("seed_range", (0, 0)))
+        held_out = tuple(trained.get("hold_out", ()))
+        if missions is MissionKind.ALL:
+            seeds = evaluation_seeds(episodes, avoid, first_seed)
+        else:
+            seeds = seeds_with_missions(level, seeds_after(first_seed, avoid), episodes, wanted(missions, held_out))
         conditions = Conditions(mask_share=mask_cells, paraphrase=paraphrase, sample=sample)
         outcomes = run_episodes(policy, level, seeds, conditions=conditions)
         summary = {"level": level, "first_seed": seeds[0], "mask_cells": mask_cells, "paraphrase": paraphrase,
-                   "sampled_actions": sample,
+                   "sampled_actions": sample, "missions": missions.value, "held_out": list(held_out),
                    **summarise(outcomes, bot_steps(level, seeds) if bot else None)}
     unknown = sorted({w for o in outcomes for w in policy.unknown_words(o.mission)})
     summary["unknown_mission_words"] = unknown
@@ -116,8 +138,9 @@ def evaluate(
         print(json.dumps(summary, indent=2))
         return
     console = make_console()
-    console.print(f"{level}: success {summary['success_rate']:.3f} over {episodes} episodes (seeds {seeds[0]}-"
-                  f"{seeds[-1]}), mean length {summary['mean_steps']}", markup=False)
+    kind = "" if missions is MissionKind.ALL else f" with {missions.value} missions"
+    console.print(f"{level}: success {summary['success_rate']:.3f} over {episodes} episodes{kind} (seeds "
+                  f"{seeds[0]}-{seeds[-1]}), mean length {summary['mean_steps']}", markup=False)
     if unknown:
         console.print(f"missions used words the policy never learned: {', '.join(unknown[:10])}", markup=False)
 
@@ -135,12 +158,13 @@ def run_one(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Act in one episode and film it, with the mission written on every frame."""
+    from ..agent.policy import load_policy
     from ..agent.replay import animation_format, record_episode, write_animation
     from ..agent.rollout import Conditions
 
     with failing_cleanly():
         animation_format(render)
-        policy = _load_policy(run)
+        policy = load_policy(run)
         level = level or policy.config.trained.get("level", "")
         recording = record_episode(policy, level, seed, Conditions(mask_share=mask_cells, paraphrase=paraphrase,
                                                                        sample=sample))

@@ -137,16 +137,21 @@ class Config:
         return raw
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config; relative data paths are taken from the config's folder."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a TOML file; ConfigError naming the file when it is missing or not TOML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    return config_from_dict(raw, base=path.parent, source=path)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config; relative data paths are taken from the config's folder."""
+    path = Path(path)
+    return config_from_dict(read_toml(path), base=path.parent, source=path)
 
 
 def config_from_dict(raw: dict[str, Any], base: Path | None = None, source: Path | None = None) -> Config:
@@ -185,8 +190,9 @@ def _typed(value: Any, kind: type, name: str) -> Any:
     return value
 
 
-def _fill(target: Any, raw: dict, where: str, skip: tuple[str, ...] = ()) -> None:
-    """Copy raw keys onto a dataclass, checking names and types against its defaults."""
+def fill_fields(target: Any, raw: dict, where: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy raw keys onto a dataclass, checking names and types against its defaults; a ConfigError
+    names the first unknown or mistyped key as WHERE + key."""
     known = {f.name: f for f in fields(target) if f.name not in skip}
     _known({k: v for k, v in raw.items() if k not in skip}, where, set(known))
     for key, value in raw.items():
@@ -235,7 +241,7 @@ def _model(raw: dict, where: str) -> ModelConfig:
 
 def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
     data = DataConfig()
-    _fill(data, {k: v for k, v in raw.items() if k not in SOURCE_KEYS}, "data.", skip=("modalities",))
+    fill_fields(data, {k: v for k, v in raw.items() if k not in SOURCE_KEYS}, "data.", skip=("modalities",))
     _known(raw, "data.", {f.name for f in fields(DataConfig)})
 
     def resolve(value: Any, field: str) -> Path:
@@ -266,7 +272,7 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
         if kind not in KINDS:
             raise ConfigError(f"{where}kind: {kind!r} is not one of {', '.join(KINDS)}")
         spec = ModalitySpec(name=modality, kind=kind, column=table.get("column", modality))
-        _fill(spec, {k: v for k, v in table.items() if k not in ("kind", "column")}, where, skip=("name",))
+        fill_fields(spec, {k: v for k, v in table.items() if k not in ("kind", "column")}, where, skip=("name",))
         _typed(spec.column, str, f"{where}column")
         if spec.channels not in (1, 3):
             raise ConfigError(f"{where}channels: must be 1 or 3, got {spec.channels}")
@@ -290,7 +296,7 @@ def _data(raw: dict, base: Path | None, model: ModelConfig) -> DataConfig:
 
 def _train(raw: dict, modalities: list[str]) -> TrainConfig:
     train = TrainConfig()
-    _fill(train, raw, "train.", skip=("ogm_ge", "augment"))
+    fill_fields(train, raw, "train.", skip=("ogm_ge", "augment"))
     for modality, table in _table(raw, "augment", "train.").items():
         where = f"train.augment.{modality}"
         if modality not in modalities:
@@ -298,7 +304,7 @@ def _train(raw: dict, modalities: list[str]) -> TrainConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
         plan = AugmentConfig()
-        _fill(plan, table, f"{where}.")
+        fill_fields(plan, table, f"{where}.")
         for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
             if getattr(plan, key) < 0:
                 raise ConfigError(f"{where}.{key}: must not be negative, got {getattr(plan, key)}")
@@ -307,7 +313,7 @@ def _train(raw: dict, modalities: list[str]) -> TrainConfig:
                 raise ConfigError(f"{where}.{key}: must be in [0, 1), got {getattr(plan, key)}")
         train.augment[modality] = plan
     ogm = OGMConfig()
-    _fill(ogm, _table(raw, "ogm_ge", "train."), "train.ogm_ge.")
+    fill_fields(ogm, _table(raw, "ogm_ge", "train."), "train.ogm_ge.")
     train.ogm_ge = ogm
     positive = ("epochs", "batch_size", "accumulate")
     for key in positive:
@@ -346,7 +352,7 @@ def _tasks(raw: Any, default_label: str) -> list[TaskConfig]:
         if not isinstance(table, dict) or "name" not in table:
             raise ConfigError(f"{where}name: missing")
         task = TaskConfig(name=_typed(table["name"], str, f"{where}name"), label=table.get("label", table["name"]))
-        _fill(task, {k: v for k, v in table.items() if k not in ("name", "label")}, where, skip=("name", "label"))
+        fill_fields(task, {k: v for k, v in table.items() if k not in ("name", "label")}, where, skip=("name", "label"))
         _typed(task.label, str, f"{where}label")
         if task.name in seen:
             raise ConfigError(f"{where}name: duplicate task {task.name!r}")
