@@ -129,6 +129,27 @@ class InstructionPolicy(SavedModel, nn.Module):
         remembered, state = self.memory(seen[:, None], state)
         return self.policy(remembered[:, 0]), state
 
+    def unroll(self, images: Tensor, directions: Tensor, missions: Tensor, state: tuple,
+               starts: Tensor) -> tuple[Tensor, Tensor, tuple]:
+        """A stretch of steps for N agents whose episodes may end and restart inside it (PPO's rollouts):
+        (N, T, 7, 7, 3) views, (N, T) directions, (N, T, width) encoded missions, the memory before the
+        first step, and (N, T) `starts` marking each step that begins an episode (the memory is cleared
+        there) -> action logits (N, T, 7), values (N, T), and the memory after the last step."""
+        n, t = directions.shape
+        seen = self.see(images.flatten(0, 1), directions.flatten(), missions.flatten(0, 1)).view(n, t, -1)
+        hidden, cell = state
+        outputs = []
+        for step in range(t):
+            keep = (~starts[:, step]).to(seen.dtype)[None, :, None]
+            out, (hidden, cell) = self.memory(seen[:, step:step + 1], (hidden * keep, cell * keep))
+            outputs.append(out[:, 0])
+        remembered = torch.stack(outputs, dim=1)
+        return self.policy(remembered), self.value(remembered)[..., 0], (hidden, cell)
+
+    def blank_memory(self, agents: int) -> tuple[Tensor, Tensor]:
+        zeros = torch.zeros(1, agents, self.config.width)
+        return zeros, zeros.clone()
+
     def act(self, images: Tensor, directions: Tensor, missions: Tensor, state=None) -> tuple[Tensor, tuple]:
         """`step`, keeping only the most likely actions (N,)."""
         logits, state = self.step(images, directions, missions, state)

@@ -119,18 +119,37 @@ def bot_steps(level: str, seeds: list[int]) -> list[int | None]:
     return lengths
 
 
-def evaluation_seeds(episodes: int, avoid: tuple[int, int], first: int = 10**9) -> list[int]:
-    """`episodes` seeds from `first` on, none inside the demonstrations' seed range `avoid` [a, b)."""
+SeedRange = tuple[int, int]  # [first, next)
+
+
+def seeds_used(trained: dict) -> list[SeedRange]:
+    """Every seed range a policy's training drew from: its demonstrations' and each PPO run's."""
+    return [tuple(trained.get("seed_range", (0, 0))), *(tuple(run["seed_range"]) for run in trained.get("ppo", []))]
+
+
+def _ranges(avoid: SeedRange | list[SeedRange]) -> list[SeedRange]:
+    return [avoid] if avoid and isinstance(avoid[0], int) else list(avoid)
+
+
+def evaluation_seeds(episodes: int, avoid: SeedRange | list[SeedRange], first: int = 10**9) -> list[int]:
+    """`episodes` consecutive seeds from `first` on (moved past a range they would overlap), none inside
+    the seed ranges `avoid` (one [a, b) or a list, e.g. `seeds_used(policy.config.trained)`)."""
     if episodes < 1:
         raise AgentError(f"--episodes: at least 1, got {episodes}")
-    start = avoid[1] if first < avoid[1] and first + episodes > avoid[0] else first
+    ranges, start, moved = _ranges(avoid), first, True
+    while moved:
+        moved = False
+        for low, high in ranges:
+            if start < high and start + episodes > low:
+                start, moved = high, True
     return list(range(start, start + episodes))
 
 
-def seeds_after(first: int, avoid: tuple[int, int]) -> Iterator[int]:
-    """Every seed from `first` on, skipping the demonstrations' range `avoid` [a, b): the candidates
-    an evaluation restricted to some missions picks from."""
-    return (seed for seed in itertools.count(first) if not avoid[0] <= seed < avoid[1])
+def seeds_after(first: int, avoid: SeedRange | list[SeedRange]) -> Iterator[int]:
+    """Every seed from `first` on, skipping the ranges `avoid`: the candidates an evaluation restricted
+    to some missions picks from."""
+    ranges = _ranges(avoid)
+    return (seed for seed in itertools.count(first) if not any(low <= seed < high for low, high in ranges))
 
 
 def summarise(outcomes: list[Outcome], bot: list[int | None] | None = None) -> dict:

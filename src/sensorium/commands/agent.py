@@ -1,4 +1,4 @@
-"""`sensorium agent demos | train | eval | run`: an agent that learns to follow instructions in BabyAI's
+"""`sensorium agent demos | train | finetune | eval | run`: an agent that learns to follow instructions in BabyAI's
 grid world from the planner bot's demonstrations, measured on seeds it never saw, and filmed.
 
 Registered on the `sensorium` app by `sensorium.cli` as the `agent` group.
@@ -59,14 +59,14 @@ def train(
                                             "(demos = \"...\") with any of the options below."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: the policy goes to OUT/policy, checkpoints and "
                                                       "the loss per epoch to OUT/runs/policy."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="[default: 10]"),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Episodes per optimizer step. "
-                                                                            "[default: 32]"),
-    lr: float | None = typer.Option(None, "--lr", help="[default: 0.003]"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Passes over the demonstrations (default 10)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1,
+                                          help="Episodes per optimizer step (default 32)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 0.003)."),
     width: int | None = typer.Option(None, "--width", min=8, help="Channels of the view encoder, mission and "
-                                                                  "memory. [default: 64]"),
+                                                                  "memory (default 64)."),
     episodes: int | None = typer.Option(None, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
-    seed: int | None = typer.Option(None, "--seed", help="[default: 0]"),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the initial weights and the order (default 0)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads; 0 = every core, -1 = the cores "
                                                                "idle now."),
     hold_out: list[str] | None = typer.Option(None, "--hold-out", help="Drop the demonstrations whose missions "
@@ -98,6 +98,40 @@ def train(
                          f"eval {out} --episodes 1000`", markup=False)
 
 
+@agent_app.command("finetune")
+def finetune(
+    run: Path = typer.Argument(..., help="A run folder from `sensorium agent train` (or its policy/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for the fine-tuned policy (OUT/policy) and its "
+                                                      "log (OUT/runs/ppo/updates.jsonl)."),
+    frames: int = typer.Option(500_000, "--frames", min=1, help="Environment steps in all."),
+    level: str = typer.Option("", "--level", help="The level to act in (default: the one it was trained on)."),
+    envs: int = typer.Option(64, "--envs", min=1, help="Episodes run side by side."),
+    rollout: int = typer.Option(40, "--rollout", min=1, help="Steps of each environment between updates."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    entropy: float = typer.Option(0.01, "--entropy", min=0.0, help="Weight of the entropy bonus."),
+    critic_warmup: int = typer.Option(5, "--critic-warmup", min=0, help="First updates that train only the value "
+                                                                         "head (imitation never trained it)."),
+    first_seed: int = typer.Option(5 * 10**8, "--first-seed", help="Episodes' reset seeds count up from here "
+                                                                   "(below the evaluation seeds, from 10^9)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(0, "--threads", help="Torch threads; 0 = every core, -1 = the cores idle now."),
+):
+    """Reinforcement after imitation: PPO in the level, from the cloned policy, rewarded by the level
+    for reaching the goal quickly; safetensors + JSON like the policy it started from."""
+    from ..agent.policy import POLICY_DIR
+    from ..agent.ppo import PPOTraining
+    from ..agent.ppo import finetune as run_ppo
+
+    settings = PPOTraining(frames=frames, level=level, envs=envs, rollout=rollout, lr=lr, entropy=entropy,
+                           critic_warmup=critic_warmup, first_seed=first_seed, seed=seed, threads=threads)
+    with failing_cleanly():
+        policy = run_ppo(run, out, settings, progress=progress_bar("PPO updates"))
+    done = policy.config.trained["ppo"][-1]
+    make_console().print(f"fine-tuned on {done['frames_done']:,} frames ({done['episodes']:,} episodes of "
+                         f"{done['level']}; the last 200 succeeded {done['success_last_200']}) in {out / POLICY_DIR}; "
+                         f"measure it with `sensorium agent eval {out} --episodes 1000`", markup=False)
+
+
 @agent_app.command("eval")
 def evaluate(
     run: Path = typer.Argument(..., help="A run folder from `sensorium agent train` (or its policy/)."),
@@ -115,13 +149,14 @@ def evaluate(
     """Success rate and mean episode length on seeds never used for training."""
     from ..agent.missions import seeds_with_missions, wanted
     from ..agent.policy import load_policy
-    from ..agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, seeds_after, summarise
+    from ..agent.rollout import (Conditions, bot_steps, evaluation_seeds, run_episodes, seeds_after, seeds_used,
+                                 summarise)
 
     with failing_cleanly():
         policy = load_policy(run)
         trained = policy.config.trained
         level = level or trained.get("level", "")
-        avoid = tuple(trained.get("seed_range", (0, 0)))
+        avoid = seeds_used(trained)  # the demonstrations' and any PPO run's
         held_out = tuple(trained.get("hold_out", ()))
         if missions is MissionKind.ALL:
             seeds = evaluation_seeds(episodes, avoid, first_seed)
