@@ -34,9 +34,9 @@ from ..errors import ConfigError
 from ..training.trainer import seed_everything, threads_for
 from .levels import make_level, quiet_reset
 from .policy import PAD_ID, POLICY_DIR, InstructionPolicy, load_policy
+from .rollout import EVALUATION_SEEDS
 
 LOG_DIR, LOG = "runs/ppo", "updates.jsonl"
-EVALUATION_SEEDS = 10**9  # `sensorium agent eval` starts here: PPO's seeds must stay below
 Progress = Callable[[int, int, str], None]
 
 
@@ -99,7 +99,7 @@ class Actors:
     """N copies of a level stepped together under the policy, each episode from the next seed."""
 
     def __init__(self, policy: InstructionPolicy, level: str, count: int, first_seed: int, seed: int):
-        self.policy, self.level = policy, level
+        self.policy = policy
         self.envs = [make_level(level) for _ in range(count)]
         self.next_seed = first_seed
         self.first_seed = first_seed
@@ -107,7 +107,7 @@ class Actors:
         self.observations = [self._reset(env) for env in self.envs]
         self.memory = policy.blank_memory(count)
         self.starting = torch.ones(count, dtype=torch.bool)
-        self.finished: list[tuple[bool, int, float]] = []  # (success, steps, return) of each ended episode
+        self.finished: list[tuple[bool, int]] = []  # (success, steps) of each ended episode
         self.steps = [0] * count
 
     def _reset(self, env) -> dict:
@@ -147,7 +147,7 @@ class Actors:
                 reward[i] = float(r)
                 if terminated or truncated:
                     done[i] = True
-                    self.finished.append((bool(terminated and r > 0), self.steps[i], float(r)))
+                    self.finished.append((bool(terminated and r > 0), self.steps[i]))
                     self.steps[i] = 0
                     self.observations[i] = self._reset(env)
             rewards.append(reward)
@@ -249,8 +249,8 @@ def finetune(run: str | Path, out: str | Path, settings: PPOTraining | None = No
             recent = actors.finished[-200:]
             record = {"update": update, "frames": update * per_update, "critic_only": warming,
                       "episodes": len(actors.finished),
-                      "success_recent": round(float(np.mean([s for s, _, _ in recent])), 4) if recent else None,
-                      "steps_recent": round(float(np.mean([n for _, n, _ in recent])), 2) if recent else None,
+                      "success_recent": round(float(np.mean([s for s, _ in recent])), 4) if recent else None,
+                      "steps_recent": round(float(np.mean([n for _, n in recent])), 2) if recent else None,
                       "frames_per_s": round(update * per_update / (time.perf_counter() - started), 1),
                       **{k: round(v, 5) for k, v in totals.items()}}
             log.write(json.dumps(record) + "\n")

@@ -19,6 +19,7 @@ from .levels import AgentError, make_level, quiet_reset
 from .paraphrase import paraphrase
 from .policy import InstructionPolicy
 
+EVALUATION_SEEDS = 10**9  # evaluation starts here by default; training's seeds (demonstrations, PPO) stay below
 UNSEEN = 0  # minigrid's object index for a cell the agent cannot see (colour and state 0 with it)
 # watch(episode index, environment, action): after each reset (action None) and after each step
 Watcher = Callable[[int, object, "int | None"], None]
@@ -131,7 +132,8 @@ def _ranges(avoid: SeedRange | list[SeedRange]) -> list[SeedRange]:
     return [avoid] if avoid and isinstance(avoid[0], int) else list(avoid)
 
 
-def evaluation_seeds(episodes: int, avoid: SeedRange | list[SeedRange], first: int = 10**9) -> list[int]:
+def evaluation_seeds(episodes: int, avoid: SeedRange | list[SeedRange],
+                     first: int = EVALUATION_SEEDS) -> list[int]:
     """`episodes` consecutive seeds from `first` on (moved past a range they would overlap), none inside
     the seed ranges `avoid` (one [a, b) or a list, e.g. `seeds_used(policy.config.trained)`)."""
     if episodes < 1:
