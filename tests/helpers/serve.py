@@ -65,7 +65,10 @@ if _gate:
             except FileNotFoundError:
                 pattern = None
             if pattern and fnmatch.fnmatch(Path(path).name, pattern):
-                (Path(_gate) / "entered").write_text(str(path))
+                # written whole, then renamed: the test polls for `entered` and must never read it half-written
+                staged = Path(_gate) / "entered.partial"
+                staged.write_text(str(path))
+                os.replace(staged, Path(_gate) / "entered")
                 deadline = time.monotonic() + 300  # a test that forgets to release never hangs the server
                 while hold.exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
@@ -110,7 +113,7 @@ class ReadGate:
         """The file the job is held at, once it gets there (the timeout only bounds a failing test)."""
         entered = self.folder / "entered"
         deadline = time.monotonic() + timeout
-        while not entered.exists():
+        while not (entered.exists() and entered.read_text()):  # the hook renames it into place whole
             assert time.monotonic() < deadline, "the job never reached the held file"
             time.sleep(0.05)
         return Path(entered.read_text())
