@@ -194,6 +194,8 @@ PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
 RECIPES = {
     # the identical model and no augmentation: the comparison the first target asks for
     "plain": {},
+    # the same, trained and scored in bfloat16 autocast (fast where the CPU has AMX or AVX-512 BF16)
+    "plain-bf16": {"train": {"bf16": True}},
     "specaugment": {"augment": {"audio": SPEC_AUGMENT}},
     "perturb": {"augment": {"audio": PERTURB}},
     "specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}}},

@@ -171,10 +171,15 @@ def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, s
     (tmp_path / "config.toml").write_text(_toml(config(str(sources["datasets folder"]), str(sources["parquet"]))))
     run_training(tmp_path / "config.toml", tmp_path / "run")
     report = evaluate_run(tmp_path / "run")
-    assert report["tasks"]["label"]["accuracy"] >= 0.9
+    assert report["tasks"]["label"]["accuracy"] >= 0.9 and report["bf16"] is False  # scored as trained
+    in_bf16 = evaluate_run(tmp_path / "run", bf16=True)
+    assert in_bf16["bf16"] is True and in_bf16["tasks"]["label"]["accuracy"] >= 0.9
     holes = evaluate_run(tmp_path / "run", tmp_path / "holes.parquet")
     assert holes["items"] == COUNT
     record = json.loads((tmp_path / "run" / "run.json").read_text())
+    record["config"]["train"]["bf16"] = True  # a run trained in bf16 is scored in bf16 unless told otherwise
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    assert evaluate_run(tmp_path / "run")["bf16"] is True and evaluate_run(tmp_path / "run", bf16=False)["bf16"] is False
     record["config"]["data"]["test"] = None
     (tmp_path / "run" / "run.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="evaluate: give --data, or name the test data as data.test"):

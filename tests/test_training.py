@@ -20,7 +20,7 @@ from PIL import Image
 from sensorium.errors import ConfigError, ReadError
 from sensorium.training.config import config_from_dict, load_config
 from sensorium.training.data import ArrayDataset, Collate, load_datasets
-from sensorium.training.evaluate import (add_noise, classification_metrics, effective_robustness,
+from sensorium.training.evaluate import (add_noise, classification_metrics, effective_robustness, predict,
                                          relative_robustness, robustness)
 from sensorium.training.model import build_model, count_parameters
 from sensorium.training.schedule import warmup_cosine_factor
@@ -417,6 +417,24 @@ def test_early_stopping_and_bf16(tmp_path):
     assert summary["epoch"] < 30 and summary["best_epoch"] == summary["epoch"] - 3
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1].get("early_stop") and records[summary["best_epoch"]]["val_accuracy"] >= 0.9
+
+
+def test_scoring_in_bf16_runs_in_bfloat16_and_agrees_with_float32():
+    """bf16 scoring is real (the logits differ from float32 ones, by bfloat16's rounding only) and
+    changes no decision the float32 model makes with a clear margin."""
+    config = small_config("early", epochs=6, lr=0.02)
+    trainer = make_trainer(config)
+    trainer.fit()
+    batches = list(torch.utils.data.DataLoader(array_data(60, seed=4), batch_size=16, collate_fn=Collate()))
+    full, labels = predict(trainer.model, batches)
+    half, same_labels = predict(trainer.model, batches, bf16=True)
+    assert torch.equal(labels["label"], same_labels["label"]) and full["label"].dtype == half["label"].dtype == torch.float32
+    assert not torch.equal(full["label"], half["label"])
+    spread = float(full["label"].abs().max())
+    assert float((full["label"] - half["label"]).abs().max()) <= 0.05 * spread + 0.05
+    top2 = full["label"].topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.1 * spread
+    assert clear.sum() >= 15 and torch.equal(full["label"][clear].argmax(1), half["label"][clear].argmax(1))
 
 
 def test_multi_task_losses_are_weighted(tmp_path):

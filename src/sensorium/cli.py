@@ -351,6 +351,8 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
     diagram: Optional[Path] = typer.Option(None, "--diagram", help="Draw a reliability diagram (PNG): "
                                            "confidence before and after the temperature fitted in training."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="Score in bfloat16 (faster on CPUs with AMX or "
+                                        "AVX-512 BF16) or float32 (default: the precision the run trained in)."),
 ):
     """Accuracy, macro-F1, per-class scores and calibration; with --noise, robustness (noise per modality,
     one modality missing)."""
@@ -361,7 +363,7 @@ def evaluate(
     except ValueError:
         fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
-        report = evaluate_run(run, data, levels=levels, diagram=diagram)
+        report = evaluate_run(run, data, levels=levels, diagram=diagram, bf16=bf16)
         if diagram is not None and "calibration" in report:
             from .provenance.record import input_hash
 
@@ -377,7 +379,8 @@ def evaluate(
     console = make_console()
     for task, scores in report["tasks"].items():
         console.print(f"{task}: accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
-                      f"on {report['items']} items ({report['items_per_s']:.0f} items/s)", markup=False)
+                      f"on {report['items']} items ({report['items_per_s']:.0f} items/s"
+                      f"{', bf16' if report['bf16'] else ''})", markup=False)
         table = Table("class", "precision", "recall", "F1", "support", title=f"{task}: per class")
         for name, c in scores["per_class"].items():
             table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))

@@ -8,6 +8,7 @@ baseline with the same clean accuracy would keep.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,17 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], cl
     }
 
 
+def precision(bf16: bool):
+    """The context a model runs in: bf16 autocast (convolutions and matrix products in bfloat16, where
+    CPUs with AMX or AVX-512 BF16 are 1.5-2x faster) or plain float32. Training and scoring share it,
+    so a model trained in bf16 is scored as it was trained."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
 @torch.inference_mode()  # no autograd bookkeeping at all: scores are never differentiated
 def predict(model: nn.Module, batches: Iterable[dict[str, Any]],
-            transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+            transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+            bf16: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Logits and labels per task over all batches; `transform` may corrupt each batch first."""
     model.eval()
     logits: dict[str, list[Tensor]] = {}
@@ -42,7 +51,9 @@ def predict(model: nn.Module, batches: Iterable[dict[str, Any]],
     for batch in batches:
         if transform is not None:
             batch = transform(batch)
-        for task, out in model(batch).items():
+        with precision(bf16):
+            outputs = model(batch)
+        for task, out in outputs.items():
             logits.setdefault(task, []).append(out.float())
             labels.setdefault(task, []).append(batch["labels"][task])
     return ({t: torch.cat(v) for t, v in logits.items()}, {t: torch.cat(v) for t, v in labels.items()})
@@ -78,13 +89,13 @@ def drop_modality(batch: dict[str, Any], modality: str) -> dict[str, Any]:
             "present": {k: v for k, v in batch.get("present", {}).items() if k != modality}}
 
 
-def accuracy(model: nn.Module, batches: Sequence[dict[str, Any]], task: str, transform=None) -> float:
-    logits, labels = predict(model, batches, transform)
+def accuracy(model: nn.Module, batches: Sequence[dict[str, Any]], task: str, transform=None, bf16: bool = False) -> float:
+    logits, labels = predict(model, batches, transform, bf16)
     return float((logits[task].argmax(1) == labels[task]).float().mean())
 
 
 def robustness(model: nn.Module, batches: Sequence[dict[str, Any]], modalities: Sequence[str], task: str,
-               levels: Sequence[float] = NOISE_LEVELS, seed: int = 0) -> dict[str, Any]:
+               levels: Sequence[float] = NOISE_LEVELS, seed: int = 0, bf16: bool = False) -> dict[str, Any]:
     """{"noise": {modality: [accuracy per level]}, "missing": {modality: accuracy}, "levels": [...]}.
 
     `batches` is a list (it is walked once per setting); the noise is seeded, so repeat calls agree.
@@ -94,10 +105,10 @@ def robustness(model: nn.Module, batches: Sequence[dict[str, Any]], modalities: 
         curve = []
         for level in levels:
             generator = torch.Generator().manual_seed(seed)
-            curve.append(accuracy(model, batches, task, lambda b: add_noise(b, modality, level, generator)))
+            curve.append(accuracy(model, batches, task, lambda b: add_noise(b, modality, level, generator), bf16))
         result["noise"][modality] = curve
         if len(modalities) > 1:
-            result["missing"][modality] = accuracy(model, batches, task, lambda b: drop_modality(b, modality))
+            result["missing"][modality] = accuracy(model, batches, task, lambda b: drop_modality(b, modality), bf16)
     return result
 
 

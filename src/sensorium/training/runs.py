@@ -108,13 +108,14 @@ def run_temperature(out: str | Path) -> dict[str, Any] | None:
 
 
 def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, batch_size: int = 64,
-                 diagram: str | Path | None = None) -> dict[str, Any]:
+                 diagram: str | Path | None = None, bf16: bool | None = None) -> dict[str, Any]:
     """Metrics, calibration and robustness of a trained run on labelled items: `data` (any source
     `sensorium train` reads), or the config's `data.test` when it is None.
     With a temperature stored by training, calibration is measured before and after it (and drawn as
     a reliability diagram into `diagram`). The noise sweep runs only when `levels` are given: it
     re-scores the whole set once per level and modality and once per missing modality (24 passes
-    with MultiBench's 11 levels and two modalities)."""
+    with MultiBench's 11 levels and two modalities). `bf16` None scores in the precision the run
+    trained in (`train.bf16`); True or False overrides it."""
     import time
 
     from torch.utils.data import DataLoader
@@ -133,9 +134,10 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     began = time.perf_counter()
     batches = list(loader) if levels else loader  # the noise sweep walks the batches again; plain scoring streams
-    logits, labels = predict(model, batches)
+    bf16 = config.train.bf16 if bf16 is None else bf16
+    logits, labels = predict(model, batches, bf16=bf16)
     seconds = time.perf_counter() - began  # reading and decoding included
-    report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "predict_seconds": seconds,
+    report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "predict_seconds": seconds,
                               "items_per_s": len(dataset) / seconds if seconds else 0.0}
     for task, names in classes.items():
         report["tasks"][task] = classification_metrics(labels[task].tolist(), logits[task].argmax(1).tolist(), names)
@@ -154,7 +156,7 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     if levels:
         levels = list(levels)
         main = config.tasks[0].name
-        robust = robustness(model, batches, model.modalities, main, levels)
+        robust = robustness(model, batches, model.modalities, main, levels, bf16=bf16)
         robust["relative"] = {m: relative_robustness(c, levels) for m, c in robust["noise"].items()}
         report["robustness"] = robust
     return report

@@ -27,7 +27,7 @@ from .augment import augment_batch, mixed_targets, mixup
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
-from .evaluate import classification_metrics
+from .evaluate import classification_metrics, precision
 from .schedule import warmup_cosine
 
 CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
@@ -158,7 +158,7 @@ class Trainer:
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext()
+        return precision(self.cfg.bf16)
 
     def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor], outputs=None, present=None) -> Tensor:
         loss = sum(weight * F.cross_entropy(logits[task].float(), labels[task]) for task, weight in self.tasks.items())
