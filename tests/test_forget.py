@@ -109,6 +109,20 @@ def test_a_deleted_file_leaves_no_trace_after_the_next_index(indexed):
     assert collection.search(text="sailing between islands", k=1)[0].path == str(media / "note.md")
 
 
+def test_forget_leaves_no_byte_in_the_compressed_layout(indexed):
+    """The same promise when the spaces keep their vectors in the compressed layout (float32 rows on
+    disk beside IVF-PQ codes): the forgotten rows are zeroed, the codes dropped."""
+    collection, media, folder = indexed
+    for space in collection.spaces():
+        collection.set_layout(space, "compressed")
+    needles = item_needles(collection, media / "secret.md")
+    rows = [path for path in (folder / "vectors").iterdir() if ".rows." in path.name]
+    assert rows and any(needle in path.read_bytes() for needle in needles for path in rows)
+    collection.forget([media / "secret.md"])
+    assert traces(folder, needles) == {}
+    assert collection.search(text="a cat", k=1)[0].path == str(media / "kitty.jpg")
+
+
 # ------------------------------------------------------------------ the storage layers alone
 
 def test_catalog_scrub_erases_deleted_text_from_database_and_log(tmp_path):

@@ -459,7 +459,7 @@ def _indexed_folders(collection: Path) -> list[Path]:
     return [folder for folder in present if not any(other != folder and folder.is_relative_to(other) for other in present)]
 
 
-for command in (trust_commands.calibrate, collection_commands.forget, trust_commands.speak,
+for command in (trust_commands.calibrate, collection_commands.forget, collection_commands.layout, trust_commands.speak,
                 trust_commands.transcribe, trust_commands.verify, describe_commands.describe, describe_commands.ask):
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")

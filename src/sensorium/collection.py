@@ -200,14 +200,50 @@ class Collection:
             self._stores.pop(name, None)
 
     def store(self, space: str):
-        """The ANN index of one space, reconciled with the catalog when first opened."""
+        """The ANN index of one space, in its layout, reconciled with the catalog when first opened."""
         if space not in self._stores:
-            from .index.vectors import VectorStore
+            from .index.layouts import open_store
 
-            store = VectorStore(self.dir / "vectors", space, self.spaces()[space])
+            store = open_store(self.dir / "vectors", space, self.spaces()[space], self.layouts()[space])
             store.sync_with(self.catalog)
             self._stores[space] = store
         return self._stores[space]
+
+    def layouts(self):
+        """Space name -> `sensorium.index.layouts.Layout` for every space (default: HNSW)."""
+        from .index.layouts import LAYOUTS_KEY, Layout
+
+        chosen = self.catalog.meta(LAYOUTS_KEY, {})
+        return {space: Layout(chosen.get(space, Layout.HNSW.value)) for space in self.spaces()}
+
+    def set_layout(self, space: str, layout) -> dict:
+        """Keep a space's vectors in another ANN layout: build it from the catalog's vectors, switch
+        to it in one catalog write, then delete the old layout's files. Interrupted, the old layout
+        stays in use (a half-built new one is finished or discarded by the next call)."""
+        from .errors import ConfigError
+        from .index.layouts import LAYOUTS_KEY, Layout, file_bytes, open_store, parse_layout, remove_files
+
+        layout = parse_layout(layout.value if isinstance(layout, Layout) else layout)
+        spaces = self.spaces()
+        attached = self.attached_space()
+        if space not in spaces or (attached is not None and space == attached.name):
+            own = [name for name in spaces if attached is None or name != attached.name]
+            raise ConfigError(f"space {space!r}: not one of this collection's spaces ({', '.join(own)}); "
+                              "an attached learned space keeps the default layout")
+        with self._writer():
+            old = self.layouts()[space]
+            folder = self.dir / "vectors"
+            if old is not layout:
+                store = open_store(folder, space, spaces[space], layout)
+                store.sync_with(self.catalog)
+                store.save()
+                chosen = dict(self.catalog.meta(LAYOUTS_KEY, {}))
+                chosen[space] = layout.value
+                self.catalog.set_meta(LAYOUTS_KEY, chosen)
+                self._drop_stores([space])
+                remove_files(folder, space, old)
+            return {"space": space, "layout": layout.value, "was": old.value, "vectors": len(self.store(space)),
+                    "bytes": file_bytes(folder, space, layout)}
 
     def close(self) -> None:
         if self._catalog is not None:

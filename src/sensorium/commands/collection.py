@@ -5,6 +5,7 @@ Registered on the `sensorium` app by `sensorium.cli` (`roots` as a group of its 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -117,3 +118,45 @@ def roots_set(
                "with their recorded size; check the folder, then `sensorium index` it to bring changes in"])
 
 
+
+def layout(
+    space: str = typer.Argument(None, help="A vector space (see the list this prints without arguments)."),
+    kind: str = typer.Argument(None, metavar="LAYOUT", help="hnsw (default: fastest, ~1.7 KB/vector) or compressed "
+                               "(IVF-PQ codes in memory, float32 on disk: ~60 bytes/vector of memory, for 10M+)."),
+    collection: Path = CollectionOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Show each vector space's ANN layout, or keep SPACE's vectors in LAYOUT (rebuilt from the catalog).
+
+    A running `sensorium serve` keeps the layout it opened: restart it after a switch."""
+    from ..collection import Collection
+    from ..index.layouts import file_bytes
+
+    if not (collection / "collection.json").exists():
+        fail(f"{collection}: no collection here", EXIT_USAGE)
+    col = Collection(collection)
+    if space is None or kind is None:
+        if space is not None:
+            fail("give a LAYOUT after the SPACE (hnsw or compressed), or neither to list them", EXIT_USAGE)
+        rows = [{"space": name, "layout": chosen.value, "vectors": len(col.store(name)),
+                 "bytes": file_bytes(col.dir / "vectors", name, chosen)} for name, chosen in col.layouts().items()]
+        if json_out:
+            print(json.dumps(rows, indent=2))
+            return
+        console = make_console()
+        for row in rows:
+            console.print(f"{row['space']:12s} {row['layout']:10s} {row['vectors']:10,d} vectors "
+                          f"{row['bytes'] / 2**20:10.1f} MiB", markup=False)
+        return
+    started = time.perf_counter()
+    try:
+        result = col.set_layout(space, kind)
+    except SensoriumError as error:
+        fail(str(error), EXIT_USAGE)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    change = "already" if result["was"] == result["layout"] else f"{result['was']} ->"
+    make_console().print(f"{space}: {change} {result['layout']}, {result['vectors']:,d} vectors, "
+                         f"{result['bytes'] / 2**20:.1f} MiB of files ({result['seconds']} s)", markup=False)

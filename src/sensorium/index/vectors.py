@@ -58,6 +58,11 @@ SEARCH_THREADS = os.cpu_count() or 1
 
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
+
+def valid_space_name(space: str) -> bool:
+    """A space's name becomes part of file names: letters, digits, '-' and '_' only."""
+    return bool(_SPACE_NAME.fullmatch(space))
+
 FILLER_KEYS = 2**62
 """Keys at and above this are never segment ids: `scrub` borrows them for the vectors that overwrite
 removed ones."""
@@ -116,7 +121,7 @@ def remove_files(folder: Path, space: str) -> None:
         shard_path(folder, space, number).unlink(missing_ok=True)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -264,7 +269,7 @@ class _Shard:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         self.dirty = False
 
     def release(self) -> None:
@@ -329,7 +334,7 @@ class VectorStore:
             raise ConfigError(f"vector space {space!r}: metric must be one of {METRICS}, got {metric!r}")
         if dim <= 0:
             raise ConfigError(f"vector space {space!r}: dimension must be positive, got {dim}")
-        if not _SPACE_NAME.fullmatch(space):
+        if not valid_space_name(space):
             raise ConfigError(f"vector space {space!r}: a name is letters, digits, '-' and '_' only")
         self.folder = Path(folder)
         self.space = space
@@ -472,7 +477,7 @@ class VectorStore:
             shard.release()
         else:
             shard.path.unlink(missing_ok=True)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
             self._shards.pop(shard.number, None)
 
     def sync_with(self, catalog: Catalog) -> tuple[int, int]:

@@ -1,0 +1,67 @@
+"""Which ANN layout a space's vectors are kept in, and opening a store of that layout.
+
+- `hnsw` (the default, `sensorium.index.vectors`): usearch HNSW over float32 in memory-mapped shards;
+  the fastest and most exact up to a few million vectors (~1.7 KB per 384-d vector).
+- `compressed` (`sensorium.index.compressed`): IVF-PQ codes in memory and float32 rows on disk,
+  re-ranked exactly; ~60 bytes of memory per 384-d vector, for ten million and more.
+
+The choice is stored in the catalog (`LAYOUTS_KEY`: space -> layout); spaces not named are `hnsw`.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from sensorium.errors import ConfigError
+
+
+class Layout(str, Enum):
+    HNSW = "hnsw"
+    COMPRESSED = "compressed"
+
+
+LAYOUTS_KEY = "vector_layouts"
+"""Catalog meta key: {space name: layout value} for spaces not in the default layout."""
+
+
+def parse_layout(value: str) -> Layout:
+    try:
+        return Layout(value)
+    except ValueError:
+        raise ConfigError(f"layout {value!r}: not one of {', '.join(layout.value for layout in Layout)}") from None
+
+
+def open_store(folder: Path, space: str, dim: int, layout: Layout):
+    """A store of this layout for one space (not yet reconciled with the catalog)."""
+    if layout is Layout.COMPRESSED:
+        from sensorium.index import compressed
+
+        return compressed.CompressedStore(folder, space, dim, train_at=compressed.TRAIN_AT)
+    from sensorium.index.vectors import VectorStore
+
+    return VectorStore(folder, space, dim)
+
+
+def remove_files(folder: Path, space: str, layout: Layout) -> None:
+    """Delete one layout's files of a space (its vectors stay in the catalog)."""
+    if layout is Layout.COMPRESSED:
+        from sensorium.index import compressed
+
+        compressed.remove_files(folder, space)
+    else:
+        from sensorium.index import vectors
+
+        vectors.remove_files(folder, space)
+
+
+def file_bytes(folder: Path, space: str, layout: Layout) -> int:
+    """Bytes on disk of one layout's files of a space."""
+    if layout is Layout.COMPRESSED:
+        from sensorium.index.compressed import files
+
+        paths = files(folder, space)
+    else:
+        from sensorium.index.vectors import shard_numbers, shard_path
+
+        paths = [shard_path(folder, space, number) for number in shard_numbers(folder, space)]
+    return sum(path.stat().st_size for path in paths if path.exists())
