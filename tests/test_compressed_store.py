@@ -47,7 +47,8 @@ def data():
 
 
 def test_code_size_and_cells_follow_the_dimension_and_count():
-    assert pq_bytes(384) == 48 and pq_bytes(1280) == 64 and pq_bytes(32) == 4 and pq_bytes(100) == 10
+    assert pq_bytes(384) == 192 and pq_bytes(1280) == 256 and pq_bytes(512) == 256 and pq_bytes(32) == 16
+    assert pq_bytes(100) == 50
     assert cells(1_000_000) == 2048 and cells(10_000_000) == 8192
     assert cells(2000) <= 2000 // 39
 

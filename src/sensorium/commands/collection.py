@@ -122,7 +122,7 @@ def roots_set(
 def layout(
     space: str = typer.Argument(None, help="A vector space (see the list this prints without arguments)."),
     kind: str = typer.Argument(None, metavar="LAYOUT", help="hnsw (default: fastest, ~1.7 KB/vector) or compressed "
-                               "(IVF-PQ codes in memory, float32 on disk: ~60 bytes/vector of memory, for 10M+)."),
+                               "(IVF-PQ codes in memory, float32 on disk: ~210 bytes/vector of memory, for 10M+)."),
     collection: Path = CollectionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):

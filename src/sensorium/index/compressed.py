@@ -2,7 +2,7 @@
 
 The default layout (`sensorium.index.vectors`, usearch HNSW over float32) keeps ~1.7 KB per 384-d
 vector in its files and serves them mapped: 17 GB at ten million. This one keeps, per vector, a
-product-quantised code of `pq_bytes(dim)` bytes (48 for 384-d) in a faiss IVF-PQ index held in memory,
+product-quantised code of `pq_bytes(dim)` bytes (192 for 384-d) in a faiss IVF-PQ index held in memory,
 plus the vector's row number; the float32 vectors stay on disk in a `RowFile`. A query scans the codes
 of the `nprobe` nearest of the index's k-means cells, takes the best `rerank` candidates, reads those
 rows from disk and re-ranks them exactly, so the scores it returns are true cosines.
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sensorium.errors import ConfigError, ReadError
+from sensorium.errors import ReadError
 from sensorium.index.rows import RowFile
-from sensorium.index.vectors import METRICS, fsync_dir, id_filter, valid_space_name
+from sensorium.index.vectors import check_space, fsync_dir, id_filter, sync_store
 
 if TYPE_CHECKING:
     from sensorium.index.catalog import Catalog
@@ -44,8 +44,8 @@ TRAIN_AT = 50_000
 """Vectors a space needs before it gets an IVF-PQ index; fewer are searched exactly from the rows."""
 NPROBE = 32
 RERANK = 100
-"""Cells scanned and candidates re-ranked per query: recall@10 ~0.98 at 1M and 10M vectors in
-benchmarks/scale_search.py (BENCHMARKS.md)."""
+"""Cells scanned and candidates re-ranked per query (benchmarks/scale_search.py, BENCHMARKS.md): each
+re-ranked candidate is one row read from disk, so depth costs latency when the rows are not cached."""
 MIN_TRAIN = 256
 """Fewest vectors an index is ever trained on, whatever `train_at` says: each 8-bit PQ sub-quantiser
 is a k-means of 256 centres."""
@@ -58,9 +58,12 @@ PREFIX = "compressed-"
 
 
 def pq_bytes(dim: int) -> int:
-    """Bytes per code: about one per 8 dimensions, at most 64, a divisor of `dim` (faiss's PQ splits
-    the vector into that many equal sub-vectors)."""
-    limit = max(1, min(64, dim // 8))
+    """Bytes per code: one per 2 dimensions (192 for 384-d), at most 256, a divisor of `dim` (faiss's
+    PQ splits the vector into that many equal sub-vectors). Coarser codes ranked the true neighbours
+    too far down the candidate list on vectors derived from real text embeddings: at ten million,
+    recall@10 0.84 with 200 re-ranked at one byte per 4 dimensions, 0.985 with 100 at one per 2
+    (docs/experiments/2026-12-05-ten-million-vectors.md)."""
+    limit = max(1, min(256, dim // 2))
     return max(m for m in range(1, limit + 1) if dim % m == 0)
 
 
@@ -95,18 +98,13 @@ def remove_files(folder: Path, space: str) -> None:
 class CompressedStore:
     """Add, remove and search the vectors of one space by segment id; the same calls as `VectorStore`.
 
-    A writer holds the faiss index and the row ids in memory (~60 bytes per 384-d vector); a reader
+    A writer holds the faiss index and the row ids in memory (~210 bytes per 384-d vector); a reader
     the same, and it reloads them when a writer's save replaced the manifest.
     """
 
     def __init__(self, folder: Path, space: str, dim: int, metric: str = "cos", train_at: int = TRAIN_AT,
                  nprobe: int = NPROBE, rerank: int = RERANK):
-        if metric not in METRICS:
-            raise ConfigError(f"vector space {space!r}: metric must be one of {METRICS}, got {metric!r}")
-        if dim <= 0:
-            raise ConfigError(f"vector space {space!r}: dimension must be positive, got {dim}")
-        if not valid_space_name(space):
-            raise ConfigError(f"vector space {space!r}: a name is letters, digits, '-' and '_' only")
+        check_space(space, dim, metric)
         self.folder, self.space, self.dim, self.metric = Path(folder), space, int(dim), metric
         self.train_at, self.nprobe, self.rerank = max(MIN_TRAIN, int(train_at)), int(nprobe), int(rerank)
         self._loaded_stamp: tuple | None = None
@@ -292,16 +290,7 @@ class CompressedStore:
 
     def sync_with(self, catalog: Catalog) -> tuple[int, int]:
         """Make the index hold exactly the catalog's ids for this space; returns (added, removed)."""
-        wanted = catalog.vector_ids(self.space)
-        have = self.ids()
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        extra = np.setdiff1d(have, wanted, assume_unique=True)
-        if len(extra):
-            self.remove(extra)
-        for start in range(0, len(missing), 10_000):
-            ids, matrix = catalog.vectors_for(self.space, missing[start:start + 10_000])
-            self.add(ids, matrix, new=True)
-        return len(missing), len(extra)
+        return sync_store(self, catalog)
 
     # ------------------------------------------------------------------ reading
 

@@ -3,7 +3,7 @@
 - `hnsw` (the default, `sensorium.index.vectors`): usearch HNSW over float32 in memory-mapped shards;
   the fastest and most exact up to a few million vectors (~1.7 KB per 384-d vector).
 - `compressed` (`sensorium.index.compressed`): IVF-PQ codes in memory and float32 rows on disk,
-  re-ranked exactly; ~60 bytes of memory per 384-d vector, for ten million and more.
+  re-ranked exactly; ~210 bytes of memory per 384-d vector, for ten million and more.
 
 The choice is stored in the catalog (`LAYOUTS_KEY`: space -> layout); spaces not named are `hnsw`.
 """

@@ -63,6 +63,31 @@ def valid_space_name(space: str) -> bool:
     """A space's name becomes part of file names: letters, digits, '-' and '_' only."""
     return bool(_SPACE_NAME.fullmatch(space))
 
+
+def check_space(space: str, dim: int, metric: str) -> None:
+    """ConfigError naming the space unless its name, dimension and metric can make a store."""
+    if metric not in METRICS:
+        raise ConfigError(f"vector space {space!r}: metric must be one of {METRICS}, got {metric!r}")
+    if dim <= 0:
+        raise ConfigError(f"vector space {space!r}: dimension must be positive, got {dim}")
+    if not valid_space_name(space):
+        raise ConfigError(f"vector space {space!r}: a name is letters, digits, '-' and '_' only")
+
+
+def sync_store(store, catalog: Catalog) -> tuple[int, int]:
+    """Make a store (any layout) hold exactly the catalog's ids for its space; (added, removed).
+    The catalog never reuses a segment id, so an id on both sides has the same vector."""
+    wanted = catalog.vector_ids(store.space)
+    have = store.ids()
+    missing = np.setdiff1d(wanted, have, assume_unique=True)
+    extra = np.setdiff1d(have, wanted, assume_unique=True)
+    if len(extra):
+        store.remove(extra)
+    for start in range(0, len(missing), 10_000):  # bounded memory on a full rebuild
+        ids, matrix = catalog.vectors_for(store.space, missing[start:start + 10_000])
+        store.add(ids, matrix, new=True)
+    return len(missing), len(extra)
+
 FILLER_KEYS = 2**62
 """Keys at and above this are never segment ids: `scrub` borrows them for the vectors that overwrite
 removed ones."""
@@ -330,12 +355,7 @@ class VectorStore:
     """
 
     def __init__(self, folder: Path, space: str, dim: int, metric: str = "cos", capacity: int | None = None):
-        if metric not in METRICS:
-            raise ConfigError(f"vector space {space!r}: metric must be one of {METRICS}, got {metric!r}")
-        if dim <= 0:
-            raise ConfigError(f"vector space {space!r}: dimension must be positive, got {dim}")
-        if not valid_space_name(space):
-            raise ConfigError(f"vector space {space!r}: a name is letters, digits, '-' and '_' only")
+        check_space(space, dim, metric)
         self.folder = Path(folder)
         self.space = space
         self.dim = int(dim)
@@ -486,16 +506,7 @@ class VectorStore:
         Needed after a crash between a catalog commit and `save`. Segment ids are never reused by
         the catalog, so an id present on both sides always has the same vector. Does not save.
         """
-        wanted = catalog.vector_ids(self.space)
-        have = self.ids()
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        extra = np.setdiff1d(have, wanted, assume_unique=True)
-        if len(extra):
-            self.remove(extra)
-        for start in range(0, len(missing), 10_000):  # bounded memory on a full rebuild
-            ids, matrix = catalog.vectors_for(self.space, missing[start:start + 10_000])
-            self.add(ids, matrix, new=True)
-        return len(missing), len(extra)
+        return sync_store(self, catalog)
 
     # ------------------------------------------------------------------ reading
 
