@@ -107,3 +107,18 @@ def test_bad_layout_requests_are_named(tmp_path, media):
     assert alone.returncode == 2 and "give a LAYOUT" in alone.stderr
     missing = run_cli("layout", "-c", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no collection here" in missing.stderr
+
+
+def test_a_large_space_in_the_default_layout_gets_a_suggestion(tmp_path, media, monkeypatch):
+    from sensorium.index import layouts
+
+    folder = tmp_path / "collection"
+    with Collection(folder) as collection:
+        collection.index(media)
+        assert collection.layout_notices() == []  # 5 files: far under the threshold
+        monkeypatch.setattr(layouts, "SUGGEST_COMPRESSED_AT", 3)
+        notices = collection.layout_notices()
+        assert any(f"space 'shared' holds {len(collection.store('shared'))} vectors" in n
+                   and "sensorium layout shared compressed" in n for n in notices), notices
+        collection.set_layout("shared", "compressed")
+        assert not any("'shared'" in n for n in collection.layout_notices())

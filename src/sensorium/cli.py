@@ -88,6 +88,7 @@ def index(
         note([*col.notices, *report.notices])
         col.notices.clear()
         note(col.root_notices())
+        note(col.layout_notices())
     except CollectionLockedError as error:
         fail(str(error), EXIT_ERROR)
     except SensoriumError as error:

@@ -216,6 +216,21 @@ class Collection:
         chosen = self.catalog.meta(LAYOUTS_KEY, {})
         return {space: Layout(chosen.get(space, Layout.HNSW.value)) for space in self.spaces()}
 
+    def layout_notices(self) -> list[str]:
+        """A sentence for every open space in the default layout that has grown past
+        `SUGGEST_COMPRESSED_AT` vectors, naming the command that moves it to the compressed one."""
+        from .index.layouts import SUGGEST_COMPRESSED_AT, Layout, layout_bytes
+
+        notices = []
+        for space, layout in self.layouts().items():
+            count = len(self._stores[space]) if space in self._stores else 0
+            if layout is Layout.HNSW and count >= SUGGEST_COMPRESSED_AT:
+                dim = self.spaces()[space]
+                notices.append(f"space {space!r} holds {count:,} vectors: ~{layout_bytes(layout, dim, count) / 1e9:.1f} GB "
+                               f"in the default layout, ~{layout_bytes(Layout.COMPRESSED, dim, count) / 1e9:.1f} GB "
+                               f"compressed (`sensorium layout {space} compressed -c {self.dir}`)")
+        return notices
+
     def set_layout(self, space: str, layout) -> dict:
         """Keep a space's vectors in another ANN layout: build it from the catalog's vectors, switch
         to it in one catalog write, then delete the old layout's files. Interrupted, the old layout

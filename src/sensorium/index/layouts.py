@@ -20,6 +20,10 @@ class Layout(str, Enum):
     COMPRESSED = "compressed"
 
 
+SUGGEST_COMPRESSED_AT = 2_000_000
+"""Vectors in one space from which `sensorium index` suggests the compressed layout: the HNSW files
+of 2M 384-d vectors are ~3.4 GB, mapped by every search process; compressed, ~0.4 GB of memory."""
+
 LAYOUTS_KEY = "vector_layouts"
 """Catalog meta key: {space name: layout value} for spaces not in the default layout."""
 
@@ -52,6 +56,16 @@ def remove_files(folder: Path, space: str, layout: Layout) -> None:
         from sensorium.index import vectors
 
         vectors.remove_files(folder, space)
+
+
+def layout_bytes(layout: Layout, dim: int, count: int) -> int:
+    """About how many bytes `count` vectors of `dim` take in a layout's memory (HNSW: its mapped
+    files, vector plus graph; compressed: the codes and ids a search process holds)."""
+    if layout is Layout.COMPRESSED:
+        from sensorium.index.compressed import pq_bytes
+
+        return count * (pq_bytes(dim) + 16)
+    return count * (4 * dim + 170)
 
 
 def file_bytes(folder: Path, space: str, layout: Layout) -> int:
