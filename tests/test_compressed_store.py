@@ -51,6 +51,7 @@ def test_code_size_and_cells_follow_the_dimension_and_count():
     assert pq_bytes(100) == 50
     assert cells(1_000_000) == 2048 and cells(10_000_000) == 8192
     assert cells(2000) <= 2000 // 39
+    assert CompressedStore(Path("."), "shared", DIM, train_at=3).train_at == 256  # PQ needs 256 to train
 
 
 def test_small_space_is_searched_exactly_and_scores_are_cosines(tmp_path, data):
@@ -217,3 +218,32 @@ def test_bad_manifest_dimension_is_named(tmp_path, data):
     from sensorium.errors import ReadError
     with pytest.raises(ReadError, match="compressed-shared.json"):
         len(CompressedStore(tmp_path, "shared", 64))
+
+
+def test_a_reader_that_finds_a_generation_deleted_reads_the_next(tmp_path, data, monkeypatch):
+    points, ids = data
+    writer = CompressedStore(tmp_path, "shared", DIM, train_at=2000)
+    writer.add(ids[:3000], points[:3000], new=True)
+    writer.save()
+    reader = CompressedStore(tmp_path, "shared", DIM, train_at=2000)
+    writer.add(ids[3000:], points[3000:], new=True)
+    writer.save()
+    from sensorium.index import compressed
+    real_load, calls = np.load, []
+
+    def vanishing(path, *args, **kwargs):  # the first read finds the file already deleted
+        calls.append(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(path)
+        return real_load(path, *args, **kwargs)
+    monkeypatch.setattr(compressed.np, "load", vanishing)
+    assert len(reader) == len(ids) and len(calls) == 2
+
+
+def test_a_filter_that_allows_nothing_returns_nothing(tmp_path, data):
+    points, ids = data
+    store = CompressedStore(tmp_path, "shared", DIM, train_at=2000)
+    store.add(ids, points, new=True)
+    store.save()
+    assert store.search(points[0], 10, allowed=np.array([], dtype=np.int64)) == []
+    assert store.search(points[0], 10, allowed=np.array([ids[7]]))[0][0] == ids[7]

@@ -141,7 +141,18 @@ class CompressedStore:
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     def _load(self) -> None:
-        """Read the committed generation, unless this process has unsaved changes or it is current."""
+        """Read the committed generation, unless this process has unsaved changes or it is current.
+        A writer deletes a generation's files right after committing the next: a reader that read
+        the old manifest just before finds them gone, and reads the new manifest instead."""
+        for attempt in range(3):
+            try:
+                return self._load_once()
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                self._loaded_stamp = None
+
+    def _load_once(self) -> None:
         if self.dirty:
             return
         stamp = self._stamp()
@@ -159,10 +170,16 @@ class CompressedStore:
         self._ids_head = (np.load(self.folder / f"{PREFIX}{self.space}.ids.{generation}.npy") if manifest
                           else np.empty(0, dtype=np.int64))
         self._ids_tail = []
+        if manifest:
+            if not self._rows.path.exists():
+                raise FileNotFoundError(self._rows.path)
+            len(self._rows)  # opens it now: a rewrite that deletes the file later cannot take it away
         index_name = self._manifest.get("index")
         self._index = None
         if index_name:
             import faiss
+            if not (self.folder / index_name).exists():  # faiss would say so with a RuntimeError
+                raise FileNotFoundError(self.folder / index_name)
             self._index = faiss.read_index(str(self.folder / index_name))
         self._exact, self._erase, self._unindexed = None, [], []
         self._live = int((self._row_ids != NO_ROW).sum())
@@ -331,7 +348,7 @@ class CompressedStore:
         while True:
             ivf.nprobe = min(nprobe, ivf.nlist)
             rows = self._index.search(query[None], fetch)[1][0]
-            exhausted = bool((rows < 0).any())
+            exhausted = bool((rows < 0).any()) or fetch >= self._live  # these cells hold no more
             rows = rows[rows >= 0]
             rows = rows[self._row_ids[rows] != NO_ROW]  # removed since the index was saved
             keys = self._row_ids[rows]
@@ -342,7 +359,8 @@ class CompressedStore:
                 break
             if exhausted:
                 nprobe *= 4
-            fetch = fetch * (8 if len(keys) == 0 else max(2, int(1.5 * k / len(keys)) + 1))
+            grow = 8 if len(keys) == 0 else max(2, int(1.5 * k / len(keys)) + 1)
+            fetch = min(fetch * grow, max(self._live, k))  # more than every vector finds nothing more
         scores = self._rows.read(rows) @ query
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(keys[i]), float(scores[i])) for i in order]
