@@ -1,7 +1,7 @@
 """Indexing speed: end-to-end vs encoder-only time on 1,000 photos, re-indexing an unchanged
 collection, and items/s per modality.
 
-    .venv/bin/python -m benchmarks.speed.index_speed [--photos 1000] [--quick] [--no-trim]
+    .venv/bin/python -m benchmarks.speed.index_speed [--photos 1000] [--quick] [--no-trim] [--image-precision int8]
 
 Encoder-only time is the image experts (EfficientNet + label bridge + people + OCR) run alone on
 already decoded photos in the same batches; the rest of end-to-end time is decoding, hashing,
@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="200 photos")
     parser.add_argument("--no-trim", action="store_true", help="keep freed heap memory (the old behaviour)")
+    parser.add_argument("--image-precision", choices=("fp32", "int8"), default="fp32",
+                        help="the image classifier's precision (ExpertConfig.image_precision)")
     args = parser.parse_args()
     if args.no_trim:
         from sensorium import heap
@@ -35,6 +37,7 @@ def main() -> None:
     from rich.table import Table
 
     from sensorium import Collection
+    from sensorium.experts import ExpertConfig
     from sensorium.indexing import IMAGE_BATCH
     from sensorium.readers import read
     from sensorium.space.image_bridge import bridge_for
@@ -44,7 +47,7 @@ def main() -> None:
     files = sorted(folder.rglob("*.jpg"))
     workdir = Path(tempfile.mkdtemp(prefix="sensorium-bench-"))
     try:
-        collection = Collection(workdir / "col")
+        collection = Collection(workdir / "col", experts=ExpertConfig(image_precision=args.image_precision))
         bridge_for(collection.experts).describe([read(files[0]).pixels])  # load models outside the timing
         collection.experts.text.encode(["warm up"])
 
@@ -66,7 +69,7 @@ def main() -> None:
         assert again.unchanged == count and again.added == 0
 
         trim = "not trimmed" if args.no_trim else "trimmed after each batch"
-        table = Table(title=f"indexing {count} photos (2-core CPU; heap {trim})")
+        table = Table(title=f"indexing {count} photos (2-core CPU; heap {trim}; image expert {args.image_precision})")
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row("end-to-end indexing (s)", f"{end_to_end:.1f}")

@@ -46,6 +46,9 @@ def index(
                                                  "weights (.safetensors) instead of the packaged ones."),
     speech_model: Optional[Path] = typer.Option(None, "--speech-model", help="Your own CTranslate2 Whisper "
                                                 "folder instead of the packaged Whisper base."),
+    image_precision: Optional[str] = typer.Option(None, "--image-precision", help="fp32 (default) or int8: "
+                                                  "the image classifier quantised, about 2x faster on a CPU with "
+                                                  "VNNI; kept for this collection's later runs."),
     space: Optional[Path] = typer.Option(None, "--space", help="Attach this learned space (`sensorium align "
                                          "--out` folder) first; searches then combine it with the bridge."),
     detach_space: bool = typer.Option(False, "--detach-space", help="Remove the attached learned space first."),
@@ -70,6 +73,12 @@ def index(
     changes = {name: str(path.resolve()) for name, path in (("clip_dir", clip), ("text_dir", text_model),
                ("image_weights", image_weights), ("speech_dir", speech_model)) if path is not None}
     changes.update({name: False for name, off in (("ocr", no_ocr), ("people", no_people)) if off})
+    if image_precision is not None:
+        from .experts.image import PRECISIONS
+
+        if image_precision not in PRECISIONS:
+            fail(f"--image-precision {image_precision}: must be one of {', '.join(PRECISIONS)}", EXIT_USAGE)
+        changes["image_precision"] = image_precision
     config = dataclasses.replace(stored_experts(collection) or ExpertConfig(), **changes) if changes else None
     try:
         col = Collection(collection, experts=config)

