@@ -2,6 +2,11 @@
 collection, and items/s per modality.
 
     .venv/bin/python -m benchmarks.speed.index_speed [--photos 1000] [--quick] [--no-trim] [--image-precision int8]
+        [--workers N] [--ray]
+
+`--workers N` reads and embeds in N local processes, `--ray` in Ray actors on a local Ray (N of
+them, default one per core); one writer stores either way. Their start (spawning, loading the
+experts) is inside the end-to-end time; the encoder-only pass runs in this process as before.
 
 Encoder-only time is the image experts (EfficientNet + label bridge + people + OCR) run alone on
 already decoded photos in the same batches; the rest of end-to-end time is decoding, hashing,
@@ -24,6 +29,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="200 photos")
     parser.add_argument("--no-trim", action="store_true", help="keep freed heap memory (the old behaviour)")
+    parser.add_argument("--workers", type=int, default=None, help="embed in N local processes (or N Ray actors)")
+    parser.add_argument("--ray", action="store_true", help="embed in Ray actors on a local Ray")
     parser.add_argument("--image-precision", choices=("fp32", "int8"), default="fp32",
                         help="the image classifier's precision (ExpertConfig.image_precision)")
     args = parser.parse_args()
@@ -52,7 +59,7 @@ def main() -> None:
         collection.experts.text.encode(["warm up"])
 
         began = time.perf_counter()
-        report = collection.index(folder)
+        report = collection.index(folder, workers=args.workers, ray=args.ray or None)
         end_to_end = time.perf_counter() - began
         assert not report.failed, report.failed[:3]
 
@@ -69,7 +76,9 @@ def main() -> None:
         assert again.unchanged == count and again.added == 0
 
         trim = "not trimmed" if args.no_trim else "trimmed after each batch"
-        table = Table(title=f"indexing {count} photos (2-core CPU; heap {trim}; image expert {args.image_precision})")
+        where = ("Ray actors" if args.ray else "worker processes") if (args.ray or (args.workers or 1) > 1) else "one process"
+        table = Table(title=f"indexing {count} photos (2-core CPU; heap {trim}; image expert {args.image_precision}; "
+                            f"{where}{f' x {args.workers}' if args.workers else ''})")
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row("end-to-end indexing (s)", f"{end_to_end:.1f}")

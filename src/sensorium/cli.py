@@ -49,6 +49,13 @@ def index(
     image_precision: Optional[str] = typer.Option(None, "--image-precision", help="fp32 (default) or int8: "
                                                   "the image classifier quantised, about 2x faster on a CPU with "
                                                   "VNNI; kept for this collection's later runs."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Read and embed in N local processes "
+                                          "(or N Ray actors with --ray); this process stays the only writer."),
+    ray: bool = typer.Option(False, "--ray", help="Embed in Ray actors on a local Ray started for this run "
+                             "(needs pip install 'sensorium[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Embed in Ray actors on a running "
+                                              "cluster instead (e.g. auto, HOST:6379, ray://HOST:10001); "
+                                              "the files must be at the same path on every node."),
     space: Optional[Path] = typer.Option(None, "--space", help="Attach this learned space (`sensorium align "
                                          "--out` folder) first; searches then combine it with the bridge."),
     detach_space: bool = typer.Option(False, "--detach-space", help="Remove the attached learned space first."),
@@ -92,7 +99,8 @@ def index(
                 make_console().print(f"attached space {info['id']} ({info['dim']}-d, w = {info['weight']:g}): "
                                  f"{attached['embedded']} segments embedded, {attached['vectors']} learned vectors "
                                  f"in {attached['seconds']:.1f} s")
-        report = col.index(folder, progress=None if json_out else progress_bar())
+        report = col.index(folder, progress=None if json_out else progress_bar(), workers=workers,
+                           ray=ray_address or ray or None)
         stop_progress()
         note([*col.notices, *report.notices])
         col.notices.clear()

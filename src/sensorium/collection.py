@@ -274,18 +274,45 @@ class Collection:
 
     # --- indexing ---------------------------------------------------------------------------
     def index(self, folder: str | Path, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> IndexReport:
+              should_stop: ShouldStop | None = None, workers: int | None = None, ray: str | bool | None = None,
+              pool=None) -> IndexReport:
         """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones
-        (`sensorium.indexing` runs the pipeline; this takes the writer lock and hands it the parts)."""
+        (`sensorium.indexing` runs the pipeline; this takes the writer lock and hands it the parts).
+
+        `workers=N` reads and embeds in N local processes; `ray=True` (a local Ray) or `ray=ADDRESS`
+        (a running cluster) in Ray actors, N of them or one per CPU; `pool` is a pool of your own
+        from `sensorium.workers`, kept open for you to reuse and close. This process stays the only
+        writer either way."""
         from .index.thumbnails import forget_thumbnails
         from .indexing import Indexer
         from .space.embed import Embedder
 
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         with self._writer():
             stores = {space: self.store(space) for space in self.spaces()}
             indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,),
                               forget_derived=lambda paths: forget_thumbnails(self.dir, paths))
-            return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop)
+            made: list = []
+
+            def make_pool():
+                if ray not in (None, False):
+                    from .workers import RayPool
+
+                    made.append(RayPool(None if ray is True else str(ray), workers, self.config))
+                else:
+                    from .workers import LocalPool
+
+                    made.append(LocalPool(workers, self.config))
+                return made[-1]
+
+            wanted = pool is None and (ray not in (None, False) or (workers is not None and workers > 1))
+            try:
+                return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop, pool=pool,
+                                   make_pool=make_pool if wanted else None)
+            finally:
+                for own in made:
+                    own.close()
 
     def forget(self, paths: Iterable[str | Path]) -> dict:
         """Remove these files (or every file under these folders) and everything derived from them: items,

@@ -12,6 +12,10 @@ Why it is shaped this way:
 - photos are embedded in batches of `IMAGE_BATCH` (the image expert runs once per batch), and a
   batch that fails is retried one photo at a time, so one bad photo never fails its neighbours;
 - one bad file never stops the run: its reason is recorded in the catalog and the report;
+- with a pool (`sensorium.workers`: local processes or Ray actors), the reading and embedding move
+  to the workers (`embed_entries`) and only storing stays here: one writer, the same transactions;
+  a worker that dies loses nothing stored, and the files it held are redone, alone, until the one
+  that kills a worker twice on its own is recorded as failed;
 - a deleted or changed file leaves nothing of its old version behind: its thumbnails are forgotten
   (`forget_derived`), the vector stores overwrite removed vectors on save, and the catalog is
   scrubbed (`Catalog.scrub`) at the end of a run that removed or replaced anything.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +87,11 @@ class Indexer:
         self.forget_derived = forget_derived  # deletes what was made from a file outside the catalog (thumbnails)
         self._replaced: list[str] = []  # files whose older version was stored: it must leave no trace
 
-    def run(self, folder: Path, progress: Progress | None = None, should_stop: ShouldStop | None = None) -> IndexReport:
-        """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones."""
+    def run(self, folder: Path, progress: Progress | None = None, should_stop: ShouldStop | None = None,
+            pool=None, make_pool: Callable[[], object] | None = None) -> IndexReport:
+        """Embed new and changed files under `folder`, skip unchanged ones, drop deleted ones;
+        with `pool` (see `sensorium.workers`) the files are read and embedded by its workers;
+        `make_pool` makes one only if there is something to embed (workers take seconds to start)."""
         from .index.catalog import FileState
         from .index.relocate import claim_moved
         from .index.scan import content_hash, scan
@@ -125,7 +133,12 @@ class Indexer:
                 store.remove(removed_ids)
             report.removed = len(gone)
 
-        self._embed_all(todo, report, progress, should_stop)
+        if pool is None and make_pool is not None and todo:
+            pool = make_pool()
+        if pool is None:
+            self._embed_all(todo, report, progress, should_stop)
+        else:
+            self._embed_with(pool, todo, report, progress, should_stop)
         self._save()
         if gone or self._replaced:
             if self.forget_derived is not None:
@@ -152,22 +165,13 @@ class Indexer:
             if not pending_images:
                 return
             began = time.perf_counter()
-            try:
-                results = embedder.embed_images([payload for _, _, payload in pending_images])
-            except Exception:  # noqa: BLE001 - one bad image must not fail its batch: retry one by one
-                results = None
+            outcomes = embed_image_batch(embedder, [payload for _, _, payload in pending_images])
             _time(report, IMAGE, began, len(pending_images))
-            for index, (state, modality, payload) in enumerate(pending_images):
-                if results is None:
-                    try:
-                        segments = embedder.embed_images([payload])[0]
-                    except Exception as error:  # noqa: BLE001 - recorded per file
-                        self._fail(report, state, modality, f"image encoder failed: {_reason(error)}")
-                        continue
+            for (state, modality, payload), (segments, error) in zip(pending_images, outcomes):
+                if error is not None:
+                    self._fail(report, state, modality, error)
                 else:
-                    segments = results[index]
-                self._store(report, state, modality, None, {"width": payload.size[0], "height": payload.size[1]},
-                            segments)
+                    self._store(report, state, modality, None, payload_meta(payload), segments)
             done += len(pending_images)
             pending_images.clear()
             release_free_memory()  # the batch's decoded pixels and OCR tensors, back to the OS
@@ -186,15 +190,12 @@ class Indexer:
                     flush_images()
             else:
                 began = time.perf_counter()
-                try:
-                    segments = embedder.embed(payload)
-                except ReadError as error:  # a recording read in windows can fail (truncated, silent) late
-                    self._fail(report, state, modality, error.reason)
-                except Exception as error:  # noqa: BLE001 - one bad file never stops the batch
-                    self._fail(report, state, modality, f"{modality} encoder failed: {_reason(error)}")
+                segments, failure = embed_payload(embedder, payload, modality)
+                if failure is not None:
+                    self._fail(report, state, modality, failure)
                 else:
                     _time(report, modality, began, 1)
-                    self._store(report, state, modality, _duration(payload), _meta(payload), segments)
+                    self._store(report, state, modality, payload_duration(payload), payload_meta(payload), segments)
                 release_free_memory()
                 done += 1
             if progress:
@@ -205,6 +206,84 @@ class Indexer:
         flush_images()
         if progress and not report.cancelled:
             progress(total, total, "")
+
+    def _embed_with(self, pool, todo, report: IndexReport, progress: Progress | None,
+                    should_stop: ShouldStop | None) -> None:
+        """The same work as `_embed_all`, read and embedded by `pool`'s workers; stored here."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from .heap import release_free_memory
+
+        states = {state.path: state for state, _ in todo}
+        queue = deque(_tasks(todo))
+        suspects: deque[_Task] = deque()  # running when a worker died: each is run again alone
+        in_flight: dict = {}
+        total, done = len(todo), 0
+        last_save = time.perf_counter()
+        while queue or suspects or in_flight:
+            if should_stop is not None and should_stop():
+                report.cancelled = True
+                break
+            if suspects:
+                if not in_flight:
+                    task = suspects.popleft()
+                    task.alone = True
+                    in_flight[pool.submit(task.entries)] = task
+            else:
+                while queue and len(in_flight) < pool.width:
+                    task = queue.popleft()
+                    in_flight[pool.submit(task.entries)] = task
+            finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            died = False
+            for future in finished:
+                task = in_flight.pop(future)
+                error = future.exception()
+                if error is not None and isinstance(error, pool.died):
+                    died = True
+                    done += self._worker_died(task, suspects, report, states)
+                    continue
+                works = future.result() if error is None else [
+                    FileWork(path, modality, error=f"worker failed: {_reason(error)}") for path, modality in task.entries]
+                for work in works:
+                    self._keep(report, states[work.path], work)
+                    done += 1
+                    if progress:
+                        progress(done, total, work.path)
+                release_free_memory()
+            if died:
+                pool.revive()
+            if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+                self._save()
+                last_save = time.perf_counter()
+        if progress and not report.cancelled:
+            progress(total, total, "")
+
+    def _worker_died(self, task: "_Task", suspects: deque, report: IndexReport, states: dict) -> int:
+        """Queue a dead worker's task to run again alone; a batch that killed a worker on its own is
+        split into single files, and a file that did it twice is recorded as failed. Returns the
+        number of files that this settles."""
+        if not task.alone:
+            suspects.append(task)
+            return 0
+        if len(task.entries) > 1:
+            suspects.extendleft(reversed([_Task([entry]) for entry in task.entries]))
+            return 0
+        task.deaths_alone += 1
+        if task.deaths_alone < 2:
+            suspects.appendleft(task)
+            return 0
+        path, modality = task.entries[0]
+        self._fail(report, states[path], modality, "the worker process died while embedding this file (twice)")
+        return 1
+
+    def _keep(self, report: IndexReport, state, work: "FileWork") -> None:
+        report.read_seconds += work.read_seconds
+        if work.error is not None:
+            self._fail(report, state, work.modality, work.error)
+            return
+        report.encode_seconds[work.modality] = report.encode_seconds.get(work.modality, 0.0) + work.encode_seconds
+        report.encoded_items[work.modality] = report.encoded_items.get(work.modality, 0) + 1
+        self._store(report, state, work.modality, work.duration, work.meta, work.segments)
 
     def _store(self, report: IndexReport, state, modality: str, duration, meta: dict, segments) -> None:
         from .index.catalog import NewSegment
@@ -244,18 +323,11 @@ class Indexer:
 def read_ahead(todo) -> Iterator[tuple]:
     """Decode files in a background thread while the encoders work on earlier ones: yields
     (state, modality, payload or None, seconds spent reading, reason or None), in order."""
-    from .readers import read_for_index
 
     def load(entry):
         state, modality = entry
-        began = time.perf_counter()
-        try:
-            payload = read_for_index(state.path)
-            return state, modality, payload, time.perf_counter() - began, None
-        except (UnsupportedFileError, ReadError) as error:
-            return state, modality, None, time.perf_counter() - began, error.reason
-        except Exception as error:  # noqa: BLE001 - a reader bug must not stop the batch
-            return state, modality, None, time.perf_counter() - began, f"unexpected {type(error).__name__}: {error}"
+        payload, seconds, error = read_file(state.path)
+        return state, modality, payload, seconds, error
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sensorium-read") as pool:
         window = []
@@ -265,6 +337,116 @@ def read_ahead(todo) -> Iterator[tuple]:
                 yield window.pop(0).result()
         for future in window:
             yield future.result()
+
+
+@dataclass
+class FileWork:
+    """What reading and embedding one file gave, here or in a worker: its segments, or the reason
+    it failed; with what the catalog stores beside them."""
+
+    path: str
+    modality: str
+    segments: list | None = None
+    error: str | None = None
+    duration: float | None = None
+    meta: dict = field(default_factory=dict)
+    read_seconds: float = 0.0
+    encode_seconds: float = 0.0
+
+
+@dataclass
+class _Task:
+    """One unit of work for a pool: a batch of photos, or one other file."""
+
+    entries: list[tuple[str, str]]
+    alone: bool = False  # run with nothing else in flight (after a worker died)
+    deaths_alone: int = 0
+
+
+def _tasks(todo) -> list[_Task]:
+    """Photos in batches of IMAGE_BATCH (the image expert runs once per batch), other files one each."""
+    tasks, photos = [], []
+    for state, modality in todo:
+        if modality == IMAGE:
+            photos.append((state.path, modality))
+            if len(photos) == IMAGE_BATCH:
+                tasks.append(_Task(photos))
+                photos = []
+        else:
+            tasks.append(_Task([(state.path, modality)]))
+    if photos:
+        tasks.append(_Task(photos))
+    return tasks
+
+
+def read_file(path: str) -> tuple[object | None, float, str | None]:
+    """(payload or None, seconds spent, reason it could not be read or None)."""
+    from .readers import read_for_index
+
+    began = time.perf_counter()
+    try:
+        return read_for_index(path), time.perf_counter() - began, None
+    except (UnsupportedFileError, ReadError) as error:
+        return None, time.perf_counter() - began, error.reason
+    except Exception as error:  # noqa: BLE001 - a reader bug must not stop the batch
+        return None, time.perf_counter() - began, f"unexpected {type(error).__name__}: {error}"
+
+
+def embed_payload(embedder, payload, modality: str) -> tuple[list | None, str | None]:
+    """(segments, None) or (None, the reason) for one file that is not a photo."""
+    try:
+        return embedder.embed(payload), None
+    except ReadError as error:  # a recording read in windows can fail (truncated, silent) late
+        return None, error.reason
+    except Exception as error:  # noqa: BLE001 - one bad file never stops the batch
+        return None, f"{modality} encoder failed: {_reason(error)}"
+
+
+def embed_image_batch(embedder, payloads: list) -> list[tuple[list | None, str | None]]:
+    """(segments, None) or (None, reason) per photo: the batch at once, and if it fails, one by one,
+    so that one bad photo never fails its neighbours."""
+    try:
+        return [(segments, None) for segments in embedder.embed_images(payloads)]
+    except Exception:  # noqa: BLE001 - retried one by one below
+        pass
+    outcomes = []
+    for payload in payloads:
+        try:
+            outcomes.append((embedder.embed_images([payload])[0], None))
+        except Exception as error:  # noqa: BLE001 - recorded per file
+            outcomes.append((None, f"image encoder failed: {_reason(error)}"))
+    return outcomes
+
+
+def embed_entries(embedder, entries: list[tuple[str, str]]) -> list[FileWork]:
+    """Read and embed (path, modality) entries, photos together: what a worker does with a task."""
+    from .heap import release_free_memory
+
+    works, photos = [], []
+    for path, modality in entries:
+        payload, seconds, error = read_file(path)
+        work = FileWork(path, modality, error=error, read_seconds=seconds)
+        works.append(work)
+        if error is not None:
+            continue
+        if modality == IMAGE:
+            work.meta = payload_meta(payload)
+            photos.append((work, payload))
+            continue
+        began = time.perf_counter()
+        work.segments, work.error = embed_payload(embedder, payload, modality)
+        work.encode_seconds = time.perf_counter() - began
+        # after embedding: a recording read in windows knows its duration once it has been read
+        work.duration, work.meta = payload_duration(payload), payload_meta(payload)
+        del payload
+        release_free_memory()
+    if photos:
+        began = time.perf_counter()
+        outcomes = embed_image_batch(embedder, [payload for _, payload in photos])
+        share = (time.perf_counter() - began) / len(photos)
+        for (work, _), (segments, error) in zip(photos, outcomes):
+            work.segments, work.error, work.encode_seconds = segments, error, share
+    return works
 
 
 def _time(report: IndexReport, modality: str, began: float, count: int) -> None:
@@ -279,12 +461,15 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _duration(payload) -> float | None:
+def payload_duration(payload) -> float | None:
     return float(payload.duration) if hasattr(payload, "duration") else None
 
 
-def _meta(payload) -> dict:
+def payload_meta(payload) -> dict:
+    """What the catalog keeps about a payload beside its segments."""
     meta: dict = {}
+    if getattr(payload, "modality", None) == IMAGE:
+        meta["width"], meta["height"] = payload.size[0], payload.size[1]
     if getattr(payload, "modality", None) == TEXT:
         meta["encoding"] = payload.encoding
         meta["chars"] = len(payload.text)

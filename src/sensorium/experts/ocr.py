@@ -34,13 +34,15 @@ class OcrReader:
     at a fraction of the cost.
     """
 
-    def __init__(self, max_side: int = 960, min_score: float = 0.6, threads: int = 2):
+    def __init__(self, max_side: int = 960, min_score: float = 0.6, threads: int | None = None):
         self.max_side = max_side
         self.min_score = min_score
-        self.threads = threads
+        self.threads = threads  # None: up to 2, fewer when SENSORIUM_THREADS says so (a worker's share)
         self._engine = None
 
     def _load(self):
+        from ..cpu import cpu_threads
+
         if self._engine is None:
             try:
                 from rapidocr_onnxruntime import RapidOCR
@@ -48,7 +50,7 @@ class OcrReader:
                 raise ModelError("rapidocr-onnxruntime is not installed; pip install it") from exc
             self._engine = RapidOCR(
                 det_limit_type="max", det_limit_side_len=self.max_side, text_score=self.min_score,
-                intra_op_num_threads=self.threads, inter_op_num_threads=1,
+                intra_op_num_threads=self.threads or min(2, cpu_threads()), inter_op_num_threads=1,
             )
         return self._engine
 

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..cpu import cpu_threads
 from ..paths import models_dir
 
 
@@ -37,7 +38,7 @@ def session(path: Path, threads: int | None = None, optimized: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or cpu_threads()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized
                                         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -184,6 +184,8 @@ class Whisper:
         return self._model
 
     def _load(self):
+        from ..cpu import cpu_threads
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from faster_whisper import WhisperModel
 
@@ -191,7 +193,7 @@ class Whisper:
         try:
             return WhisperModel(
                 str(folder), device="cpu", compute_type=self.compute_type,
-                cpu_threads=os.cpu_count() or 1,
+                cpu_threads=cpu_threads(),
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"{folder}: cannot load Whisper model: {exc}") from exc

@@ -1,0 +1,63 @@
+"""Indexing on Ray: a real local Ray (2 CPUs, no dashboard), one per module. The Ray-indexed
+collection must equal the one a single process makes, and an actor killed mid-run loses nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'sensorium[ray]' (CI installs it)")
+
+from helpers.workers import PHOTOS, assert_same_collection, make_folder, snapshot  # noqa: E402
+
+from sensorium import Collection  # noqa: E402
+from sensorium.workers import RayPool  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("ray-media"))
+
+
+@pytest.fixture(scope="module")
+def baseline(folder, tmp_path_factory) -> dict:
+    directory = tmp_path_factory.mktemp("one-process") / "col"
+    with Collection(directory) as col:
+        col.index(folder)
+    return snapshot(directory, folder)
+
+
+def test_ray_indexes_what_one_process_indexes(local_ray, folder, baseline, tmp_path):
+    directory = tmp_path / "col"
+    with Collection(directory) as col:
+        report = col.index(folder, ray=True, workers=2)
+    assert ray.is_initialized(), "a Ray the caller started must stay up"
+    assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
+    assert_same_collection(snapshot(directory, folder), baseline)
+
+
+def test_an_actor_killed_mid_run_loses_nothing(local_ray, folder, baseline, tmp_path):
+    pool = RayPool(workers=2)
+    killed: list = []
+
+    def kill_an_actor(done: int, total: int, path: str) -> None:
+        if not killed:
+            killed.append(pool.actors[0])
+            ray.kill(pool.actors[0], no_restart=True)
+
+    directory = tmp_path / "col"
+    try:
+        with Collection(directory) as col:
+            report = col.index(folder, progress=kill_an_actor, pool=pool)
+    finally:
+        pool.close()
+    assert killed and killed[0] not in pool.actors, "the dead actor was not replaced"
+    assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
+    assert_same_collection(snapshot(directory, folder), baseline)
