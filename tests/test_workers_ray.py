@@ -61,3 +61,19 @@ def test_an_actor_killed_mid_run_loses_nothing(local_ray, folder, baseline, tmp_
     assert killed and killed[0] not in pool.actors, "the dead actor was not replaced"
     assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
     assert_same_collection(snapshot(directory, folder), baseline)
+
+
+def test_ray_exports_what_one_process_exports(local_ray, folder, tmp_path):
+    from sensorium.export import export_vectors
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    here, there = tmp_path / "here.parquet", tmp_path / "ray.parquet"
+    export_vectors(folder, here)
+    report = export_vectors(folder, there, ray=True, workers=2)
+    assert [Path(p).name for p, _ in report.failed] == ["broken.png"]
+    key = ["path", "segment", "space"]
+    ours = sorted(pq.read_table(there).to_pylist(), key=lambda r: [r[k] for k in key])
+    theirs = sorted(pq.read_table(here).to_pylist(), key=lambda r: [r[k] for k in key])
+    assert [[r[k] for k in key] for r in ours] == [[r[k] for k in key] for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert max(abs(x - y) for x, y in zip(a["vector"], b["vector"])) < 2e-4

@@ -1,6 +1,6 @@
 """The `sensorium` command line: index, search, classify, info, models, demo, train, align, evaluate and
 serve here; calibrate, speak, transcribe and verify (`commands.trust`), roots and forget
-(`commands.collection`), describe and ask (`commands.describe`) and world (`commands.world`) registered from their own modules, with the
+(`commands.collection`), describe and ask (`commands.describe`), embed (`commands.export`) and world (`commands.world`) registered from their own modules, with the
 helpers all share (`commands.console`).
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
@@ -19,6 +19,7 @@ import typer
 from .commands import agent as agent_commands
 from .commands import collection as collection_commands
 from .commands import describe as describe_commands
+from .commands import export as export_commands
 from .commands import trust as trust_commands
 from .commands import world as world_commands
 from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, failing_cleanly,
@@ -478,7 +479,8 @@ def _indexed_folders(collection: Path) -> list[Path]:
 
 
 for command in (trust_commands.calibrate, collection_commands.forget, collection_commands.layout, trust_commands.speak,
-                trust_commands.transcribe, trust_commands.verify, describe_commands.describe, describe_commands.ask):
+                trust_commands.transcribe, trust_commands.verify, describe_commands.describe, describe_commands.ask,
+                export_commands.embed):
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")
 app.add_typer(world_commands.world_app, name="world")

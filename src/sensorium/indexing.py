@@ -210,71 +210,26 @@ class Indexer:
     def _embed_with(self, pool, todo, report: IndexReport, progress: Progress | None,
                     should_stop: ShouldStop | None) -> None:
         """The same work as `_embed_all`, read and embedded by `pool`'s workers; stored here."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        from .heap import release_free_memory
-
         states = {state.path: state for state, _ in todo}
-        queue = deque(_tasks(todo))
-        suspects: deque[_Task] = deque()  # running when a worker died: each is run again alone
-        in_flight: dict = {}
-        total, done = len(todo), 0
-        last_save = time.perf_counter()
-        while queue or suspects or in_flight:
-            if should_stop is not None and should_stop():
-                report.cancelled = True
-                break
-            if suspects:
-                if not in_flight:
-                    task = suspects.popleft()
-                    task.alone = True
-                    in_flight[pool.submit(task.entries)] = task
-            else:
-                while queue and len(in_flight) < pool.width:
-                    task = queue.popleft()
-                    in_flight[pool.submit(task.entries)] = task
-            finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
-            died = False
-            for future in finished:
-                task = in_flight.pop(future)
-                error = future.exception()
-                if error is not None and isinstance(error, pool.died):
-                    died = True
-                    done += self._worker_died(task, suspects, report, states)
-                    continue
-                works = future.result() if error is None else [
-                    FileWork(path, modality, error=f"worker failed: {_reason(error)}") for path, modality in task.entries]
-                for work in works:
-                    self._keep(report, states[work.path], work)
-                    done += 1
-                    if progress:
-                        progress(done, total, work.path)
-                release_free_memory()
-            if died:
-                pool.revive()
+        total, done, last_save = len(todo), 0, time.perf_counter()
+
+        def keep(work: FileWork) -> None:
+            nonlocal done
+            self._keep(report, states[work.path], work)
+            done += 1
+            if progress:
+                progress(done, total, work.path)
+
+        def tick() -> None:
+            nonlocal last_save
             if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
                 self._save()
                 last_save = time.perf_counter()
+
+        report.cancelled = run_on_pool(pool, [(state.path, modality) for state, modality in todo], keep,
+                                       should_stop, tick)
         if progress and not report.cancelled:
             progress(total, total, "")
-
-    def _worker_died(self, task: "_Task", suspects: deque, report: IndexReport, states: dict) -> int:
-        """Queue a dead worker's task to run again alone; a batch that killed a worker on its own is
-        split into single files, and a file that did it twice is recorded as failed. Returns the
-        number of files that this settles."""
-        if not task.alone:
-            suspects.append(task)
-            return 0
-        if len(task.entries) > 1:
-            suspects.extendleft(reversed([_Task([entry]) for entry in task.entries]))
-            return 0
-        task.deaths_alone += 1
-        if task.deaths_alone < 2:
-            suspects.appendleft(task)
-            return 0
-        path, modality = task.entries[0]
-        self._fail(report, states[path], modality, "the worker process died while embedding this file (twice)")
-        return 1
 
     def _keep(self, report: IndexReport, state, work: "FileWork") -> None:
         report.read_seconds += work.read_seconds
@@ -363,20 +318,85 @@ class _Task:
     deaths_alone: int = 0
 
 
-def _tasks(todo) -> list[_Task]:
+def batch_entries(entries: list[tuple[str, str]]) -> list[_Task]:
     """Photos in batches of IMAGE_BATCH (the image expert runs once per batch), other files one each."""
     tasks, photos = [], []
-    for state, modality in todo:
+    for path, modality in entries:
         if modality == IMAGE:
-            photos.append((state.path, modality))
+            photos.append((path, modality))
             if len(photos) == IMAGE_BATCH:
                 tasks.append(_Task(photos))
                 photos = []
         else:
-            tasks.append(_Task([(state.path, modality)]))
+            tasks.append(_Task([(path, modality)]))
     if photos:
         tasks.append(_Task(photos))
     return tasks
+
+
+def run_on_pool(pool, entries: list[tuple[str, str]], keep: Callable[[FileWork], None],
+                should_stop: ShouldStop | None = None, tick: Callable[[], None] | None = None) -> bool:
+    """Read and embed (path, modality) entries on `pool`'s workers (see `sensorium.workers`),
+    calling `keep(work)` here for every file as it finishes, failures included. Tasks that were
+    running when a worker died run again alone; a batch that kills a worker on its own is split
+    into single files, and a file that does it twice comes back failed. Returns True if
+    `should_stop` ended the run early (the files not kept are simply not done)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from .heap import release_free_memory
+
+    queue = deque(batch_entries(entries))
+    suspects: deque[_Task] = deque()  # running when a worker died: each is run again alone
+    in_flight: dict = {}
+    while queue or suspects or in_flight:
+        if should_stop is not None and should_stop():
+            return True
+        if suspects:
+            if not in_flight:
+                task = suspects.popleft()
+                task.alone = True
+                in_flight[pool.submit(task.entries)] = task
+        else:
+            while queue and len(in_flight) < pool.width:
+                task = queue.popleft()
+                in_flight[pool.submit(task.entries)] = task
+        finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+        died = False
+        for future in finished:
+            task = in_flight.pop(future)
+            error = future.exception()
+            if error is not None and isinstance(error, pool.died):
+                died = True
+                for work in _after_death(task, suspects):
+                    keep(work)
+                continue
+            works = future.result() if error is None else [
+                FileWork(path, modality, error=f"worker failed: {_reason(error)}") for path, modality in task.entries]
+            for work in works:
+                keep(work)
+            release_free_memory()
+        if died:
+            pool.revive()
+        if tick is not None:
+            tick()
+    return False
+
+
+def _after_death(task: _Task, suspects: deque) -> list[FileWork]:
+    """Queue a dead worker's task to run again alone (split, if it was alone and held several
+    files); a single file that killed its worker alone twice comes back as failed."""
+    if not task.alone:
+        suspects.append(task)
+        return []
+    if len(task.entries) > 1:
+        suspects.extendleft(reversed([_Task([entry]) for entry in task.entries]))
+        return []
+    task.deaths_alone += 1
+    if task.deaths_alone < 2:
+        suspects.appendleft(task)
+        return []
+    path, modality = task.entries[0]
+    return [FileWork(path, modality, error="the worker process died while embedding this file (twice)")]
 
 
 def read_file(path: str) -> tuple[object | None, float, str | None]:

@@ -7,6 +7,7 @@ the same path on every node (one machine, or a shared file system). Ray is an op
 """
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import Future
 
@@ -54,7 +55,8 @@ class RayPool:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
-            options = {"include_dashboard": False, "log_to_driver": False}
+            # quiet: Ray's own start-up notices are not ours to print on the user's terminal
+            options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
             if address is None:
                 options["num_cpus"] = os.cpu_count() or 1
             try:
