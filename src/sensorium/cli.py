@@ -23,7 +23,7 @@ from .commands import export as export_commands
 from .commands import trust as trust_commands
 from .commands import world as world_commands
 from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, failing_cleanly,
-                               make_console, note, progress_bar, stage_progress, stop_progress)
+                               make_console, note, print_failed, progress_bar, stage_progress, stop_progress)
 from .errors import CollectionLockedError, QueryError, SensoriumError
 
 
@@ -121,8 +121,7 @@ def index(
             f"indexed {report.folder}: {report.added} added, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.touched} touched, {report.removed} removed, "
             f"{len(report.failed)} failed in {report.seconds:.1f} s")
-        for path, reason in report.failed:
-            console.print(f"  [yellow]failed[/yellow] {path}: {reason}", markup=True)
+        print_failed(console, report.failed)
     if report.failed:
         raise typer.Exit(EXIT_FILES_FAILED)
 

@@ -41,6 +41,13 @@ def note(messages: list[str]) -> None:
 _BARS = {}
 
 
+def print_failed(console, failed: list[tuple[str, str]]) -> None:
+    """One line per file that could not be read or embedded, after a run's summary."""
+    for path, reason in failed:
+        console.print("  [yellow]failed[/yellow] ", markup=True, end="")
+        console.print(f"{path}: {reason}", markup=False)
+
+
 def progress_bar(label: str = "indexing"):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from ..errors import SensoriumError
-from .console import EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, fail, make_console, progress_bar, stop_progress
+from .console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, fail, make_console, print_failed, progress_bar,
+                      stop_progress)
 
 
 def embed(
@@ -54,7 +55,6 @@ def embed(
         console = make_console()
         console.print(f"wrote {report.rows} vectors ({report.segments} segments of {report.files - len(report.failed)} "
                       f"files) to {report.out}; {len(report.failed)} failed in {report.seconds:.1f} s", markup=False)
-        for path, reason in report.failed:
-            console.print(f"  [yellow]failed[/yellow] {path}: {reason}", markup=True)
+        print_failed(console, report.failed)
     if report.failed:
         raise typer.Exit(EXIT_FILES_FAILED)
