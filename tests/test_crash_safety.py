@@ -271,32 +271,54 @@ def items_in(db: Path) -> int:
 NOTES = 60  # notes commit one by one, so the kill after 10 always lands mid-run
 
 
-def test_kill_during_index_then_resume(tmp_path):
+def children_of(pid: int) -> list[int]:
+    done = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(line) for line in done.stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("count, options", [(NOTES, []), (400, ["--workers", "2"])], ids=["one-process", "workers"])
+def test_kill_during_index_then_resume(tmp_path, count, options):
+    """Killed mid-run, with or without worker processes (which must then stop too), and resumed."""
     from sensorium import Collection
 
     media, col = tmp_path / "media", tmp_path / "col"
     media.mkdir()
-    make_notes(media, NOTES)
+    make_notes(media, count)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "sensorium.cli", "index", str(media), "-c", str(col), "--json"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen([sys.executable, "-m", "sensorium.cli", "index", str(media), "-c", str(col), "--json",
+                                *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while items_in(col / "catalog.sqlite") < 10 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "indexing finished before it could be interrupted"
+    workers = children_of(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    if options:
+        assert workers, "no worker processes under the indexer"
+        deadline = time.time() + 15
+        while any(alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in workers), "worker processes outlived the killed indexer"
     stored_before = items_in(col / "catalog.sqlite")
-    assert 10 <= stored_before < NOTES
+    assert 10 <= stored_before < count
 
     collection = Collection(col)
     report = collection.index(media)
     assert report.unchanged == stored_before  # what was committed before the kill is kept as is
-    assert report.added == NOTES - stored_before and not report.failed
+    assert report.added == count - stored_before and not report.failed
     catalog = collection.catalog
-    assert catalog.counts() == {"text": NOTES}
+    assert catalog.counts() == {"text": count}
     assert not catalog.integrity_errors()
-    assert len(catalog.paths()) == NOTES
+    assert len(catalog.paths()) == count
     ids = np.sort(catalog.vector_ids("shared"))
     assert np.array_equal(np.sort(collection.store("shared").ids()), ids)
     hit = collection.search(text="a guide to sailing", k=1)[0]
