@@ -70,6 +70,28 @@ def test_switching_to_compressed_and_back_keeps_every_answer(tmp_path, media):
         assert {text: top(collection, text) for text in QUERIES} == before
 
 
+def test_a_reader_follows_a_switch_made_by_another_process(tmp_path, media):
+    """A service keeps its Collection open; `sensorium layout` in another process deletes the files
+    it had open. Its next searches must use the new layout, with the same answers."""
+    folder = tmp_path / "collection"
+    with Collection(folder) as writer:
+        writer.index(media)
+    reader = Collection(folder)
+    try:
+        before = {text: top(reader, text) for text in QUERIES}
+        assert isinstance(reader.store("shared"), VectorStore)
+        switched = run_cli("layout", "shared", "compressed", "-c", str(folder))
+        assert switched.returncode == 0, switched.stderr
+        assert isinstance(reader.store("shared"), CompressedStore)
+        assert {text: top(reader, text) for text in QUERIES} == before
+        back = run_cli("layout", "shared", "hnsw", "-c", str(folder))
+        assert back.returncode == 0, back.stderr
+        assert isinstance(reader.store("shared"), VectorStore)
+        assert {text: top(reader, text) for text in QUERIES} == before
+    finally:
+        reader.close()
+
+
 def test_trained_compressed_space_answers_like_the_default(tmp_path, media, monkeypatch):
     """With a training threshold under the collection's size, search goes through IVF-PQ codes and
     exact re-ranking: the same answers, scores equal to the float32 cosines."""

@@ -39,6 +39,7 @@ class Collection:
         self.experts = Experts(self.config)
         self._catalog = None
         self._stores: dict[str, object] = {}
+        self._store_layouts: dict[str, object] = {}  # space -> the Layout its open store was opened in
         self._attached = None  # the AttachedSpace last loaded, cached by its id
         self._writing = False  # this object holds the writer lock (nested writes must not take it again)
         self.notices: list[str] = []  # roots re-attached on open, for the CLI and service to show
@@ -198,15 +199,24 @@ class Collection:
         """Forget open ANN stores of spaces whose files were replaced or removed."""
         for name in names:
             self._stores.pop(name, None)
+            self._store_layouts.pop(name, None)
 
     def store(self, space: str):
-        """The ANN index of one space, in its layout, reconciled with the catalog when first opened."""
+        """The ANN index of one space, in its layout, reconciled with the catalog when first opened.
+        A space another process moved to another layout (`sensorium layout`) is reopened in it: a
+        running service follows the switch instead of searching the deleted files' emptiness."""
+        from .index.layouts import LAYOUTS_KEY, Layout
+
+        layout = Layout(self.catalog.meta(LAYOUTS_KEY, {}).get(space, Layout.HNSW.value))
+        if space in self._stores and self._store_layouts.get(space) is not layout:
+            self._drop_stores([space])
         if space not in self._stores:
             from .index.layouts import open_store
 
-            store = open_store(self.dir / "vectors", space, self.spaces()[space], self.layouts()[space])
+            store = open_store(self.dir / "vectors", space, self.spaces()[space], layout)
             store.sync_with(self.catalog)
             self._stores[space] = store
+            self._store_layouts[space] = layout
         return self._stores[space]
 
     def layouts(self):
@@ -265,6 +275,7 @@ class Collection:
             self._catalog.close()
             self._catalog = None
         self._stores.clear()
+        self._store_layouts.clear()
 
     def __enter__(self) -> "Collection":
         return self
