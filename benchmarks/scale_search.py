@@ -1,7 +1,7 @@
 """Ten million vectors on one machine: which index layout holds them in a few gigabytes, and how well.
 
     .venv/bin/python -m benchmarks.scale_search --n 1000000 [--data synthetic|real]
-        [--layouts usearch-f32,usearch-f16,usearch-i8,ivfpq] [--queries 1000] [--report FILE]
+        [--layouts usearch-f32,usearch-f16,usearch-i8,ivfpq,compressed,hnsw] [--queries 1000] [--report FILE]
 
 The collection's ANN today is usearch HNSW over float32 (`sensorium.index.vectors`): 1,685 MB of
 files at a million 384-d vectors, so ~17 GB at ten million, over the 4 GB budget. The candidates
@@ -15,6 +15,8 @@ own), with the same queries and exact ground truth:
   held in RAM, swept over nprobe and re-rank depth.
 - `compressed`: the product's `CompressedStore` (the same IVF-PQ, built as `sensorium layout SPACE
   compressed` builds it, searched through its `search`), at its defaults and a few other settings.
+- `hnsw`: the product's default `VectorStore` as a collection builds it (usearch HNSW in shards of
+  about 128 MiB, all searched and merged), at expansion_search 64 (the default), 128 and 256.
 
 Every compressed layout re-ranks its top `rerank` candidates exactly, from a float32 file of the
 L2-normalised vectors on disk (`sensorium.index.rows.RowFile`, read with pread, so the rows stay in
@@ -48,6 +50,7 @@ import numpy as np
 
 from sensorium.index.compressed import NPROBE, RERANK, TRAIN_PER_CELL, CompressedStore, cells, factory
 from sensorium.index.compressed import pq_bytes as default_pq_bytes
+from sensorium.index import vectors as hnsw_store
 from sensorium.index.rows import RowFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +58,8 @@ CACHE = ROOT / ".benchmarks-cache" / "scale-search"
 DIM = 384
 K = 10
 CHUNK = 250_000
-LAYOUTS = ("usearch-f32", "usearch-f16", "usearch-i8", "ivfpq", "compressed")
+LAYOUTS = ("usearch-f32", "usearch-f16", "usearch-i8", "ivfpq", "compressed", "hnsw")
+HNSW_EXPANSIONS = (64, 128, 256)  # expansion_search tried on the product's default store
 
 
 # ---------------------------------------------------------------- data
@@ -188,6 +192,13 @@ def build(layout: str, base: str, folder: str, threads: int, pq_bytes: int) -> d
         return {"build_s": seconds, "build_peak_mb": _rss_mb()[1],
                 "disk": {("vectors.f32" if ".rows." in p.name else "index-" + p.name): p.stat().st_size
                          for p in folder_path.iterdir()}}
+    if layout == "hnsw":  # the product's default store: usearch HNSW in shards of ~128 MiB, searched together
+        store = hnsw_store.VectorStore(folder_path, "bench", DIM)
+        for start, rows in normalised_chunks(Path(base)):
+            store.add(np.arange(start, start + len(rows), dtype=np.int64), rows, new=True)
+        store.save()
+        return {"build_s": time.perf_counter() - started, "build_peak_mb": _rss_mb()[1],
+                "disk": {"index-" + p.name: p.stat().st_size for p in folder_path.iterdir()}}
     exact_file = RowFile(folder_path / "vectors.f32", DIM)
     for start, rows in normalised_chunks(Path(base)):
         exact_file.append(rows)
@@ -231,6 +242,22 @@ def serve(layout: str, folder: str, queries: np.ndarray, truth: np.ndarray, sett
         rss, peak = _rss_mb()
         for row in results:
             row.update(open_s=open_s, rss_open_mb=rss_open, rss_mb=rss, rss_peak_mb=peak)
+        return results
+    if layout == "hnsw":
+        import gc
+
+        results = []
+        for setting in settings:  # a fresh store per setting; the one before is let go first
+            hnsw_store.EXPANSION_SEARCH = setting["ef"]  # read when each shard is opened
+            began = time.perf_counter()
+            store = hnsw_store.VectorStore(folder_path, "bench", DIM)
+            len(store)  # maps every shard
+            open_s, rss_open = time.perf_counter() - began, _rss_mb()[0]
+            row = {**setting, **_timed(lambda query: np.array([i for i, _ in store.search(query, K)]), queries, truth)}
+            rss, peak = _rss_mb()
+            results.append({**row, "open_s": open_s, "rss_open_mb": rss_open, "rss_mb": rss, "rss_peak_mb": peak})
+            del store
+            gc.collect()
         return results
     exact_file = RowFile(folder_path / "vectors.f32", DIM)
     if layout.startswith("usearch-"):
@@ -296,6 +323,8 @@ def _in_child(function, *args):
 
 
 def settings_for(layout: str) -> list[dict]:
+    if layout == "hnsw":
+        return [{"ef": ef, "rerank": K} for ef in HNSW_EXPANSIONS]
     if layout == "usearch-f32":
         return [{"rerank": K}]
     if layout.startswith("usearch-"):
@@ -329,12 +358,18 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for layout in args.layouts.split(","):
         folder = CACHE / f"built-{args.data}-{args.n}-{layout}"
-        built = _in_child(build, layout, str(base), str(folder), args.threads, args.pq_bytes)
+        record = folder / "built.json"  # a layout kept by --keep is reused, not built again
+        if record.is_file():
+            built = json.loads(record.read_text())
+        else:
+            built = _in_child(build, layout, str(base), str(folder), args.threads, args.pq_bytes)
+            if args.keep:
+                record.write_text(json.dumps(built))
         if args.cold:
             _drop_page_cache()
         served = _in_child(serve, layout, str(folder), queries, truth, settings_for(layout))
-        index_mb = sum(v for k, v in built["disk"].items() if k.startswith("index")) / 2**20
-        exact_mb = built["disk"]["vectors.f32"] / 2**20
+        index_mb = sum(v for k, v in built["disk"].items() if k.startswith("index") and k != "index-built.json") / 2**20
+        exact_mb = built["disk"].get("vectors.f32", 0) / 2**20
         for row in served:
             rows.append({"layout": layout, **row, "build_s": built["build_s"], "build_peak_mb": built["build_peak_mb"],
                          "index_mb": index_mb, "exact_mb": exact_mb})
@@ -345,11 +380,11 @@ def main(argv: list[str] | None = None) -> None:
             folder.rmdir()
     print(f"\n{args.n:,} {args.data} vectors, {DIM}-d; {args.queries} queries, one at a time, one thread; "
           f"{datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
-    print("| layout | nprobe | re-rank | recall@10 | p50 / p99 ms | RSS serving (peak) MB | index file MB | "
+    print("| layout | nprobe or ef | re-rank | recall@10 | p50 / p99 ms | RSS serving (peak) MB | index file MB | "
           "float32 file MB | build s (peak MB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['layout']}{' (same queries again)' if r.get('again') else ''} | {r.get('nprobe', '')} | {r['rerank'] if r['rerank'] > K else 'none'} | {r['recall']:.3f} | "
+        print(f"| {r['layout']}{' (same queries again)' if r.get('again') else ''} | {r.get('nprobe', r.get('ef', ''))} | {r['rerank'] if r['rerank'] > K else 'none'} | {r['recall']:.3f} | "
               f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['rss_mb']:.0f} ({r['rss_peak_mb']:.0f}) | {r['index_mb']:.0f} | "
               f"{r['exact_mb']:.0f} | {r['build_s']:.0f} ({r['build_peak_mb']:.0f}) |")
     if args.report:
