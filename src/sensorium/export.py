@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError, SensoriumError
 from .experts import ExpertConfig
 from .indexing import FileWork, Progress, ShouldStop, batch_entries, embed_entries, run_on_pool
@@ -70,7 +72,8 @@ class _RowWriter:
         for position, segment in enumerate(work.segments or []):
             for space, vector in sorted(segment.vectors.items()):
                 values = (work.path, work.modality, position, str(getattr(segment.source, "value", segment.source)),
-                          segment.start, segment.end, segment.text or "", space, vector.astype("float32").tolist())
+                          segment.start, segment.end, segment.text or "", space,
+                          np.asarray(vector, dtype=np.float32).reshape(-1))
                 for name, value in zip(COLUMNS, values):
                     self.columns[name].append(value)
                 rows += 1
@@ -79,9 +82,18 @@ class _RowWriter:
         return rows
 
     def flush(self) -> None:
-        if self.columns["path"]:
-            self.writer.write_table(self.pa.table(self.columns, schema=self.schema))
-            self.columns = {name: [] for name in COLUMNS}
+        """One row group; the vectors go to Arrow as one float32 buffer and its offsets (a Python
+        list of floats per row would take 4x the memory and most of the time)."""
+        if not self.columns["path"]:
+            return
+        pa = self.pa
+        vectors = self.columns["vector"]
+        offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
+        np.cumsum([len(v) for v in vectors], out=offsets[1:])
+        values = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(vectors)))
+        arrays = [pa.array(self.columns[name], type=self.schema.field(name).type) for name in COLUMNS[:-1]]
+        self.writer.write_table(pa.Table.from_arrays([*arrays, values], schema=self.schema))
+        self.columns = {name: [] for name in COLUMNS}
 
     def close(self) -> None:
         self.flush()
