@@ -160,3 +160,19 @@ def test_evaluate_output(home, tmp_path):
     for row in robust[1:]:
         assert all(re.fullmatch(r"[01]\.\d{3}", cell) for cell in row[1:]), row
         assert float(row[1]) == pytest.approx(float(summary[1]), abs=1e-3)  # noise 0 is the clean accuracy
+
+
+def test_errors_print_brackets_as_written(tmp_path):
+    """An error naming `sensorium[ray]` or a path with brackets is not eaten by rich's markup."""
+    missing = tmp_path / "trip [draft]"
+    done = run("index", str(missing), "-c", str(tmp_path / "col"), env_home=shared_home())
+    assert done.returncode == 2 and "trip [draft]: not a folder" in done.stderr
+
+
+def test_results_print_brackets_as_written(tmp_path):
+    media = tmp_path / "trip [draft]"
+    media.mkdir()
+    (media / "note.md").write_text("We hiked to the glacier and camped by the lake.\n")
+    done = run("index", str(media), "-c", str(tmp_path / "col"), env_home=shared_home())
+    assert done.returncode == 0, done.stderr
+    assert f"indexed {media}:" in done.stdout

@@ -19,13 +19,18 @@ CollectionOpt = typer.Option(..., "--collection", "-c", help="Folder holding the
 
 
 def make_console(stderr: bool = False):
+    """Markup off unless a call asks for it (`markup=True`): paths, captions and transcripts are
+    printed as written, even a folder named "trip [draft]"."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def fail(message: str, code: int) -> None:
-    make_console(stderr=True).print(f"[red]error:[/red] {message}", markup=True)
+    from rich.markup import escape
+
+    # escaped: a message naming `sensorium[ray]` or a path with brackets must print as written
+    make_console(stderr=True).print(f"[red]error:[/red] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -52,7 +57,7 @@ def progress_bar(label: str = "indexing"):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        TextColumn("{task.fields[name]}", style="dim"), console=make_console(stderr=True),
+                        TextColumn("{task.fields[name]}", style="dim", markup=False), console=make_console(stderr=True),
                         transient=True)
     progress.start()
     task = progress.add_task(label, total=None, name="")
