@@ -136,3 +136,29 @@ def test_ray_missing_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'sensorium\[ray\]'"):
         import_ray()
+
+
+class BrokenOnSubmitPool(PoisonPool):
+    """A pool found broken when a task is handed to it (its worker died between two looks)."""
+
+    def __init__(self):
+        super().__init__(poison="")
+        self.refused = 0
+
+    def submit(self, entries) -> Future:
+        if self.refused == 0:
+            self.refused += 1
+            raise Died("the pool broke before this submit")
+        return super().submit(entries)
+
+
+def test_a_pool_broken_at_submit_is_revived(folder, baseline, tmp_path):
+    pool = BrokenOnSubmitPool()
+    try:
+        with Collection(tmp_path / "col") as col:
+            report = col.index(folder, pool=pool)
+    finally:
+        pool.close()
+    assert pool.refused == 1 and pool.revived == 1
+    assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
+    assert_same_collection(snapshot(tmp_path / "col", folder), baseline)

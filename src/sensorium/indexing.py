@@ -348,6 +348,18 @@ def run_on_pool(pool, entries: list[tuple[str, str]], keep: Callable[[FileWork],
     queue = deque(batch_entries(entries))
     suspects: deque[_Task] = deque()  # running when a worker died: each is run again alone
     in_flight: dict = {}
+
+    def submitted(task: _Task, source: deque) -> bool:
+        """Hand `task` to the pool; a pool found broken here (a worker died since the last look)
+        is revived and the task goes back where it came from."""
+        try:
+            in_flight[pool.submit(task.entries)] = task
+            return True
+        except pool.died:
+            source.appendleft(task)
+            pool.revive()
+            return False
+
     while queue or suspects or in_flight:
         if should_stop is not None and should_stop():
             return True
@@ -355,11 +367,13 @@ def run_on_pool(pool, entries: list[tuple[str, str]], keep: Callable[[FileWork],
             if not in_flight:
                 task = suspects.popleft()
                 task.alone = True
-                in_flight[pool.submit(task.entries)] = task
+                submitted(task, suspects)
         else:
             while queue and len(in_flight) < pool.width:
-                task = queue.popleft()
-                in_flight[pool.submit(task.entries)] = task
+                if not submitted(queue.popleft(), queue):
+                    break
+        if not in_flight:
+            continue
         finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
         died = False
         for future in finished:
