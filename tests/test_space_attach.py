@@ -174,3 +174,34 @@ def test_classify_with_a_space(setup):
     learned = classify(root / "photos" / "cat.jpg", labels, experts=collection.experts, space=spaces["w1"])
     assert learned.best == "cat" and "learned space" in learned.method
     assert [s.score for s in learned.labels] != [s.score for s in plain.labels]
+
+
+def test_an_attached_space_can_move_to_the_compressed_layout(setup):
+    """`sensorium layout` on the attached space: same answers, new files' learned vectors land in
+    the new layout, and detaching removes its files and its layout choice."""
+    from sensorium.index import compressed
+    from sensorium.index.compressed import CompressedStore
+    from sensorium.index.layouts import LAYOUTS_KEY
+
+    root, collection, spaces, baseline = setup
+    collection.attach_space(spaces["w1"])
+    name = collection.attached_space().name
+    before = {query: [path for path, _ in _ranked(collection, query)] for query in QUERIES}
+    moved = collection.set_layout(name, "compressed")
+    assert moved["was"] == "hnsw" and moved["vectors"] == _image_segments(collection)
+    assert isinstance(collection.store(name), CompressedStore)
+    assert not list((collection.dir / "vectors").glob(f"vectors-{name}*"))
+    assert {query: [path for path, _ in _ranked(collection, query)] for query in QUERIES} == before
+    extra = root / "photos" / "cat_copy.jpg"
+    shutil.copyfile(root / "photos" / "cat.jpg", extra)
+    try:
+        assert collection.index(root / "photos").added == 1
+        assert len(collection.store(name)) == _image_segments(collection) == 11
+    finally:
+        extra.unlink()
+        collection.index(root / "photos")
+    assert collection.detach_space() is True
+    assert not compressed.files(collection.dir / "vectors", name)
+    assert name not in collection.catalog.meta(LAYOUTS_KEY, {})
+    for query in QUERIES:
+        assert _ranked(collection, query) == baseline[query]

@@ -42,7 +42,7 @@ def attach(catalog, directory: Path, folder: Path, progress: AttachProgress | No
            batch: int = ATTACH_BATCH) -> Attached:
     """Attach the space in `folder` to the collection in `directory` (caller holds the writer lock)."""
     from .errors import ConfigError
-    from .index.vectors import VectorStore
+    from .index.layouts import open_store
     from .space import learned
 
     started = time.perf_counter()
@@ -60,7 +60,7 @@ def attach(catalog, directory: Path, folder: Path, progress: AttachProgress | No
     if not current or current["id"] != candidate.id:
         catalog.set_meta(ATTACHING_KEY, record)
     loaded = learned.AttachedSpace.load(target)
-    store = VectorStore(directory / VECTORS_DIR, loaded.name, loaded.dim)
+    store = open_store(directory / VECTORS_DIR, loaded.name, loaded.dim, layout_of(catalog, loaded.name))
     store.sync_with(catalog)
     todo = learned.missing_ids(catalog, loaded)
     total, done = len(todo), 0
@@ -87,6 +87,7 @@ def attach(catalog, directory: Path, folder: Path, progress: AttachProgress | No
     stale = [name for name in learned.learned_spaces(catalog) if name != loaded.name]
     catalog.switch_spaces({ATTACHED_KEY: record, ATTACHING_KEY: None}, stale)
     forget_spaces(directory, stale, keep=candidate.id)
+    forget_layouts(catalog, stale)
     summary = {"space": loaded.summary(), "embedded": total, "vectors": len(catalog.vector_ids(loaded.name)),
                "seconds": time.perf_counter() - started}
     return Attached(loaded, stale, summary)
@@ -102,18 +103,37 @@ def detach(catalog, directory: Path) -> tuple[bool, list[str]]:
     catalog.switch_spaces({ATTACHED_KEY: None, ATTACHING_KEY: None}, stale)
     dropped = stale + ([current["name"]] if current else [])
     forget_spaces(directory, dropped, keep=None)
+    forget_layouts(catalog, dropped)
     return current is not None, dropped
 
 
+def layout_of(catalog, space: str):
+    """The ANN layout the catalog names for a space (`sensorium layout`), HNSW by default."""
+    from .index.layouts import LAYOUTS_KEY, Layout
+
+    return Layout(catalog.meta(LAYOUTS_KEY, {}).get(space, Layout.HNSW.value))
+
+
+def forget_layouts(catalog, names: list[str]) -> None:
+    """Spaces that are gone keep no layout choice: one attached later under the same name starts
+    in the default layout, like any new space."""
+    from .index.layouts import LAYOUTS_KEY
+
+    chosen = dict(catalog.meta(LAYOUTS_KEY, {}))
+    if any(name in chosen for name in names):
+        catalog.set_meta(LAYOUTS_KEY, {space: layout for space, layout in chosen.items() if space not in names})
+
+
 def forget_spaces(directory: Path, names: list[str], keep: str | None) -> None:
-    """Remove derived files of spaces no longer in the catalog: ANN files and copied folders
-    (every folder under spaces/ but `keep`)."""
+    """Remove derived files of spaces no longer in the catalog: ANN files of either layout and
+    copied folders (every folder under spaces/ but `keep`)."""
     import shutil
 
-    from .index.vectors import remove_files
+    from .index.layouts import Layout, remove_files
 
     for name in names:
-        remove_files(directory / VECTORS_DIR, name)
+        for layout in Layout:
+            remove_files(directory / VECTORS_DIR, name, layout)
     spaces_dir = directory / SPACES_DIR
     if spaces_dir.is_dir():
         for entry in spaces_dir.iterdir():

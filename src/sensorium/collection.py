@@ -250,11 +250,8 @@ class Collection:
 
         layout = parse_layout(layout.value if isinstance(layout, Layout) else layout)
         spaces = self.spaces()
-        attached = self.attached_space()
-        if space not in spaces or (attached is not None and space == attached.name):
-            own = [name for name in spaces if attached is None or name != attached.name]
-            raise ConfigError(f"space {space!r}: not one of this collection's spaces ({', '.join(own)}); "
-                              "an attached learned space keeps the default layout")
+        if space not in spaces:
+            raise ConfigError(f"space {space!r}: not one of this collection's spaces ({', '.join(spaces)})")
         with self._writer():
             old = self.layouts()[space]
             folder = self.dir / "vectors"
