@@ -49,3 +49,26 @@ def world_reader(tmp_path_factory):
     settings = VQATraining(detector_epochs=10, object_epochs=6, parser_epochs=12, parser_lr=6e-3, progress=False)
     vqa = train_vqa(root / "train", root / "run", settings)
     return root, vqa
+
+
+@pytest.fixture(scope="session")
+def worker_media(tmp_path_factory) -> Path:
+    """The folder the worker, Ray and export tests embed (tests/helpers/workers.py), made once."""
+    from helpers.workers import make_folder
+
+    return make_folder(tmp_path_factory.mktemp("worker-media"))
+
+
+@pytest.fixture(scope="session")
+def one_process_index(worker_media, tmp_path_factory) -> dict:
+    """What one process stores for `worker_media` (the reference the pools must match), indexed once."""
+    from helpers.workers import PHOTOS, snapshot
+
+    from sensorium import Collection
+
+    directory = tmp_path_factory.mktemp("one-process") / "col"
+    with Collection(directory) as col:
+        report = col.index(worker_media)
+    assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
+    return snapshot(directory, worker_media)
+

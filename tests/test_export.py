@@ -11,7 +11,7 @@ import pytest
 pq = pytest.importorskip("pyarrow.parquet", reason="writing Parquet needs pyarrow: pip install 'sensorium[tables]'")
 
 from helpers.cli import run, shared_home  # noqa: E402
-from helpers.workers import PHOTOS, make_folder  # noqa: E402
+from helpers.workers import PHOTOS  # noqa: E402
 
 from sensorium.export import COLUMNS, export_vectors  # noqa: E402
 
@@ -31,22 +31,17 @@ def assert_same_rows(ours: dict, theirs: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("export-media"))
-
-
-@pytest.fixture(scope="module")
-def exported(folder, tmp_path_factory) -> tuple[Path, object]:
+def exported(worker_media, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("export") / "vectors.parquet"
-    return out, export_vectors(folder, out)
+    return out, export_vectors(worker_media, out)
 
 
-def test_every_file_becomes_rows(folder, exported):
+def test_every_file_becomes_rows(worker_media, exported):
     out, report = exported
     assert report.files == PHOTOS + 6 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
     table = pq.read_table(out)
     assert table.column_names == list(COLUMNS) and table.num_rows == report.rows
-    rows = read_rows(out, folder)
+    rows = read_rows(out, worker_media)
     photo = {space for (name, segment, space) in rows if name == "kitty.jpg"}
     assert photo == {"shared", "image"}
     assert {space for (name, _, space) in rows if name == "memo.wav"} == {"shared", "audio"}
@@ -56,24 +51,24 @@ def test_every_file_becomes_rows(folder, exported):
     assert not list(out.parent.glob(".*partial")), "the partial file was left behind"
 
 
-def test_workers_write_the_same_rows(folder, exported, tmp_path):
+def test_workers_write_the_same_rows(worker_media, exported, tmp_path):
     out = tmp_path / "vectors.parquet"
-    report = export_vectors(folder, out, workers=2)
+    report = export_vectors(worker_media, out, workers=2)
     assert report.rows == exported[1].rows and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    assert_same_rows(read_rows(out, folder), read_rows(exported[0], folder))
+    assert_same_rows(read_rows(out, worker_media), read_rows(exported[0], worker_media))
 
 
-def test_a_stopped_export_leaves_no_table(folder, tmp_path):
+def test_a_stopped_export_leaves_no_table(worker_media, tmp_path):
     out = tmp_path / "vectors.parquet"
-    report = export_vectors(folder, out, should_stop=lambda: True)
+    report = export_vectors(worker_media, out, should_stop=lambda: True)
     assert report.cancelled and not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_cli_embed(folder, tmp_path):
+def test_cli_embed(worker_media, tmp_path):
     out = tmp_path / "v.parquet"
-    done = run("embed", str(folder), "-o", str(out), "--no-ocr", "--json", env_home=shared_home())
+    done = run("embed", str(worker_media), "-o", str(out), "--no-ocr", "--json", env_home=shared_home())
     assert done.returncode == 3, done.stderr  # broken.png failed
     report = json.loads(done.stdout)
     assert report["rows"] == pq.read_table(out).num_rows > 0
-    wrong = run("embed", str(folder), "-o", str(tmp_path / "v.csv"), env_home=shared_home())
+    wrong = run("embed", str(worker_media), "-o", str(tmp_path / "v.csv"), env_home=shared_home())
     assert wrong.returncode == 2 and ".parquet" in wrong.stderr

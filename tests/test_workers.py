@@ -12,42 +12,28 @@ from pathlib import Path
 import pytest
 
 from helpers.cli import run, shared_home
-from helpers.workers import PHOTOS, assert_same_collection, make_folder, snapshot
+from helpers.workers import PHOTOS, assert_same_collection, snapshot
 
 from sensorium import Collection
 from sensorium.errors import ConfigError
 from sensorium.workers import worker_threads
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("workers-media"))
-
-
-@pytest.fixture(scope="module")
-def baseline(folder, tmp_path_factory) -> dict:
-    directory = tmp_path_factory.mktemp("one-process") / "col"
-    with Collection(directory) as col:
-        report = col.index(folder)
-    assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    return snapshot(directory, folder)
-
-
 def test_threads_are_shared_between_workers():
     assert worker_threads(2, cores=2) == 1 and worker_threads(2, cores=16) == 8 and worker_threads(4, cores=2) == 1
 
 
-def test_two_local_workers_store_what_one_process_stores(folder, baseline, tmp_path):
+def test_two_local_workers_store_what_one_process_stores(worker_media, one_process_index, tmp_path):
     directory = tmp_path / "col"
     with Collection(directory) as col:
-        report = col.index(folder, workers=2)
+        report = col.index(worker_media, workers=2)
         assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
         assert report.encoded_items["image"] == PHOTOS + 3
-        again = col.index(folder, workers=2)  # the incremental rules are the same (no pool started)
+        again = col.index(worker_media, workers=2)  # the incremental rules are the same (no pool started)
         assert again.unchanged == PHOTOS + 6 and again.added == 0 and again.seconds < 1.0
-    assert_same_collection(snapshot(directory, folder), baseline)
+    assert_same_collection(snapshot(directory, worker_media), one_process_index)
 
 
-def test_a_worker_killed_mid_run_loses_nothing(folder, baseline, tmp_path):
+def test_a_worker_killed_mid_run_loses_nothing(worker_media, one_process_index, tmp_path):
     killed: list[int] = []
 
     def kill_a_worker(done: int, total: int, path: str) -> None:
@@ -59,10 +45,10 @@ def test_a_worker_killed_mid_run_loses_nothing(folder, baseline, tmp_path):
 
     directory = tmp_path / "col"
     with Collection(directory) as col:
-        report = col.index(folder, progress=kill_a_worker, workers=2)
+        report = col.index(worker_media, progress=kill_a_worker, workers=2)
     assert killed
     assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    assert_same_collection(snapshot(directory, folder), baseline)
+    assert_same_collection(snapshot(directory, worker_media), one_process_index)
 
 
 class Died(Exception):
@@ -99,32 +85,32 @@ class PoisonPool:
         self._threads.shutdown()
 
 
-def test_a_file_that_kills_its_worker_fails_alone(folder, baseline, tmp_path):
+def test_a_file_that_kills_its_worker_fails_alone(worker_media, one_process_index, tmp_path):
     pool = PoisonPool("photo-03.jpg")
     directory = tmp_path / "col"
     try:
         with Collection(directory) as col:
-            report = col.index(folder, pool=pool)
+            report = col.index(worker_media, pool=pool)
     finally:
         pool.close()
     failed = dict((Path(p).name, reason) for p, reason in report.failed)
     assert sorted(failed) == ["broken.png", "photo-03.jpg"]
     assert "worker process died" in failed["photo-03.jpg"]
     assert report.added == PHOTOS + 4 and pool.revived >= 2
-    ours = snapshot(directory, folder)
-    expected = {name: entry for name, entry in baseline["items"].items() if name != "photo-03.jpg"}
+    ours = snapshot(directory, worker_media)
+    expected = {name: entry for name, entry in one_process_index["items"].items() if name != "photo-03.jpg"}
     assert sorted(ours["items"]) == sorted(expected)
     assert ("photo-03.jpg", failed["photo-03.jpg"]) in ours["failures"]
 
 
-def test_cli_workers(folder, tmp_path):
-    done = run("index", str(folder), "-c", str(tmp_path / "col"), "--workers", "2", "--json", env_home=shared_home())
+def test_cli_workers(worker_media, tmp_path):
+    done = run("index", str(worker_media), "-c", str(tmp_path / "col"), "--workers", "2", "--json", env_home=shared_home())
     assert done.returncode == 3, done.stderr  # documented: some file failed (broken.png)
     import json
 
     report = json.loads(done.stdout)
     assert report["added"] == PHOTOS + 5 and [Path(f["path"]).name for f in report["failed"]] == ["broken.png"]
-    bad = run("index", str(folder), "-c", str(tmp_path / "col2"), "--workers", "0", env_home=shared_home())
+    bad = run("index", str(worker_media), "-c", str(tmp_path / "col2"), "--workers", "0", env_home=shared_home())
     assert bad.returncode == 2 and "--workers" in bad.stderr
 
 
@@ -152,13 +138,13 @@ class BrokenOnSubmitPool(PoisonPool):
         return super().submit(entries)
 
 
-def test_a_pool_broken_at_submit_is_revived(folder, baseline, tmp_path):
+def test_a_pool_broken_at_submit_is_revived(worker_media, one_process_index, tmp_path):
     pool = BrokenOnSubmitPool()
     try:
         with Collection(tmp_path / "col") as col:
-            report = col.index(folder, pool=pool)
+            report = col.index(worker_media, pool=pool)
     finally:
         pool.close()
     assert pool.refused == 1 and pool.revived == 1
     assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    assert_same_collection(snapshot(tmp_path / "col", folder), baseline)
+    assert_same_collection(snapshot(tmp_path / "col", worker_media), one_process_index)

@@ -8,7 +8,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'sensorium[ray]' (CI installs it)")
 
-from helpers.workers import PHOTOS, assert_same_collection, make_folder, snapshot  # noqa: E402
+from helpers.workers import PHOTOS, assert_same_collection, snapshot  # noqa: E402
 
 from sensorium import Collection  # noqa: E402
 from sensorium.workers import RayPool  # noqa: E402
@@ -21,29 +21,16 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("ray-media"))
-
-
-@pytest.fixture(scope="module")
-def baseline(folder, tmp_path_factory) -> dict:
-    directory = tmp_path_factory.mktemp("one-process") / "col"
-    with Collection(directory) as col:
-        col.index(folder)
-    return snapshot(directory, folder)
-
-
-def test_ray_indexes_what_one_process_indexes(local_ray, folder, baseline, tmp_path):
+def test_ray_indexes_what_one_process_indexes(local_ray, worker_media, one_process_index, tmp_path):
     directory = tmp_path / "col"
     with Collection(directory) as col:
-        report = col.index(folder, ray=True, workers=2)
+        report = col.index(worker_media, ray=True, workers=2)
     assert ray.is_initialized(), "a Ray the caller started must stay up"
     assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    assert_same_collection(snapshot(directory, folder), baseline)
+    assert_same_collection(snapshot(directory, worker_media), one_process_index)
 
 
-def test_an_actor_killed_mid_run_loses_nothing(local_ray, folder, baseline, tmp_path):
+def test_an_actor_killed_mid_run_loses_nothing(local_ray, worker_media, one_process_index, tmp_path):
     pool = RayPool(workers=2)
     killed: list = []
 
@@ -55,21 +42,21 @@ def test_an_actor_killed_mid_run_loses_nothing(local_ray, folder, baseline, tmp_
     directory = tmp_path / "col"
     try:
         with Collection(directory) as col:
-            report = col.index(folder, progress=kill_an_actor, pool=pool)
+            report = col.index(worker_media, progress=kill_an_actor, pool=pool)
     finally:
         pool.close()
     assert killed and killed[0] not in pool.actors, "the dead actor was not replaced"
     assert report.added == PHOTOS + 5 and [Path(p).name for p, _ in report.failed] == ["broken.png"]
-    assert_same_collection(snapshot(directory, folder), baseline)
+    assert_same_collection(snapshot(directory, worker_media), one_process_index)
 
 
-def test_ray_exports_what_one_process_exports(local_ray, folder, tmp_path):
+def test_ray_exports_what_one_process_exports(local_ray, worker_media, tmp_path):
     from sensorium.export import export_vectors
 
     pq = pytest.importorskip("pyarrow.parquet")
     here, there = tmp_path / "here.parquet", tmp_path / "ray.parquet"
-    export_vectors(folder, here)
-    report = export_vectors(folder, there, ray=True, workers=2)
+    export_vectors(worker_media, here)
+    report = export_vectors(worker_media, there, ray=True, workers=2)
     assert [Path(p).name for p, _ in report.failed] == ["broken.png"]
     key = ["path", "segment", "space"]
     ours = sorted(pq.read_table(there).to_pylist(), key=lambda r: [r[k] for k in key])

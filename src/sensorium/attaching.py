@@ -42,7 +42,7 @@ def attach(catalog, directory: Path, folder: Path, progress: AttachProgress | No
            batch: int = ATTACH_BATCH) -> Attached:
     """Attach the space in `folder` to the collection in `directory` (caller holds the writer lock)."""
     from .errors import ConfigError
-    from .index.layouts import open_store
+    from .index.layouts import forget_layouts, layout_of, open_store
     from .space import learned
 
     started = time.perf_counter()
@@ -96,6 +96,7 @@ def attach(catalog, directory: Path, folder: Path, progress: AttachProgress | No
 def detach(catalog, directory: Path) -> tuple[bool, list[str]]:
     """Stop using the attached space and delete its vectors (caller holds the writer lock):
     (whether one was attached, the learned spaces dropped)."""
+    from .index.layouts import forget_layouts
     from .space import learned
 
     current = catalog.meta(ATTACHED_KEY)
@@ -105,23 +106,6 @@ def detach(catalog, directory: Path) -> tuple[bool, list[str]]:
     forget_spaces(directory, dropped, keep=None)
     forget_layouts(catalog, dropped)
     return current is not None, dropped
-
-
-def layout_of(catalog, space: str):
-    """The ANN layout the catalog names for a space (`sensorium layout`), HNSW by default."""
-    from .index.layouts import LAYOUTS_KEY, Layout
-
-    return Layout(catalog.meta(LAYOUTS_KEY, {}).get(space, Layout.HNSW.value))
-
-
-def forget_layouts(catalog, names: list[str]) -> None:
-    """Spaces that are gone keep no layout choice: one attached later under the same name starts
-    in the default layout, like any new space."""
-    from .index.layouts import LAYOUTS_KEY
-
-    chosen = dict(catalog.meta(LAYOUTS_KEY, {}))
-    if any(name in chosen for name in names):
-        catalog.set_meta(LAYOUTS_KEY, {space: layout for space, layout in chosen.items() if space not in names})
 
 
 def forget_spaces(directory: Path, names: list[str], keep: str | None) -> None:

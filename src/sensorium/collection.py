@@ -205,9 +205,9 @@ class Collection:
         """The ANN index of one space, in its layout, reconciled with the catalog when first opened.
         A space another process moved to another layout (`sensorium layout`) is reopened in it: a
         running service follows the switch instead of searching the deleted files' emptiness."""
-        from .index.layouts import LAYOUTS_KEY, Layout
+        from .index.layouts import layout_of
 
-        layout = Layout(self.catalog.meta(LAYOUTS_KEY, {}).get(space, Layout.HNSW.value))
+        layout = layout_of(self.catalog, space)
         if space in self._stores and self._store_layouts.get(space) is not layout:
             self._drop_stores([space])
         if space not in self._stores:
@@ -221,10 +221,9 @@ class Collection:
 
     def layouts(self):
         """Space name -> `sensorium.index.layouts.Layout` for every space (default: HNSW)."""
-        from .index.layouts import LAYOUTS_KEY, Layout
+        from .index.layouts import layout_of
 
-        chosen = self.catalog.meta(LAYOUTS_KEY, {})
-        return {space: Layout(chosen.get(space, Layout.HNSW.value)) for space in self.spaces()}
+        return {space: layout_of(self.catalog, space) for space in self.spaces()}
 
     def layout_notices(self) -> list[str]:
         """A sentence for every open space in the default layout that has grown past
@@ -246,7 +245,7 @@ class Collection:
         to it in one catalog write, then delete the old layout's files. Interrupted, the old layout
         stays in use (a half-built new one is finished or discarded by the next call)."""
         from .errors import ConfigError
-        from .index.layouts import LAYOUTS_KEY, Layout, file_bytes, open_store, parse_layout, remove_files
+        from .index.layouts import Layout, choose_layout, file_bytes, open_store, parse_layout, remove_files
 
         layout = parse_layout(layout.value if isinstance(layout, Layout) else layout)
         spaces = self.spaces()
@@ -259,9 +258,7 @@ class Collection:
                 store = open_store(folder, space, spaces[space], layout)
                 store.sync_with(self.catalog)
                 store.save()
-                chosen = dict(self.catalog.meta(LAYOUTS_KEY, {}))
-                chosen[space] = layout.value
-                self.catalog.set_meta(LAYOUTS_KEY, chosen)
+                choose_layout(self.catalog, space, layout)
                 self._drop_stores([space])
                 remove_files(folder, space, old)
             return {"space": space, "layout": layout.value, "was": old.value, "vectors": len(self.store(space)),
@@ -295,32 +292,28 @@ class Collection:
         from .indexing import Indexer
         from .space.embed import Embedder
 
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1, not {workers}")
+        from .workers import check_workers
+
+        check_workers(workers)
         with self._writer():
             stores = {space: self.store(space) for space in self.spaces()}
             indexer = Indexer(self.catalog, stores, Embedder(self.experts), self.attached_space(), exclude=(self.dir,),
                               forget_derived=lambda paths: forget_thumbnails(self.dir, paths))
             made: list = []
 
-            def make_pool():
-                if ray not in (None, False):
-                    from .workers import RayPool
+            def make_pool():  # called only when there is something to embed: workers take seconds to start
+                from .workers import make_pool as requested_pool
 
-                    made.append(RayPool(None if ray is True else str(ray), workers, self.config))
-                else:
-                    from .workers import LocalPool
-
-                    made.append(LocalPool(workers, self.config))
+                made.append(requested_pool(workers, ray, self.config))
                 return made[-1]
 
-            wanted = pool is None and (ray not in (None, False) or (workers is not None and workers > 1))
             try:
                 return indexer.run(Path(folder).expanduser().resolve(), progress, should_stop, pool=pool,
-                                   make_pool=make_pool if wanted else None)
+                                   make_pool=None if pool is not None else make_pool)
             finally:
                 for own in made:
-                    own.close()
+                    if own is not None:
+                        own.close()
 
     def forget(self, paths: Iterable[str | Path]) -> dict:
         """Remove these files (or every file under these folders) and everything derived from them: items,

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import ConfigError, SensoriumError
 from .experts import ExpertConfig
 from .indexing import FileWork, Progress, ShouldStop, batch_entries, embed_entries, run_on_pool
+from .workers import check_workers, make_pool
 
 ROWS_PER_GROUP = 8192
 COLUMNS = ("path", "modality", "segment", "source", "start", "end", "text", "space", "vector")
@@ -110,8 +111,7 @@ def export_vectors(folder: str | Path, out: str | Path, config: ExpertConfig | N
     folder, out = Path(folder).expanduser().resolve(), Path(out).expanduser().resolve()
     if not folder.exists():
         raise SensoriumError(f"{folder}: no such file or folder")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
+    check_workers(workers)
     started = time.perf_counter()
     config = config or ExpertConfig()
     entries = [(scanned.path, scanned.modality) for scanned in scan(folder) if Path(scanned.path) != out]
@@ -133,11 +133,8 @@ def export_vectors(folder: str | Path, out: str | Path, config: ExpertConfig | N
 
     made = None
     try:
-        if pool is None and (ray not in (None, False) or (workers is not None and workers > 1)) and entries:
-            from .workers import LocalPool, RayPool
-
-            made = pool = (RayPool(None if ray is True else str(ray), workers, config) if ray not in (None, False)
-                           else LocalPool(workers, config))
+        if pool is None and entries:
+            made = pool = make_pool(workers, ray, config)
         if pool is not None:
             report.cancelled = run_on_pool(pool, entries, keep, should_stop)
         else:

@@ -28,6 +28,24 @@ LAYOUTS_KEY = "vector_layouts"
 """Catalog meta key: {space name: layout value} for spaces not in the default layout."""
 
 
+def layout_of(catalog, space: str) -> Layout:
+    """The layout the catalog names for a space (`sensorium layout`), HNSW when it names none."""
+    return Layout(catalog.meta(LAYOUTS_KEY, {}).get(space, Layout.HNSW.value))
+
+
+def choose_layout(catalog, space: str, layout: Layout) -> None:
+    """Record a space's layout in the catalog (one write: the switch itself)."""
+    catalog.set_meta(LAYOUTS_KEY, {**catalog.meta(LAYOUTS_KEY, {}), space: layout.value})
+
+
+def forget_layouts(catalog, names: list[str]) -> None:
+    """Spaces that are gone keep no layout choice: one made later under the same name starts in
+    the default layout, like any new space."""
+    chosen = catalog.meta(LAYOUTS_KEY, {})
+    if any(name in chosen for name in names):
+        catalog.set_meta(LAYOUTS_KEY, {space: layout for space, layout in chosen.items() if space not in names})
+
+
 def parse_layout(value: str) -> Layout:
     try:
         return Layout(value)

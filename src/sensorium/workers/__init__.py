@@ -16,7 +16,26 @@ from __future__ import annotations
 
 from .local import LocalPool, worker_threads
 
-__all__ = ["LocalPool", "RayPool", "worker_threads"]
+__all__ = ["LocalPool", "RayPool", "check_workers", "make_pool", "worker_threads"]
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+
+
+def make_pool(workers: int | None, ray: str | bool | None, config=None):
+    """The pool a caller asked for, or None to embed in its own process: Ray actors when `ray` is
+    True (a local Ray started for it) or an address (a running cluster), N of them or one per CPU;
+    N local processes when `workers` > 1. The caller closes it."""
+    check_workers(workers)
+    if ray not in (None, False):
+        from .ray_actors import RayPool
+
+        return RayPool(None if ray is True else str(ray), workers, config)
+    if workers is not None and workers > 1:
+        return LocalPool(workers, config)
+    return None
 
 
 def __getattr__(name: str):
