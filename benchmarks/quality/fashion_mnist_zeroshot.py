@@ -10,7 +10,6 @@ Data: Debian package `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist/
 from __future__ import annotations
 
 import argparse
-import gzip
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from sensorium.experts.image import ImageExpert
 from sensorium.experts.text import TextEncoder
+from sensorium.training.sources import read_idx
 from sensorium.space.image_bridge import DEFAULT_CONFIG
 from sensorium.space.label_bridge import TEMPLATES, LabelBridge
 
@@ -28,15 +28,6 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 # What a person would call each class in a caption (the prompt text; the label names stay official).
 PROMPT_NAMES = ["t-shirt", "trousers", "pullover sweater", "dress", "coat", "sandal", "shirt", "sneaker",
                 "bag", "ankle boot"]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """IDX files (LeCun's format): big-endian header with the dimensions, then uint8 data."""
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def to_photo(image: np.ndarray) -> np.ndarray:

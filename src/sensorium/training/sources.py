@@ -9,6 +9,7 @@ back costs time and inodes. These sources read such data where it lies:
   process no memory of its own (the operating system's file cache keeps hot rows);
 - an `.npz` archive, a key per column; stored members are read by offset like `.npy` files,
   compressed ones are decompressed into memory once;
+- LeCun's IDX files (MNIST, Fashion-MNIST: `read_idx`);
 - a Parquet or Arrow IPC table, and a folder written by `datasets.Dataset.save_to_disk` (its Arrow
   files are memory-mapped; `ClassLabel` columns give their class names). Reading them needs pyarrow
   (`pip install 'sensorium[tables]'`); `datasets` itself is not needed.
@@ -18,6 +19,7 @@ Image and Audio features store `{bytes, path}`); a null cell is a missing modali
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -284,6 +286,19 @@ def open_columns(source: Path | Mapping[str, Path]) -> tuple[dict[str, Any], dic
         return npz_columns(source), {}, str(source)
     columns, names = arrow_columns(source)
     return columns, names, str(source)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """LeCun's IDX format (MNIST, Fashion-MNIST): a big-endian header of dimensions, then uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+        ndim = raw[3]
+        dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, IndexError, ValueError, EOFError) as error:
+        raise ReadError(path, f"not an IDX file ({error})") from None
 
 
 def label_strings(column: Any, names: Sequence[str] | None, origin: str, field: str) -> list[str]:

@@ -121,7 +121,9 @@ class Trainer:
     Models that compute their own objective (contrastive alignment, see align/trainer_bridge.py) set
     `computes_loss = True`: their forward(batch) returns the loss, batch["size"] counts its samples,
     and the config may have no tasks. A train_data with `set_epoch(epoch)` is told each epoch, so it
-    can plan that epoch's batches as a pure function of (seed, epoch) and resume exactly.
+    can plan that epoch's batches as a pure function of (seed, epoch) and resume exactly. A model
+    with `after_step()` is told after every optimizer step (an exponential moving average of its
+    weights, kept in its own state so checkpoints carry it).
     """
 
     def __init__(self, config: Config, model: nn.Module, train_data: Dataset, val_data: Dataset | None,
@@ -286,6 +288,7 @@ class Trainer:
         batches = math.ceil(len(indices) / cfg.batch_size)
         loader = self._loader(self.train_data, indices[progress["batch"] * cfg.batch_size:])
         started, losses, scores = time.perf_counter(), [], None
+        after_step = getattr(unwrap(self.model), "after_step", None)  # e.g. an EMA of the weights
         at_start = dict(timing)  # the epoch's record reports this epoch alone, the summary the whole run
         waited = time.perf_counter()
         for batch in loader:
@@ -322,6 +325,8 @@ class Trainer:
                     self._modulate(scores)
                     scores = None
                 self._step()
+                if after_step is not None:
+                    after_step()
                 progress["step"] += 1
                 progress_bar.update(task, completed=progress["step"],
                                     description=f"epoch {progress['epoch'] + 1} loss {np.mean(losses[-20:]):.3f}")
@@ -391,7 +396,7 @@ class Trainer:
 
 
 def fit_own_loss(model: nn.Module, data: Dataset, collate: Callable, out: Path, train: TrainConfig,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train a model that computes its own loss (`computes_loss = True`) on `data`: no tasks, no
     validation set; OUT gets checkpoints and metrics.jsonl (begun afresh unless resuming). What the
     world's captioner, detector, object reader and question parser share."""
@@ -401,4 +406,4 @@ def fit_own_loss(model: nn.Module, data: Dataset, collate: Callable, out: Path, 
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(Config(data=DataConfig(), model=ModelConfig(), train=train, tasks=[]), model, data, None,
                       collate, out=out)
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume, stop_after_steps=stop_after_steps)
