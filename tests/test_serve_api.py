@@ -352,6 +352,23 @@ def test_speak_returns_a_wav_and_refuses_bad_voices(site):
     _problem(request(site["base"] + "/api/v1/speak", "POST", json_body={"text": "  "}), 422)
 
 
+def test_imagine_answers_a_png_grid_that_carries_its_prompt_and_refuses_other_models(site):
+    from PIL import Image
+
+    url = site["base"] + "/api/v1/imagine"
+    reply = request(url, "POST", json_body={"prompt": "a handwritten seven", "n": 4, "steps": 4, "seed": 2})
+    assert reply.status == 200 and reply.headers["content-type"] == "image/png", reply.body[:200]
+    with Image.open(io.BytesIO(reply.body)) as image:
+        assert image.size == (4 * 28 + 3 * 2, 28) and image.text["prompt"] == "a handwritten seven"
+        assert image.text["seed"] == "2" and image.text["model"] == reply.headers["x-imagine-model"]
+    assert json.loads(reply.headers["x-imagine-nearest"])[0][0] == "seven" and "x-imagine-warning" not in reply.headers
+    far = request(url, "POST", json_body={"prompt": "a bowl of ramen", "n": 1, "steps": 1})
+    assert far.status == 200 and "far from" in far.headers["x-imagine-warning"]
+    for body in ({"prompt": "seven", "model": "../../etc"}, {"prompt": "seven", "n": 100}, {"prompt": "   "},
+                 {"prompt": "seven", "steps": 0}):
+        _problem(request(url, "POST", json_body=body), 422)
+
+
 def test_an_indexed_photo_has_a_description_and_a_recording_has_none(site):
     cat = request(f"{site['base']}/api/v1/items/{_item_id(site, 'photos/cat.jpg')}/description")
     assert cat.status == 200 and "cat" in cat.json()["sentence"]

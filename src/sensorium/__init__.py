@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Collection", "classify", "classify_many", "__version__"]
+__all__ = ["Collection", "classify", "classify_many", "imagine", "__version__"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from . import classification
 
         return getattr(classification, name)
+    if name == "imagine":
+        from .generation.imagine import imagine
+
+        return imagine
     raise AttributeError(f"module 'sensorium' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The `sensorium` command line: index, search, classify, info, models, demo, train, align, evaluate and
 serve here; calibrate, speak, transcribe and verify (`commands.trust`), roots and forget
-(`commands.collection`), describe and ask (`commands.describe`), embed (`commands.export`) and world (`commands.world`) registered from their own modules, with the
+(`commands.collection`), describe and ask (`commands.describe`), embed (`commands.export`), imagine
+(`commands.imagine`) and world (`commands.world`) registered from their own modules, with the
 helpers all share (`commands.console`).
 
 Exit status: 0 success; 1 an error (message on one line); 2 a usage or query error;
@@ -20,6 +21,7 @@ from .commands import agent as agent_commands
 from .commands import collection as collection_commands
 from .commands import describe as describe_commands
 from .commands import export as export_commands
+from .commands import imagine as imagine_commands
 from .commands import trust as trust_commands
 from .commands import world as world_commands
 from .commands.console import (EXIT_ERROR, EXIT_FILES_FAILED, EXIT_USAGE, CollectionOpt, fail, failing_cleanly,
@@ -311,10 +313,21 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, best weights, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
 ):
-    """Train a multimodal (or unimodal) model from a config; under torchrun, one replica per process."""
-    from .training.runs import run_training
+    """Train a multimodal (or unimodal) model from a config; under torchrun, one replica per process. A config
+    with an [imagine] table trains a text-to-image model instead (examples/imagine_mnist.toml)."""
+    from .training.config import read_toml
 
     try:
+        if "imagine" in read_toml(config):
+            from .training.imagining import train_imaginer
+
+            summary = train_imaginer(config, out, resume=resume)
+            make_console().print(f"trained {summary['step']} steps over {summary['epoch']} epochs; the model is in "
+                                 f"{out / 'model'} (`sensorium imagine PROMPT --model {out}`), samples in "
+                                 f"{out / 'samples.png'}", markup=False)
+            return
+        from .training.runs import run_training
+
         summary = run_training(config, out, resume=resume)
     except SensoriumError as error:
         fail(str(error), EXIT_ERROR)
@@ -479,7 +492,7 @@ def _indexed_folders(collection: Path) -> list[Path]:
 
 for command in (trust_commands.calibrate, collection_commands.forget, collection_commands.layout, trust_commands.speak,
                 trust_commands.transcribe, trust_commands.verify, describe_commands.describe, describe_commands.ask,
-                export_commands.embed):
+                export_commands.embed, imagine_commands.imagine):
     app.command()(command)
 app.add_typer(collection_commands.roots_app, name="roots")
 app.add_typer(world_commands.world_app, name="world")

@@ -33,6 +33,7 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
     may make requests that change state or cost work only from its own page or `allow_origins`."""
     from .api import router
     from .generate import router as generate_router
+    from .imagine import router as imagine_router
 
     origins = OriginPolicy(allow_origins or ())  # a malformed origin is a ConfigError before any state
     state = ServeState(Path(collection_dir), roots, token_path, thumbnail_bytes=thumbnail_mb * 1024**2,
@@ -51,6 +52,7 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(generate_router)
+    app.include_router(imagine_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,214 @@
+"""The text-to-image network: a small UNet denoiser conditioned on a sentence embedding, its noise
+schedules and sampler, and its files (safetensors + JSON config).
+
+Model parts only, below both the training code that fits them (`training.imagining`) and the
+generation layer that draws with them (`generation.imagine`), so neither imports the other.
+
+The prompt enters by FiLM: its MiniLM embedding is projected and added to the timestep
+embedding, which scales and shifts every residual block of diffusers' `UNet2DModel`. A learned
+null embedding stands in for "no prompt", so one network predicts both with and without the
+prompt and sampling mixes them (classifier-free guidance, Ho & Salimans 2022):
+
+    prediction = with_prompt + w * (with_prompt - without_prompt)
+
+w = 0 follows the prompt alone (one pass per step); larger w follows it harder at some cost in
+variety. DDIM (diffusers' `DDIMScheduler`) samples in 10-50 steps.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError, ReadError
+from .progress import check_cancelled
+
+CONFIG_FILE, WEIGHTS_FILE = "imagine.json", "imagine.safetensors"
+TEXT_DIM = 384  # the MiniLM sentence embedding
+
+
+@dataclass
+class ImagineConfig:
+    """Everything that rebuilds a model besides its weights; saved as imagine.json beside them."""
+
+    size: int = 32  # the UNet's side (MNIST's 28 px padded to 32: three halvings need a multiple of 8)
+    image_size: int = 28  # what is drawn: the centre crop of `size`
+    channels: int = 1
+    widths: list[int] = field(default_factory=lambda: [32, 64, 64])
+    attention: bool = True  # self-attention at the coarsest level
+    timesteps: int = 1000
+    schedule: str = "squaredcos_cap_v2"  # the cosine schedule (Nichol & Dhariwal 2021)
+    prediction: str = "v_prediction"  # v (Salimans & Ho 2022) keeps few-step sampling sharp
+    concepts: list[str] = field(default_factory=list)  # the classes it was trained on, in words
+    prompts: list[str] = field(default_factory=list)  # every training prompt ...
+    prompt_concepts: list[int] = field(default_factory=list)  # ... and the concept of each
+    known_similarity: float = 0.5  # a prompt whose best cosine to a training prompt is below this is warned of
+    trained: dict[str, Any] = field(default_factory=dict)  # data, epochs, seed, figures: the record of its run
+
+    def check(self) -> None:
+        if self.size % 8 or self.size < 8:
+            raise ConfigError(f"size: a multiple of 8 (three halvings), got {self.size}")
+        if not 0 < self.image_size <= self.size:
+            raise ConfigError(f"image_size: between 1 and size ({self.size}), got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels: 1 (grey) or 3 (RGB), got {self.channels}")
+        if len(self.widths) != 3 or any(w <= 0 or w % 8 for w in self.widths):
+            raise ConfigError(f"widths: three positive multiples of 8, got {self.widths}")
+        if self.prediction not in ("epsilon", "v_prediction"):
+            raise ConfigError(f"prediction: epsilon or v_prediction, got {self.prediction!r}")
+        if len(self.prompts) != len(self.prompt_concepts):
+            raise ConfigError("prompts and prompt_concepts: one concept per prompt")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> ImagineConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ReadError(where, f"unknown keys {unknown} (a model from a newer Sensorium?)")
+        config = cls(**raw)
+        try:
+            config.check()
+        except ConfigError as error:
+            raise ReadError(where, str(error)) from None
+        return config
+
+
+class TextToImage(nn.Module):
+    """The denoiser: forward(noisy, timesteps, prompt embeddings, keep) -> the prediction (v or noise).
+
+    `keep` (B,) bool: False rows see the learned null embedding instead of their prompt. The
+    training prompts' embeddings ride along as a buffer, so the warning for unknown prompts needs
+    nothing but the weights file.
+    """
+
+    def __init__(self, config: ImagineConfig):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        config.check()
+        self.config = config
+        coarse = "Attn" if config.attention else ""
+        embedding = config.widths[0] * 4  # diffusers' timestep embedding width
+        self.unet = UNet2DModel(
+            sample_size=config.size, in_channels=config.channels, out_channels=config.channels,
+            block_out_channels=tuple(config.widths), layers_per_block=1, norm_num_groups=8, attention_head_dim=32,
+            down_block_types=("DownBlock2D", "DownBlock2D", f"{coarse}DownBlock2D"),
+            up_block_types=(f"{coarse}UpBlock2D", "UpBlock2D", "UpBlock2D"),
+            class_embed_type="identity", resnet_time_scale_shift="scale_shift")
+        self.condition = nn.Sequential(nn.Linear(TEXT_DIM, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
+        self.null = nn.Parameter(torch.zeros(TEXT_DIM))
+        self.register_buffer("known_prompts", torch.zeros(len(config.prompts), TEXT_DIM))
+
+    def forward(self, noisy: Tensor, timesteps: Tensor, prompts: Tensor, keep: Tensor | None = None) -> Tensor:
+        if keep is not None:
+            prompts = torch.where(keep[:, None], prompts, self.null.to(prompts.dtype).expand_as(prompts))
+        return self.unet(noisy, timesteps, class_labels=self.condition(prompts)).sample
+
+
+def schedulers(config: ImagineConfig):
+    """(DDPM scheduler for training, DDIM scheduler for sampling), both from diffusers."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    common = {"num_train_timesteps": config.timesteps, "beta_schedule": config.schedule,
+              "prediction_type": config.prediction}
+    # "trailing" spacing starts sampling at the last timestep (pure noise) even with 10 steps. No
+    # clipping of the predicted clean picture: DDIM clips it without recomputing the noise it implies,
+    # and with a v target and guidance that mismatch drew the wrong digit (adherence 0.0 at w = 3,
+    # 50 steps, against 1.0 unclipped; docs/experiments/2026-12-05-text-to-image.md).
+    return (DDPMScheduler(**common, clip_sample=False),
+            DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"))
+
+
+@torch.inference_mode()
+def sample(model: TextToImage, prompts: Tensor, steps: int = 50, guidance: float = 3.0,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Draw one picture per prompt embedding row: (n, C, size, size) in [-1, 1]."""
+    if steps < 1:
+        raise ValueError(f"steps: at least 1, got {steps}")
+    model.eval()
+    config = model.config
+    _, scheduler = schedulers(config)
+    scheduler.set_timesteps(steps)
+    n = prompts.shape[0]
+    x = torch.randn((n, config.channels, config.size, config.size), generator=generator)
+    guided = guidance != 0
+    both = torch.cat([prompts, prompts]) if guided else prompts
+    keep = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]) if guided else None
+    for t in scheduler.timesteps:
+        check_cancelled()  # a service request whose client left stops here
+        batch = torch.cat([x, x]) if guided else x
+        out = model(batch, t.expand(batch.shape[0]), both, keep)
+        if guided:
+            with_prompt, without = out.chunk(2)
+            out = with_prompt + guidance * (with_prompt - without)
+        x = scheduler.step(out, t, x, generator=generator).prev_sample
+    return x.clamp(-1, 1)
+
+
+def to_pixels(x: Tensor, image_size: int) -> np.ndarray:
+    """[-1, 1] (n, C, S, S) -> uint8 (n, image_size, image_size[, 3]), the centre crop."""
+    side = x.shape[-1]
+    top = (side - image_size) // 2
+    x = x[..., top:top + image_size, top:top + image_size]
+    pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    return pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
+
+
+def tile(pixels: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
+    """Pictures (n, H, W[, 3]) laid out in rows of `columns`, `gap` black pixels apart."""
+    n, h, w = pixels.shape[:3]
+    rows = -(-n // columns)
+    grid = np.zeros((rows * (h + gap) - gap, columns * (w + gap) - gap, *pixels.shape[3:]), dtype=np.uint8)
+    for i, picture in enumerate(pixels):
+        r, c = divmod(i, columns)
+        grid[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = picture
+    return grid
+
+
+def save_model(model: TextToImage, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """imagine.json + imagine.safetensors into FOLDER (float16 halves the file for shipping)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    temporary = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(temporary), metadata={"format": "sensorium-imagine"})
+    temporary.replace(folder / WEIGHTS_FILE)
+    (folder / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=1), encoding="utf-8")
+    return folder
+
+
+@lru_cache(maxsize=4)
+def load_model(folder: str, stamp: float) -> tuple[TextToImage, str]:
+    """(the model in FOLDER, its id: 16 hex digits of its weights' SHA-256); cached per folder and
+    modification time, so a process loads a model once and sees a retrained one."""
+    from safetensors.torch import load_file
+
+    folder_path = Path(folder)
+    config_path, weights_path = folder_path / CONFIG_FILE, folder_path / WEIGHTS_FILE
+    try:
+        raw = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ReadError(config_path, f"unreadable model config ({error})") from None
+    if not isinstance(raw, dict):
+        raise ReadError(config_path, "not a JSON object")
+    config = ImagineConfig.from_dict(raw, str(config_path))
+    model = TextToImage(config)
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own types for bad headers
+        raise ReadError(weights_path, f"not a valid safetensors file ({error})") from None
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if set(tensors) != set(shapes) or any(tensors[k].shape != shapes[k] for k in shapes):
+        raise ReadError(weights_path, "weights do not fit the model its config describes")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()[:16]
+    return model.eval(), digest
