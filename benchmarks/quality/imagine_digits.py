@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20 per prompt, 50 per class for CAS, no sweep")
     parser.add_argument("--plot", type=Path, default=None, help="where the guidance plot goes")
     parser.add_argument("--no-sweep", action="store_true", help="skip the guidance sweep")
+    parser.add_argument("--unseen", type=int, default=3, help="how many never-trained phrasings to score (0-3)")
     args = parser.parse_args(argv)
     path = args.data or DATA[args.dataset]
     if not path.exists():
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{real_diversity:.3f}")
 
     rows = []
-    for label, template in [("seen phrasing", SEEN[args.dataset])] + [("unseen phrasing", t) for t in UNSEEN[args.dataset]]:
+    for label, template in [("seen phrasing", SEEN[args.dataset])] + [("unseen phrasing", t) for t in UNSEEN[args.dataset][:args.unseen]]:
         texts = prompts(args.dataset, template)
         pictures, classes = draw(imaginer, texts, args.per, args.steps, 3.0, args.seed)
         score, per_class, features = adherence(judge, pictures, classes)
