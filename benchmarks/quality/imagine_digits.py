@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".benchmarks-cache" / "imagine"
 DATA = {"mnist": ROOT.parent / "shared" / "data" / "mnist" / "mnist.npz",
         "fashion": Path("/usr/share/datasets/fashion-mnist")}
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # Phrasings the generator was never trained on (training.imagining has its own); chosen before any run
 UNSEEN = {"mnist": ["a picture of the number {word}", "digit {word}", "write a {word}"],
           "fashion": ["an image of {phrase}", "{bare} for sale", "a catalogue picture of {phrase}"]}
@@ -49,8 +48,10 @@ def load(dataset: str, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 
 def prompts(dataset: str, template: str) -> list[str]:
+    from sensorium.training.imagining import DIGIT_WORDS
+
     if dataset == "mnist":
-        return [template.format(word=w, digit=d) for d, w in enumerate(DIGITS)]
+        return [template.format(word=w, digit=d) for d, w in enumerate(DIGIT_WORDS)]
     from sensorium.training.imagining import FASHION_NAMES, bare_noun
 
     return [template.format(phrase=names[0], bare=bare_noun(names[0])) for names in FASHION_NAMES]
