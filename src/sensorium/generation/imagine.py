@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,7 @@ class Imaginer:
 
     def embed(self, prompts: list[str]) -> Tensor:
         if self._text is None:
-            from ..experts.text import TextEncoder
-
-            self._text = TextEncoder()
+            self._text = stock_text_encoder()
         return torch.from_numpy(np.asarray(self._text.encode(prompts), dtype=np.float32))
 
     def nearest(self, embedding: Tensor, top: int = 3) -> list[Nearest]:
@@ -123,6 +122,15 @@ class Imaginer:
         drawn = sample(self.model, embedding.expand(n, -1).contiguous(), steps, guidance, generator)
         return Imagined(to_pixels(drawn, self.config.image_size), prompt, int(seed), steps, float(guidance),
                         self.model_id, nearest, warning)
+
+
+@lru_cache(maxsize=1)
+def stock_text_encoder():
+    """The packaged MiniLM the models were trained with, loaded once per process (the service builds an
+    Imaginer per request; a collection's own text model may differ, so it is not used)."""
+    from ..experts.text import TextEncoder
+
+    return TextEncoder()
 
 
 def check_prompt(prompt: str) -> str:
