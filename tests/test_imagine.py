@@ -89,6 +89,32 @@ def test_a_minute_of_training_draws_the_digit_the_words_name(small_run):
     assert record["epoch"] == 25 and record["train_loss"] < 0.5
 
 
+def test_int8_weights_quarter_the_file_and_still_draw_the_prompted_digit(small_run, tmp_path):
+    """How models ship: int8 kernels with a scale per output channel (weights.pack), float16 for the rest."""
+    from sensorium.diffusion import save_model
+    from sensorium.weights import INT8_SCALE, pack, unpack
+
+    imaginer = load_imaginer(small_run)
+    state = imaginer.model.state_dict()
+    packed = pack(state, "int8")
+    quantised = [k for k in state if packed[k].dtype == torch.int8]
+    assert quantised and all(packed[k + INT8_SCALE].shape == (state[k].shape[0],) for k in quantised)
+    restored = unpack(packed)
+    for k in quantised:  # rounding to the nearest step: at most half a step off, per output channel
+        step = packed[k + INT8_SCALE].reshape((-1,) + (1,) * (state[k].dim() - 1))
+        assert torch.all((restored[k] - state[k]).abs() <= step / 2 + 1e-6)
+    assert set(restored) == set(state)
+    with pytest.raises(ValueError, match="precision"):
+        pack(state, "int4")
+    small = save_model(imaginer.model, tmp_path / "int8", precision="int8")
+    full = save_model(imaginer.model, tmp_path / "float32")
+    assert (small / "imagine.safetensors").stat().st_size < 0.4 * (full / "imagine.safetensors").stat().st_size
+    classifier = real_digit_classifier()
+    drawn = load_imaginer(small).imagine("a handwritten zero", n=24, steps=10, guidance=3.0, seed=0)
+    probabilities = classifier.predict_proba(drawn.images.reshape(24, -1) / 255.0)
+    assert np.mean(probabilities[:, [0, 1]].argmax(1) == 0) >= 0.85
+
+
 def test_the_same_seed_draws_the_same_pixels_and_another_seed_does_not(small_run):
     imaginer = load_imaginer(small_run)
     first = imaginer.imagine("seven", n=3, steps=4, seed=5).images
@@ -175,7 +201,7 @@ def test_cli_writes_a_grid_or_single_pictures_that_carry_their_prompt_and_checks
 
 
 def test_the_shipped_mnist_model_loads_into_this_code_and_follows_its_prompt():
-    assert (SHIPPED["mnist"] / "imagine.safetensors").stat().st_size < 4_000_000  # float16, a few MB
+    assert (SHIPPED["mnist"] / "imagine.safetensors").stat().st_size < 2_000_000  # int8, about 1.4 MB
     imaginer = load_imaginer("mnist")
     assert imaginer.config.trained["pictures"] == 60000 and imaginer.config.concepts[7] == "seven"
     embeddings = imaginer.embed(["a handwritten one", "a handwritten eight"]).repeat_interleave(12, 0)
@@ -189,6 +215,20 @@ def test_the_shipped_mnist_model_loads_into_this_code_and_follows_its_prompt():
             x, y = data["x_train"][:6000].reshape(6000, -1) / 255.0, data["y_train"][:6000]
         read = LogisticRegression(max_iter=300).fit(x, y).predict(pictures.reshape(24, -1) / 255.0)
         assert np.mean(read == np.repeat([1, 8], 12)) >= 0.9
+
+
+def test_the_shipped_fashion_model_loads_into_this_code_and_follows_its_prompt():
+    assert (SHIPPED["fashion"] / "imagine.safetensors").stat().st_size < 2_000_000
+    imaginer = load_imaginer("fashion")
+    assert imaginer.config.concepts[5] == "sandal" and imaginer.config.trained["pictures"] == 60000
+    prompts = ["a sandal", "a t-shirt", "trousers", "a bag"]
+    embeddings = imaginer.embed(prompts).repeat_interleave(12, 0)
+    pictures = to_pixels(sample(imaginer.model, embeddings, 10, 3.0, torch.Generator().manual_seed(0)), 28)
+    pictures = pictures.reshape(4, 12, 28, 28)
+    ink = pictures.astype(float).mean(axis=(2, 3))
+    assert ink[0].mean() < 0.5 * ink[1].mean()  # sandals are straps; t-shirts are filled
+    columns = (pictures > 64).any(axis=2).sum(axis=2)  # how wide the garment is
+    assert columns[2].mean() < 0.6 * columns[3].mean()  # trousers stand narrow; bags are wide
 
 
 def test_an_unknown_model_name_is_a_clear_error(tmp_path):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError, ReadError
 from .progress import check_cancelled
+from .weights import pack, unpack
 
 CONFIG_FILE, WEIGHTS_FILE = "imagine.json", "imagine.safetensors"
 TEXT_DIM = 384  # the MiniLM sentence embedding
@@ -172,13 +173,14 @@ def tile(pixels: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
     return grid
 
 
-def save_model(model: TextToImage, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """imagine.json + imagine.safetensors into FOLDER (float16 halves the file for shipping)."""
+def save_model(model: TextToImage, folder: str | Path, precision: str = "float32") -> Path:
+    """imagine.json + imagine.safetensors into FOLDER, stored at PRECISION (`weights.pack`: int8
+    quarters the file for shipping)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    tensors = pack(model.state_dict(), precision)
     temporary = folder / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(temporary), metadata={"format": "sensorium-imagine"})
     temporary.replace(folder / WEIGHTS_FILE)
@@ -206,9 +208,10 @@ def load_model(folder: str, stamp: float) -> tuple[TextToImage, str]:
         tensors = load_file(str(weights_path))
     except Exception as error:  # noqa: BLE001 - safetensors raises its own types for bad headers
         raise ReadError(weights_path, f"not a valid safetensors file ({error})") from None
+    tensors = unpack(tensors)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     if set(tensors) != set(shapes) or any(tensors[k].shape != shapes[k] for k in shapes):
         raise ReadError(weights_path, "weights do not fit the model its config describes")
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.load_state_dict(tensors)
     digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()[:16]
     return model.eval(), digest

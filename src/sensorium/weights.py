@@ -10,9 +10,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .errors import ReadError
+
+INT8_SCALE = ".int8_scale"  # suffix of the per-output-channel scale stored beside an int8 tensor
+PRECISIONS = ("float32", "float16", "int8")
 
 
 def save_model(model: nn.Module, folder: str | Path, stem: str, record: dict) -> Path:
@@ -25,6 +29,43 @@ def save_model(model: nn.Module, folder: str | Path, stem: str, record: dict) ->
     save_file(tensors, str(folder / f"{stem}.safetensors"))
     (folder / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return folder
+
+
+def pack(tensors: dict[str, Tensor], precision: str, smallest: int = 1024) -> dict[str, Tensor]:
+    """The state dict as it is stored at PRECISION: float32 as it is; float16 halves the file; int8
+    quarters it for weight matrices and convolution kernels of at least SMALLEST numbers (symmetric,
+    one float32 scale per output channel under NAME + INT8_SCALE), the rest in float16. Shipped
+    models use int8 so the package stays small; `unpack` turns any of them back into float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    packed = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu()
+        if not tensor.is_floating_point() or precision == "float32":
+            packed[name] = tensor.contiguous()
+        elif precision == "int8" and tensor.dim() >= 2 and tensor.numel() >= smallest:
+            rows = tensor.float().reshape(tensor.shape[0], -1)
+            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            packed[name] = (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8).reshape(tensor.shape)
+            packed[name + INT8_SCALE] = scale.contiguous()
+        else:
+            packed[name] = tensor.to(torch.float16).contiguous()
+    return packed
+
+
+def unpack(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`pack`'s output (any precision) back to a float32 state dict."""
+    state = {}
+    for name, tensor in tensors.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        scale = tensors.get(name + INT8_SCALE)
+        if scale is not None:
+            shape = (-1,) + (1,) * (tensor.dim() - 1)
+            state[name] = tensor.float() * scale.float().reshape(shape)
+        else:
+            state[name] = tensor.float() if tensor.is_floating_point() else tensor
+    return state
 
 
 def read_record(folder: str | Path, stem: str, expected_format: str, hint: str) -> dict:

@@ -17,7 +17,7 @@ def imagine(
     prompt: str = typer.Argument(..., help="What to draw, in words: \"a handwritten seven\", \"the digit 7\"."),
     out: Path = typer.Option(..., "-o", "--out", help="A .png file (one picture, or a grid of all of them), or a "
                              "folder (one PNG per picture)."),
-    model: str = typer.Option("mnist", "--model", help="A shipped model (mnist) or the folder `sensorium train` "
+    model: str = typer.Option("mnist", "--model", help="A shipped model (mnist, fashion) or the folder `sensorium train` "
                               "wrote for a text-to-image config."),
     n: int = typer.Option(8, "--n", help="How many pictures."),
     steps: int = typer.Option(50, "--steps", help="Sampling steps (DDIM): 10 is fast, 50 a little cleaner."),

@@ -29,7 +29,7 @@ from ..diffusion import CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, l
 from ..errors import ModelError
 
 SHIPPED_DIR = Path(__file__).parent / "data"
-SHIPPED = {"mnist": SHIPPED_DIR / "imagine-mnist"}  # models that come with the package
+SHIPPED = {name: SHIPPED_DIR / f"imagine-{name}" for name in ("mnist", "fashion")}  # models that come with the package
 MAX_IMAGES, MAX_STEPS, MAX_GUIDANCE = 64, 250, 20.0
 MAX_PROMPT_CHARS = 300
 

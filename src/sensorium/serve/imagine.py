@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1")
 
 class ImagineRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=300, description="What to draw, in words.")
-    model: str = Field("mnist", max_length=64, description="A model shipped with Sensorium.")
+    model: str = Field("mnist", max_length=64, description="A model shipped with Sensorium: mnist or fashion.")
     n: int = Field(8, ge=1, le=MAX_SERVED_IMAGES, description="How many pictures (one grid).")
     steps: int = Field(20, ge=1, le=MAX_SERVED_STEPS, description="DDIM sampling steps.")
     guidance: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance weight (0: the prompt alone).")
