@@ -1,5 +1,5 @@
 """The web page in headless Chromium: search by text, see thumbnails, search by a dropped photo,
-open a recording and play it from the matched time. A screenshot goes to artifacts/."""
+open a recording and play it from the matched time, draw pictures from words. A screenshot goes to artifacts/."""
 from __future__ import annotations
 
 import base64
@@ -123,5 +123,24 @@ def test_search_browse_drop_and_play_in_the_page(served):
         assert rocket.start - 0.5 <= matched < rocket.end  # at the words asked for, wherever Whisper cut segments
         page.wait_for_function(f"document.querySelector('#player').currentTime >= {matched - 0.1}")
         page.screenshot(path=str(artifacts / "serve_page.png"), full_page=True)
+
+        # drawing from words: a grid from the shipped digit model, its nearest concept, a warning when far
+        page.click("#imagining summary")
+        page.fill("#prompt", "a handwritten seven")
+        page.fill("#imagine-n", "4")
+        page.fill("#imagine-steps", "4")
+        page.click("#imagine-button")
+        page.wait_for_function("document.querySelector('#imagined-picture').naturalWidth > 0")
+        assert page.evaluate("document.querySelector('#imagined-picture').naturalWidth") >= 4 * 28
+        assert "nearest concepts: seven" in page.inner_text("#imagined-caption")
+        assert page.inner_text("#imagine-status") == ""
+        page.fill("#prompt", "a bowl of ramen")
+        page.click("#imagine-button")
+        page.wait_for_function("document.querySelector('#imagine-status').textContent.includes('far from')")
+        assert page.get_attribute("#imagine-status", "class") == "warning"
+        page.select_option("#imagine-model", "fashion")
+        page.fill("#prompt", "an ankle boot")
+        page.click("#imagine-button")
+        page.wait_for_function("document.querySelector('#imagined-caption').textContent.includes('nearest concepts: ankle boot')")
         browser.close()
     assert errors == []

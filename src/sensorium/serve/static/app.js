@@ -168,6 +168,38 @@ async function startIndex(event) {
   followJob(await response.json());
 }
 
+async function imagine(event) {
+  // Pictures from words: one PNG grid from a shipped model; its nearest concepts and any warning come as headers.
+  event.preventDefault();
+  const status = $("imagine-status");
+  const number = (id) => Number($(id).value);
+  $("imagine-button").disabled = true;
+  status.className = "";
+  status.textContent = "drawing…";
+  try {
+    const response = await fetch(`${API}/imagine`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt: $("prompt").value, model: $("imagine-model").value, n: number("imagine-n"),
+                             steps: number("imagine-steps"), guidance: number("imagine-guidance"),
+                             seed: number("imagine-seed") }),
+    });
+    if (!response.ok) { status.className = "error"; status.textContent = await problemText(response); return; }
+    const picture = $("imagined-picture");
+    if (picture.src) URL.revokeObjectURL(picture.src);
+    picture.src = URL.createObjectURL(await response.blob());
+    picture.alt = $("prompt").value;
+    const nearest = JSON.parse(response.headers.get("X-Imagine-Nearest") || "[]");
+    $("imagined-caption").textContent = `model ${response.headers.get("X-Imagine-Model")}; nearest concepts: ` +
+      nearest.map(([concept, similarity]) => `${concept} ${similarity.toFixed(2)}`).join(", ");
+    const warning = response.headers.get("X-Imagine-Warning");
+    status.className = warning ? "warning" : "";
+    status.textContent = warning ? JSON.parse(`"${warning}"`) : "";
+    $("imagined").hidden = false;
+  } finally {
+    $("imagine-button").disabled = false;
+  }
+}
+
 function setUpDrop() {
   const zone = $("drop");
   for (const name of ["dragenter", "dragover"]) {
@@ -184,6 +216,7 @@ function setUpDrop() {
 $("search-form").addEventListener("submit", searchText);
 $("example").addEventListener("change", (e) => searchExample(e.target.files[0]));
 $("index-form").addEventListener("submit", startIndex);
+$("imagine-form").addEventListener("submit", imagine);
 $("token").value = sessionStorage.getItem("sensorium-token") || "";
 setUpDrop();
 fetch(`${API}/health`).then((r) => r.json()).then((h) => {
