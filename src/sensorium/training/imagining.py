@@ -34,10 +34,11 @@ from ..errors import ConfigError, ReadError
 from ..diffusion import ImagineConfig, TextToImage, sample, save_model, schedulers, tile, to_pixels
 from .config import TrainConfig, fill_fields, read_toml
 from .sources import read_idx
+from .imagining_world import WORLD_SOURCE, world_pictures
 from .trainer import fit_own_loss, seed_everything, threads_for
 
 IMAGINE_TABLE, RUN_RECORD, MODEL_DIR, RUNS_DIR, SAMPLES_FILE = "imagine", "imagine-run.json", "model", "runs", "samples.png"
-PROMPT_SETS = ("digits", "fashion", "names")
+PROMPT_SETS = ("digits", "fashion", "names", "world")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -71,6 +72,9 @@ class ImagineTraining:
     ema: float = 0.999  # decay of the weights' moving average; the drawn model is the average
     samples_steps: int = 20  # RUN/samples.png: DDIM steps ...
     samples_guidance: float = 3.0  # ... and guidance
+    scenes: int = 40000  # data = "world": how many scenes to draw ...
+    condition: str = "A"  # ... under which colour condition (A, B or all) ...
+    object_sizes: list[str] = field(default_factory=lambda: ["large"])  # ... with objects of these sizes
 
 
 def digit_prompts() -> tuple[list[str], list[list[str]]]:
@@ -254,6 +258,18 @@ def parse_run(raw: dict[str, Any]) -> tuple[ImagineTraining, TrainConfig]:
         raise ConfigError("imagine.data: missing; name an .npz, a folder of IDX files or a folder of class folders")
     if settings.prompts not in PROMPT_SETS:
         raise ConfigError(f"imagine.prompts: one of {', '.join(PROMPT_SETS)}, got {settings.prompts!r}")
+    if (settings.data == WORLD_SOURCE) != (settings.prompts == "world"):
+        raise ConfigError('imagine.prompts: "world" goes with data = "world" (scenes drawn with their prompts), '
+                          "and only with it")
+    if settings.data == WORLD_SOURCE:
+        if settings.channels != 3 or settings.image_size != settings.size:
+            raise ConfigError("imagine.channels: the world's scenes are RGB (channels = 3) at image_size = size")
+        if settings.scenes <= 0:
+            raise ConfigError(f"imagine.scenes: must be positive, got {settings.scenes}")
+        if settings.condition not in ("A", "B", "all"):
+            raise ConfigError(f"imagine.condition: A, B or all, got {settings.condition!r}")
+        if not settings.object_sizes or not set(settings.object_sizes) <= {"small", "large"}:
+            raise ConfigError(f"imagine.object_sizes: small and/or large, got {settings.object_sizes}")
     if not 0 <= settings.drop_prompt < 1:
         raise ConfigError(f"imagine.drop_prompt: in [0, 1), got {settings.drop_prompt}")
     if not 0 < settings.ema < 1:
@@ -269,6 +285,7 @@ def parse_run(raw: dict[str, Any]) -> tuple[ImagineTraining, TrainConfig]:
 
 
 def model_config(settings: ImagineTraining, concepts: list[str], prompts: list[list[str]]) -> ImagineConfig:
+    """The model's config; PROMPTS are each concept's known prompts (what the unknown-prompt warning compares with)."""
     flat = [p for options in prompts for p in options]
     owners = [c for c, options in enumerate(prompts) for _ in options]
     return ImagineConfig(size=settings.size, image_size=settings.image_size, channels=settings.channels,
@@ -295,26 +312,18 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
             raise ConfigError(f"--resume: {out} holds no text-to-image run to resume ({RUN_RECORD} missing)")
         if json.loads(record_path.read_text(encoding="utf-8"))["config"] != raw:
             raise ConfigError(f"--resume: {config_path} differs from the config {out} was started with")
-    source = Path(settings.data)
-    source = source if source.is_absolute() else (config_path.parent / source).resolve()
     torch.set_num_threads(threads_for(train.threads))
     seed_everything(train.seed)
-    images, labels, class_names = read_labelled_images(source, settings.image_size, settings.channels)
-    chosen = cap_per_class(labels, settings.per_class, train.seed)
-    images, labels = images[chosen], labels[chosen]
-    concepts, prompts = prompts_for(settings.prompts, class_names)
-    config = model_config(settings, concepts, prompts)
-    embeddings = torch.from_numpy(np.asarray((text_encoder or TextEncoder()).encode(config.prompts), np.float32))
-    config.trained = {"data": str(source), "pictures": int(len(labels)), "prompts": settings.prompts,
-                      "epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr, "seed": train.seed,
-                      "drop_prompt": settings.drop_prompt, "ema": settings.ema}
+    encoder = text_encoder or TextEncoder()
+    if settings.data == WORLD_SOURCE:
+        config, images, labels, prompt_ids, embeddings, known = world_data(settings, train.seed, encoder)
+    else:
+        config, images, labels, prompt_ids, embeddings, known = class_data(settings, config_path, train.seed, encoder)
+    config.trained.update({"epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr, "seed": train.seed,
+                           "drop_prompt": settings.drop_prompt, "ema": settings.ema})
     model = TextToImage(config)
-    model.known_prompts.copy_(embeddings)
+    model.known_prompts.copy_(known)
     objective = DiffusionObjective(model, settings.ema, settings.drop_prompt)
-    starts = [0]
-    for options in prompts:
-        starts.append(starts[-1] + len(options))
-    prompt_ids = [list(range(starts[c], starts[c + 1])) for c in range(len(prompts))]
     data = ImagePromptData(images, labels, prompt_ids, embeddings, settings.size, train.seed)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -327,6 +336,42 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
     save_model(averaged, out / MODEL_DIR)
     write_samples(averaged, out / SAMPLES_FILE, settings.samples_steps, settings.samples_guidance, train.seed)
     return summary
+
+
+def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder):
+    """Labelled pictures (an .npz, IDX files or class folders), each paired with its class's prompts:
+    (model config, images, labels, prompt ids per label, prompt embeddings, the known prompts' embeddings:
+    the same here)."""
+    source = Path(settings.data)
+    source = source if source.is_absolute() else (config_path.parent / source).resolve()
+    images, labels, class_names = read_labelled_images(source, settings.image_size, settings.channels)
+    chosen = cap_per_class(labels, settings.per_class, seed)
+    images, labels = images[chosen], labels[chosen]
+    concepts, prompts = prompts_for(settings.prompts, class_names)
+    config = model_config(settings, concepts, prompts)
+    config.trained = {"data": str(source), "pictures": int(len(labels)), "prompts": settings.prompts}
+    embeddings = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
+    starts = np.cumsum([0] + [len(options) for options in prompts])
+    prompt_ids = [list(range(starts[c], starts[c + 1])) for c in range(len(prompts))]
+    return config, images, labels, prompt_ids, embeddings, embeddings
+
+
+def world_data(settings: ImagineTraining, seed: int, encoder):
+    """The world's scenes drawn now, each its own "label" with its own true prompts: (model config,
+    images, labels, prompt ids per scene, embeddings of every distinct prompt, the known prompts' embeddings)."""
+    world = world_pictures(settings.scenes, settings.size, settings.condition, seed, tuple(settings.object_sizes))
+    by_concept = [[] for _ in world.concepts]
+    for text, owner in zip(world.known, world.known_concepts):
+        by_concept[owner].append(text)
+    config = model_config(settings, world.concepts, by_concept)
+    config.trained = {"data": WORLD_SOURCE, "pictures": settings.scenes, "prompts": "world",
+                      "condition": settings.condition, "object_sizes": list(settings.object_sizes)}
+    distinct = sorted({text for options in world.prompts for text in options})
+    number = {text: i for i, text in enumerate(distinct)}
+    embeddings = torch.from_numpy(np.asarray(encoder.encode(distinct), np.float32))
+    prompt_ids = [[number[text] for text in options] for options in world.prompts]
+    known = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
+    return config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known
 
 
 def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, seed: int, per_concept: int = 8) -> None:

@@ -108,7 +108,8 @@ def noun_phrase(description: Mapping[Attribute, str], rng: random.Random, plural
     return " ".join(words)
 
 
-def _article(phrase: str) -> str:
+def article(phrase: str) -> str:
+    """"red cube" -> "a red cube", "orange" -> "an orange"."""
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
@@ -167,13 +168,13 @@ def _mention(description: Description, objects: list[WorldObject], **extra) -> d
 def _caption_object(scene: Scene, rng) -> Caption | None:
     obj = _pick(rng, scene.objects)
     description = partial_description(obj, rng, must_shape=True)
-    phrase = _article(noun_phrase(description, rng))
+    phrase = article(noun_phrase(description, rng))
     text = _pick(rng, ["{}", "there is {}", "{} on the floor"]).format(phrase)
     return Caption(text, "object", [_mention(description, [obj])])
 
 
 def _count_words(count: int, phrase_one: str, phrase_many: str) -> str:
-    return _article(phrase_one) if count == 1 else f"{NUMBER_WORDS[count]} {phrase_many}"
+    return article(phrase_one) if count == 1 else f"{NUMBER_WORDS[count]} {phrase_many}"
 
 
 def _caption_count(scene: Scene, rng) -> Caption | None:
@@ -205,7 +206,7 @@ def _caption_relation(scene: Scene, rng) -> Caption | None:
             continue
         chosen = [o for o, v in zip(group, verdicts) if v]
         subject = _count_words(len(chosen), noun_phrase(description, rng), noun_phrase(description, rng, plural=True))
-        text = f"{subject} {RELATION_WORDS[relation]} {_article(noun_phrase(anchor_description, rng))}"
+        text = f"{subject} {RELATION_WORDS[relation]} {article(noun_phrase(anchor_description, rng))}"
         if len(chosen) < len(group):
             continue  # "two spheres left of the cube" would hide a third sphere on the right: say it only when all are
         return Caption(text, "relation", [_mention(description, chosen, relation=relation.value, anchor=anchor.id),
@@ -218,7 +219,7 @@ def _caption_pair(scene: Scene, rng) -> Caption | None:
         return None
     first, second = rng.sample(scene.objects, 2)
     d1, d2 = (partial_description(o, rng, must_shape=True) for o in (first, second))
-    text = f"{_article(noun_phrase(d1, rng))} and {_article(noun_phrase(d2, rng))}"
+    text = f"{article(noun_phrase(d1, rng))} and {article(noun_phrase(d2, rng))}"
     return Caption(text, "pair", [_mention(d1, [first]), _mention(d2, [second])])
 
 

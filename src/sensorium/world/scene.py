@@ -74,6 +74,7 @@ class SceneOptions:
     antialias: int = 1
     min_visible: float = 0.35  # least share of each silhouette left in view
     min_pixels: float = 18.0  # least visible area of each object, in pixels at size 128 (scaled with size)
+    sizes: tuple[str, ...] = SIZES  # the object sizes drawn (("large",) keeps shapes readable in small pictures)
 
     def __post_init__(self):
         if not 32 <= self.size <= 512:
@@ -82,6 +83,8 @@ class SceneOptions:
             raise ValueError(f"objects: need 1 <= min ({self.min_objects}) <= max ({self.max_objects}) <= {MAX_OBJECTS}")
         if not 1 <= self.antialias <= 4:
             raise ValueError(f"antialias: {self.antialias} is outside 1-4")
+        if not self.sizes or not set(self.sizes) <= set(SIZES):
+            raise ValueError(f"sizes: some of {', '.join(SIZES)}, got {self.sizes}")
 
 
 @dataclass
@@ -116,11 +119,12 @@ def _choose(options: tuple[str, ...], u: float) -> str:
     return options[min(int(u * len(options)), len(options) - 1)]
 
 
-def _draw_objects(rng: np.random.Generator, count: int, condition: Condition) -> list[WorldObject] | None:
+def _draw_objects(rng: np.random.Generator, count: int, condition: Condition,
+                  sizes: tuple[str, ...] = SIZES) -> list[WorldObject] | None:
     objects: list[WorldObject] = []
     draws = rng.random((count, 4))  # shape, size, colour, material
     for number in range(count):
-        shape, size = _choose(SHAPES, draws[number, 0]), _choose(SIZES, draws[number, 1])
+        shape, size = _choose(SHAPES, draws[number, 0]), _choose(sizes, draws[number, 1])
         radius = SIZE_RADIUS[size]
         for _ in range(40):
             x, z = rng.uniform(-FLOOR_HALF + radius, FLOOR_HALF - radius, size=2)
@@ -162,7 +166,7 @@ def generate_scene(seed: int, index: int, options: SceneOptions = SceneOptions()
     rng = scene_rng(seed, index)
     count = int(rng.integers(options.min_objects, options.max_objects + 1))
     for attempt in range(200):
-        objects = _draw_objects(rng, count, options.condition)
+        objects = _draw_objects(rng, count, options.condition, tuple(options.sizes))
         if objects is None:
             continue
         solids = solids_of(objects)
