@@ -10,7 +10,9 @@
   extractor; Inception's weights would download), generated vs the real test set, with the
   real-vs-real floor (two disjoint real sets of the same size) beside it.
 - **CAS** (Ravuri & Vinyals 2019): the judge's network trained on generated pictures only, tested
-  on the real test set; the same network trained on as many real pictures beside it.
+  on the real test set; the same network trained on as many real pictures beside it. The guidance
+  weight for CAS (of --cas-guidance, default 0, 1, 3) is the one whose classifier reads best a
+  validation split of real training pictures; only that one is tested.
 - **Diversity**: mean pairwise distance of judge features within a prompt, generated vs real.
 - **Guidance sweep** (w = 0, 1, 3, 5): adherence and FID, plotted to docs/experiments/.
 - **Speed**: pictures/s at 50 and 10 steps on one core (batches of 16, guidance on).
@@ -113,6 +115,24 @@ def balanced(images: np.ndarray, labels: np.ndarray, per: int, seed: int, skip: 
     return images[rows], labels[rows]
 
 
+def cas_scores(imaginer, args, x_train, y_train, x_test, y_test) -> tuple[float, float, float, list[tuple[float, float]]]:
+    """CAS at the guidance weight (of --cas-guidance) whose classifier scores best on a validation split
+    of real training pictures, disjoint from the real-trained baseline's: (test CAS, that weight,
+    the baseline's test accuracy, [(weight, validation CAS)]). The test set is read once, at the end."""
+    texts = prompts(args.dataset, SEEN[args.dataset])
+    real_x, real_y = balanced(x_train, y_train, args.cas_per, seed=args.seed)
+    valid_x, valid_y = balanced(x_train, y_train, args.cas_per, seed=args.seed, skip=args.cas_per)
+    tried, models = [], {}
+    for w in (float(v) for v in args.cas_guidance.split(",")):
+        fake_x, fake_y = draw(imaginer, texts, args.cas_per, args.cas_steps, w, args.seed + 7)
+        models[w] = train_judge(fake_x, fake_y, epochs=3, seed=args.seed, progress=f"CAS classifier, w={w:g}")
+        tried.append((w, float(np.mean(predict(models[w], valid_x)[0] == valid_y))))
+    best = max(tried, key=lambda t: t[1])[0]
+    cas = float(np.mean(predict(models[best], x_test)[0] == y_test))
+    same = train_judge(real_x, real_y, epochs=3, seed=args.seed, progress="the same on as many real pictures")
+    return cas, best, float(np.mean(predict(same, x_test)[0] == y_test)), tried
+
+
 def speed(imaginer, steps: int, count: int = 16, repeats: int = 2) -> float:
     from sensorium.generation.imagine import sample
 
@@ -174,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cas-per", type=int, default=500, help="generated training pictures per class for CAS")
     parser.add_argument("--cas-steps", type=int, default=10)
+    parser.add_argument("--cas-guidance", default="0,1,3",
+                        help="guidance weights tried for CAS; the best on a validation split is tested")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="20 per prompt, 50 per class for CAS, no sweep")
     parser.add_argument("--plot", type=Path, default=None, help="where the guidance plot goes")
@@ -234,15 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         plot(sweep, floor, out)
         print(f"plot: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
-    texts = prompts(args.dataset, SEEN[args.dataset])
-    fake_x, fake_y = draw(imaginer, texts, args.cas_per, args.cas_steps, 3.0, args.seed + 7)
-    cas_model = train_judge(fake_x, fake_y, epochs=3, seed=args.seed, progress="CAS classifier on generated pictures")
-    cas = float(np.mean(predict(cas_model, x_test)[0] == y_test))
-    real_x, real_y = balanced(x_train, y_train, args.cas_per, seed=args.seed)
-    same = train_judge(real_x, real_y, epochs=3, seed=args.seed, progress="the same on as many real pictures")
-    baseline = float(np.mean(predict(same, x_test)[0] == y_test))
-    print(f"\nCAS: {cas:.4f} (trained on {len(fake_y)} generated, {args.cas_steps} steps, w=3; tested on "
-          f"{len(y_test)} real); the same trained on {len(real_y)} real pictures: {baseline:.4f}")
+    cas, best, baseline, tried = cas_scores(imaginer, args, x_train, y_train, x_test, y_test)
+    print("\nCAS on a validation split of real training pictures (never the test set), by guidance: "
+          + ", ".join(f"w={w:g} {v:.4f}" for w, v in tried))
+    print(f"CAS: {cas:.4f} (w={best:g}, chosen on validation; trained on {args.cas_per} "
+          f"generated per class, {args.cas_steps} steps; tested on {len(y_test)} real); the same trained on as many real "
+          f"training pictures: {baseline:.4f}")
 
     fast, slow = speed(imaginer, 10), speed(imaginer, 50)
     print(f"speed, one core, batches of 16, guidance on: {fast:.2f} pictures/s at 10 steps, {slow:.2f} at 50 steps")
