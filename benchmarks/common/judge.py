@@ -42,36 +42,44 @@ class Judge(nn.Module):
         return self.head(self.features(pixels))
 
 
-def train_judge(images: np.ndarray, labels: np.ndarray, epochs: int = 3, seed: int = 0, batch: int = 128,
-                progress: str = "judge") -> Judge:
-    """A judge trained on (images uint8 (N, 28, 28), labels); shifts of up to 2 px keep it from
-    reading position as class."""
+def fit(model: nn.Module, count: int, loss_of, epochs: int, seed: int, batch: int = 128, label: str = "judge",
+        lr: float = 2e-3) -> nn.Module:
+    """AdamW with one-cycle over EPOCHS shuffled passes of COUNT rows; `loss_of(rows, rng)` gives a batch's loss.
+    (The caller seeds torch before building MODEL.)"""
     from rich.progress import Progress
 
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Judge(int(labels.max()) + 1)
-    steps = epochs * -(-len(images) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=steps)
-    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    steps = epochs * -(-count // batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
     model.train()
     with Progress(transient=True) as bar:
-        task = bar.add_task(f"training the {progress}", total=steps)
+        task = bar.add_task(f"training the {label}", total=steps)
         for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(images)))
-            for start in range(0, len(order), batch):
-                rows = order[start:start + batch]
-                x = x_all[rows]
-                dy, dx = (int(v) for v in rng.integers(-2, 3, 2))
-                x = torch.roll(x, (dy, dx), (1, 2))
-                loss = F.cross_entropy(model.logits(x), y_all[rows])
+            order = torch.from_numpy(rng.permutation(count))
+            for start in range(0, count, batch):
+                loss = loss_of(order[start:start + batch], rng)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 bar.advance(task)
     return model.eval()
+
+
+def train_judge(images: np.ndarray, labels: np.ndarray, epochs: int = 3, seed: int = 0, batch: int = 128,
+                progress: str = "judge") -> Judge:
+    """A judge trained on (images uint8 (N, 28, 28), labels); shifts of up to 2 px keep it from
+    reading position as class."""
+    torch.manual_seed(seed)
+    model = Judge(int(labels.max()) + 1)
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+    def loss_of(rows, rng):
+        dy, dx = (int(v) for v in rng.integers(-2, 3, 2))
+        return F.cross_entropy(model.logits(torch.roll(x_all[rows], (dy, dx), (1, 2))), y_all[rows])
+
+    return fit(model, len(images), loss_of, epochs, seed, batch, progress)
 
 
 @torch.inference_mode()

@@ -1,6 +1,6 @@
 """The judge of generated world scenes: which colour-shape objects a picture shows, and where.
 
-A small CNN trained on real rendered scenes of every colour condition (so a held-out combination
+A small CNN trained on 12,000 real rendered scenes of every colour condition (so a held-out combination
 is no stranger to it), never shown to the generator. For each of the world's 40 (colour, shape)
 combinations it predicts whether one is in the picture, the column of its centre and its depth
 (the world's own annotations are the targets). Prompt adherence is then read exactly as the
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from benchmarks.common.judge import fit
 from sensorium.training.imagining_world import combinations
 from sensorium.world import Condition, SceneOptions, generate_scene
 from sensorium.world.relations import Relation
@@ -71,33 +72,18 @@ COLUMN_MEAN, COLUMN_SCALE, DEPTH_MEAN, DEPTH_SCALE = 0.5, 0.15, 8.0, 1.0
 
 def train_world_judge(images: np.ndarray, targets: np.ndarray, epochs: int = 4, seed: int = 0,
                       batch: int = 128) -> WorldJudge:
-    from rich.progress import Progress
-
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     model = WorldJudge(images.shape[1])
-    steps = epochs * -(-len(images) // batch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=steps)
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(targets)
-    model.train()
-    with Progress(transient=True) as bar:
-        task = bar.add_task("training the world judge", total=steps)
-        for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(images)))
-            for start in range(0, len(order), batch):
-                rows = order[start:start + batch]
-                out, y = model(x_all[rows]), y_all[rows]
-                there = y[:, 0]
-                column, depth = (y[:, 1] - COLUMN_MEAN) / COLUMN_SCALE, (y[:, 2] - DEPTH_MEAN) / DEPTH_SCALE
-                place = ((out[:, 1] - column) ** 2 + (out[:, 2] - depth) ** 2) * there
-                loss = F.binary_cross_entropy_with_logits(out[:, 0], there) + place.sum() / there.sum().clamp_min(1)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                bar.advance(task)
-    return model.eval()
+
+    def loss_of(rows, rng):
+        out, y = model(x_all[rows]), y_all[rows]
+        there = y[:, 0]
+        column, depth = (y[:, 1] - COLUMN_MEAN) / COLUMN_SCALE, (y[:, 2] - DEPTH_MEAN) / DEPTH_SCALE
+        place = ((out[:, 1] - column) ** 2 + (out[:, 2] - depth) ** 2) * there
+        return F.binary_cross_entropy_with_logits(out[:, 0], there) + place.sum() / there.sum().clamp_min(1)
+
+    return fit(model, len(images), loss_of, epochs, seed, batch, "world judge")
 
 
 @torch.inference_mode()
@@ -118,7 +104,7 @@ def relation_right(reading: Reading, row: int, subject: tuple[str, str], relatio
     return bool(gap < 0) if relation == Relation.FRONT else bool(gap > 0)
 
 
-def cached_world_judge(cache: Path, size: int = 64, count: int = 30000, epochs: int = 4, seed: int = 9001) -> WorldJudge:
+def cached_world_judge(cache: Path, size: int = 64, count: int = 12000, epochs: int = 3, seed: int = 9001) -> WorldJudge:
     """The judge trained once on COUNT real scenes (seed SEED, every condition) and kept in CACHE."""
     from safetensors.torch import load_file, save_file
 
