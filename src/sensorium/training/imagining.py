@@ -34,11 +34,11 @@ from ..errors import ConfigError, ReadError
 from ..diffusion import ImagineConfig, TextToImage, sample, save_model, schedulers, tile, to_pixels
 from .config import TrainConfig, fill_fields, read_toml
 from .sources import read_idx
-from .imagining_world import WORLD_SOURCE, world_pictures
+from .imagining_world import WORLD_PROMPTS, WORLD_SOURCE, check_world_settings, world_pictures
 from .trainer import fit_own_loss, seed_everything, threads_for
 
 IMAGINE_TABLE, RUN_RECORD, MODEL_DIR, RUNS_DIR, SAMPLES_FILE = "imagine", "imagine-run.json", "model", "runs", "samples.png"
-PROMPT_SETS = ("digits", "fashion", "names", "world")
+PROMPT_SETS = ("digits", "fashion", "names", WORLD_PROMPTS)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -258,18 +258,11 @@ def parse_run(raw: dict[str, Any]) -> tuple[ImagineTraining, TrainConfig]:
         raise ConfigError("imagine.data: missing; name an .npz, a folder of IDX files or a folder of class folders")
     if settings.prompts not in PROMPT_SETS:
         raise ConfigError(f"imagine.prompts: one of {', '.join(PROMPT_SETS)}, got {settings.prompts!r}")
-    if (settings.data == WORLD_SOURCE) != (settings.prompts == "world"):
-        raise ConfigError('imagine.prompts: "world" goes with data = "world" (scenes drawn with their prompts), '
-                          "and only with it")
+    if (settings.data == WORLD_SOURCE) != (settings.prompts == WORLD_PROMPTS):
+        raise ConfigError(f'imagine.prompts: "{WORLD_PROMPTS}" goes with data = "{WORLD_SOURCE}" (scenes drawn with '
+                          "their prompts), and only with it")
     if settings.data == WORLD_SOURCE:
-        if settings.channels != 3 or settings.image_size != settings.size:
-            raise ConfigError("imagine.channels: the world's scenes are RGB (channels = 3) at image_size = size")
-        if settings.scenes <= 0:
-            raise ConfigError(f"imagine.scenes: must be positive, got {settings.scenes}")
-        if settings.condition not in ("A", "B", "all"):
-            raise ConfigError(f"imagine.condition: A, B or all, got {settings.condition!r}")
-        if not settings.object_sizes or not set(settings.object_sizes) <= {"small", "large"}:
-            raise ConfigError(f"imagine.object_sizes: small and/or large, got {settings.object_sizes}")
+        check_world_settings(settings)
     if not 0 <= settings.drop_prompt < 1:
         raise ConfigError(f"imagine.drop_prompt: in [0, 1), got {settings.drop_prompt}")
     if not 0 < settings.ema < 1:
@@ -316,15 +309,17 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
     seed_everything(train.seed)
     encoder = text_encoder or TextEncoder()
     if settings.data == WORLD_SOURCE:
-        config, images, labels, prompt_ids, embeddings, known = world_data(settings, train.seed, encoder)
+        pictures = world_data(settings, train.seed, encoder)
     else:
-        config, images, labels, prompt_ids, embeddings, known = class_data(settings, config_path, train.seed, encoder)
+        pictures = class_data(settings, config_path, train.seed, encoder)
+    config = pictures.config
     config.trained.update({"epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr, "seed": train.seed,
                            "drop_prompt": settings.drop_prompt, "ema": settings.ema})
     model = TextToImage(config)
-    model.known_prompts.copy_(known)
+    model.known_prompts.copy_(pictures.known)
     objective = DiffusionObjective(model, settings.ema, settings.drop_prompt)
-    data = ImagePromptData(images, labels, prompt_ids, embeddings, settings.size, train.seed)
+    data = ImagePromptData(pictures.images, pictures.labels, pictures.prompt_ids, pictures.embeddings, settings.size,
+                           train.seed)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         record_path.write_text(json.dumps({"config": raw, "settings": asdict(settings)}, indent=1), encoding="utf-8")
@@ -338,10 +333,21 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
     return summary
 
 
-def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder):
-    """Labelled pictures (an .npz, IDX files or class folders), each paired with its class's prompts:
-    (model config, images, labels, prompt ids per label, prompt embeddings, the known prompts' embeddings:
-    the same here)."""
+@dataclass
+class TrainingPictures:
+    """What a text-to-image run learns from: pictures, each with a label whose prompts may stand for it."""
+
+    config: ImagineConfig  # the model's config, its `trained` record begun
+    images: np.ndarray  # (N, H, W[, 3]) uint8
+    labels: np.ndarray  # (N,) a class, or (the world) the scene's own number
+    prompt_ids: list[list[int]]  # per label: rows of EMBEDDINGS that may stand for it
+    embeddings: Tensor  # (P, D) every training prompt's sentence embedding
+    known: Tensor  # (K, D) the known prompts' embeddings: what the far-prompt warning compares with
+
+
+def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder) -> TrainingPictures:
+    """Labelled pictures (an .npz, IDX files or class folders), each paired with its class's prompts (which are
+    also the known prompts)."""
     source = Path(settings.data)
     source = source if source.is_absolute() else (config_path.parent / source).resolve()
     images, labels, class_names = read_labelled_images(source, settings.image_size, settings.channels)
@@ -353,25 +359,25 @@ def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder)
     embeddings = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
     starts = np.cumsum([0] + [len(options) for options in prompts])
     prompt_ids = [list(range(starts[c], starts[c + 1])) for c in range(len(prompts))]
-    return config, images, labels, prompt_ids, embeddings, embeddings
+    return TrainingPictures(config, images, labels, prompt_ids, embeddings, embeddings)
 
 
-def world_data(settings: ImagineTraining, seed: int, encoder):
-    """The world's scenes drawn now, each its own "label" with its own true prompts: (model config,
-    images, labels, prompt ids per scene, embeddings of every distinct prompt, the known prompts' embeddings)."""
+def world_data(settings: ImagineTraining, seed: int, encoder) -> TrainingPictures:
+    """The world's scenes drawn now, each its own label with its own true prompts; the known prompts are the
+    single-object phrases of the 40 colour-shape concepts."""
     world = world_pictures(settings.scenes, settings.size, settings.condition, seed, tuple(settings.object_sizes))
     by_concept = [[] for _ in world.concepts]
     for text, owner in zip(world.known, world.known_concepts):
         by_concept[owner].append(text)
     config = model_config(settings, world.concepts, by_concept)
-    config.trained = {"data": WORLD_SOURCE, "pictures": settings.scenes, "prompts": "world",
+    config.trained = {"data": WORLD_SOURCE, "pictures": settings.scenes, "prompts": WORLD_PROMPTS,
                       "condition": settings.condition, "object_sizes": list(settings.object_sizes)}
     distinct = sorted({text for options in world.prompts for text in options})
     number = {text: i for i, text in enumerate(distinct)}
     embeddings = torch.from_numpy(np.asarray(encoder.encode(distinct), np.float32))
     prompt_ids = [[number[text] for text in options] for options in world.prompts]
     known = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
-    return config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known
+    return TrainingPictures(config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known)
 
 
 def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, seed: int, per_concept: int = 8) -> None:

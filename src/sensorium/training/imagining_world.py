@@ -4,7 +4,8 @@ Scenes of one or two objects are drawn on the spot (`sensorium.world`, no files)
 paired with prompts that are true of it by construction: "a large red metal cube", "a blue
 sphere to the left of a small yellow cone", "a picture of a green ring and a brown cylinder". A
 relation is said only when the picture makes it clear (`world.relations`), colour and shape are
-always named, size and material now and then.
+always named, material now and then, and size now and then when the scenes mix sizes (with one
+size, naming it would teach nothing).
 
 Scenes follow a colour condition, as in CLEVR's CoGenT: under A, cubes are never red, green,
 purple or cyan and cylinders never gray, blue, brown or yellow; B swaps the two. A model trained
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..world import Condition, SceneOptions, generate_scene
 from ..world.language import RELATION_WORDS, article, describe, noun_phrase
 from ..world.relations import Relation, relation_holds
 from ..world.scene import Scene, WorldObject
 from ..world.vocabulary import COLOURS, SHAPES, Attribute, colours_for
 
-WORLD_SOURCE = "world"  # imagine.data: scenes drawn on the spot
+WORLD_SOURCE = "world"  # imagine.data: scenes drawn on the spot ...
+WORLD_PROMPTS = "world"  # ... and imagine.prompts: each scene's own true prompts
 TEMPLATES = ("{}", "{}", "a picture of {}", "a scene with {}")
 OPTIONAL = (Attribute.SIZE, Attribute.MATERIAL)  # named half of the time each; colour and shape always
 
@@ -49,6 +52,26 @@ def held_out_combinations(condition: Condition | str) -> list[tuple[str, str]]:
     """(colour, shape) pairs no scene of CONDITION shows: what a model trained on it never saw."""
     condition = Condition(condition)
     return [(c, s) for c, s in combinations() if c not in colours_for(s, condition)]
+
+
+def check_world_settings(settings) -> None:
+    """The world fields of an [imagine] table (SETTINGS: an ImagineTraining), checked by the world's own
+    types; ConfigError names the field."""
+    if settings.channels != 3 or settings.image_size != settings.size:
+        raise ConfigError("imagine.channels: the world's scenes are RGB (channels = 3) at image_size = size")
+    if settings.scenes <= 0:
+        raise ConfigError(f"imagine.scenes: must be positive, got {settings.scenes}")
+    try:
+        condition = Condition(settings.condition)
+    except ValueError:
+        raise ConfigError(f"imagine.condition: one of {', '.join(c.value for c in Condition)}, "
+                          f"got {settings.condition!r}") from None
+    try:
+        SceneOptions(size=settings.size, min_objects=1, max_objects=2, condition=condition,
+                     sizes=tuple(settings.object_sizes))
+    except ValueError as error:
+        field = "object_sizes" if str(error).startswith("sizes:") else "size"
+        raise ConfigError(f"imagine.{field}: {str(error).split(': ', 1)[-1]}") from None
 
 
 def object_phrase(obj: WorldObject, rng: random.Random, optional=OPTIONAL) -> str:
