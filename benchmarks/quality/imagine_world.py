@@ -71,11 +71,13 @@ def pair_prompts(count: int, held_out: list[tuple[str, str]], seed: int) -> list
 
 def judge_on_real(judge, size: int) -> tuple[float, float, float]:
     """(asked object found, other objects wrongly found, relation right when both found) on 2,000 real scenes."""
-    images, targets, scenes = real_scenes(2000, size, seed=77)
+    images, objects, scenes = real_scenes(2000, size, seed=77)
     reading = read(judge, images)
-    there = targets[:, 0] > 0
-    found = float(np.mean(reading.present[there] > 0.5))
-    false = float(np.mean(reading.present[~there] > 0.5))
+    there = np.zeros_like(reading.present, dtype=bool)
+    for row, held in enumerate(objects):
+        there[row, [k for k, *_ in held]] = True
+    found = float(np.mean(reading.present[there] > reading.threshold))
+    false = float(np.mean(reading.present[~there] > reading.threshold))
     rights = []
     for row, scene in enumerate(scenes):
         if len(scene.objects) < 2:
@@ -137,18 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     judge = cached_world_judge(CACHE, size)
     found, false, right = judge_on_real(judge, size)
     print(f"judge on 2,000 real scenes: asked object found {found:.4f}, absent ones wrongly found {false:.4f}, "
-          f"relation right {right:.4f}")
+          f"relation right {right:.4f} (presence threshold {float(judge.threshold):.2f}, chosen on other real scenes)")
     print(f"model {imaginer.model_id} (trained under condition {condition}; held out: "
           f"{', '.join(phrase(c) for c in held_out)}); {args.steps} steps, w = {args.guidance:g}")
 
     combos = combinations()
     pictures = draw(imaginer, [phrase(c) for c in combos], args.per, args.steps, args.guidance, args.seed)
     reading = read(judge, pictures)
-    hits = np.array([reading.present[row, INDEX[combos[row // args.per]]] > 0.5 for row in range(len(pictures))])
+    hits = np.array([reading.found(row, INDEX[combos[row // args.per]]) for row in range(len(pictures))])
     per_combo = hits.reshape(len(combos), args.per).mean(1)
     unseen = np.array([c in held_out for c in combos])
-    colour_hits = np.array([max(reading.present[row, INDEX[(combos[row // args.per][0], s)]] for s in
-                                {c[1] for c in combos}) > 0.5 for row in range(len(pictures))])
+    colour_hits = np.array([any(reading.found(row, INDEX[(combos[row // args.per][0], s)]) for s in
+                                {c[1] for c in combos}) for row in range(len(pictures))])
     print(f"\n| objects ({args.per} pictures each) | asked colour and shape found | asked colour found (any shape) |\n|---|---|---|")
     for label, mask in (("seen combinations", ~unseen), ("held-out combinations", unseen)):
         if mask.any():
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     both, right_given, held = [], [], []
     for row in range(len(pictures_2)):
         p = pairs[row // 2]
-        there = (reading_2.present[row, INDEX[p["subject"]]] > 0.5) and (reading_2.present[row, INDEX[p["anchor"]]] > 0.5)
+        there = reading_2.found(row, INDEX[p["subject"]]) and reading_2.found(row, INDEX[p["anchor"]])
         both.append(there)
         right_given.append(relation_right(reading_2, row, p["subject"], p["relation"], p["anchor"]) if there else None)
         held.append(p["held_out"])
