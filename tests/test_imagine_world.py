@@ -68,9 +68,10 @@ def world_config(folder, **imagine) -> str:
 
 
 def test_a_world_config_trains_and_draws_rgb_scenes(tmp_path):
-    train_imaginer(world_config(tmp_path), tmp_path / "run")
+    train_imaginer(world_config(tmp_path, patch=2), tmp_path / "run")  # 2 x 2 squares folded: a 16 px UNet
     imaginer = load_imaginer(tmp_path / "run")
     assert imaginer.config.trained["condition"] == "A" and imaginer.config.channels == 3
+    assert imaginer.config.patch == 2 and imaginer.model.unet.config.sample_size == 16
     drawn = imaginer.imagine("a red sphere to the left of a blue cone", n=2, steps=2, seed=0)
     assert drawn.images.shape == (2, 32, 32, 3) and drawn.images.dtype == np.uint8
     assert drawn.nearest[0].concept in {"red sphere", "blue cone"} and drawn.warning is None
@@ -86,3 +87,12 @@ def test_a_bad_world_config_names_its_field(tmp_path, change, field):
 
     with pytest.raises(ConfigError, match=field):
         parse_run(read_toml(world_config(tmp_path, **change)))
+
+
+def test_folding_pixel_squares_is_checked_against_the_picture_size(tmp_path):
+    from sensorium.training.config import read_toml
+
+    with pytest.raises(ConfigError, match=r"imagine\.patch: 1, 2 or 4, got 3"):
+        parse_run(read_toml(world_config(tmp_path, patch=3)))
+    with pytest.raises(ConfigError, match=r"imagine\.size: a multiple of 32 .* got 48"):
+        parse_run(read_toml(world_config(tmp_path, patch=4, size=48, image_size=48)))
