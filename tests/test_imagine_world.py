@@ -96,3 +96,15 @@ def test_folding_pixel_squares_is_checked_against_the_picture_size(tmp_path):
         parse_run(read_toml(world_config(tmp_path, patch=3)))
     with pytest.raises(ConfigError, match=r"imagine\.size: a multiple of 32 .* got 48"):
         parse_run(read_toml(world_config(tmp_path, patch=4, size=48, image_size=48)))
+
+
+def test_a_world_model_that_reads_token_states_trains_saves_and_draws(tmp_path):
+    prompt = "a red cube to the left of a blue sphere"
+    train_imaginer(world_config(tmp_path, patch=2, tokens=24), tmp_path / "run")
+    imaginer = load_imaginer(tmp_path / "run")
+    assert imaginer.config.tokens == 24 and imaginer.embed([prompt]).shape == (1, 25, 384)
+    drawn = imaginer.imagine(prompt, n=2, steps=2, seed=0)
+    assert drawn.images.shape == (2, 32, 32, 3) and drawn.warning is None
+    assert imaginer.imagine("a red cube", n=1, steps=1).nearest[0].concept == "red cube"
+    again = imaginer.imagine(prompt, n=2, steps=2, seed=0)
+    np.testing.assert_array_equal(drawn.images, again.images)

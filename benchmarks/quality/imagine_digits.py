@@ -139,7 +139,8 @@ def speed(imaginer, steps: int, count: int = 16, repeats: int = 2) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        embedding = imaginer.embed(["a handwritten seven"])[0].expand(count, -1).contiguous()
+        embedding = imaginer.embed(["a handwritten seven"])[0]
+        embedding = embedding.expand(count, *embedding.shape).contiguous()
         sample(imaginer.model, embedding, 2, 3.0)  # warm-up
         began = time.perf_counter()
         for _ in range(repeats):

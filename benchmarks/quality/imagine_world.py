@@ -98,7 +98,8 @@ def speed(imaginer, steps: int, count: int = 16) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        embedding = imaginer.embed(["a red sphere"])[0].expand(count, -1).contiguous()
+        embedding = imaginer.embed(["a red sphere"])[0]
+        embedding = embedding.expand(count, *embedding.shape).contiguous()
         sample(imaginer.model, embedding, 2, 3.0)
         began = time.perf_counter()
         sample(imaginer.model, embedding, steps, 3.0, torch.Generator().manual_seed(0))

@@ -44,6 +44,7 @@ class ImagineConfig:
     channels: int = 1
     widths: list[int] = field(default_factory=lambda: [32, 64, 64])
     attention: bool = True  # self-attention at the coarsest level
+    tokens: int = 0  # > 0: the UNet also reads the prompt's first TOKENS token states by cross-attention
     patch: int = 1  # side of the pixel squares folded into channels before the UNet (2: a 64 px RGB picture
     # runs as 32 px of 12 channels, a quarter of the positions to convolve; Hoogeboom et al. 2023 fold likewise)
     timesteps: int = 1000
@@ -56,6 +57,8 @@ class ImagineConfig:
     trained: dict[str, Any] = field(default_factory=dict)  # data, epochs, seed, figures: the record of its run
 
     def check(self) -> None:
+        if self.tokens and not 4 <= self.tokens <= 128:
+            raise ConfigError(f"tokens: 0 (the sentence vector only) or 4-128, got {self.tokens}")
         if self.patch not in (1, 2, 4):
             raise ConfigError(f"patch: 1, 2 or 4, got {self.patch}")
         if self.size % (8 * self.patch) or self.size < 8:
@@ -86,12 +89,33 @@ class ImagineConfig:
         return config
 
 
-class TextToImage(nn.Module):
-    """The denoiser: forward(noisy, timesteps, prompt embeddings, keep) -> the prediction (v or noise).
+def condition_width(config: ImagineConfig) -> tuple[int, ...]:
+    """The shape of one prompt's condition: (384,) the sentence vector, or with `tokens` (1 + tokens, 384):
+    the sentence vector, then the token states, zero rows after the prompt's end."""
+    return (1 + config.tokens, TEXT_DIM) if config.tokens else (TEXT_DIM,)
 
-    `keep` (B,) bool: False rows see the learned null embedding instead of their prompt. The
-    training prompts' embeddings ride along as a buffer, so the warning for unknown prompts needs
-    nothing but the weights file.
+
+def prompt_conditions(encoder, prompts: list[str], tokens: int = 0) -> Tensor:
+    """PROMPTS as a model of `tokens` reads them: ENCODER's sentence vectors (N, 384), or with tokens
+    (N, 1 + tokens, 384) the vectors followed by the token states (`TextEncoder.token_states`)."""
+    sentence = torch.from_numpy(np.asarray(encoder.encode(list(prompts)), dtype=np.float32))
+    if not tokens:
+        return sentence
+    states = torch.from_numpy(np.asarray(encoder.token_states(list(prompts), tokens), dtype=np.float32))
+    return torch.cat([sentence[:, None], states], 1)
+
+
+class TextToImage(nn.Module):
+    """The denoiser: forward(noisy, timesteps, prompt conditions, keep) -> the prediction (v or noise).
+
+    The sentence vector scales and shifts every residual block (FiLM). A sentence vector barely tells
+    "a red cube left of a blue ball" from "a blue ball left of a red cube" (cosine 0.986), so with
+    `tokens` the UNet's two coarser levels also read the token states by cross-attention, where
+    which words go with which stay apart.
+
+    `keep` (B,) bool: False rows see the learned null embedding (and a learned null token) instead
+    of their prompt. The training prompts' sentence vectors ride along as a buffer, so the warning
+    for unknown prompts needs nothing but the weights file.
     """
 
     def __init__(self, config: ImagineConfig):
@@ -103,22 +127,46 @@ class TextToImage(nn.Module):
         coarse = "Attn" if config.attention else ""
         embedding = config.widths[0] * 4  # diffusers' timestep embedding width
         folded = config.channels * config.patch ** 2
-        self.unet = UNet2DModel(
-            sample_size=config.size // config.patch, in_channels=folded, out_channels=folded,
-            block_out_channels=tuple(config.widths), layers_per_block=1, norm_num_groups=8, attention_head_dim=32,
-            down_block_types=("DownBlock2D", "DownBlock2D", f"{coarse}DownBlock2D"),
-            up_block_types=(f"{coarse}UpBlock2D", "UpBlock2D", "UpBlock2D"),
-            class_embed_type="identity", resnet_time_scale_shift="scale_shift")
+        common = dict(sample_size=config.size // config.patch, in_channels=folded, out_channels=folded,
+                      block_out_channels=tuple(config.widths), layers_per_block=1, norm_num_groups=8,
+                      class_embed_type="identity", resnet_time_scale_shift="scale_shift")
+        if config.tokens:
+            from diffusers import UNet2DConditionModel
+
+            self.unet = UNet2DConditionModel(
+                **common, cross_attention_dim=TEXT_DIM, attention_head_dim=[w // 32 for w in config.widths],
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                mid_block_type="UNetMidBlock2DCrossAttn",
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+            self.null_token = nn.Parameter(torch.zeros(TEXT_DIM))
+        else:
+            self.unet = UNet2DModel(
+                **common, attention_head_dim=32, down_block_types=("DownBlock2D", "DownBlock2D", f"{coarse}DownBlock2D"),
+                up_block_types=(f"{coarse}UpBlock2D", "UpBlock2D", "UpBlock2D"))
         self.condition = nn.Sequential(nn.Linear(TEXT_DIM, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
         self.null = nn.Parameter(torch.zeros(TEXT_DIM))
         self.register_buffer("known_prompts", torch.zeros(len(config.prompts), TEXT_DIM))
 
     def forward(self, noisy: Tensor, timesteps: Tensor, prompts: Tensor, keep: Tensor | None = None) -> Tensor:
-        if keep is not None:
-            prompts = torch.where(keep[:, None], prompts, self.null.to(prompts.dtype).expand_as(prompts))
         if self.config.patch > 1:
             noisy = nn.functional.pixel_unshuffle(noisy, self.config.patch)
-        out = self.unet(noisy, timesteps, class_labels=self.condition(prompts)).sample
+        if self.config.tokens:
+            if prompts.shape[1:] != condition_width(self.config):
+                raise ValueError(f"prompts: conditions of shape {condition_width(self.config)}, got "
+                                 f"{tuple(prompts.shape[1:])}")
+            sentence, tokens = prompts[:, 0], prompts[:, 1:]
+            if keep is not None:
+                sentence = torch.where(keep[:, None], sentence, self.null.to(sentence.dtype).expand_as(sentence))
+                alone = torch.zeros_like(tokens)
+                alone[:, 0] = self.null_token.to(tokens.dtype)
+                tokens = torch.where(keep[:, None, None], tokens, alone)
+            mask = tokens.abs().sum(-1) > 0
+            out = self.unet(noisy, timesteps, tokens, class_labels=self.condition(sentence),
+                            encoder_attention_mask=mask).sample
+        else:
+            if keep is not None:
+                prompts = torch.where(keep[:, None], prompts, self.null.to(prompts.dtype).expand_as(prompts))
+            out = self.unet(noisy, timesteps, class_labels=self.condition(prompts)).sample
         return nn.functional.pixel_shuffle(out, self.config.patch) if self.config.patch > 1 else out
 
 

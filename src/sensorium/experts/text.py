@@ -42,6 +42,7 @@ class TextEncoder:
         self.batch_size = batch_size
         self.backend = backend
         self._model = None
+        self._tokens = None  # the numpy model, for token states
 
     def model_dir(self) -> Path:
         if self.local_dir is not None:
@@ -79,6 +80,13 @@ class TextEncoder:
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def token_states(self, texts: list[str], max_tokens: int) -> np.ndarray:
+        """(N, MAX_TOKENS, 384): each text's per-token states, zero rows after its end (`NumpyMiniLM.token_states`;
+        the numpy path whatever the backend, since the exported graph gives only the pooled vector)."""
+        if self._tokens is None:
+            self._tokens = self._model if isinstance(self._model, NumpyMiniLM) else NumpyMiniLM(self.model_dir())
+        return self._tokens.token_states(list(texts), max_tokens)
 
     def info(self) -> ModelInfo:
         weights = self.model_dir() / "model.safetensors"
@@ -282,7 +290,35 @@ class NumpyMiniLM:
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         return _batched(self.tokenizer, texts, batch_size, self._forward)
 
+    def token_states(self, texts: list[str], max_tokens: int, batch_size: int = 64) -> np.ndarray:
+        """(N, MAX_TOKENS, 384) float32: each text's last-layer token states ([CLS] first, [SEP] last, cut
+        to MAX_TOKENS), zero rows after its end. Their masked mean, normalised, is `encode`'s vector."""
+        out = np.zeros((len(texts), max_tokens, self.weights["embeddings.word_embeddings.weight"].shape[1]),
+                       np.float32)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        lengths = np.array([min(len(e.ids), max_tokens) for e in encodings])
+        order = np.argsort(lengths, kind="stable")  # like lengths together: little padding
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for start in range(0, len(texts), batch_size):
+                chosen = order[start:start + batch_size]
+                width = int(lengths[chosen].max())
+                ids = np.zeros((len(chosen), width), np.int64)
+                mask = np.zeros((len(chosen), width), np.float32)
+                for row, number in enumerate(chosen):
+                    ids[row, :lengths[number]] = encodings[number].ids[:lengths[number]]
+                    mask[row, :lengths[number]] = 1.0
+                states = self._hidden(ids, mask) * mask[:, :, None]
+                out[chosen, :width] = states
+        return out
+
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        x = self._hidden(ids, mask)
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
+
+    def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(batch, width, 384): BERT's last layer."""
         w, eps = self.weights, self.eps
         batch, width = ids.shape
         x = (
@@ -311,7 +347,4 @@ class NumpyMiniLM:
             inner = _gelu(x @ self._t[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"])
             ffn = inner @ self._t[p + "output.dense.weight"] + w[p + "output.dense.bias"]
             x = _layer_norm(ffn + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
-        x = x.reshape(batch, width, hidden)
-        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled.astype(np.float32)
+        return x.reshape(batch, width, hidden)

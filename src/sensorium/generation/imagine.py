@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, load_model, sample, tile, to_pixels
+from ..diffusion import (CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, load_model, prompt_conditions, sample,
+                         tile, to_pixels)
 from ..errors import ModelError
 
 SHIPPED_DIR = Path(__file__).parent / "data"
@@ -86,16 +87,18 @@ class Imaginer:
         return self.model.config
 
     def embed(self, prompts: list[str]) -> Tensor:
+        """Each prompt's condition as the model reads it (`diffusion.condition_width`)."""
         if self._text is None:
             self._text = stock_text_encoder()
-        return torch.from_numpy(np.asarray(self._text.encode(prompts), dtype=np.float32))
+        return prompt_conditions(self._text, prompts, self.config.tokens)
 
     def nearest(self, embedding: Tensor, top: int = 3) -> list[Nearest]:
         """The model's concepts by their best cosine to the prompt over that concept's training prompts."""
         config = self.config
         if not config.concepts or not len(self.model.known_prompts):
             return []
-        similarity = (self.model.known_prompts.float() @ embedding.float()).numpy()
+        sentence = embedding[0] if embedding.dim() == 2 else embedding
+        similarity = (self.model.known_prompts.float() @ sentence.float()).numpy()
         best = np.full(len(config.concepts), -1.0)
         for value, concept in zip(similarity, config.prompt_concepts):
             best[concept] = max(best[concept], float(value))
@@ -119,7 +122,7 @@ class Imaginer:
             warning = (f"{prompt!r} is far from anything this model was trained to draw (nearest: {names}); "
                        f"it knows: {', '.join(self.config.concepts)}")
         generator = torch.Generator().manual_seed(int(seed))
-        drawn = sample(self.model, embedding.expand(n, -1).contiguous(), steps, guidance, generator)
+        drawn = sample(self.model, embedding.expand(n, *embedding.shape).contiguous(), steps, guidance, generator)
         return Imagined(to_pixels(drawn, self.config.image_size), prompt, int(seed), steps, float(guidance),
                         self.model_id, nearest, warning)
 

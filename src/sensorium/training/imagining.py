@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, ReadError
-from ..diffusion import ImagineConfig, TextToImage, sample, save_model, schedulers, tile, to_pixels
+from ..diffusion import (ImagineConfig, TextToImage, prompt_conditions, sample, save_model, schedulers, tile,
+                         to_pixels)
 from .config import TrainConfig, fill_fields, read_toml
 from .sources import read_idx
 from .imagining_world import WORLD_PROMPTS, WORLD_SOURCE, check_world_settings, world_pictures
@@ -69,6 +70,7 @@ class ImagineTraining:
     widths: list[int] = field(default_factory=lambda: [32, 64, 64])
     attention: bool = True
     patch: int = 1  # fold PATCH x PATCH pixel squares into channels before the UNet (2 for 64 px: faster)
+    tokens: int = 0  # > 0: cross-attention over the prompt's first TOKENS token states too (relations need it)
     drop_prompt: float = 0.1  # chance per picture of training without its prompt (classifier-free guidance)
     ema: float = 0.999  # decay of the weights' moving average; the drawn model is the average
     samples_steps: int = 20  # RUN/samples.png: DDIM steps ...
@@ -205,7 +207,7 @@ class ImagePromptData(Dataset):
 
 
 def collate_pictures(items) -> dict[str, Any]:
-    return {"pixels": torch.stack([i[0] for i in items]), "prompts": torch.stack([i[1] for i in items]),
+    return {"pixels": torch.stack([i[0] for i in items]), "prompts": torch.stack([i[1] for i in items]).float(),
             "size": len(items)}
 
 
@@ -283,7 +285,8 @@ def model_config(settings: ImagineTraining, concepts: list[str], prompts: list[l
     flat = [p for options in prompts for p in options]
     owners = [c for c, options in enumerate(prompts) for _ in options]
     return ImagineConfig(size=settings.size, image_size=settings.image_size, channels=settings.channels,
-                         widths=list(settings.widths), attention=settings.attention, patch=settings.patch, concepts=list(concepts),
+                         widths=list(settings.widths), attention=settings.attention, patch=settings.patch,
+                         tokens=settings.tokens, concepts=list(concepts),
                          prompts=flat, prompt_concepts=owners)
 
 
@@ -330,7 +333,7 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
     averaged = objective.averaged.eval()
     averaged.config = config
     save_model(averaged, out / MODEL_DIR)
-    write_samples(averaged, out / SAMPLES_FILE, settings.samples_steps, settings.samples_guidance, train.seed)
+    write_samples(averaged, out / SAMPLES_FILE, settings.samples_steps, settings.samples_guidance, train.seed, encoder)
     return summary
 
 
@@ -357,10 +360,11 @@ def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder)
     concepts, prompts = prompts_for(settings.prompts, class_names)
     config = model_config(settings, concepts, prompts)
     config.trained = {"data": str(source), "pictures": int(len(labels)), "prompts": settings.prompts}
-    embeddings = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
+    embeddings = training_conditions(encoder, config.prompts, settings.tokens)
     starts = np.cumsum([0] + [len(options) for options in prompts])
     prompt_ids = [list(range(starts[c], starts[c + 1])) for c in range(len(prompts))]
-    return TrainingPictures(config, images, labels, prompt_ids, embeddings, embeddings)
+    known = embeddings[:, 0].float() if settings.tokens else embeddings
+    return TrainingPictures(config, images, labels, prompt_ids, embeddings, known)
 
 
 def world_data(settings: ImagineTraining, seed: int, encoder) -> TrainingPictures:
@@ -375,19 +379,31 @@ def world_data(settings: ImagineTraining, seed: int, encoder) -> TrainingPicture
                       "condition": settings.condition, "object_sizes": list(settings.object_sizes)}
     distinct = sorted({text for options in world.prompts for text in options})
     number = {text: i for i, text in enumerate(distinct)}
-    embeddings = torch.from_numpy(np.asarray(encoder.encode(distinct), np.float32))
+    embeddings = training_conditions(encoder, distinct, settings.tokens)
     prompt_ids = [[number[text] for text in options] for options in world.prompts]
     known = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
     return TrainingPictures(config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known)
 
 
-def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, seed: int, per_concept: int = 8) -> None:
+def training_conditions(encoder, texts: list[str], tokens: int) -> Tensor:
+    """Every training prompt's condition (`diffusion.prompt_conditions`); with token states, float16 rows
+    (a world run holds tens of thousands of prompts: 25 KB each in float32)."""
+    if not tokens:
+        return prompt_conditions(encoder, texts, tokens)
+    chunk = 4096  # float32 states only a chunk at a time
+    return torch.cat([prompt_conditions(encoder, texts[s:s + chunk], tokens).half()
+                      for s in range(0, len(texts), chunk)])
+
+
+def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, seed: int, encoder,
+                  per_concept: int = 8) -> None:
     """A grid: one row per concept, drawn from its first training prompt."""
     from PIL import Image
 
     config = model.config
     first = [config.prompt_concepts.index(c) for c in range(len(config.concepts))]
-    prompts = model.known_prompts[first].float().repeat_interleave(per_concept, 0)
+    prompts = prompt_conditions(encoder, [config.prompts[i] for i in first], config.tokens)
+    prompts = prompts.repeat_interleave(per_concept, 0)
     pixels = to_pixels(sample(model, prompts, steps, guidance, torch.Generator().manual_seed(seed)), config.image_size)
     Image.fromarray(tile(pixels, per_concept)).save(path)
 
