@@ -345,8 +345,8 @@ class TrainingPictures:
     images: np.ndarray  # (N, H, W[, 3]) uint8
     labels: np.ndarray  # (N,) a class, or (the world) the scene's own number
     prompt_ids: list[list[int]]  # per label: rows of EMBEDDINGS that may stand for it
-    embeddings: Tensor  # (P, D) every training prompt's sentence embedding
-    known: Tensor  # (K, D) the known prompts' embeddings: what the far-prompt warning compares with
+    embeddings: Tensor  # (P, *condition_width) every training prompt's condition (sentence vector[, token states])
+    known: Tensor  # (K, 384) the known prompts' sentence vectors: what the far-prompt warning compares with
 
 
 def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder) -> TrainingPictures:
