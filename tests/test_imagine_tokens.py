@@ -18,16 +18,28 @@ def encoder():
     return TextEncoder()
 
 
-def test_token_states_pool_to_the_sentence_vector_and_end_in_zeros(encoder):
-    states = encoder.token_states(PROMPTS, 16)
+def test_one_pass_gives_the_sentence_vectors_and_token_states_that_pool_to_them(encoder):
+    vectors, states = encoder.encode_with_tokens(PROMPTS, 16)
     assert states.shape == (3, 16, 384) and states.dtype == np.float32
+    np.testing.assert_allclose(vectors, encoder.encode(PROMPTS), atol=1e-5)
     length = (np.abs(states).sum(-1) > 0).sum(1)
     assert length[2] == 3 and 10 < length[0] == length[1] <= 16  # [CLS] seven [SEP]; the same words reordered
     pooled = states.sum(1) / length[:, None]
     pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
-    np.testing.assert_allclose(pooled, encoder.encode(PROMPTS), atol=2e-4)
+    np.testing.assert_allclose(pooled, vectors, atol=2e-4)
     assert not np.allclose(states[0], states[1], atol=1e-2)  # the order of the words is in the states
-    assert encoder.token_states(PROMPTS, 4).shape == (3, 4, 384)  # cut, not refused
+    cut_vectors, cut = encoder.encode_with_tokens(PROMPTS, 4)
+    assert cut.shape == (3, 4, 384)  # cut, not refused
+    np.testing.assert_allclose(cut_vectors, vectors, atol=1e-5)  # the vector still pools every word
+    np.testing.assert_allclose(cut, states[:, :4], atol=1e-4)
+
+
+def test_the_numpy_backend_gives_the_same_token_states(encoder):
+    vectors, states = encoder.encode_with_tokens(PROMPTS, 16)
+    numpy_vectors, numpy_states = TextEncoder(backend="numpy").encode_with_tokens(PROMPTS, 16)
+    np.testing.assert_allclose(numpy_vectors, vectors, atol=1e-5)
+    np.testing.assert_allclose(numpy_states, states, atol=1e-3)
+    assert TextEncoder().encode_with_tokens([], 8)[1].shape == (0, 8, 384)
 
 
 def test_cross_attention_reads_the_tokens_and_the_null_condition_reads_nothing(encoder):

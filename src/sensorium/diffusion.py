@@ -97,12 +97,13 @@ def condition_width(config: ImagineConfig) -> tuple[int, ...]:
 
 def prompt_conditions(encoder, prompts: list[str], tokens: int = 0) -> Tensor:
     """PROMPTS as a model of `tokens` reads them: ENCODER's sentence vectors (N, 384), or with tokens
-    (N, 1 + tokens, 384) the vectors followed by the token states (`TextEncoder.token_states`)."""
-    sentence = torch.from_numpy(np.asarray(encoder.encode(list(prompts)), dtype=np.float32))
+    (N, 1 + tokens, 384) the vectors followed by the token states (`TextEncoder.encode_with_tokens`,
+    one pass of the text model for both)."""
     if not tokens:
-        return sentence
-    states = torch.from_numpy(np.asarray(encoder.token_states(list(prompts), tokens), dtype=np.float32))
-    return torch.cat([sentence[:, None], states], 1)
+        return torch.from_numpy(np.asarray(encoder.encode(list(prompts)), dtype=np.float32))
+    sentence, states = encoder.encode_with_tokens(list(prompts), tokens)
+    return torch.cat([torch.from_numpy(np.asarray(sentence, np.float32))[:, None],
+                      torch.from_numpy(np.asarray(states, np.float32))], 1)
 
 
 class TextToImage(nn.Module):

@@ -28,6 +28,7 @@ from .base import ModelInfo, package_version, sha256_of
 
 MAX_TOKENS = 256  # sentence_bert_config.json's max_seq_length (tokenizer.json says 128; ST overrides it)
 BACKENDS = ("onnx", "numpy", "torch")
+GRAPH_VERSION = 2  # of the exported graph's outputs (2: token states beside the vectors); a new one re-exports
 
 
 class TextEncoder:
@@ -42,7 +43,7 @@ class TextEncoder:
         self.batch_size = batch_size
         self.backend = backend
         self._model = None
-        self._tokens = None  # the numpy model, for token states
+        self._tokens = None  # the numpy model, for token states under the torch backend
 
     def model_dir(self) -> Path:
         if self.local_dir is not None:
@@ -81,12 +82,20 @@ class TextEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    def token_states(self, texts: list[str], max_tokens: int) -> np.ndarray:
-        """(N, MAX_TOKENS, 384): each text's per-token states, zero rows after its end (`NumpyMiniLM.token_states`;
-        the numpy path whatever the backend, since the exported graph gives only the pooled vector)."""
-        if self._tokens is None:
-            self._tokens = self._model if isinstance(self._model, NumpyMiniLM) else NumpyMiniLM(self.model_dir())
-        return self._tokens.token_states(list(texts), max_tokens)
+    def encode_with_tokens(self, texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """(`encode`'s vectors (N, 384), token states (N, max_tokens, 384)) from one pass of the model.
+
+        The states are the last layer's, [CLS] first and [SEP] last, cut to `max_tokens`, zero rows
+        after each text's end; the vectors pool every token, so they equal `encode`'s whatever the cut.
+        The torch backend reads them through the numpy model."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, max_tokens, self.dim), np.float32)
+        model = self._load()
+        if not isinstance(model, (OnnxMiniLM, NumpyMiniLM)):
+            if self._tokens is None:
+                self._tokens = NumpyMiniLM(self.model_dir())
+            model = self._tokens
+        return model.encode_with_tokens(list(texts), max_tokens, self.batch_size)
 
     def info(self) -> ModelInfo:
         weights = self.model_dir() / "model.safetensors"
@@ -169,8 +178,33 @@ def _batched(tokenizer, texts: list[str], batch_size: int, forward) -> np.ndarra
     return out
 
 
+def _batched_with_tokens(tokenizer, texts: list[str], batch_size: int, max_tokens: int,
+                         forward) -> tuple[np.ndarray, np.ndarray]:
+    """`_batched` for `forward(ids, mask) -> (vectors, masked states)`: vectors (N, 384) and the states
+    cut to `max_tokens` (N, max_tokens, 384), zero rows after each text's end."""
+    encodings = tokenizer.encode_batch(texts)
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    vectors = states = None
+    for start in range(0, len(texts), batch_size):
+        chosen = order[start:start + batch_size]
+        width = max(len(encodings[i].ids) for i in chosen)
+        ids = np.zeros((len(chosen), width), np.int64)
+        mask = np.zeros((len(chosen), width), np.float32)
+        for row, i in enumerate(chosen):
+            ids[row, : len(encodings[i].ids)] = encodings[i].ids
+            mask[row, : len(encodings[i].ids)] = 1.0
+        pooled, hidden = forward(ids, mask)
+        if vectors is None:
+            vectors = np.empty((len(texts), pooled.shape[1]), np.float32)
+            states = np.zeros((len(texts), max_tokens, pooled.shape[1]), np.float32)
+        vectors[chosen] = pooled
+        states[chosen, : min(width, max_tokens)] = hidden[:, :max_tokens]
+    return vectors, states
+
+
 def _export_minilm(folder: Path, target: Path, data_name: str) -> None:
-    """BERT + mean pooling + L2 norm as one ONNX graph (inputs: ids, mask; output: (n, 384)).
+    """BERT + mean pooling + L2 norm as one ONNX graph (inputs: ids, mask; outputs: vectors (n, 384) and
+    states (n, t, 384), the last layer's token states with zeros at padding, for models that read words).
 
     The graph is optimised once here (fused attention, layer norm and GELU) and saved with its
     weights in a separate file (`data_name`, beside `target`), which onnxruntime maps instead of
@@ -192,16 +226,18 @@ def _export_minilm(folder: Path, target: Path, data_name: str) -> None:
         def forward(self, ids, mask):
             hidden = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            return pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            states = hidden * weights
+            pooled = states.sum(1) / weights.sum(1).clamp(min=1e-9)
+            return pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-12), states
 
     raw, optimized = target.with_suffix(".raw"), target.with_suffix(".opt")
     try:
         ids = torch.tensor([[101, 1037, 3899, 102]])
         with torch.inference_mode():
             torch.onnx.export(Pooled(), (ids, torch.ones_like(ids)), str(raw), input_names=["ids", "mask"],
-                              output_names=["vectors"],
-                              dynamic_axes={"ids": {0: "n", 1: "t"}, "mask": {0: "n", 1: "t"}, "vectors": {0: "n"}},
+                              output_names=["vectors", "states"],
+                              dynamic_axes={"ids": {0: "n", 1: "t"}, "mask": {0: "n", 1: "t"}, "vectors": {0: "n"},
+                                            "states": {0: "n", 1: "t"}},
                               dynamo=False, opset_version=17)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # portable fusions
@@ -231,7 +267,7 @@ class OnnxMiniLM:
             raise ModelError(f"{weights}: missing (expected a sentence-transformers MiniLM folder)")
         stat = weights.stat()
         key = hashlib.sha256(f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{onnxruntime.__version__}"
-                             .encode()).hexdigest()[:16]
+                             f"|{GRAPH_VERSION}".encode()).hexdigest()[:16]
         self.tokenizer = _load_tokenizer(folder)
 
         def build(target: Path) -> None:
@@ -249,8 +285,15 @@ class OnnxMiniLM:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return _batched(self.tokenizer, texts, batch_size, self._forward)
 
+    def encode_with_tokens(self, texts: list[str], max_tokens: int, batch_size: int = 64):
+        return _batched_with_tokens(self.tokenizer, texts, batch_size, max_tokens, self._forward_both)
+
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"ids": ids, "mask": mask.astype(np.int64)})[0]
+        return self.session.run(["vectors"], {"ids": ids, "mask": mask.astype(np.int64)})[0]
+
+    def _forward_both(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vectors, states = self.session.run(["vectors", "states"], {"ids": ids, "mask": mask.astype(np.int64)})
+        return vectors, states
 
 
 class NumpyMiniLM:
@@ -290,26 +333,16 @@ class NumpyMiniLM:
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         return _batched(self.tokenizer, texts, batch_size, self._forward)
 
-    def token_states(self, texts: list[str], max_tokens: int, batch_size: int = 64) -> np.ndarray:
-        """(N, MAX_TOKENS, 384) float32: each text's last-layer token states ([CLS] first, [SEP] last, cut
-        to MAX_TOKENS), zero rows after its end. Their masked mean, normalised, is `encode`'s vector."""
-        out = np.zeros((len(texts), max_tokens, self.weights["embeddings.word_embeddings.weight"].shape[1]),
-                       np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        lengths = np.array([min(len(e.ids), max_tokens) for e in encodings])
-        order = np.argsort(lengths, kind="stable")  # like lengths together: little padding
+    def encode_with_tokens(self, texts: list[str], max_tokens: int, batch_size: int = 64):
+        """`TextEncoder.encode_with_tokens`: the vectors and the cut token states from one pass."""
         with _blas_controller().limit(limits=1, user_api="blas"):
-            for start in range(0, len(texts), batch_size):
-                chosen = order[start:start + batch_size]
-                width = int(lengths[chosen].max())
-                ids = np.zeros((len(chosen), width), np.int64)
-                mask = np.zeros((len(chosen), width), np.float32)
-                for row, number in enumerate(chosen):
-                    ids[row, :lengths[number]] = encodings[number].ids[:lengths[number]]
-                    mask[row, :lengths[number]] = 1.0
-                states = self._hidden(ids, mask) * mask[:, :, None]
-                out[chosen, :width] = states
-        return out
+            return _batched_with_tokens(self.tokenizer, texts, batch_size, max_tokens, self._forward_both)
+
+    def _forward_both(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        states = self._hidden(ids, mask) * mask[:, :, None]
+        pooled = states.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32), states.astype(np.float32)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         x = self._hidden(ids, mask)
