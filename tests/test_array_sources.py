@@ -172,6 +172,13 @@ def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, s
     run_training(tmp_path / "config.toml", tmp_path / "run")
     report = evaluate_run(tmp_path / "run")
     assert report["tasks"]["label"]["accuracy"] >= 0.9 and report["bf16"] is False  # scored as trained
+    trained_batch = config_from_dict(config(str(sources["parquet"]))).train.batch_size
+    assert report["batch_size"] == trained_batch  # in the batches it trained in
+    one_by_one = evaluate_run(tmp_path / "run", batch_size=1)
+    assert one_by_one["batch_size"] == 1
+    assert one_by_one["tasks"]["label"]["accuracy"] == report["tasks"]["label"]["accuracy"]
+    with pytest.raises(ConfigError, match="batch size must be at least 1"):
+        evaluate_run(tmp_path / "run", batch_size=-2)
     in_bf16 = evaluate_run(tmp_path / "run", bf16=True)
     assert in_bf16["bf16"] is True and in_bf16["tasks"]["label"]["accuracy"] >= 0.9
     holes = evaluate_run(tmp_path / "run", tmp_path / "holes.parquet")

@@ -384,6 +384,8 @@ def evaluate(
                                            "confidence before and after the temperature fitted in training."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="Score in bfloat16 (faster on CPUs with AMX or "
                                         "AVX-512 BF16) or float32 (default: the precision the run trained in)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Items scored at once (default: "
+                                             "the run's train.batch_size)."),
 ):
     """Accuracy, macro-F1, per-class scores and calibration; with --noise, robustness (noise per modality,
     one modality missing)."""
@@ -394,7 +396,7 @@ def evaluate(
     except ValueError:
         fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
-        report = evaluate_run(run, data, levels=levels, diagram=diagram, bf16=bf16)
+        report = evaluate_run(run, data, levels=levels, batch_size=batch_size, diagram=diagram, bf16=bf16)
         if diagram is not None and "calibration" in report:
             from .provenance.record import input_hash
 

@@ -107,7 +107,7 @@ def run_temperature(out: str | Path) -> dict[str, Any] | None:
     return record
 
 
-def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, batch_size: int = 64,
+def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, batch_size: int | None = None,
                  diagram: str | Path | None = None, bf16: bool | None = None) -> dict[str, Any]:
     """Metrics, calibration and robustness of a trained run on labelled items: `data` (any source
     `sensorium train` reads), or the config's `data.test` when it is None.
@@ -115,7 +115,10 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     a reliability diagram into `diagram`). The noise sweep runs only when `levels` are given: it
     re-scores the whole set once per level and modality and once per missing modality (24 passes
     with MultiBench's 11 levels and two modalities). `bf16` None scores in the precision the run
-    trained in (`train.bf16`); True or False overrides it."""
+    trained in (`train.bf16`); True or False overrides it. `batch_size` None scores in the batches the run
+    trained in (`train.batch_size`): they are known to fit, and on a CPU a batch whose activations stay
+    in the cache is what scores fastest (MultiBench's LeNet pair: 1,760 items/s in batches of 40,
+    990-1,230 in batches of 64; `benchmarks/multibench_parity.py`)."""
     import time
 
     from torch.utils.data import DataLoader
@@ -131,13 +134,17 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
             raise ConfigError("evaluate: give --data, or name the test data as data.test in the run's config")
         data = config.data.test
     dataset = open_dataset(data, config, classes)
+    batch_size = batch_size or config.train.batch_size
+    if batch_size < 1:
+        raise ConfigError(f"evaluate: the batch size must be at least 1, got {batch_size}")
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     began = time.perf_counter()
     batches = list(loader) if levels else loader  # the noise sweep walks the batches again; plain scoring streams
     bf16 = config.train.bf16 if bf16 is None else bf16
     logits, labels = predict(model, batches, bf16=bf16)
     seconds = time.perf_counter() - began  # reading and decoding included
-    report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "predict_seconds": seconds,
+    report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "batch_size": batch_size,
+                              "predict_seconds": seconds,
                               "items_per_s": len(dataset) / seconds if seconds else 0.0}
     for task, names in classes.items():
         report["tasks"][task] = classification_metrics(labels[task].tolist(), logits[task].argmax(1).tolist(), names)
