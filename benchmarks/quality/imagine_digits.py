@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
               f"FID {rows[-1]['fid']:.2f} diversity {rows[-1]['diversity']:.3f}")
     print("\nper-class adherence, seen phrasing: " + " ".join(f"{v:.2f}" for v in rows[0]["per_class"]))
     unseen = [r for r in rows if r["label"] == "unseen phrasing"]
-    print(f"unseen phrasings, mean adherence {np.mean([r['adherence'] for r in unseen]):.4f}")
+    if unseen:
+        print(f"unseen phrasings, mean adherence {np.mean([r['adherence'] for r in unseen]):.4f}")
 
     sweep = []
     if not (args.quick or args.no_sweep):

@@ -158,11 +158,10 @@ def _load_tokenizer(folder: Path):
     return tokenizer
 
 
-def _batched(tokenizer, texts: list[str], batch_size: int, forward) -> np.ndarray:
-    """Tokenise, sort by length (less padding per batch), run `forward(ids, mask)` per batch."""
+def _padded_batches(tokenizer, texts: list[str], batch_size: int):
+    """Tokenise, sort by length (less padding per batch), yield (rows, ids, mask) per batch."""
     encodings = tokenizer.encode_batch(texts)
     order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-    out = None
     for start in range(0, len(texts), batch_size):
         chosen = order[start:start + batch_size]
         width = max(len(encodings[i].ids) for i in chosen)
@@ -171,6 +170,13 @@ def _batched(tokenizer, texts: list[str], batch_size: int, forward) -> np.ndarra
         for row, i in enumerate(chosen):
             ids[row, : len(encodings[i].ids)] = encodings[i].ids
             mask[row, : len(encodings[i].ids)] = 1.0
+        yield chosen, ids, mask
+
+
+def _batched(tokenizer, texts: list[str], batch_size: int, forward) -> np.ndarray:
+    """`forward(ids, mask) -> vectors` over padded batches, rows back in the texts' order."""
+    out = None
+    for chosen, ids, mask in _padded_batches(tokenizer, texts, batch_size):
         vectors = forward(ids, mask)
         if out is None:
             out = np.empty((len(texts), vectors.shape[1]), np.float32)
@@ -182,23 +188,14 @@ def _batched_with_tokens(tokenizer, texts: list[str], batch_size: int, max_token
                          forward) -> tuple[np.ndarray, np.ndarray]:
     """`_batched` for `forward(ids, mask) -> (vectors, masked states)`: vectors (N, 384) and the states
     cut to `max_tokens` (N, max_tokens, 384), zero rows after each text's end."""
-    encodings = tokenizer.encode_batch(texts)
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
     vectors = states = None
-    for start in range(0, len(texts), batch_size):
-        chosen = order[start:start + batch_size]
-        width = max(len(encodings[i].ids) for i in chosen)
-        ids = np.zeros((len(chosen), width), np.int64)
-        mask = np.zeros((len(chosen), width), np.float32)
-        for row, i in enumerate(chosen):
-            ids[row, : len(encodings[i].ids)] = encodings[i].ids
-            mask[row, : len(encodings[i].ids)] = 1.0
+    for chosen, ids, mask in _padded_batches(tokenizer, texts, batch_size):
         pooled, hidden = forward(ids, mask)
         if vectors is None:
             vectors = np.empty((len(texts), pooled.shape[1]), np.float32)
             states = np.zeros((len(texts), max_tokens, pooled.shape[1]), np.float32)
         vectors[chosen] = pooled
-        states[chosen, : min(width, max_tokens)] = hidden[:, :max_tokens]
+        states[chosen, : min(ids.shape[1], max_tokens)] = hidden[:, :max_tokens]
     return vectors, states
 
 
