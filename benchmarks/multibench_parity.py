@@ -1,7 +1,7 @@
 """Sensorium's learning framework beside MultiBench on MultiBench's own AV-MNIST format, in one run.
 
     .venv/bin/python -m benchmarks.multibench_parity [--epochs 3] [--multibench PATH] [--threads 2]
-        [--recipes plain,...] [--select] [--report FILE]
+        [--recipes plain,...] [--seeds 0,1,2] [--select] [--report FILE]
 
 1. Builds AV-MNIST in MultiBench's layout from ../shared/data (cached in .benchmarks-cache/
    multibench-avmnist/): `image/{train,test}_data.npy` (N, 784) float32 0-255 MNIST digits degraded
@@ -140,8 +140,9 @@ MULTIBENCH_DRIVER = textwrap.dedent('''
     import json, sys, time, types
     import torch
     checkout, data, epochs, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    seed = int(sys.argv[6])
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for name in ("torchvision", "torchvision.models", "memory_profiler", "matplotlib", "matplotlib.pyplot",
                  "matplotlib.ticker"):  # imported by its modules, used by neither model nor the calls below
         stand_in = types.ModuleType(name)
@@ -174,10 +175,11 @@ MULTIBENCH_DRIVER = textwrap.dedent('''
 ''')
 
 
-def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: Path) -> dict:
+def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: Path, seed: int = 0) -> dict:
     driver = temp / "multibench_driver.py"
     driver.write_text(MULTIBENCH_DRIVER)
-    found = measured([sys.executable, str(driver), str(checkout), str(data), str(epochs), str(threads), str(temp)],
+    found = measured([sys.executable, str(driver), str(checkout), str(data), str(epochs), str(threads), str(temp),
+                      str(seed)],
                      env={"OMP_NUM_THREADS": str(threads)}, cwd=checkout)
     line = next(x for x in found["output"].splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
@@ -212,9 +214,9 @@ RECIPES = {
 }
 
 
-def config_text(data: Path, epochs: int, threads: int, recipe: dict) -> str:
+def config_text(data: Path, epochs: int, threads: int, recipe: dict, seed: int = 0) -> str:
     train = {"epochs": epochs, "batch_size": 40, "lr": 3e-3, "warmup_steps": 100, "min_lr_ratio": 0.05,
-             "grad_clip": 8.0, "seed": 0, "threads": threads, "progress": False, **recipe.get("train", {})}
+             "grad_clip": 8.0, "seed": seed, "threads": threads, "progress": False, **recipe.get("train", {})}
     train_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in train.items())
     audio_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("audio", {}).items())
     augment = "".join(f"[train.augment.{m}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
@@ -259,9 +261,9 @@ def config_text(data: Path, epochs: int, threads: int, recipe: dict) -> str:
         ''').replace("AUDIO_EXTRA\n", audio_extra) + train_extra + augment
 
 
-def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Path) -> dict:
+def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Path, seed: int = 0) -> dict:
     config = temp / "sensorium.toml"
-    config.write_text(config_text(data, epochs, threads, recipe))
+    config.write_text(config_text(data, epochs, threads, recipe, seed))
     cli = [sys.executable, "-m", "sensorium.cli"]
     env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     trained = measured([*cli, "train", str(config), "--out", str(temp / "run")], env=env, cwd=ROOT)
@@ -351,29 +353,42 @@ def main() -> None:
     parser.add_argument("--select", action="store_true", help="choose a recipe by leave-one-speaker-out over the "
                         "training speakers first, then run it after --recipes")
     parser.add_argument("--fold-rows", type=int, default=8000, help="training pairs per fold in --select")
+    parser.add_argument("--seeds", default="0", help="comma-separated: each code runs once per seed (both codes "
+                        "seed torch, and so their initial weights and batch order, with it)")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if not seeds:
+        parser.error("--seeds: give at least one")
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"--recipes: unknown {', '.join(unknown)} (known: {', '.join(RECIPES)})")
     data = build()
-    rows, preface = {}, []
+    rows, preface, seed_of = {}, [], {}
     if args.select:
         chosen, preface = select(data, args.epochs, args.threads, args.fold_rows, 2000)
         print("\n".join(preface), flush=True)
         recipes += [name for name in chosen if name not in recipes]
+    tag = (lambda seed: f", seed {seed}") if seeds != [0] else (lambda seed: "")
     with tempfile.TemporaryDirectory(prefix="multibench-parity-") as temp:
         temp = Path(temp)
-        if args.multibench is not None:
-            (temp / "mb").mkdir()
-            rows["MultiBench (its own code)"] = run_multibench(args.multibench.resolve(), data, args.epochs,
-                                                               args.threads, temp / "mb")
-        for recipe in recipes:
-            (temp / recipe).mkdir()
-            rows[f"sensorium train + evaluate ({recipe})"] = run_sensorium(data, args.epochs, args.threads,
-                                                                           RECIPES[recipe], temp / recipe)
-            print(f"  {recipe}: {rows[f'sensorium train + evaluate ({recipe})']['accuracy']:.4f}", flush=True)
+        for seed in seeds:
+            if args.multibench is not None:
+                (temp / f"mb-{seed}").mkdir()
+                seed_of[f"MultiBench (its own code){tag(seed)}"] = seed
+                rows[f"MultiBench (its own code){tag(seed)}"] = run_multibench(
+                    args.multibench.resolve(), data, args.epochs, args.threads, temp / f"mb-{seed}", seed)
+            for recipe in recipes:
+                (temp / f"{recipe}-{seed}").mkdir()
+                name = f"sensorium train + evaluate ({recipe}){tag(seed)}"
+                seed_of[name] = seed
+                rows[name] = run_sensorium(data, args.epochs, args.threads, RECIPES[recipe], temp / f"{recipe}-{seed}",
+                                           seed)
+                print(f"  {recipe}{tag(seed)}: {rows[name]['accuracy']:.4f}", flush=True)
     lines = [f"AV-MNIST in MultiBench's format, held-out speaker ({TEST_SPEAKER}), {args.epochs} epochs, "
              f"{args.threads} threads each; {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores", "",
              "| | test accuracy (unseen speaker) | training samples/s | peak RSS, training (GB) | inference items/s | wall (s) |",
@@ -382,14 +397,27 @@ def main() -> None:
         lines.append(f"| {name} | {r['accuracy']:.4f} | {r['train_samples_per_s']:.0f} | {r['peak_rss_gb']:.2f} | "
                      f"{r['test_items_per_s']:.0f} | {r['seconds']:.0f} |")
     if args.multibench is not None:
-        mb = rows["MultiBench (its own code)"]
         lines += ["", "against MultiBench (ours / theirs):"]
         for name, ours in rows.items():
+            mb = rows[f"MultiBench (its own code){tag(seed_of[name])}"]
             if ours is not mb:
                 lines.append(f"- {name}: accuracy {100 * (ours['accuracy'] - mb['accuracy']):+.2f} points, training "
                              f"speed {ours['train_samples_per_s'] / mb['train_samples_per_s']:.2f}x, peak RSS "
                              f"{ours['peak_rss_gb'] / mb['peak_rss_gb']:.2f}x, inference "
                              f"{ours['test_items_per_s'] / mb['test_items_per_s']:.2f}x")
+    if len(seeds) > 1:
+        lines += ["", f"over seeds {', '.join(map(str, seeds))} (mean +- standard deviation of test accuracy):"]
+        codes = (["MultiBench (its own code)"] if args.multibench is not None else []) + \
+            [f"sensorium train + evaluate ({recipe})" for recipe in recipes]
+        for code in codes:
+            scores = np.array([rows[f"{code}{tag(seed)}"]["accuracy"] for seed in seeds])
+            line = f"- {code}: {scores.mean():.4f} +- {scores.std(ddof=1):.4f}"
+            if args.multibench is not None and not code.startswith("MultiBench"):
+                theirs = np.array([rows[f"MultiBench (its own code){tag(seed)}"]["accuracy"] for seed in seeds])
+                gaps = 100 * (scores - theirs)
+                line += f"; against MultiBench {gaps.mean():+.2f} +- {gaps.std(ddof=1):.2f} points (per seed: " + \
+                    ", ".join(f"{g:+.2f}" for g in gaps) + ")"
+            lines.append(line)
     text = "\n".join(preface + [""] * bool(preface) + lines)
     print(text)
     if args.report:
