@@ -184,6 +184,13 @@ def _batched(tokenizer, texts: list[str], batch_size: int, forward) -> np.ndarra
     return out
 
 
+def _mean_pooled(states: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """sentence-transformers' pooling of masked token states (zeros at padding): mean, then L2 norm."""
+    pooled = states.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled.astype(np.float32)
+
+
 def _batched_with_tokens(tokenizer, texts: list[str], batch_size: int, max_tokens: int,
                          forward) -> tuple[np.ndarray, np.ndarray]:
     """`_batched` for `forward(ids, mask) -> (vectors, masked states)`: vectors (N, 384) and the states
@@ -337,15 +344,10 @@ class NumpyMiniLM:
 
     def _forward_both(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         states = self._hidden(ids, mask) * mask[:, :, None]
-        pooled = states.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled.astype(np.float32), states.astype(np.float32)
+        return _mean_pooled(states, mask), states.astype(np.float32)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        x = self._hidden(ids, mask)
-        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled.astype(np.float32)
+        return _mean_pooled(self._hidden(ids, mask) * mask[:, :, None], mask)
 
     def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(batch, width, 384): BERT's last layer."""
