@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from sensorium.errors import ConfigError, ReadError
+from sensorium.training.checkpoint import load_weights
 from sensorium.training.config import config_from_dict, load_config
 from sensorium.training.data import ArrayDataset, Collate, load_datasets
 from sensorium.training.evaluate import (add_noise, classification_metrics, effective_robustness, predict,
@@ -417,6 +418,22 @@ def test_early_stopping_and_bf16(tmp_path):
     assert summary["epoch"] < 30 and summary["best_epoch"] == summary["epoch"] - 3
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1].get("early_stop") and records[summary["best_epoch"]]["val_accuracy"] >= 0.9
+
+
+def test_a_saturated_validation_accuracy_keeps_the_epoch_of_lowest_validation_loss(tmp_path):
+    """Validation accuracy that reaches 1.000 early ties every later epoch; the kept weights are then those
+    of the lowest validation loss among the tied epochs, not the first epoch to reach the ceiling."""
+    config = small_config("late", epochs=10, lr=0.02)
+    trainer = make_trainer(config, tmp_path, data=array_data(60))
+    summary = trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    top = max(r["val_accuracy"] for r in records)
+    tied = [i for i, r in enumerate(records) if r["val_accuracy"] == top]
+    assert top == 1.0 and len(tied) >= 3, "the task should saturate validation early"
+    assert summary["best_epoch"] == min(tied, key=lambda i: records[i]["val_loss"]) != tied[0]
+    kept = make_trainer(config, data=array_data(60))
+    load_weights(kept.model, tmp_path / "best" / "model.safetensors")
+    assert kept.validate()["loss"] == pytest.approx(records[summary["best_epoch"]]["val_loss"], rel=1e-5)
 
 
 def test_scoring_in_bf16_runs_in_bfloat16_and_agrees_with_float32():

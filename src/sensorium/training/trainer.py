@@ -150,7 +150,7 @@ class Trainer:
         self.scheduler = warmup_cosine(self.optimizer, self.cfg.warmup_steps, self.total_steps, self.cfg.min_lr_ratio)
         self.last_validation: tuple[Tensor, Tensor] | None = None  # main-task logits and labels, last validation
         self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
-                                         "bad_epochs": 0, "done": False}
+                                         "best_loss": None, "bad_epochs": 0, "done": False}
 
     # ---- pieces -------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, indices: list[int] | None) -> DataLoader:
@@ -255,10 +255,15 @@ class Trainer:
                                          names or [str(i) for i in range(classes)])
         return {"loss": losses / max(count, 1), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
-    def _improved(self, value: float, lower_is_better: bool) -> bool:
+    def _improved(self, value: float, lower_is_better: bool, loss: float | None = None) -> bool:
+        """Whether this epoch beats the best so far on the monitored metric; a tie on a metric that
+        saturates (validation accuracy 1.000 after every epoch) goes to the lower validation LOSS, so
+        "best" is not simply the first epoch to reach the ceiling."""
         best = self.progress["best"]
         if best is None:
             return True
+        if value == best and loss is not None and self.progress.get("best_loss") is not None:
+            return loss < self.progress["best_loss"]
         return value < best if lower_is_better else value > best
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -360,11 +365,12 @@ class Trainer:
             scores = self.validate()
             record.update({f"val_{k}": v for k, v in scores.items()})
             record["val_seconds"] = round(time.perf_counter() - began, 3)
-            value, lower = scores[self.cfg.metric], self.cfg.metric == "loss"
+            value, lower, loss = scores[self.cfg.metric], self.cfg.metric == "loss", scores["loss"]
         else:  # no validation set: the training loss is all there is
             value, lower = (record["train_loss"] if record["train_loss"] is not None else 0.0), True
-        if self._improved(value, lower):
-            progress.update(best=value, best_epoch=progress["epoch"], bad_epochs=0)
+            loss = value
+        if self._improved(value, lower, loss):
+            progress.update(best=value, best_epoch=progress["epoch"], best_loss=loss, bad_epochs=0)
             if self.out is not None and self.context.is_main:
                 (self.out / BEST_DIR).mkdir(parents=True, exist_ok=True)
                 save_weights(unwrap(self.model), self.out / BEST_DIR / "model.safetensors")
