@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.quality.agent_imitation [--levels GoToRedBall GoToLocal]
         [--demos 1000 5000] [--epochs 10] [--episodes 1000] [--figure docs/figures/agent-sample-efficiency.png]
+        [--start-from GoToLocal-10000-e10]
 
 For each level and demonstration count: `sensorium agent demos` (seeds from 0), `sensorium agent
 train`'s `train_policy` (defaults: width 64, batch 32 episodes, lr 3e-3) for `--epochs`, then
@@ -10,7 +11,8 @@ on runs measured on seeds from 10^9, a dev split), with the bot on the same seed
 Success is measured twice: with the most likely action at each step (greedy) and with actions drawn
 from the policy (sampled, BabyAI's evaluate.py default), each episode's draws from its seed.
 Prints a table. Runs are kept under .benchmarks-cache/agent, a finished one is reused (its training time
-from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--figure` draws
+from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--start-from RUN`
+trains from RUN's policy instead of from scratch (a curriculum: the easier level's words are kept); `--figure` draws
 every evaluated run there as the sample-efficiency curve (success against demonstrations, one line per
 level and epoch count).
 """
@@ -39,18 +41,22 @@ def _trained(folder: Path, epochs: int) -> dict | None:
     return record if record.get("epoch") == epochs else None
 
 
-def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool) -> dict:
+def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool, start: str = "") -> dict:
+    """Train (unless cached) and measure LEVEL's policy cloned from COUNT demonstrations; START names a
+    cached run of an easier level (e.g. "GoToLocal-10000-e10") whose policy training begins from."""
     from sensorium.agent.demos import make_demos
     from sensorium.agent.imitation import POLICY_DIR, ImitationTraining, train_policy
     from sensorium.agent.policy import InstructionPolicy
     from sensorium.agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
 
-    folder = CACHE / f"{level}-{count}-e{epochs}"
+    folder = CACHE / (f"{level}-{count}-from-{start}-e{epochs}" if start else f"{level}-{count}-e{epochs}")
     trained = None if retrain else _trained(folder, epochs)
     if trained is None:
         demos = CACHE / f"{level}-demos"
         make_demos(demos, level, count, shard_episodes=1000)
-        train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False))
+        easier = {"init_from": str(CACHE / start)} if start else {}
+        train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False,
+                                                      **easier))
         trained = _trained(folder, epochs)
     policy = InstructionPolicy.load(folder / POLICY_DIR)
     seeds = evaluation_seeds(episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)
@@ -58,7 +64,7 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
     summary = summarise(run_episodes(policy, level, seeds), bot_steps(level, seeds))
     evaluated = time.perf_counter() - started
     sampled = summarise(run_episodes(policy, level, seeds, conditions=Conditions(sample=True)))
-    result = {"level": level, "demonstrations": count, "epochs": epochs, "first_seed": seeds[0],
+    result = {"level": level, "demonstrations": count, "epochs": epochs, "start_from": start, "first_seed": seeds[0],
               "training_minutes": (trained["data_seconds"] + trained["compute_seconds"]) / 60,
               "training_steps_per_s": trained["samples_per_s"], "evaluation_seconds": evaluated,
               **summary, "sampled_success_rate": sampled["success_rate"], "sampled_mean_steps": sampled["mean_steps"]}
@@ -77,7 +83,8 @@ def draw_curve(path: Path) -> Path:
     results = [json.loads(p.read_text()) for p in sorted(CACHE.glob(f"*/{EVALUATION}"))]
     series: dict[str, list[tuple[int, float]]] = {}
     for r in results:
-        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}, {r['epochs']} epochs"
+        start = f" from {r['start_from'].split('-')[0]}" if r.get("start_from") else ""
+        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}{start}, {r['epochs']} epochs"
         series.setdefault(f"{name}, greedy", []).append((r["demonstrations"], r["success_rate"]))
         series.setdefault(f"{name}, sampled", []).append((r["demonstrations"], r["sampled_success_rate"]))
     counts = [c for points in series.values() for c, _ in points]
@@ -126,14 +133,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="Train again even where a finished run is cached.")
     parser.add_argument("--figure", type=Path, help="Draw the sample-efficiency curve of every evaluated run here.")
+    parser.add_argument("--start-from", default="", help="a run under .benchmarks-cache/agent (e.g. "
+                        "GoToLocal-10000-e10, trained by an earlier call) whose policy training starts from")
     args = parser.parse_args()
+    if args.start_from and not (CACHE / args.start_from).is_dir():
+        parser.error(f"--start-from: no run {CACHE / args.start_from} (train it first, e.g. --levels "
+                     f"{args.start_from.split('-')[0]} --demos {args.start_from.split('-')[1]})")
     print("| level | demonstrations | epochs | training | steps/s (training) | success, greedy | success, sampled "
           "| mean length (greedy) | length / bot's (greedy successes) | evaluation (greedy) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for level in args.levels:
         for count in args.demos:
-            r = run_one(level, count, args.epochs, args.episodes, args.threads, args.retrain)
-            print(f"| {level} | {count:,} | {args.epochs} | {r['training_minutes']:.1f} min | "
+            r = run_one(level, count, args.epochs, args.episodes, args.threads, args.retrain, args.start_from)
+            name = f"{level} from {args.start_from}" if args.start_from else level
+            print(f"| {name} | {count:,} | {args.epochs} | {r['training_minutes']:.1f} min | "
                   f"{r['training_steps_per_s']:.0f} | {r['success_rate']:.3f} | {r['sampled_success_rate']:.3f} | "
                   f"{r['mean_steps']:.1f} | "
                   f"{r['steps_over_bot_when_successful']} | {r['evaluation_seconds']:.0f} s |", flush=True)
