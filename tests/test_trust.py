@@ -52,6 +52,16 @@ def test_ece_of_known_cases():
     assert calibration.ece(half, np.r_[np.zeros(50, int), np.ones(50, int)]) == pytest.approx(0.4)
 
 
+def test_a_sure_right_model_has_an_nll_of_exactly_zero():
+    """A softmax in float32 can put 1 + 1e-8 on the true class; the NLL is then 0, not a negative
+    zero that prints as "-0.0000" (seen after training kept a later, surer epoch)."""
+    truth = np.zeros(4, dtype=int)
+    above_one = np.tile([1.0 + 1e-8, 0.0], (4, 1))
+    value = calibration.nll(above_one, truth)
+    assert value == 0.0 and f"{value:.4f}" == "0.0000"
+    assert calibration.nll(np.tile([0.5, 0.5], (4, 1)), truth) == pytest.approx(np.log(2))
+
+
 def test_conformal_coverage_holds_within_the_sampling_error():
     """Marginal coverage of split conformal is at least 1 - alpha and at most 1 - alpha + 1/(n + 1) in
     expectation; over 30 independent splits the mean must sit inside that band, give or take 3

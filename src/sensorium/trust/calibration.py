@@ -39,7 +39,9 @@ def scale(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def nll(probs: np.ndarray, truth: np.ndarray) -> float:
     probs, truth = np.asarray(probs, dtype=np.float64), np.asarray(truth, dtype=int)
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(truth)), truth], FLOOR, None))))
+    # a softmax of float32 logits can give the true class 1 + 1e-8: clipped at 1, so a sure, right model
+    # scores exactly 0 (and + 0.0 turns -0.0 into 0.0: never "-0.0000" on screen)
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(truth)), truth], FLOOR, 1.0)))) + 0.0
 
 
 def brier(probs: np.ndarray, truth: np.ndarray) -> float:
