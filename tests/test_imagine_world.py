@@ -108,3 +108,28 @@ def test_a_world_model_that_reads_token_states_trains_saves_and_draws(tmp_path):
     assert imaginer.imagine("a red cube", n=1, steps=1).nearest[0].concept == "red cube"
     again = imaginer.imagine(prompt, n=2, steps=2, seed=0)
     np.testing.assert_array_equal(drawn.images, again.images)
+
+
+def test_a_world_layout_config_trains_saves_and_draws_to_its_plans(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from sensorium.generation.imagine import write_png
+
+    train_imaginer(world_config(tmp_path, patch=2, layout="true"), tmp_path / "run")
+    imaginer = load_imaginer(tmp_path / "run")
+    assert imaginer.config.layout and imaginer.config.trained["drop_layout"] == 0.1
+    prompt = "a red cube to the left of a blue sphere"
+    drawn = imaginer.imagine(prompt, n=2, steps=2, seed=3)
+    assert drawn.images.shape == (2, 32, 32, 3) and drawn.warning is None
+    assert [[(o["colour"], o["shape"]) for o in plan] for plan in drawn.layouts] == [[("red", "cube"), ("blue", "sphere")]] * 2
+    for plan in drawn.layouts:  # the plan says where; left of means a smaller centre column
+        left, right = plan
+        assert (left["box"][0] + left["box"][2]) < (right["box"][0] + right["box"][2])
+    np.testing.assert_array_equal(drawn.images, imaginer.imagine(prompt, n=2, steps=2, seed=3).images)
+    path = write_png(tmp_path / "one.png", drawn.images[0], drawn.metadata(drawn.images[0], 0))
+    with Image.open(path) as image:
+        assert json.loads(image.text["layout"]) == drawn.layouts[0]
+    unplanned = imaginer.imagine("a bowl of ramen with chopsticks", n=1, steps=1)
+    assert "no layout could be planned" in unplanned.warning and unplanned.layouts == [[]]

@@ -11,7 +11,11 @@ never shown to the generator) reads which (colour, shape) objects a picture hold
 - **Relations**: "a red sphere to the left of a blue cone" (left, right, in front of, behind):
   both objects found, and the relation as the judge reads it; held-out when either object is.
 - The judge on real scenes, for the ceiling: the same two figures on rendered scenes.
-- Speed: pictures/s at 10 and 50 steps on one core (batches of 16, guidance on).
+- Speed: pictures/s at 10 and 50 steps on one core (batches of 16, guidance on; a layout-reading
+  model's planning included).
+
+A model trained with `layout = true` (examples/imagine_world_layout.toml) is drawn to the layout its
+Imaginer plans from each prompt (`sensorium.world.layout`); the judge never sees the plan.
 """
 from __future__ import annotations
 
@@ -32,19 +36,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".benchmarks-cache" / "imagine"
 
 
-def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed: int) -> np.ndarray:
-    """`per` pictures of each text, in order (batches of up to 32)."""
+def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed: int, plan: bool = True) -> np.ndarray:
+    """`per` pictures of each text, in order (batches of up to 32); PLAN False draws a layout-reading model
+    without its plans (the ablation: words alone)."""
     from rich.progress import Progress
 
     from sensorium.generation.imagine import sample, to_pixels
 
     embeddings = imaginer.embed(texts).repeat_interleave(per, 0)
+    layouts, _ = imaginer.plan([text for text in texts for _ in range(per)], seed)  # None: the model reads no layout
+    layouts = layouts if plan else None
     pictures = []
     with Progress(transient=True) as bar:
         task = bar.add_task(f"drawing {len(embeddings)} scenes, {steps} steps", total=len(embeddings))
         for start in range(0, len(embeddings), 32):
             chunk = embeddings[start:start + 32]
-            x = sample(imaginer.model, chunk.contiguous(), steps, guidance, torch.Generator().manual_seed(seed + start))
+            plans = None if layouts is None else layouts[start:start + 32]
+            x = sample(imaginer.model, chunk.contiguous(), steps, guidance, torch.Generator().manual_seed(seed + start),
+                       plans)
             pictures.append(to_pixels(x, imaginer.config.image_size))
             bar.advance(task, len(chunk))
     return np.concatenate(pictures)
@@ -98,11 +107,13 @@ def speed(imaginer, steps: int, count: int = 16) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        embedding = imaginer.embed(["a red sphere"])[0]
+        text = "a red sphere to the left of a blue cone"
+        embedding = imaginer.embed([text])[0]
         embedding = embedding.expand(count, *embedding.shape).contiguous()
-        sample(imaginer.model, embedding, 2, 3.0)
+        sample(imaginer.model, embedding, 2, 3.0, layouts=imaginer.plan([text] * count, 0)[0])
         began = time.perf_counter()
-        sample(imaginer.model, embedding, steps, 3.0, torch.Generator().manual_seed(0))
+        layouts, _ = imaginer.plan([text] * count, 1)  # planning is timed too
+        sample(imaginer.model, embedding, steps, 3.0, torch.Generator().manual_seed(0), layouts)
         return count / (time.perf_counter() - began)
     finally:
         torch.set_num_threads(threads)
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="3 per object prompt, 40 relation prompts")
+    parser.add_argument("--no-plan", action="store_true", help="a layout-reading model drawn without its plans")
     parser.add_argument("--grid", type=Path, default=ROOT / "docs" / "experiments" / "imagine-world-samples.png")
     args = parser.parse_args(argv)
     if args.quick:
@@ -137,15 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     size = imaginer.config.image_size
     condition = imaginer.config.trained.get("condition", "A")
     held_out = held_out_combinations(condition) if condition != "all" else []
+    plan = not args.no_plan
     judge = cached_world_judge(CACHE, size)
     found, false, right = judge_on_real(judge, size)
     print(f"judge on 2,000 real scenes: asked object found {found:.4f}, absent ones wrongly found {false:.4f}, "
           f"relation right {right:.4f} (presence threshold {float(judge.threshold):.2f}, chosen on other real scenes)")
     print(f"model {imaginer.model_id} (trained under condition {condition}; held out: "
-          f"{', '.join(phrase(c) for c in held_out)}); {args.steps} steps, w = {args.guidance:g}")
+          f"{', '.join(phrase(c) for c in held_out)}); {args.steps} steps, w = {args.guidance:g}"
+          + ("; drawn to planned layouts" if imaginer.config.layout and plan else ""))
 
     combos = combinations()
-    pictures = draw(imaginer, [phrase(c) for c in combos], args.per, args.steps, args.guidance, args.seed)
+    pictures = draw(imaginer, [phrase(c) for c in combos], args.per, args.steps, args.guidance, args.seed, plan)
     reading = read(judge, pictures)
     hits = np.array([reading.found(row, INDEX[combos[row // args.per]]) for row in range(len(pictures))])
     per_combo = hits.reshape(len(combos), args.per).mean(1)
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print("worst: " + ", ".join(f"{phrase(combos[i])} {per_combo[i]:.2f}" for i in worst))
 
     pairs = pair_prompts(args.pairs, held_out, args.seed)
-    pictures_2 = draw(imaginer, [p["text"] for p in pairs], 2, args.steps, args.guidance, args.seed + 1)
+    pictures_2 = draw(imaginer, [p["text"] for p in pairs], 2, args.steps, args.guidance, args.seed + 1, plan)
     reading_2 = read(judge, pictures_2)
     both, right_given, held = [], [], []
     for row in range(len(pictures_2)):
@@ -184,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nspeed, one core, batches of 16, guidance on: {speed(imaginer, 10):.2f} pictures/s at 10 steps, "
           f"{speed(imaginer, 50):.2f} at 50")
-    if args.grid:
+    if args.grid and not args.no_plan:
         texts = [phrase(c) for c in [("red", "sphere"), ("blue", "cube"), ("yellow", "cone"), ("green", "torus")]]
         texts += [phrase(c) for c in held_out[:2]] + [p["text"] for p in pairs[:2]]
         save_grid(imaginer, texts, args.grid, args.steps, args.seed)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .errors import ConfigError, ReadError
 from .progress import check_cancelled
 from .weights import pack, unpack
+from .world.layout import LAYOUT_CHANNELS
 
 CONFIG_FILE, WEIGHTS_FILE = "imagine.json", "imagine.safetensors"
 TEXT_DIM = 384  # the MiniLM sentence embedding
@@ -47,6 +48,7 @@ class ImagineConfig:
     tokens: int = 0  # > 0: the UNet also reads the prompt's first TOKENS token states by cross-attention
     patch: int = 1  # side of the pixel squares folded into channels before the UNet (2: a 64 px RGB picture
     # runs as 32 px of 12 channels, a quarter of the positions to convolve; Hoogeboom et al. 2023 fold likewise)
+    layout: bool = False  # the UNet also reads a planned layout (`world.layout.layout_map`) beside the noisy picture
     timesteps: int = 1000
     schedule: str = "squaredcos_cap_v2"  # the cosine schedule (Nichol & Dhariwal 2021)
     prediction: str = "v_prediction"  # v (Salimans & Ho 2022) keeps few-step sampling sharp
@@ -116,8 +118,12 @@ class TextToImage(nn.Module):
     without, 72.3 with cross-attention there, 48.1 with it at the middle level too;
     `benchmarks/speed/imagine_training.py`.)
 
+    With `layout` the UNet also reads a planned layout beside the noisy picture (each asked object's
+    colour and shape painted over its box: `world.layout`), so where things stand is decided by a
+    plan, not left to the words; a layout of zeros means none.
+
     `keep` (B,) bool: False rows see the learned null embedding (and a learned null token) instead
-    of their prompt. The training prompts' sentence vectors ride along as a buffer, so the warning
+    of their prompt, and no layout (`keep_layout` drops the layout alone). The training prompts' sentence vectors ride along as a buffer, so the warning
     for unknown prompts needs nothing but the weights file.
     """
 
@@ -130,7 +136,8 @@ class TextToImage(nn.Module):
         coarse = "Attn" if config.attention else ""
         embedding = config.widths[0] * 4  # diffusers' timestep embedding width
         folded = config.channels * config.patch ** 2
-        common = dict(sample_size=config.size // config.patch, in_channels=folded, out_channels=folded,
+        reads = (config.channels + (LAYOUT_CHANNELS if config.layout else 0)) * config.patch ** 2
+        common = dict(sample_size=config.size // config.patch, in_channels=reads, out_channels=folded,
                       block_out_channels=tuple(config.widths), layers_per_block=1, norm_num_groups=8,
                       class_embed_type="identity", resnet_time_scale_shift="scale_shift")
         if config.tokens:
@@ -150,7 +157,10 @@ class TextToImage(nn.Module):
         self.null = nn.Parameter(torch.zeros(TEXT_DIM))
         self.register_buffer("known_prompts", torch.zeros(len(config.prompts), TEXT_DIM))
 
-    def forward(self, noisy: Tensor, timesteps: Tensor, prompts: Tensor, keep: Tensor | None = None) -> Tensor:
+    def forward(self, noisy: Tensor, timesteps: Tensor, prompts: Tensor, keep: Tensor | None = None,
+                layouts: Tensor | None = None, keep_layout: Tensor | None = None) -> Tensor:
+        if self.config.layout:
+            noisy = torch.cat([noisy, self.layout_input(noisy, layouts, keep if keep_layout is None else keep_layout)], 1)
         if self.config.patch > 1:
             noisy = nn.functional.pixel_unshuffle(noisy, self.config.patch)
         if self.config.tokens:
@@ -173,6 +183,30 @@ class TextToImage(nn.Module):
         return nn.functional.pixel_shuffle(out, self.config.patch) if self.config.patch > 1 else out
 
 
+    def layout_input(self, noisy: Tensor, layouts: Tensor | None, keep: Tensor | None) -> Tensor:
+        """The layout channels a layout-reading model sees: LAYOUTS (B, LAYOUT_CHANNELS, S, S), all zeros
+        ("no layout") where absent or where KEEP is False (dropped with the prompt for guidance)."""
+        shape = (noisy.shape[0], LAYOUT_CHANNELS, *noisy.shape[2:])
+        if layouts is None:
+            return noisy.new_zeros(shape)
+        if tuple(layouts.shape) != shape:
+            raise ValueError(f"layouts: shape {shape}, got {tuple(layouts.shape)}")
+        layouts = layouts.to(noisy.dtype)
+        return layouts if keep is None else layouts * keep[:, None, None, None].to(noisy.dtype)
+
+
+def planned_layouts(config: ImagineConfig, prompts: list[str], seed: int) -> Tensor | None:
+    """For a layout-reading model, a layout planned from each prompt (`world.layout.planned_maps`: the
+    asked objects placed by the world's rules so that the asked relation holds); None for other models."""
+    if not config.layout:
+        return None
+    from .world.layout import planned_maps
+
+    sizes = tuple(config.trained.get("object_sizes", ("large",)))
+    maps, _ = planned_maps(list(prompts), config.size, seed, sizes)
+    return torch.from_numpy(maps)
+
+
 def schedulers(config: ImagineConfig):
     """(DDPM scheduler for training, DDIM scheduler for sampling), both from diffusers."""
     from diffusers import DDIMScheduler, DDPMScheduler
@@ -189,8 +223,9 @@ def schedulers(config: ImagineConfig):
 
 @torch.inference_mode()
 def sample(model: TextToImage, prompts: Tensor, steps: int = 50, guidance: float = 3.0,
-           generator: torch.Generator | None = None) -> Tensor:
-    """Draw one picture per prompt embedding row: (n, C, size, size) in [-1, 1]."""
+           generator: torch.Generator | None = None, layouts: Tensor | None = None) -> Tensor:
+    """Draw one picture per prompt embedding row: (n, C, size, size) in [-1, 1]. A layout-reading model
+    takes LAYOUTS (n, LAYOUT_CHANNELS, size, size), a row of zeros where there is none."""
     if steps < 1:
         raise ValueError(f"steps: at least 1, got {steps}")
     model.eval()
@@ -202,10 +237,11 @@ def sample(model: TextToImage, prompts: Tensor, steps: int = 50, guidance: float
     guided = guidance != 0
     both = torch.cat([prompts, prompts]) if guided else prompts
     keep = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]) if guided else None
+    plans = None if layouts is None else (torch.cat([layouts, layouts]) if guided else layouts)
     for t in scheduler.timesteps:
         check_cancelled()  # a service request whose client left stops here
         batch = torch.cat([x, x]) if guided else x
-        out = model(batch, t.expand(batch.shape[0]), both, keep)
+        out = model(batch, t.expand(batch.shape[0]), both, keep, plans)
         if guided:
             with_prompt, without = out.chunk(2)
             out = with_prompt + guidance * (with_prompt - without)

@@ -10,12 +10,16 @@ words drive it, not class ids: "the digit 7", "a handwritten seven" and "7" land
     write_png("sevens.png", drawn.grid(), drawn.metadata(drawn.grid()))
 
 A prompt far from every prompt the model was trained on gets a warning naming its nearest known
-concepts and their cosine similarity, since such a model can only draw what it has seen. Files
+concepts and their cosine similarity, since such a model can only draw what it has seen. A model
+trained to read layouts (`layout = true`, the world's scenes) is drawn to a layout planned from the
+prompt first (`sensorium.world.layout`: which objects, and where, so that "left of" holds); each
+picture's plan comes back in `Imagined.layouts` and in its PNG. Files
 carry their prompt, seed, model id and a SHA-256 of their pixels as PNG text chunks.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +32,7 @@ from torch import Tensor
 from ..diffusion import (CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, load_model, prompt_conditions, sample,
                          tile, to_pixels)
 from ..errors import ModelError
+from ..experts.base import ModelInfo, package_version, sha256_of
 
 SHIPPED_DIR = Path(__file__).parent / "data"
 SHIPPED = {name: SHIPPED_DIR / f"imagine-{name}" for name in ("mnist", "fashion")}  # models that come with the package
@@ -53,6 +58,7 @@ class Imagined:
     model: str  # the model's id: the first 16 hex digits of its weights' SHA-256
     nearest: list[Nearest]  # the model's concepts nearest the prompt, best first
     warning: str | None = None  # set when the prompt is far from everything the model knows
+    layouts: list[list[dict]] | None = None  # a layout-reading model's plan per picture: objects and boxes
 
     def metadata(self, pixels: np.ndarray, index: int | None = None) -> dict[str, str]:
         """PNG text chunks for PIXELS (one picture, or a grid of them): prompt, seed, model, and the
@@ -62,6 +68,8 @@ class Imagined:
                   "software": "sensorium"}
         if index is not None:
             record["index"] = str(index)
+            if self.layouts is not None:
+                record["layout"] = json.dumps(self.layouts[index])  # where the plan put each object
         return record
 
     def grid(self, columns: int = 0) -> np.ndarray:
@@ -71,16 +79,34 @@ class Imagined:
     def as_dict(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "seed": self.seed, "steps": self.steps, "guidance": self.guidance,
                 "model": self.model, "count": int(len(self.images)), "warning": self.warning,
-                "nearest": [asdict(n) for n in self.nearest]}
+                "nearest": [asdict(n) for n in self.nearest], "layouts": self.layouts}
 
 
 class Imaginer:
     """A trained text-to-image model with its prompt reader: `imagine(prompt, ...)` -> Imagined."""
 
-    def __init__(self, model: TextToImage, model_id: str, text_encoder=None):
+    def __init__(self, model: TextToImage, model_id: str, text_encoder=None, folder: Path | None = None):
         self.model = model.eval()
         self.model_id = model_id
         self._text = text_encoder
+        self.folder = folder  # where its weights were read from (None: built in memory)
+
+    def info(self) -> list[ModelInfo]:
+        """The models a drawing uses, as `sensorium models` lists them (name, SHA-256 of the weights, ...):
+        this text-to-image model, then the sentence encoder that reads the prompt. What a signed
+        picture's provenance names."""
+        if self.folder is None:
+            raise ModelError("this text-to-image model was not loaded from a folder: it has no weights file to name")
+        weights = self.folder / WEIGHTS_FILE
+        shipped = self.folder.parent == SHIPPED_DIR.resolve()
+        own = ModelInfo(name=f"sensorium-{self.folder.name}" if shipped else self.folder.name,
+                        task="text to image", package="sensorium" if shipped else f"local:{self.folder}",
+                        version=package_version("sensorium") if shipped else "-", file=str(weights),
+                        sha256=sha256_of(weights), licence="Apache-2.0" if shipped else "-",
+                        size_bytes=weights.stat().st_size)
+        if self._text is None:
+            self._text = stock_text_encoder()
+        return [own, self._text.info()]
 
     @property
     def config(self) -> ImagineConfig:
@@ -121,10 +147,31 @@ class Imaginer:
             names = ", ".join(f"{n.concept!r} ({n.similarity:.2f})" for n in nearest)
             warning = (f"{prompt!r} is far from anything this model was trained to draw (nearest: {names}); "
                        f"it knows: {', '.join(self.config.concepts)}")
+        layouts, plans = self.plan([prompt] * n, int(seed))
+        if plans is not None and not any(plans):
+            unplanned = (f"no layout could be planned from {prompt!r} (no colour or shape read); drawn from its words "
+                         "alone, which a layout-reading model does poorly (name a colour and a shape)")
+            warning = f"{warning}; {unplanned}" if warning else unplanned
         generator = torch.Generator().manual_seed(int(seed))
-        drawn = sample(self.model, embedding.expand(n, *embedding.shape).contiguous(), steps, guidance, generator)
+        drawn = sample(self.model, embedding.expand(n, *embedding.shape).contiguous(), steps, guidance, generator,
+                       layouts)
         return Imagined(to_pixels(drawn, self.config.image_size), prompt, int(seed), steps, float(guidance),
-                        self.model_id, nearest, warning)
+                        self.model_id, nearest, warning, plans)
+
+    def plan(self, prompts: list[str], seed: int) -> tuple[Tensor | None, list[list[dict]] | None]:
+        """For a layout-reading model, (layout maps, each picture's planned objects as dicts: colour,
+        shape, size, material, box x0 y0 x1 y1 in pixels); (None, None) for other models. Picture i of
+        PROMPTS gets plan i of SEED (`world.layout.planned_maps`)."""
+        if not self.config.layout:
+            return None, None
+        from ..world.layout import planned_maps
+
+        sizes = tuple(self.config.trained.get("object_sizes", ("large",)))
+        maps, scenes = planned_maps(prompts, self.config.size, seed, sizes)
+        plans = [[] if scene is None else
+                 [{"colour": o.colour, "shape": o.shape, "size": o.size, "material": o.material,
+                   "box": [round(float(v), 1) for v in o.box]} for o in scene.objects] for scene in scenes]
+        return torch.from_numpy(maps), plans
 
 
 @lru_cache(maxsize=1)
@@ -219,7 +266,7 @@ def load_imaginer(model: str | Path = "mnist", text_encoder=None) -> Imaginer:
     if not weights.is_file():
         raise ModelError(f"{weights}: missing; the model folder is incomplete")
     loaded, digest = load_model(str(folder), weights.stat().st_mtime)
-    return Imaginer(loaded, digest, text_encoder)
+    return Imaginer(loaded, digest, text_encoder, folder)
 
 
 def imagine(prompt: str, model: str | Path = "mnist", n: int = 8, steps: int = 50, guidance: float = 3.0,

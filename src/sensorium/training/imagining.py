@@ -31,8 +31,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, ReadError
-from ..diffusion import (ImagineConfig, TextToImage, prompt_conditions, sample, save_model, schedulers, tile,
-                         to_pixels)
+from ..diffusion import (ImagineConfig, TextToImage, planned_layouts, prompt_conditions, sample, save_model, schedulers,
+                         tile, to_pixels)
+from ..world.layout import layout_map
 from .config import TrainConfig, fill_fields, read_toml
 from .sources import read_idx
 from .imagining_world import WORLD_PROMPTS, WORLD_SOURCE, check_world_settings, world_pictures
@@ -71,6 +72,8 @@ class ImagineTraining:
     attention: bool = True
     patch: int = 1  # fold PATCH x PATCH pixel squares into channels before the UNet (2 for 64 px: faster)
     tokens: int = 0  # > 0: cross-attention over the prompt's first TOKENS token states too (relations need it)
+    layout: bool = False  # data = "world": also read each scene's layout (objects' boxes); drawing plans one
+    drop_layout: float = 0.1  # chance per picture of training without its layout (prompts no plan can read)
     drop_prompt: float = 0.1  # chance per picture of training without its prompt (classifier-free guidance)
     ema: float = 0.999  # decay of the weights' moving average; the drawn model is the average
     samples_steps: int = 20  # RUN/samples.png: DDIM steps ...
@@ -181,7 +184,7 @@ class ImagePromptData(Dataset):
     prompts, chosen afresh each epoch as a pure function of (seed, epoch) so a resumed run sees the same."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, prompt_ids: list[list[int]], embeddings: Tensor,
-                 size: int, seed: int):
+                 size: int, seed: int, layouts: np.ndarray | None = None):
         if images.ndim == 3:
             images = images[:, None]
         else:
@@ -192,6 +195,7 @@ class ImagePromptData(Dataset):
         self.images = torch.from_numpy(padded)
         self.labels = labels
         self.prompt_ids, self.embeddings, self.seed = prompt_ids, embeddings, seed
+        self.layouts, self.size = layouts, size  # layout rows per picture (`world.layout`), painted when read
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -200,15 +204,21 @@ class ImagePromptData(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         options = self.prompt_ids[int(self.labels[index])]
         prompt = options[int(self.choice[index]) % len(options)]
-        return self.images[index].float() / 127.5 - 1.0, self.embeddings[prompt]
+        item = (self.images[index].float() / 127.5 - 1.0, self.embeddings[prompt])
+        if self.layouts is None:
+            return item
+        return (*item, torch.from_numpy(layout_map(self.layouts[index], self.size)))
 
 
 def collate_pictures(items) -> dict[str, Any]:
-    return {"pixels": torch.stack([i[0] for i in items]), "prompts": torch.stack([i[1] for i in items]).float(),
-            "size": len(items)}
+    batch = {"pixels": torch.stack([i[0] for i in items]), "prompts": torch.stack([i[1] for i in items]).float(),
+             "size": len(items)}
+    if len(items[0]) > 2:
+        batch["layouts"] = torch.stack([i[2] for i in items])
+    return batch
 
 
 class DiffusionObjective(nn.Module):
@@ -216,7 +226,7 @@ class DiffusionObjective(nn.Module):
 
     computes_loss = True
 
-    def __init__(self, model: TextToImage, ema: float, drop_prompt: float):
+    def __init__(self, model: TextToImage, ema: float, drop_prompt: float, drop_layout: float = 0.0):
         super().__init__()
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -225,7 +235,7 @@ class DiffusionObjective(nn.Module):
         for parameter in self.average.parameters():
             parameter.requires_grad_(False)
         self.noise, _ = schedulers(model.config)
-        self.drop_prompt = drop_prompt
+        self.drop_prompt, self.drop_layout = drop_prompt, drop_layout
 
     def forward(self, batch: dict[str, Any]) -> Tensor:
         x, prompts = batch["pixels"], batch["prompts"]
@@ -234,7 +244,9 @@ class DiffusionObjective(nn.Module):
         noisy = self.noise.add_noise(x, noise, steps)
         target = self.noise.get_velocity(x, noise, steps) if self.model.config.prediction == "v_prediction" else noise
         keep = torch.rand(x.shape[0]) >= self.drop_prompt
-        return F.mse_loss(self.model(noisy, steps, prompts, keep).float(), target)
+        layouts = batch.get("layouts")
+        keep_layout = keep & (torch.rand(x.shape[0]) >= self.drop_layout) if layouts is not None else None
+        return F.mse_loss(self.model(noisy, steps, prompts, keep, layouts, keep_layout).float(), target)
 
     def after_step(self) -> None:
         self.average.update_parameters(self.model)
@@ -266,6 +278,11 @@ def parse_run(raw: dict[str, Any]) -> tuple[ImagineTraining, TrainConfig]:
                           "their prompts), and only with it")
     if settings.data == WORLD_SOURCE:
         check_world_settings(settings)
+    elif settings.layout:
+        raise ConfigError(f'imagine.layout: only for data = "{WORLD_SOURCE}" (the world\'s scenes know where each '
+                          "object stands)")
+    if not 0 <= settings.drop_layout < 1:
+        raise ConfigError(f"imagine.drop_layout: in [0, 1), got {settings.drop_layout}")
     if not 0 <= settings.drop_prompt < 1:
         raise ConfigError(f"imagine.drop_prompt: in [0, 1), got {settings.drop_prompt}")
     if not 0 < settings.ema < 1:
@@ -286,7 +303,7 @@ def model_config(settings: ImagineTraining, concepts: list[str], prompts: list[l
     owners = [c for c, options in enumerate(prompts) for _ in options]
     return ImagineConfig(size=settings.size, image_size=settings.image_size, channels=settings.channels,
                          widths=list(settings.widths), attention=settings.attention, patch=settings.patch,
-                         tokens=settings.tokens, concepts=list(concepts),
+                         tokens=settings.tokens, layout=settings.layout, concepts=list(concepts),
                          prompts=flat, prompt_concepts=owners)
 
 
@@ -319,11 +336,13 @@ def train_imaginer(config_path: str | Path, out: str | Path, resume: bool = Fals
     config = pictures.config
     config.trained.update({"epochs": train.epochs, "batch_size": train.batch_size, "lr": train.lr, "seed": train.seed,
                            "drop_prompt": settings.drop_prompt, "ema": settings.ema})
+    if settings.layout:
+        config.trained["drop_layout"] = settings.drop_layout
     model = TextToImage(config)
     model.known_prompts.copy_(pictures.known)
-    objective = DiffusionObjective(model, settings.ema, settings.drop_prompt)
+    objective = DiffusionObjective(model, settings.ema, settings.drop_prompt, settings.drop_layout)
     data = ImagePromptData(pictures.images, pictures.labels, pictures.prompt_ids, pictures.embeddings, settings.size,
-                           train.seed)
+                           train.seed, pictures.layouts if settings.layout else None)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         record_path.write_text(json.dumps({"config": raw, "settings": asdict(settings)}, indent=1), encoding="utf-8")
@@ -347,6 +366,7 @@ class TrainingPictures:
     prompt_ids: list[list[int]]  # per label: rows of EMBEDDINGS that may stand for it
     embeddings: Tensor  # (P, *condition_width) every training prompt's condition (sentence vector[, token states])
     known: Tensor  # (K, 384) the known prompts' sentence vectors: what the far-prompt warning compares with
+    layouts: np.ndarray | None = None  # the world's: each scene's layout rows (`world.layout.layout_rows`)
 
 
 def class_data(settings: ImagineTraining, config_path: Path, seed: int, encoder) -> TrainingPictures:
@@ -382,7 +402,8 @@ def world_data(settings: ImagineTraining, seed: int, encoder) -> TrainingPicture
     embeddings = training_conditions(encoder, distinct, settings.tokens)
     prompt_ids = [[number[text] for text in options] for options in world.prompts]
     known = torch.from_numpy(np.asarray(encoder.encode(config.prompts), np.float32))
-    return TrainingPictures(config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known)
+    return TrainingPictures(config, world.images, np.arange(len(world.images)), prompt_ids, embeddings, known,
+                            world.layouts)
 
 
 def training_conditions(encoder, texts: list[str], tokens: int) -> Tensor:
@@ -403,7 +424,10 @@ def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, s
     config = model.config
     first = [config.prompt_concepts.index(c) for c in range(len(config.concepts))]
     prompts = prompt_conditions(encoder, [config.prompts[i] for i in first], config.tokens)
+    texts = [config.prompts[i] for i in first for _ in range(per_concept)]
     prompts = prompts.repeat_interleave(per_concept, 0)
-    pixels = to_pixels(sample(model, prompts, steps, guidance, torch.Generator().manual_seed(seed)), config.image_size)
+    layouts = planned_layouts(config, texts, seed)
+    pixels = to_pixels(sample(model, prompts, steps, guidance, torch.Generator().manual_seed(seed), layouts),
+                       config.image_size)
     Image.fromarray(tile(pixels, per_concept)).save(path)
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..world import Condition, SceneOptions, generate_scene
 from ..world.language import RELATION_WORDS, article, describe, noun_phrase
+from ..world.layout import LAYOUT_FIELDS, MAX_LAYOUT_OBJECTS, layout_rows
 from ..world.relations import Relation, relation_holds
 from ..world.scene import Scene, WorldObject
 from ..world.vocabulary import COLOURS, SHAPES, Attribute, colours_for
@@ -41,6 +42,7 @@ class WorldPictures:
     known: list[str]  # the single-object prompts a warning compares with ...
     known_concepts: list[int]  # ... and the concept of each
     condition: str
+    layouts: np.ndarray  # (N, MAX_LAYOUT_OBJECTS, len(LAYOUT_FIELDS)) each scene's objects and boxes (`world.layout`)
 
 
 def combinations() -> list[tuple[str, str]]:
@@ -102,11 +104,13 @@ def world_pictures(count: int, size: int, condition: str, seed: int, sizes: tupl
     options = SceneOptions(size=size, min_objects=1, max_objects=2, condition=Condition(condition), sizes=tuple(sizes))
     optional = OPTIONAL if len(set(sizes)) > 1 else (Attribute.MATERIAL,)
     images = np.zeros((count, size, size, 3), dtype=np.uint8)
+    layouts = np.zeros((count, MAX_LAYOUT_OBJECTS, len(LAYOUT_FIELDS)), dtype=np.float32)
     prompts: list[list[str]] = []
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"drawing {count} world scenes", total=count)
         for index in range(count):
             scene, images[index] = generate_scene(seed, index, options)
+            layouts[index] = layout_rows(scene.objects)
             rng = random.Random(f"{seed}:{index}")
             prompts.append(sorted({scene_prompt(scene, rng, optional) for _ in range(per_scene)}))
             bar.advance(task)
@@ -116,4 +120,4 @@ def world_pictures(count: int, size: int, condition: str, seed: int, sizes: tupl
         for text in (f"a {colour} {shape}", f"a picture of a {colour} {shape}"):
             known.append(text)
             owners.append(number)
-    return WorldPictures(images, prompts, concepts, known, owners, condition)
+    return WorldPictures(images, prompts, concepts, known, owners, condition, layouts)

@@ -119,23 +119,30 @@ def _choose(options: tuple[str, ...], u: float) -> str:
     return options[min(int(u * len(options)), len(options) - 1)]
 
 
+def free_spot(rng: np.random.Generator, radius: float, placed: list[WorldObject],
+              tries: int = 40) -> tuple[float, float] | None:
+    """A floor position for a footprint of RADIUS that keeps GAP from every PLACED object (None after TRIES draws)."""
+    for _ in range(tries):
+        x, z = rng.uniform(-FLOOR_HALF + radius, FLOOR_HALF - radius, size=2)
+        if all(math.hypot(x - o.position[0], z - o.position[1]) >= radius + SIZE_RADIUS[o.size] + GAP
+               for o in placed):
+            return float(x), float(z)
+    return None
+
+
 def _draw_objects(rng: np.random.Generator, count: int, condition: Condition,
                   sizes: tuple[str, ...] = SIZES) -> list[WorldObject] | None:
     objects: list[WorldObject] = []
     draws = rng.random((count, 4))  # shape, size, colour, material
     for number in range(count):
         shape, size = _choose(SHAPES, draws[number, 0]), _choose(sizes, draws[number, 1])
-        radius = SIZE_RADIUS[size]
-        for _ in range(40):
-            x, z = rng.uniform(-FLOOR_HALF + radius, FLOOR_HALF - radius, size=2)
-            if all(math.hypot(x - o.position[0], z - o.position[1]) >= radius + SIZE_RADIUS[o.size] + GAP
-                   for o in objects):
-                break
-        else:
+        spot = free_spot(rng, SIZE_RADIUS[size], objects)
+        if spot is None:
             return None
+        x, z = spot
         objects.append(WorldObject(
             id=number, shape=shape, colour=_choose(colours_for(shape, condition), draws[number, 2]), size=size,
-            material=_choose(MATERIALS, draws[number, 3]), position=(float(x), float(z)),
+            material=_choose(MATERIALS, draws[number, 3]), position=(x, z),
             rotation=float(rng.uniform(0, 90)) if shape == "cube" else 0.0))
     return objects
 
@@ -159,6 +166,37 @@ def render_scene(scene: Scene, size: int | None = None, antialias: int = 1) -> R
     """Draw a scene from its annotations, at its own size or another (the geometry is in world units):
     the picture, and which object each pixel shows."""
     return render(solids_of(scene.objects), size or scene.size, antialias)
+
+
+def place_objects(objects: list[WorldObject], rng: np.random.Generator, options: SceneOptions,
+                  accept=None, attempts: int = 200) -> Scene | None:
+    """A scene of the given OBJECTS (attributes set, positions not) placed at random under the rules
+    `generate_scene` keeps (no touching, nothing cut by the edge, enough of each in view) and, when
+    given, ACCEPT(objects) -> bool (e.g. "the red one left of the blue one"); None when no draw fits.
+    What a layout planner needs: where things may stand, measured by the same renderer."""
+    for _ in range(attempts):
+        placed: list[WorldObject] = []
+        for obj in objects:
+            spot = free_spot(rng, SIZE_RADIUS[obj.size], placed)
+            if spot is None:
+                break
+            placed.append(WorldObject(id=obj.id, shape=obj.shape, colour=obj.colour, size=obj.size,
+                                      material=obj.material, position=spot,
+                                      rotation=float(rng.uniform(0, 90)) if obj.shape == "cube" else 0.0))
+        if len(placed) < len(objects):
+            continue
+        solids = solids_of(placed)
+        boxes = screen_boxes(solids, options.size, pad=0, clip=False)
+        if boxes.min() < 1 or boxes.max() > options.size - 1:
+            continue
+        drawn = render(solids, options.size, options.antialias)
+        if not _acceptable(placed, drawn, options):
+            continue
+        for obj, box, visible, depth, centre_x in zip(placed, drawn.boxes, drawn.visible, drawn.depth, drawn.centre_x):
+            obj.box, obj.visible, obj.depth, obj.centre_x = box, visible, depth, centre_x
+        if accept is None or accept(placed):
+            return Scene(-1, -1, options.condition, options.size, placed)
+    return None
 
 
 def generate_scene(seed: int, index: int, options: SceneOptions = SceneOptions()) -> tuple[Scene, np.ndarray]:
