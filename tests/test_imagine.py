@@ -165,7 +165,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sensorium.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_writes_a_grid_or_single_pictures_that_carry_their_prompt_and_checksum(small_run, tmp_path):
+def test_cli_writes_signed_pictures_that_carry_their_prompt_and_checksum(small_run, tmp_path):
     grid = tmp_path / "zeros.png"
     done = run_cli("imagine", "a handwritten zero", "--model", str(small_run), "--n", "4", "--steps", "4",
                    "--seed", "3", "--scale", "2", "-o", str(grid))
@@ -191,6 +191,18 @@ def test_cli_writes_a_grid_or_single_pictures_that_carry_their_prompt_and_checks
     report = json.loads(done.stdout)
     assert len(report["files"]) == 2 and all(pixels_match(p) for p in report["files"])
     assert report["nearest"][0]["concept"] == "one"
+    from sensorium.provenance.verification import verify
+
+    for path in [grid, *report["files"]]:  # signed by default: the models with their SHA-256, and the settings
+        verdict = verify(path)
+        assert verdict.state == "valid" and verdict.record["action"] == "imagine"
+        assert [m["sha256"][:16] for m in verdict.record["models"]][0] == metadata["model"]
+        assert verdict.record["parameters"]["seed"] == (3 if path == grid else 0)
+    assert verify(tampered).state == "unsigned"  # rewritten pixels carry no manifest
+    unsigned = tmp_path / "unsigned.png"
+    done = run_cli("imagine", "seven", "--model", str(small_run), "--n", "1", "--steps", "1", "--no-sign", "-o",
+                   str(unsigned))
+    assert done.returncode == 0 and "not signed" in done.stdout and verify(unsigned).state == "unsigned"
     far = run_cli("imagine", "a bowl of ramen", "--model", str(small_run), "--n", "1", "--steps", "1",
                   "-o", str(tmp_path / "far.png"))
     assert far.returncode == 0 and "warning" in far.stderr and "far from" in far.stderr

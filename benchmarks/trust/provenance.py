@@ -4,7 +4,7 @@
 
 Artefacts, made and signed as the commands make them (a fresh signing identity in a temporary
 config folder): speech from `speak` (WAV, C2PA embedded), a reliability diagram (PNG, embedded),
-a transcript (TXT, signed sidecar). For each, `--trials` random single-bit flips anywhere in the
+a picture drawn by `imagine` (PNG with its text chunks, embedded), a transcript (TXT, signed sidecar). For each, `--trials` random single-bit flips anywhere in the
 file, and as many inside its manifest (the C2PA manifest store, or the sidecar), each verified on
 the signing machine (C2PA, the strict manifest checks and the signer's ledger) and as another
 machine trusting the same authority would (C2PA and the strict checks, no ledger). False alarms: `--clean` freshly signed files, untouched.
@@ -38,8 +38,15 @@ def make_artefacts(folder: Path, number: int = 0) -> dict[str, tuple[Path, Path 
     txt = folder / f"transcript-{number}.txt"
     txt.write_text(f"[00:00:00.000] {text}\n")
     sidecar = sign_file(txt, generation("transcribe", [], {"recording": input_hash(wav)}, {"language": "en"}))
+    from sensorium.commands.imagine import sign_pictures
+    from sensorium.generation.imagine import load_imaginer, write_png
+
+    imaginer = load_imaginer("mnist")
+    drawn = imaginer.imagine(f"the digit {number % 10}", n=1, steps=4, seed=number)
+    picture = write_png(folder / f"picture-{number}.png", drawn.images[0], drawn.metadata(drawn.images[0], 0), scale=4)
+    sign_pictures([picture], imaginer, drawn, scale=4)
     return {"speech (WAV, embedded)": (wav, None), "diagram (PNG, embedded)": (png, None),
-            "transcript (TXT, sidecar)": (txt, sidecar)}
+            "picture from `imagine` (PNG, embedded)": (picture, None), "transcript (TXT, sidecar)": (txt, sidecar)}
 
 
 def manifest_region(data: bytes) -> tuple[int, int]:
@@ -78,7 +85,7 @@ def main() -> None:
         (elsewhere / "provenance").mkdir(parents=True)
         shutil.copytree(temp / "signer" / "provenance" / "trusted", elsewhere / "provenance" / "trusted")
         rng = random.Random(0)
-        print(f"| artefact | bytes flipped | trials | detected on the signing machine | detected elsewhere (no ledger) |")
+        print("| artefact | bytes flipped | trials | detected on the signing machine | detected elsewhere (no ledger) |")
         print("|---|---|---:|---:|---:|")
         for name, (path, sidecar) in artefacts.items():
             data = path.read_bytes()
