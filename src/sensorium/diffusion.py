@@ -195,16 +195,17 @@ class TextToImage(nn.Module):
         return layouts if keep is None else layouts * keep[:, None, None, None].to(noisy.dtype)
 
 
-def planned_layouts(config: ImagineConfig, prompts: list[str], seed: int) -> Tensor | None:
-    """For a layout-reading model, a layout planned from each prompt (`world.layout.planned_maps`: the
-    asked objects placed by the world's rules so that the asked relation holds); None for other models."""
+def planned_layouts(config: ImagineConfig, prompts: list[str], seed: int) -> tuple[Tensor | None, list | None]:
+    """For a layout-reading model, (the layout maps, the planned scenes: None where none could be planned),
+    one per prompt (`world.layout.planned_maps`: the asked objects placed by the world's rules so that the
+    asked relation holds, sizes among those the model was trained with); (None, None) for other models."""
     if not config.layout:
-        return None
+        return None, None
     from .world.layout import planned_maps
 
     sizes = tuple(config.trained.get("object_sizes", ("large",)))
-    maps, _ = planned_maps(list(prompts), config.size, seed, sizes)
-    return torch.from_numpy(maps)
+    maps, scenes = planned_maps(list(prompts), config.size, seed, sizes)
+    return torch.from_numpy(maps), scenes
 
 
 def schedulers(config: ImagineConfig):

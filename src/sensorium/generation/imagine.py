@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import (CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, load_model, prompt_conditions, sample,
-                         tile, to_pixels)
+from ..diffusion import (CONFIG_FILE, WEIGHTS_FILE, ImagineConfig, TextToImage, load_model, planned_layouts,
+                         prompt_conditions, sample, tile, to_pixels)
 from ..errors import ModelError
 from ..experts.base import ModelInfo, package_version, sha256_of
 
@@ -162,16 +162,13 @@ class Imaginer:
         """For a layout-reading model, (layout maps, each picture's planned objects as dicts: colour,
         shape, size, material, box x0 y0 x1 y1 in pixels); (None, None) for other models. Picture i of
         PROMPTS gets plan i of SEED (`world.layout.planned_maps`)."""
-        if not self.config.layout:
+        maps, scenes = planned_layouts(self.config, prompts, seed)
+        if maps is None:
             return None, None
-        from ..world.layout import planned_maps
-
-        sizes = tuple(self.config.trained.get("object_sizes", ("large",)))
-        maps, scenes = planned_maps(prompts, self.config.size, seed, sizes)
         plans = [[] if scene is None else
                  [{"colour": o.colour, "shape": o.shape, "size": o.size, "material": o.material,
                    "box": [round(float(v), 1) for v in o.box]} for o in scene.objects] for scene in scenes]
-        return torch.from_numpy(maps), plans
+        return maps, plans
 
 
 @lru_cache(maxsize=1)

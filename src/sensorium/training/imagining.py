@@ -426,7 +426,7 @@ def write_samples(model: TextToImage, path: Path, steps: int, guidance: float, s
     prompts = prompt_conditions(encoder, [config.prompts[i] for i in first], config.tokens)
     texts = [config.prompts[i] for i in first for _ in range(per_concept)]
     prompts = prompts.repeat_interleave(per_concept, 0)
-    layouts = planned_layouts(config, texts, seed)
+    layouts, _ = planned_layouts(config, texts, seed)
     pixels = to_pixels(sample(model, prompts, steps, guidance, torch.Generator().manual_seed(seed), layouts),
                        config.image_size)
     Image.fromarray(tile(pixels, per_concept)).save(path)
