@@ -9,7 +9,7 @@ import pytest
 skimage_data = pytest.importorskip("skimage.data")
 
 from sensorium.errors import ModelError  # noqa: E402
-from sensorium.experts.image import ImageExpert, crop_views, load_class_names  # noqa: E402
+from sensorium.experts.image import ImageExpert, crop_views, load_class_names, prepare_views  # noqa: E402
 
 COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mini"
 DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -46,6 +46,18 @@ def test_crops_give_one_row_per_view(expert):
     [per_view] = expert.run_crops([photo], "grid")
     assert per_view.probs.shape == (5, 1000)
     np.testing.assert_allclose(per_view.probs[0], expert.run([photo]).probs[0], atol=1e-5)
+
+
+def test_views_prepared_on_threads_are_the_one_thread_views():
+    photos = [skimage_data.astronaut(), skimage_data.chelsea(), skimage_data.coffee(), skimage_data.rocket()]
+    alone = [crop_views(photo, "grid") for photo in photos]
+    for threads in (1, 2, 3):
+        threaded = prepare_views(photos, "grid", threads=threads)
+        assert [len(views) for views in threaded] == [5, 5, 5, 5]
+        assert all(np.array_equal(a, b) for one, many in zip(alone, threaded) for a, b in zip(one, many))
+    # a bad photo among good ones is named by its place in the batch
+    with pytest.raises(ValueError, match="image 2: too small"):
+        prepare_views([photos[0], photos[1], np.zeros((4, 4, 3), np.uint8)], "grid", threads=2)
 
 
 def test_bad_input_is_rejected(expert):
