@@ -26,8 +26,8 @@ class ExpertConfig:
     keyword_dir: str | None = None  # melspectrogram.onnx + embedding_model.onnx (spoken-label templates)
     ocr: bool = True  # read text in images (slower indexing)
     people: bool = True  # detect people in images (ImageNet has no "person" class)
-    # "int8": the image classifier quantised (1.96x the fp32 network's views/s, 1.62x its photos/s,
-    # measured with VNNI; BENCHMARKS.md, "Image expert precision").
+    # "int8": the image classifier quantised (1.96-2.01x the fp32 network's views/s, 1.62-1.83x its
+    # photos/s, measured with VNNI; BENCHMARKS.md, "Image expert precision").
     # Not a model change: its vectors stay comparable with fp32 ones (cosine 0.99), so a collection
     # may switch, and only files indexed later use the new setting.
     image_precision: str = "fp32"

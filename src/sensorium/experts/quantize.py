@@ -1,7 +1,7 @@
 """int8 static quantisation of the image expert's ONNX graph, calibrated on real photos.
 
 Why: EfficientNet-Lite0 was designed to be quantised (ReLU6, no squeeze-excite), and onnxruntime's
-int8 kernels (u8 activations, s8 per-channel weights) run it at 1.96x fp32's views/s on a CPU with
+int8 kernels (u8 activations, s8 per-channel weights) run it at 1.96-2.01x fp32's views/s on CPUs with
 VNNI (BENCHMARKS.md, "Image expert precision"). Static quantisation needs the range of every
 activation, measured by running the fp32 graph on calibration images. Ours are the real photographs
 that ship inside scikit-image (an installed dependency: a portrait, a cat, a coffee cup, a rocket,
