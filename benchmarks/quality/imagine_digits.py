@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nCAS on a validation split of real training pictures (never the test set), by guidance: "
           + ", ".join(f"w={w:g} {v:.4f}" for w, v in tried))
     print(f"CAS: {cas:.4f} (w={best:g}, chosen on validation; trained on {args.cas_per} "
-          f"generated per class, {args.cas_steps} steps, classifier {cas_epochs(10 * args.cas_per, args.cas_train_steps)} "
+          f"generated per class, {args.cas_steps} steps, classifier {cas_epochs(len(np.unique(y_train)) * args.cas_per, args.cas_train_steps)} "
           f"epochs; tested on {len(y_test)} real); the same trained on as many real "
           f"training pictures: {baseline:.4f}")
 
