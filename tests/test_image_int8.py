@@ -111,26 +111,3 @@ def test_cli_keeps_the_precision_and_finds_the_same_answers(tmp_path):
 
     bad = run("index", str(media), "-c", str(col), "--image-precision", "int4", env_home=home)
     assert bad.returncode == 2 and "--image-precision int4" in bad.stderr
-
-
-def test_lanes_give_what_one_session_gives(monkeypatch):
-    """The int8 expert runs photos in lanes on a multi-core machine: same outputs, same order."""
-    from sensorium.experts import image
-
-    int8 = ImageExpert(precision="int8")  # its own: no lane session from an earlier test
-    photos = [another_view_of(getattr(skimage_data, name)()) for name in
-              ("chelsea", "coffee", "rocket", "astronaut", "cat", "coffee", "chelsea", "rocket", "astronaut")]
-    photos[5] = np.ascontiguousarray(photos[5][:, ::-1])  # not a repeat of photo 1
-    monkeypatch.setattr(image, "cpu_threads", lambda: 1)
-    alone = int8.run_crops(photos, "grid")
-    assert int8._lane_session is None, "one core: no lanes"
-    monkeypatch.setattr(image, "cpu_threads", lambda: 2)
-    laned = int8.run_crops(photos, "grid")
-    assert int8._lane_session is not None, "two cores and nine photos: lanes"
-    assert len(laned) == len(photos)
-    for ours, theirs in zip(laned, alone):
-        assert ours.features.shape == (5, 1280)
-        np.testing.assert_allclose(ours.features, theirs.features, atol=1e-4)
-        assert (ours.probs.argmax(1) == theirs.probs.argmax(1)).all()
-    with pytest.raises(ValueError, match="image 2"):
-        int8.run_crops([photos[0], photos[1], np.zeros((4, 4, 3), np.uint8)] + photos, "grid")

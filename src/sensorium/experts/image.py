@@ -33,9 +33,6 @@ INPUT_SIZE = 224
 RESIZE_SHORTER = 256
 CROP_LAYOUTS = ("full", "grid", "five")
 PRECISIONS = ("fp32", "int8")  # int8: onnxruntime static quantisation (experts/quantize.py)
-# Photos a lane (see `ImageExpert.run_crops`) takes at a time: 20 views of "grid" photos, about one
-# batch; small enough that two lanes stay busy to the end of a batch of photos.
-LANE_PHOTOS = 4
 
 
 @dataclass(frozen=True)
@@ -128,16 +125,6 @@ def prepare_views(images: list[np.ndarray], layout: str = "full", mode: str = "s
         return list(pool.map(lambda pixels: crop_views(pixels, layout, mode), checked))
 
 
-def _outputs_per_image(per_image: list[list[np.ndarray]], flat: ImageOutputs) -> list[ImageOutputs]:
-    """Split the outputs of all views, in order, back into one ImageOutputs per image."""
-    result, start = [], 0
-    for views in per_image:
-        stop = start + len(views)
-        result.append(ImageOutputs(flat.features[start:stop], flat.probs[start:stop]))
-        start = stop
-    return result
-
-
 def _check_pixels(pixels: np.ndarray, index: int) -> np.ndarray:
     if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         shape = getattr(pixels, "shape", None)
@@ -184,8 +171,6 @@ class ImageExpert:
         self.runtime = runtime
         self._model = None
         self._session = None
-        self._graph: Path | None = None  # the ONNX file the session runs
-        self._lane_session = None
 
     # -- loading -------------------------------------------------------------------------------
     def weights_path(self) -> Path:
@@ -291,19 +276,11 @@ class ImageExpert:
                     raise ModelError("int8 image expert: the fp32 graph could not be exported to ONNX") from None
                 self.runtime = "torch"
                 return None
-            self._graph = self._int8_graph(fp32_path, key) if self.precision == "int8" else fp32_path
-            self._session = session(self._graph)
+            if self.precision == "int8":
+                self._session = session(self._int8_graph(fp32_path, key))
+            else:
+                self._session = session(fp32_path)
         return self._session
-
-    def _one_thread_session(self):
-        """A second session over the same graph, of one thread: the lanes share it (onnxruntime runs
-        concurrent calls on one session safely, without the GIL)."""
-        if self._lane_session is None:
-            from .onnx_export import session
-
-            self._onnx_session()
-            self._lane_session = session(self._graph, threads=1)
-        return self._lane_session
 
     def _int8_graph(self, fp32_path: Path, key: str) -> Path:
         import hashlib
@@ -340,12 +317,11 @@ class ImageExpert:
             pooled = model._avg_pooling(model.extract_features(x)).flatten(1)
             return pooled.numpy(), model._fc(pooled).numpy()
 
-    def run_views(self, views: list[np.ndarray], forward=None) -> ImageOutputs:
-        """Run already-prepared 224x224 views (see `crop_views`), through FORWARD (default `forward`)."""
-        forward = forward or self.forward
+    def run_views(self, views: list[np.ndarray]) -> ImageOutputs:
+        """Run already-prepared 224x224 views (see `crop_views`)."""
         features, probs = [], []
         for start in range(0, len(views), self.batch_size):
-            pooled, logits = forward(views[start:start + self.batch_size])
+            pooled, logits = self.forward(views[start:start + self.batch_size])
             features.append(pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12))
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             probs.append(shifted / shifted.sum(axis=1, keepdims=True))
@@ -357,43 +333,15 @@ class ImageExpert:
         return self.run_views([views[0] for views in prepare_views(images, "full", self.resize)])
 
     def run_crops(self, images: list[np.ndarray], layout: str = "grid") -> list[ImageOutputs]:
-        """Per image, the outputs of each view (row 0 = the whole image), batched across images.
-
-        The int8 graph with more than one core runs in lanes: each of `cpu_threads()` threads takes
-        LANE_PHOTOS photos at a time, prepares their views and runs them on a one-thread session.
-        Why: split over two threads, the int8 network runs at 1.81x one thread's speed (402 against
-        223 views/s); two lanes of one thread lose nothing to that split, and one lane prepares views
-        while the other runs the network. COCO-mini, 2-core EPYC: 58.1 -> 66.0 photos/s. fp32 gained
-        nothing that way (33.2 / 33.1 photos/s), so it keeps one session."""
-        lanes = self._lanes(len(images))
-        if lanes > 1:
-            return self._run_crops_in_lanes(images, layout, lanes)
+        """Per image, the outputs of each view (row 0 = the whole image), batched across images."""
         per_image = prepare_views(images, layout, self.resize)
-        return _outputs_per_image(per_image, self.run_views([view for views in per_image for view in views]))
-
-    def _lanes(self, photos: int) -> int:
-        if self.precision != "int8" or self.runtime != "onnx":
-            return 1
-        return min(cpu_threads(), -(-photos // LANE_PHOTOS))
-
-    def _run_crops_in_lanes(self, images: list[np.ndarray], layout: str, lanes: int) -> list[ImageOutputs]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        checked = [_check_pixels(pixels, index) for index, pixels in enumerate(images)]  # all, before any work
-        one_thread = self._one_thread_session()  # built here, once, not raced by the lanes
-
-        def forward(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-            pooled, logits = one_thread.run(None, {"x": self.to_input(views)})
-            return pooled, logits
-
-        def run_chunk(chunk: list[np.ndarray]) -> list[ImageOutputs]:
-            per_image = [crop_views(pixels, layout, self.resize) for pixels in chunk]
-            return _outputs_per_image(per_image, self.run_views([view for views in per_image for view in views], forward))
-
-        chunks = [checked[start:start + LANE_PHOTOS] for start in range(0, len(checked), LANE_PHOTOS)]
-        # a pool per call, as in prepare_views: threads do not survive a fork into a worker
-        with ThreadPoolExecutor(lanes, thread_name_prefix="image-lanes") as pool:
-            return [outputs for part in pool.map(run_chunk, chunks) for outputs in part]
+        flat = self.run_views([view for views in per_image for view in views])
+        result, start = [], 0
+        for views in per_image:
+            stop = start + len(views)
+            result.append(ImageOutputs(flat.features[start:stop], flat.probs[start:stop]))
+            start = stop
+        return result
 
     def top_labels(self, probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-probs)[:k]
