@@ -249,3 +249,28 @@ def test_an_unknown_model_name_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="no imagine.json"):
         load_imaginer(tmp_path / "empty")
+
+
+def test_the_benchmark_keeps_its_drawn_pictures_and_a_larger_draw_only_adds(tmp_path, monkeypatch):
+    """CAS draws tens of thousands of pictures: `imagine_digits.draw` keeps whole batches per prompt and
+    a later, larger draw gives exactly the pictures a fresh one would."""
+    from benchmarks.quality import imagine_digits
+
+    imaginer = load_imaginer("mnist")
+    texts = ["a handwritten one", "a handwritten eight"]
+    first, _ = imagine_digits.draw(imaginer, texts, 64, 1, 0.0, 5, tmp_path)
+    kept = sorted(tmp_path.glob("drawn-*.npy"))
+    assert len(kept) == 2 and all(np.load(path).shape == (64, 28, 28) for path in kept)
+    more, classes = imagine_digits.draw(imaginer, texts, 128, 1, 0.0, 5, tmp_path)
+    fresh, _ = imagine_digits.draw(imaginer, texts, 128, 1, 0.0, 5)
+    assert np.array_equal(more, fresh) and np.array_equal(classes, np.repeat([0, 1], 128))
+    assert np.array_equal(np.concatenate([more[:64], more[128:192]]), first)
+    assert not np.array_equal(more[:64], more[64:128])  # the second batch is new noise, not a copy
+    assert all(np.load(path).shape == (128, 28, 28) for path in kept)
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drew pictures that were kept")
+
+    monkeypatch.setattr("sensorium.generation.imagine.sample", no_drawing)
+    again, _ = imagine_digits.draw(imaginer, texts, 100, 1, 0.0, 5, tmp_path)
+    assert np.array_equal(again, np.concatenate([fresh[:100], fresh[128:228]]))

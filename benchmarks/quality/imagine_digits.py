@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from pathlib import Path
 
@@ -69,8 +70,13 @@ def prompts(dataset: str, template: str) -> list[str]:
     return [template.format(phrase=names[0], bare=bare_noun(names[0])) for names in FASHION_NAMES]
 
 
-def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`per` pictures of each prompt (batches of up to 64): (pictures, the prompt's class of each)."""
+def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed: int,
+         cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`per` pictures of each prompt (batches of up to 64): (pictures, the prompt's class of each).
+
+    Batch b of a prompt always starts from the same noise, so a larger `per` only adds pictures.
+    With CACHE, each prompt's whole batches are kept (keyed by model, prompt, steps, weight and
+    seed) and a later run draws only what it lacks: CAS draws tens of thousands of pictures."""
     from rich.progress import Progress
 
     from sensorium.generation.imagine import sample, to_pixels
@@ -80,13 +86,29 @@ def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed
     with Progress(transient=True) as bar:
         task = bar.add_task(f"drawing w={guidance:g}, {steps} steps", total=per * len(texts))
         for c, embedding in enumerate(embeddings):
-            for start in range(0, per, 64):
+            path = None
+            kept = []
+            if cache is not None:
+                digest = hashlib.sha256(texts[c].encode()).hexdigest()[:12]
+                path = cache / f"drawn-{imaginer.model_id}-{digest}-s{steps}-w{guidance:g}-seed{seed}.npy"
+                if path.is_file():
+                    stored = np.load(path)
+                    kept = [stored[:min(per, len(stored) // 64 * 64)]]
+                    bar.advance(task, len(kept[0]))
+            for start in range(sum(len(k) for k in kept), per, 64):
                 count = min(64, per - start)
                 generator = torch.Generator().manual_seed(seed * 100_003 + c * 1_009 + start)
                 x = sample(imaginer.model, embedding.expand(count, -1).contiguous(), steps, guidance, generator)
-                pictures.append(to_pixels(x, imaginer.config.image_size))
-                classes.append(np.full(count, c))
+                kept.append(to_pixels(x, imaginer.config.image_size))
                 bar.advance(task, count)
+            drawn = np.concatenate(kept)
+            if path is not None and len(drawn) // 64 * 64 > (len(np.load(path)) if path.is_file() else 0):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_suffix(".tmp.npy")
+                np.save(temporary, drawn[:len(drawn) // 64 * 64])
+                temporary.replace(path)
+            pictures.append(drawn)
+            classes.append(np.full(len(drawn), c))
     return np.concatenate(pictures), np.concatenate(classes)
 
 
@@ -134,7 +156,7 @@ def cas_scores(imaginer, args, x_train, y_train, x_test, y_test) -> tuple[float,
     valid_x, valid_y = balanced(x_train, y_train, args.cas_per, seed=args.seed, skip=args.cas_per)
     tried, models = [], {}
     for w in (float(v) for v in args.cas_guidance.split(",")):
-        fake_x, fake_y = draw(imaginer, texts, args.cas_per, args.cas_steps, w, args.seed + 7)
+        fake_x, fake_y = draw(imaginer, texts, args.cas_per, args.cas_steps, w, args.seed + 7, CACHE)
         models[w] = train_judge(fake_x, fake_y, epochs=cas_epochs(len(fake_x), args.cas_train_steps), seed=args.seed,
                                 progress=f"CAS classifier, w={w:g}")
         tried.append((w, float(np.mean(predict(models[w], valid_x)[0] == valid_y))))
