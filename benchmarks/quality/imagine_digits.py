@@ -86,14 +86,14 @@ def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed
     with Progress(transient=True) as bar:
         task = bar.add_task(f"drawing w={guidance:g}, {steps} steps", total=per * len(texts))
         for c, embedding in enumerate(embeddings):
-            path = None
-            kept = []
+            path, kept, stored = None, [], 0
             if cache is not None:
                 digest = hashlib.sha256(texts[c].encode()).hexdigest()[:12]
                 path = cache / f"drawn-{imaginer.model_id}-{digest}-s{steps}-w{guidance:g}-seed{seed}.npy"
                 if path.is_file():
-                    stored = np.load(path)
-                    kept = [stored[:min(per, len(stored) // 64 * 64)]]
+                    whole = np.load(path)
+                    stored = len(whole)
+                    kept = [whole[:min(per, stored // 64 * 64)]]
                     bar.advance(task, len(kept[0]))
             for start in range(sum(len(k) for k in kept), per, 64):
                 count = min(64, per - start)
@@ -102,7 +102,7 @@ def draw(imaginer, texts: list[str], per: int, steps: int, guidance: float, seed
                 kept.append(to_pixels(x, imaginer.config.image_size))
                 bar.advance(task, count)
             drawn = np.concatenate(kept)
-            if path is not None and len(drawn) // 64 * 64 > (len(np.load(path)) if path.is_file() else 0):
+            if path is not None and len(drawn) // 64 * 64 > stored:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 temporary = path.with_suffix(".tmp.npy")
                 np.save(temporary, drawn[:len(drawn) // 64 * 64])
