@@ -1,7 +1,7 @@
 """Text -> image (`sensorium.generation.imagine`, `training.imagining`, `sensorium imagine`).
 
-A model trained here for about a minute on scikit-learn's 1,797 real handwritten digits (8x8,
-enlarged to 16x16) must draw what its prompt names: a classifier trained on the real digits tells
+A model trained here for about 40 seconds (12 epochs) on scikit-learn's 1,797 real handwritten digits
+(8x8, enlarged to 16x16) must draw what its prompt names: a classifier trained on the real digits tells
 its pictures of two prompts apart far above chance. The shipped MNIST model must still load into
 today's code and follow its prompt. Training resumes exactly, EMA included.
 """
@@ -59,10 +59,15 @@ progress = false
     return config
 
 
+SMALL_EPOCHS = 12
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
+    """12 epochs: measured on the EPYC VM with training seeds 0-3, every one told both prompts apart on all
+    24 pictures (1.00), where 8 epochs gave 0.83 and 0.67 (seed 0)."""
     folder = tmp_path_factory.mktemp("imagine")
-    train_imaginer(write_config(folder, epochs=25), folder / "run")
+    train_imaginer(write_config(folder, epochs=SMALL_EPOCHS), folder / "run")
     return folder / "run"
 
 
@@ -73,7 +78,7 @@ def real_digit_classifier():
     return LogisticRegression(max_iter=2000).fit(images.reshape(len(images), -1) / 255.0, labels)
 
 
-def test_a_minute_of_training_draws_the_digit_the_words_name(small_run):
+def test_a_short_training_draws_the_digit_the_words_name(small_run):
     imaginer = load_imaginer(small_run)
     classifier = real_digit_classifier()
     told_apart = {}
@@ -86,7 +91,7 @@ def test_a_minute_of_training_draws_the_digit_the_words_name(small_run):
     assert min(told_apart.values()) >= 0.85, told_apart
     assert (small_run / "samples.png").is_file()
     record = json.loads((small_run / RUNS_DIR / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["epoch"] == 25 and record["train_loss"] < 0.5
+    assert record["epoch"] == SMALL_EPOCHS and record["train_loss"] < 0.5
 
 
 def test_int8_weights_quarter_the_file_and_still_draw_the_prompted_digit(small_run, tmp_path):
@@ -162,7 +167,17 @@ def test_a_bad_config_names_its_field_before_any_training(tmp_path, key, value):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`sensorium ARGS` in a new process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "sensorium.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def invoke_cli(*args: str):
+    """`sensorium ARGS` in this process (the same commands, without a new interpreter's start each time)."""
+    from typer.testing import CliRunner
+
+    from sensorium.cli import app
+
+    return CliRunner().invoke(app, list(args))
 
 
 def test_cli_writes_signed_pictures_that_carry_their_prompt_and_checksum(small_run, tmp_path):
@@ -185,9 +200,9 @@ def test_cli_writes_signed_pictures_that_carry_their_prompt_and_checksum(small_r
     write_png(tampered, edited[::2, ::2], metadata)
     assert not pixels_match(tampered)
     singles = tmp_path / "singles"
-    done = run_cli("imagine", "the digit 1", "--model", str(small_run), "--n", "2", "--steps", "2", "-o", str(singles),
-                   "--json")
-    assert done.returncode == 0, done.stderr
+    done = invoke_cli("imagine", "the digit 1", "--model", str(small_run), "--n", "2", "--steps", "2",
+                      "-o", str(singles), "--json")
+    assert done.exit_code == 0, done.stderr
     report = json.loads(done.stdout)
     assert len(report["files"]) == 2 and all(pixels_match(p) for p in report["files"])
     assert report["nearest"][0]["concept"] == "one"
@@ -200,16 +215,16 @@ def test_cli_writes_signed_pictures_that_carry_their_prompt_and_checksum(small_r
         assert verdict.record["parameters"]["seed"] == (3 if path == grid else 0)
     assert verify(tampered).state == "unsigned"  # rewritten pixels carry no manifest
     unsigned = tmp_path / "unsigned.png"
-    done = run_cli("imagine", "seven", "--model", str(small_run), "--n", "1", "--steps", "1", "--no-sign", "-o",
-                   str(unsigned))
-    assert done.returncode == 0 and "not signed" in done.stdout and verify(unsigned).state == "unsigned"
-    far = run_cli("imagine", "a bowl of ramen", "--model", str(small_run), "--n", "1", "--steps", "1",
-                  "-o", str(tmp_path / "far.png"))
-    assert far.returncode == 0 and "warning" in far.stderr and "far from" in far.stderr
-    assert run_cli("imagine", "seven", "--model", str(small_run), "-o", str(tmp_path / "x.jpg")).returncode == 2
-    missing = run_cli("imagine", "seven", "--model", str(tmp_path / "nothing"), "-o", str(tmp_path / "y.png"))
-    assert missing.returncode == 1 and "neither a shipped model" in missing.stderr
-    assert run_cli("imagine", " ", "--model", str(small_run), "-o", str(tmp_path / "z.png")).returncode == 2
+    done = invoke_cli("imagine", "seven", "--model", str(small_run), "--n", "1", "--steps", "1", "--no-sign", "-o",
+                      str(unsigned))
+    assert done.exit_code == 0 and "not signed" in done.stdout and verify(unsigned).state == "unsigned"
+    far = invoke_cli("imagine", "a bowl of ramen", "--model", str(small_run), "--n", "1", "--steps", "1",
+                     "-o", str(tmp_path / "far.png"))
+    assert far.exit_code == 0 and "warning" in far.stderr and "far from" in far.stderr
+    assert invoke_cli("imagine", "seven", "--model", str(small_run), "-o", str(tmp_path / "x.jpg")).exit_code == 2
+    missing = invoke_cli("imagine", "seven", "--model", str(tmp_path / "nothing"), "-o", str(tmp_path / "y.png"))
+    assert missing.exit_code == 1 and "neither a shipped model" in missing.stderr
+    assert invoke_cli("imagine", " ", "--model", str(small_run), "-o", str(tmp_path / "z.png")).exit_code == 2
 
 
 def test_the_shipped_mnist_model_loads_into_this_code_and_follows_its_prompt():
