@@ -15,6 +15,29 @@ os.environ["SENSORIUM_CONFIG"] = tempfile.mkdtemp(prefix="sensorium-test-config-
 os.environ.pop("SENSORIUM_SIGNING_KEY", None)
 os.environ.pop("SENSORIUM_SIGNING_CHAIN", None)
 
+import torch  # noqa: E402 - after the environment above
+
+TORCH_THREADS = torch.get_num_threads()  # read before any test module is imported
+
+
+@pytest.fixture(autouse=True, scope="module")
+def default_torch_threads():
+    """Every test module starts on the machine's default torch threads. A module-level
+    `torch.set_num_threads(1)` ran at collection and held for the whole suite (the small text-to-image
+    training took 84 s in the suite against 32 s alone); modules that need one thread ask for
+    `one_torch_thread` instead."""
+    torch.set_num_threads(TORCH_THREADS)
+    yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for this module's tests (bit-for-bit comparisons with one-thread worker processes,
+    timings measured that way), the default again after it."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(TORCH_THREADS)
+
 
 @pytest.fixture(scope="session")
 def good_corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:

@@ -16,7 +16,7 @@ from sensorium.encoders.frozen import FrozenEncoder
 from sensorium.encoders.text_tokenizer import TextTokenizer
 from sensorium.errors import ConfigError, ReadError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,7 +10,7 @@ from sensorium import fusion
 from sensorium.encoders import EncoderOutput
 from sensorium.errors import ConfigError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DIMS = {"image": 8, "audio": 6, "text": 4}
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(DIMS, r)]

@@ -27,7 +27,7 @@ from sensorium.training.model import build_model, count_parameters
 from sensorium.training.schedule import warmup_cosine_factor
 from sensorium.training.trainer import Trainer, drop_modalities, ogm_coefficients, seed_everything
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CLASSES = ("left", "right")
 
