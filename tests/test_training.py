@@ -19,6 +19,7 @@ from PIL import Image
 
 from sensorium.errors import ConfigError, ReadError
 from sensorium.training.checkpoint import load_weights
+from sensorium.training.averaging import warmed_up_decay, weight_average
 from sensorium.training.config import config_from_dict, load_config
 from sensorium.training.data import ArrayDataset, Collate, load_datasets
 from sensorium.training.evaluate import (add_noise, classification_metrics, effective_robustness, predict,
@@ -161,6 +162,7 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
     (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
+    (lambda r: r["train"].update(ema=1.0), r"train\.ema: a decay in \[0, 1\) \(0 = no average\), got 1\.0"),
     (lambda r: r["train"].update(threads=-2), r"train\.threads: a count, 0 \(every core\) or -1 \(the idle ones\), got -2"),
     (lambda r: r["data"].update(cache_mb=-5), r"data\.cache_mb: must not be negative, got -5"),
     (lambda r: r["data"]["modalities"]["image"].update(kind="hologram"), r"data\.modalities\.image\.kind: 'hologram'"),
@@ -390,7 +392,7 @@ def weights(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method,extra", [
     ("late", {"accumulate": 2, "ogm_ge": {"alpha": 0.5}}),  # OGM-GE draws noise: the RNG must resume too
-    ("single_stream", {"grad_clip": 0.5, "checkpoint_every": 2}),
+    ("single_stream", {"grad_clip": 0.5, "checkpoint_every": 2, "ema": 0.9}),  # the weights' average resumes too
     ("early", {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "mixup": 0.3}),  # SGD's momentum buffers resume too
 ])
 def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path, method, extra):
@@ -409,6 +411,53 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path, method, ex
     for name in expected:
         torch.testing.assert_close(final[name], expected[name], rtol=1e-6, atol=1e-7, msg=name)
     assert not torch.equal(expected["heads.label.weight"], weights(make_trainer(config).model)["heads.label.weight"])
+    if config.train.ema:
+        final, expected = weights(resumed.averaged), weights(uninterrupted.averaged)
+        assert int(expected["n_averaged"]) == uninterrupted.progress["step"]
+        for name in expected:
+            torch.testing.assert_close(final[name], expected[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_the_moving_average_follows_the_warmed_up_decay():
+    """averaged <- d * averaged + (1 - d) * current, d = min(ema, (1 + n) / (10 + n)) after n updates;
+    the first update copies; integer buffers take the current value."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    averaged = weight_average(model, 0.5)
+    expected = None
+    for n in range(30):
+        with torch.no_grad():
+            model[0].weight.add_(torch.randn(2, 3))
+        model(torch.randn(4, 3))  # batch norm's running statistics and step count move too
+        now = model[0].weight.detach().clone()
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = now if expected is None else decay * expected + (1 - decay) * now
+        averaged.update_parameters(model)
+        assert warmed_up_decay(0.5, n) == pytest.approx(decay)
+    torch.testing.assert_close(averaged.module[0].weight, expected)
+    assert int(averaged.module[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 30
+    assert not torch.equal(averaged.module[1].running_mean, model[1].running_mean)
+    with pytest.raises(ValueError, match="ema decay"):
+        weight_average(model, 1.0)
+
+
+def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path):
+    """train.ema: the weights in RUN/best and those validation scores are the average, not the last
+    step's; off by default (no copy kept)."""
+    assert make_trainer(small_config("late")).averaged is None
+    config = small_config("late", ema=0.9, epochs=1, lr=0.05)  # one epoch: it is the one kept
+    trainer = make_trainer(config, tmp_path)
+    assert trainer.fit()["best_epoch"] == 0
+    kept = make_trainer(config).model
+    load_weights(kept, tmp_path / "best" / "model.safetensors")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last, average = weights(trainer.model), weights(trainer.averaged.module)
+    assert not torch.equal(last["heads.label.weight"], average["heads.label.weight"])
+    for name, value in weights(kept).items():
+        torch.testing.assert_close(value, average[name], msg=name)
+    ours = trainer.validate()
+    assert ours["loss"] == pytest.approx(records[-1]["val_loss"], rel=1e-6)
+    trainer.averaged = None  # the last step's weights score differently
+    assert trainer.validate()["loss"] != pytest.approx(ours["loss"], rel=1e-6)
 
 
 def test_early_stopping_and_bf16(tmp_path):

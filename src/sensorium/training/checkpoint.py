@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import ReadError
 
 MODEL_FILE, STATE_FILE, STATE_JSON = "model.safetensors", "state.safetensors", "state.json"
+AVERAGED_FILE = "averaged.safetensors"  # the moving average of the weights, when training keeps one
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -82,13 +83,15 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    progress: dict[str, Any]) -> None:
-    """Write model + state atomically: into a temporary folder, then swapped in by rename."""
+                    progress: dict[str, Any], averaged: nn.Module | None = None) -> None:
+    """Write model + state (+ the averaged weights) atomically: into a temporary folder, then swapped in by rename."""
     folder = Path(folder)
     temporary = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     save_weights(model, temporary / MODEL_FILE)
+    if averaged is not None:
+        save_weights(averaged, temporary / AVERAGED_FILE)
     optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = rng_state()
     save_file({**optim_tensors, **rng_tensors}, str(temporary / STATE_FILE))
@@ -103,13 +106,16 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    averaged: nn.Module | None = None) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; returns the saved progress dict."""
     folder = Path(folder)
-    for name in (MODEL_FILE, STATE_FILE, STATE_JSON):
+    for name in (MODEL_FILE, STATE_FILE, STATE_JSON) + ((AVERAGED_FILE,) if averaged is not None else ()):
         if not (folder / name).is_file():
             raise ReadError(folder / name, "checkpoint file missing; cannot resume")
     load_weights(model, folder / MODEL_FILE)
+    if averaged is not None:
+        load_weights(averaged, folder / AVERAGED_FILE)
     try:
         meta = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / STATE_FILE))

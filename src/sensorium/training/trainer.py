@@ -3,7 +3,8 @@
 Data order is a pure function of (seed, epoch) and every RNG is checkpointed at optimizer-step
 boundaries, so a run stopped at step N and resumed follows the uninterrupted run exactly. Options:
 bf16 autocast on CPU, OGM-GE modality-imbalance modulation, several tasks with weighted losses,
-augmentation and mixup (`training.augment`), and DDP replicas under torchrun.
+augmentation and mixup (`training.augment`), a moving average of the weights (`training.averaging`),
+and DDP replicas under torchrun.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .augment import augment_batch, mixed_targets, mixup
+from .averaging import weight_average
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
@@ -148,6 +150,8 @@ class Trainer:
         else:
             self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.cfg.warmup_steps, self.total_steps, self.cfg.min_lr_ratio)
+        # train.ema: validation, RUN/best and the checkpoint use this average of the weights
+        self.averaged = weight_average(model, self.cfg.ema) if self.cfg.ema > 0 else None
         self.last_validation: tuple[Tensor, Tensor] | None = None  # main-task logits and labels, last validation
         self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
                                          "best_loss": None, "bad_epochs": 0, "done": False}
@@ -225,7 +229,8 @@ class Trainer:
 
     def _save(self) -> None:
         if self.out is not None and self.context.is_main:
-            save_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler, self.progress)
+            save_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler, self.progress,
+                            self.averaged)
         self.context.barrier()
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -233,10 +238,14 @@ class Trainer:
             with (self.out / METRICS_FILE).open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
+    def answering_model(self) -> nn.Module:
+        """The model that validates and is kept: the moving average of the weights when training keeps one."""
+        return self.averaged.module if self.averaged is not None else unwrap(self.model)
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Loss, accuracy and macro-F1 of the main task on the validation set (every rank, whole set)."""
-        model = unwrap(self.model)
+        model = self.answering_model()
         model.eval()
         losses, outputs, labels, count = 0.0, [], [], 0
         for batch in self._loader(self.val_data, None):
@@ -272,7 +281,8 @@ class Trainer:
         if self.out is not None and self.context.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         if resume:
-            self.progress = load_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler)
+            self.progress = load_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler,
+                                            self.averaged)
         self.model.train()
         timing = {"data": 0.0, "compute": 0.0, "samples": 0}
         progress_bar = self._progress_bar()
@@ -332,6 +342,8 @@ class Trainer:
                 self._step()
                 if after_step is not None:
                     after_step()
+                if self.averaged is not None:
+                    self.averaged.update_parameters(unwrap(self.model))
                 progress["step"] += 1
                 progress_bar.update(task, completed=progress["step"],
                                     description=f"epoch {progress['epoch'] + 1} loss {np.mean(losses[-20:]):.3f}")
@@ -373,7 +385,7 @@ class Trainer:
             progress.update(best=value, best_epoch=progress["epoch"], best_loss=loss, bad_epochs=0)
             if self.out is not None and self.context.is_main:
                 (self.out / BEST_DIR).mkdir(parents=True, exist_ok=True)
-                save_weights(unwrap(self.model), self.out / BEST_DIR / "model.safetensors")
+                save_weights(self.answering_model(), self.out / BEST_DIR / "model.safetensors")
                 if self.last_validation is not None:
                     write_temperature(self.out / BEST_DIR, self.main_task, *self.last_validation)
         else:
