@@ -191,7 +191,7 @@ def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: 
 
 # ---- Sensorium ---------------------------------------------------------------------------------
 
-IDENTICAL = ("plain", "sgd", "plain-ema")  # the identical model, no augmentation or normalisation: the first target
+IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing")  # the identical model, no augmentation or normalisation: the first target
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
 PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
 RECIPES = {
@@ -213,6 +213,17 @@ RECIPES = {
     # the model kept and scored is a moving average of the weights (train.ema; flatter minima carry
     # better to new domains: SWA, SWAD); no augmentation, so it still counts as the identical model
     "plain-ema": {"train": {"ema": 0.999}},
+    # label smoothing 0.1: the audio, perfect on the training speakers, cannot grow arbitrarily sure of
+    # itself, so the image still counts when a new voice makes the audio doubtful; a loss, no augmentation
+    "plain-smoothing": {"train": {"label_smoothing": 0.1}},
+    "speaker-normalised+specaugment+perturb+smoothing": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                                         "audio": {"normalise": "group", "group": "speaker"},
+                                                         "train": {"label_smoothing": 0.1}},
+    # modality dropout 0.3: a sample sometimes trains without its audio (or image), so the head learns
+    # to answer from the image alone too
+    "speaker-normalised+specaugment+perturb+dropout": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                                       "audio": {"normalise": "group", "group": "speaker"},
+                                                       "train": {"modality_dropout": 0.3}},
     "speaker-normalised+specaugment+perturb+ema": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
                                                    "audio": {"normalise": "group", "group": "speaker"},
                                                    "train": {"ema": 0.999}},

@@ -162,6 +162,7 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
     (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
+    (lambda r: r["train"].update(label_smoothing=-0.1), r"train\.label_smoothing: must be in \[0, 1\), got -0\.1"),
     (lambda r: r["train"].update(ema=1.0), r"train\.ema: a decay in \[0, 1\) \(0 = no average\), got 1\.0"),
     (lambda r: r["train"].update(threads=-2), r"train\.threads: a count, 0 \(every core\) or -1 \(the idle ones\), got -2"),
     (lambda r: r["data"].update(cache_mb=-5), r"data\.cache_mb: must not be negative, got -5"),
@@ -438,6 +439,21 @@ def test_the_moving_average_follows_the_warmed_up_decay():
     assert not torch.equal(averaged.module[1].running_mean, model[1].running_mean)
     with pytest.raises(ValueError, match="ema decay"):
         weight_average(model, 1.0)
+
+
+def test_label_smoothing_caps_the_confidence_training_reaches_and_leaves_validation_loss_plain():
+    """train.label_smoothing = 0.3 over 3 classes makes 0.8 the best probability to give the true class,
+    so a model trained long on separable data stays near it, where one trained without goes to ~1;
+    validation still reports the plain cross-entropy."""
+    confidence, losses = {}, {}
+    for smoothing in (0.0, 0.3):
+        trainer = make_trainer(small_config("late", epochs=30, lr=0.02, label_smoothing=smoothing), data=array_data(60))
+        trainer.fit()
+        losses[smoothing] = trainer.validate()["loss"]
+        logits, labels = trainer.last_validation
+        confidence[smoothing] = float(logits.softmax(1).max(1).values.mean())
+        assert losses[smoothing] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    assert confidence[0.0] > 0.95 and 0.7 < confidence[0.3] < 0.88, confidence
 
 
 def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path):

@@ -105,6 +105,7 @@ class TrainConfig:
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     unimodal_loss_weight: float = 0.0  # weight of per-modality heads' losses (Gradient-Blending); 0 = no such heads
     mixup: float = 0.0  # > 0: mixup's Beta(alpha, alpha) (Zhang et al. 2018), e.g. 0.2
+    label_smoothing: float = 0.0  # cross-entropy's target smoothing while training (Szegedy et al. 2016), e.g. 0.1
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights with this decay, e.g. 0.999
     progress: bool = True
     ogm_ge: OGMConfig = field(default_factory=OGMConfig)
@@ -335,6 +336,8 @@ def _train(raw: dict, modalities: list[str]) -> TrainConfig:
         raise ConfigError(f"train.optimizer: unknown optimizer {train.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
     if not 0.0 <= train.momentum < 1.0:
         raise ConfigError(f"train.momentum: must be in [0, 1), got {train.momentum}")
+    if not 0.0 <= train.label_smoothing < 1.0:
+        raise ConfigError(f"train.label_smoothing: must be in [0, 1), got {train.label_smoothing}")
     if not 0.0 <= train.ema < 1.0:
         raise ConfigError(f"train.ema: a decay in [0, 1) (0 = no average), got {train.ema}")
     if train.metric not in METRICS:

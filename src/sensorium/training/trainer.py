@@ -166,13 +166,17 @@ class Trainer:
     def _autocast(self):
         return precision(self.cfg.bf16)
 
-    def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor], outputs=None, present=None) -> Tensor:
-        loss = sum(weight * F.cross_entropy(logits[task].float(), labels[task]) for task, weight in self.tasks.items())
+    def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor], outputs=None, present=None,
+              smoothing: float = 0.0) -> Tensor:
+        """The weighted tasks' cross-entropy (label-smoothed by `smoothing`: training passes
+        train.label_smoothing, validation none, so validation losses stay comparable)."""
+        loss = sum(weight * F.cross_entropy(logits[task].float(), labels[task], label_smoothing=smoothing)
+                   for task, weight in self.tasks.items())
         if self.cfg.unimodal_loss_weight > 0 and outputs is not None:
             for here, own in unwrap(self.model).unimodal_logits(outputs, present).values():
                 if here.any():
                     loss = loss + self.cfg.unimodal_loss_weight * sum(
-                        weight * F.cross_entropy(own[task][here].float(), labels[task][here])
+                        weight * F.cross_entropy(own[task][here].float(), labels[task][here], label_smoothing=smoothing)
                         for task, weight in self.tasks.items())
         aux = getattr(unwrap(self.model).fusion, "balance_loss", None)
         if aux is not None and self.cfg.aux_loss_weight > 0 and unwrap(self.model).training:
@@ -325,10 +329,11 @@ class Trainer:
                         loss = self.ddp(batch)
                     else:
                         logits, outputs, present = self.ddp(batch, return_parts=True)
-                        loss = self._loss(logits, batch["labels"], outputs, present)
+                        smoothing = cfg.label_smoothing
+                        loss = self._loss(logits, batch["labels"], outputs, present, smoothing)
                         if partners is not None:  # mixup: the partners' labels take the rest of the weight
                             loss = weight * loss + (1 - weight) * self._loss(
-                                logits, mixed_targets(batch["labels"], partners), outputs, present)
+                                logits, mixed_targets(batch["labels"], partners), outputs, present, smoothing)
                 (loss / cfg.accumulate).backward()
             if not self.computes_loss and self._ogm_active():
                 found = self._unimodal_scores(outputs, present, batch["labels"][self.main_task])
