@@ -22,7 +22,7 @@
 4. With --select, first scores every recipe in RECIPES (augmentation, mixup, per-item normalisation)
    by leave-one-speaker-out over the three training speakers (train on two, validate on the third;
    a seeded sample of --fold-rows pairs per fold), never touching the test speaker, and runs the
-   best identical-model recipe (plain, sgd or plain-ema) and the best of all after the --recipes asked for
+   best identical-model recipe (one of IDENTICAL) and the best of all after the --recipes asked for
    (--candidates: score only those recipes).
 
 Every child runs with the same thread count; peak RSS is each child's own (os.wait4). Training
@@ -191,7 +191,9 @@ def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: 
 
 # ---- Sensorium ---------------------------------------------------------------------------------
 
-IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing")  # the identical model, no augmentation or normalisation: the first target
+# the identical model with no augmentation or normalisation (optimizer, loss and weight averaging may
+# differ): the first target's comparison
+IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing")
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
 PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
 RECIPES = {
@@ -388,9 +390,10 @@ def main() -> None:
         parser.error("--seeds: give at least one")
     recipes = [r for r in args.recipes.split(",") if r]
     candidates = [r for r in args.candidates.split(",") if r] if args.candidates else None
-    unknown = [r for r in recipes + (candidates or []) if r not in RECIPES]
-    if unknown:
-        parser.error(f"--recipes: unknown {', '.join(unknown)} (known: {', '.join(RECIPES)})")
+    for option, names in (("--recipes", recipes), ("--candidates", candidates or [])):
+        unknown = [r for r in names if r not in RECIPES]
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(RECIPES)})")
     data = build()
     rows, preface, seed_of = {}, [], {}
     if args.select:

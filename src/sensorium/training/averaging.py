@@ -8,6 +8,12 @@ checkpoint then use the average. torch's `AveragedModel` does the bookkeeping (a
 model, its buffers averaged too so batch-norm statistics match the averaged weights); this module
 supplies only the decay, warmed up as in timm's ModelEmaV3 so the first steps' average is not
 dominated by the initial weights: decay_n = min(ema, (1 + n) / (10 + n)) after n updates.
+
+Measured so far, it did not help: on AV-MNIST's unseen speaker, by leave-one-speaker-out, it moved
+the mean by -0.3 and -0.2 points (docs/experiments/2026-12-07-unseen-speaker-recipes.md); a cosine
+schedule that ends at a small learning rate already leaves the last weights near their average.
+It stays an option for schedules that end at a high learning rate, where the last weights still
+wander (not measured here).
 """
 from __future__ import annotations
 
