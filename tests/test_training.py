@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from sensorium.errors import ConfigError, ReadError
-from sensorium.training.checkpoint import load_weights
 from sensorium.training.averaging import warmed_up_decay, weight_average
+from sensorium.training.checkpoint import load_weights
 from sensorium.training.config import config_from_dict, load_config
 from sensorium.training.data import ArrayDataset, Collate, load_datasets
 from sensorium.training.evaluate import (add_noise, classification_metrics, effective_robustness, predict,
@@ -445,14 +445,14 @@ def test_label_smoothing_caps_the_confidence_training_reaches_and_leaves_validat
     """train.label_smoothing = 0.3 over 3 classes makes 0.8 the best probability to give the true class,
     so a model trained long on separable data stays near it, where one trained without goes to ~1;
     validation still reports the plain cross-entropy."""
-    confidence, losses = {}, {}
+    confidence = {}
     for smoothing in (0.0, 0.3):
         trainer = make_trainer(small_config("late", epochs=30, lr=0.02, label_smoothing=smoothing), data=array_data(60))
         trainer.fit()
-        losses[smoothing] = trainer.validate()["loss"]
+        loss = trainer.validate()["loss"]
         logits, labels = trainer.last_validation
         confidence[smoothing] = float(logits.softmax(1).max(1).values.mean())
-        assert losses[smoothing] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+        assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
     assert confidence[0.0] > 0.95 and 0.7 < confidence[0.3] < 0.88, confidence
 
 
