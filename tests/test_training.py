@@ -160,6 +160,7 @@ def test_config_file_loads_and_resolves_data_paths(run_dir):
     (lambda r: r["train"].update(epochs="ten"), r"train\.epochs: must be int, got 'ten'"),
     (lambda r: r["train"].update(batch_size=0), r"train\.batch_size: must be positive"),
     (lambda r: r["train"].update(metric="auc"), r"train\.metric: unknown metric 'auc'"),
+    (lambda r: r["train"].update(tie_break="last"), r"train\.tie_break: unknown rule 'last'"),
     (lambda r: r["train"].update(ogm_ge={"alpha": -1.0}), r"train\.ogm_ge\.alpha: must not be negative"),
     (lambda r: r["train"].update(modality_dropout=1.5), r"train\.modality_dropout: must be in \[0, 1\], got 1\.5"),
     (lambda r: r["train"].update(label_smoothing=-0.1), r"train\.label_smoothing: must be in \[0, 1\), got -0\.1"),
@@ -499,6 +500,20 @@ def test_a_saturated_validation_accuracy_keeps_the_epoch_of_lowest_validation_lo
     kept = make_trainer(config, data=array_data(60))
     load_weights(kept.model, tmp_path / "best" / "model.safetensors")
     assert kept.validate()["loss"] == pytest.approx(records[summary["best_epoch"]]["val_loss"], rel=1e-5)
+
+
+def test_tie_break_first_keeps_the_first_epoch_to_reach_a_saturated_validation_accuracy(tmp_path):
+    """train.tie_break = "first" (MultiBench's rule: only a strict gain saves) keeps the earliest of
+    the tied epochs, and its weights are what RUN/best holds."""
+    config = small_config("late", epochs=10, lr=0.02, tie_break="first")
+    summary = make_trainer(config, tmp_path, data=array_data(60)).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    tied = [i for i, r in enumerate(records) if r["val_accuracy"] == 1.0]
+    assert len(tied) >= 3 and summary["best_epoch"] == tied[0]
+    assert min(records[i]["val_loss"] for i in tied) < records[tied[0]]["val_loss"], "the rules should differ here"
+    kept = make_trainer(config, data=array_data(60))
+    load_weights(kept.model, tmp_path / "best" / "model.safetensors")
+    assert kept.validate()["loss"] == pytest.approx(records[tied[0]]["val_loss"], rel=1e-5)
 
 
 def test_scoring_in_bf16_runs_in_bfloat16_and_agrees_with_float32():

@@ -19,6 +19,9 @@ from .augment import AugmentConfig
 KINDS = ("image", "audio", "text", "series", "array")
 NORMALISE = ("none", "item", "group")
 METRICS = ("accuracy", "macro_f1", "loss")
+# which of several epochs tied on train.metric is kept: the one of lowest validation loss, or the
+# first to reach the value (MultiBench's and Keras' ModelCheckpoint rule: only a strict gain counts)
+TIE_BREAKS = ("loss", "first")
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -97,6 +100,7 @@ class TrainConfig:
     bf16: bool = False
     patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
     metric: str = "accuracy"
+    tie_break: str = "loss"  # of epochs tied on `metric`, keep the lowest validation loss, or "first" reached
     checkpoint_every: int = 0  # optimizer steps; 0 = at each epoch end only
     max_steps: int = 0  # 0 = epochs decide
     num_workers: int = 0
@@ -342,6 +346,8 @@ def _train(raw: dict, modalities: list[str]) -> TrainConfig:
         raise ConfigError(f"train.ema: a decay in [0, 1) (0 = no average), got {train.ema}")
     if train.metric not in METRICS:
         raise ConfigError(f"train.metric: unknown metric {train.metric!r} (choose from {', '.join(METRICS)})")
+    if train.tie_break not in TIE_BREAKS:
+        raise ConfigError(f"train.tie_break: unknown rule {train.tie_break!r} (choose from {', '.join(TIE_BREAKS)})")
     if ogm.alpha < 0:
         raise ConfigError(f"train.ogm_ge.alpha: must not be negative, got {ogm.alpha}")
     return train

@@ -269,13 +269,15 @@ class Trainer:
         return {"loss": losses / max(count, 1), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
     def _improved(self, value: float, lower_is_better: bool, loss: float | None = None) -> bool:
-        """Whether this epoch beats the best so far on the monitored metric; a tie on a metric that
-        saturates (validation accuracy 1.000 after every epoch) goes to the lower validation LOSS, so
-        "best" is not simply the first epoch to reach the ceiling."""
+        """Whether this epoch beats the best so far on the monitored metric. A tie on a metric that
+        saturates (validation accuracy 1.000 after every epoch) goes by `train.tie_break`: to the lower
+        validation loss (the default), or to the first epoch that reached the value ("first"), which
+        keeps an earlier, less specialised model: what MultiBench's trainer keeps."""
         best = self.progress["best"]
         if best is None:
             return True
-        if value == best and loss is not None and self.progress.get("best_loss") is not None:
+        if value == best and self.cfg.tie_break == "loss" and loss is not None \
+                and self.progress.get("best_loss") is not None:
             return loss < self.progress["best_loss"]
         return value < best if lower_is_better else value > best
 
