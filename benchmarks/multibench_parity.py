@@ -137,6 +137,17 @@ def measured(command: list[str], env: dict[str, str] | None = None, cwd: Path | 
     return {"seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 2**20, "output": output}
 
 
+# MultiBench's modules import torchvision, memory_profiler and matplotlib: empty stand-ins, and its
+# checkout first on the path
+MULTIBENCH_STUBS = '''for name in ("torchvision", "torchvision.models", "memory_profiler", "matplotlib", "matplotlib.pyplot",
+             "matplotlib.ticker"):  # imported by its modules, used by neither model nor the calls below
+    stand_in = types.ModuleType(name)
+    stand_in.__getattr__ = lambda attribute: None
+    sys.modules.setdefault(name, stand_in)
+sys.path.insert(0, checkout)
+package = types.ModuleType("datasets")  # MultiBench's datasets/ folder, not Hugging Face's package
+package.__path__ = [checkout + "/datasets"]
+sys.modules["datasets"] = package'''
 MULTIBENCH_DRIVER = textwrap.dedent('''
     import json, sys, time, types
     import torch
@@ -144,15 +155,7 @@ MULTIBENCH_DRIVER = textwrap.dedent('''
     seed = int(sys.argv[6])
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    for name in ("torchvision", "torchvision.models", "memory_profiler", "matplotlib", "matplotlib.pyplot",
-                 "matplotlib.ticker"):  # imported by its modules, used by neither model nor the calls below
-        stand_in = types.ModuleType(name)
-        stand_in.__getattr__ = lambda attribute: None
-        sys.modules.setdefault(name, stand_in)
-    sys.path.insert(0, checkout)
-    package = types.ModuleType("datasets")  # MultiBench's datasets/ folder, not Hugging Face's package
-    package.__path__ = [checkout + "/datasets"]
-    sys.modules["datasets"] = package
+    STUBS
     from unimodals.common_models import LeNet, MLP
     from datasets.avmnist.get_data import get_dataloader
     from fusions.common_fusions import Concat
@@ -176,6 +179,55 @@ MULTIBENCH_DRIVER = textwrap.dedent('''
 ''')
 
 
+MULTIBENCH_FOLD_DRIVER = textwrap.dedent('''
+    import json, sys, types
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+    checkout, data, epochs, threads, out, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+    folds = json.loads(open(sys.argv[7]).read())
+    torch.set_num_threads(threads)
+    STUBS
+    from unimodals.common_models import LeNet, MLP
+    from fusions.common_fusions import Concat
+    from training_structures.Supervised_Learning import train, single_test
+    # as its get_dataloader prepares the arrays (divided by 255, a channel axis), on one fold's rows
+    images = np.load(data + "/image/train_data.npy").reshape(-1, 1, 28, 28) / 255.0
+    audio = np.load(data + "/audio/train_data.npy", mmap_mode="r")
+    labels = np.load(data + "/train_labels.npy").astype(int)
+    def rows(indices, shuffle):
+        pairs = [[images[i], np.expand_dims(audio[i] / 255.0, 0), labels[i]] for i in indices]
+        return DataLoader(pairs, shuffle=shuffle, num_workers=0, batch_size=40)
+    scores = {}
+    for speaker, fold in folds.items():
+        torch.manual_seed(seed)
+        encoders = [LeNet(1, 6, 3), LeNet(1, 6, 5)]
+        train(encoders, Concat(), MLP(240, 100, 10), rows(fold["fit"], True), rows(fold["check"], False), epochs,
+              optimtype=torch.optim.SGD, lr=0.1, weight_decay=0.0001, save=out + "/best.pt", track_complexity=False)
+        model = torch.load(out + "/best.pt", weights_only=False)  # the file its train() just wrote
+        scores[speaker] = float(single_test(model, rows(fold["held"], False))["Accuracy"])
+    print("RESULT " + json.dumps(scores))
+''')
+
+MULTIBENCH_DRIVER, MULTIBENCH_FOLD_DRIVER = (text.replace("STUBS", MULTIBENCH_STUBS) for text in (MULTIBENCH_DRIVER, MULTIBENCH_FOLD_DRIVER))
+
+
+def multibench_leave_one_speaker_out(checkout: Path, data: Path, epochs: int, threads: int, train_rows: int,
+                                     validation_rows: int, seed: int = 0) -> dict[str, float]:
+    """MultiBench's own code on the folds of leave_one_speaker_out's "training" protocol: its train()
+    on the fitted rows, its rule picking the kept epoch on the fitted speakers' check rows, its
+    single_test() on the held-out speaker."""
+    with tempfile.TemporaryDirectory(prefix="multibench-folds-") as temp:
+        driver, plan = Path(temp) / "folds_driver.py", Path(temp) / "folds.json"
+        driver.write_text(MULTIBENCH_FOLD_DRIVER)
+        plan.write_text(json.dumps({SPEAKERS[held]: {k: v.tolist() for k, v in rows.items()}
+                                    for held, rows in folds(data, train_rows, validation_rows, "training", seed)}))
+        found = measured([sys.executable, str(driver), str(checkout), str(data), str(epochs), str(threads), temp,
+                          str(seed), str(plan)], env={"OMP_NUM_THREADS": str(threads)}, cwd=checkout)
+    line = next(x for x in found["output"].splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
 def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: Path, seed: int = 0) -> dict:
     driver = temp / "multibench_driver.py"
     driver.write_text(MULTIBENCH_DRIVER)
@@ -193,7 +245,8 @@ def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: 
 
 # the identical model with no augmentation or normalisation (optimizer, loss and weight averaging may
 # differ): the first target's comparison
-IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing")
+IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing", "plain-first", "sgd-first")
+MULTIBENCH_KEY = "MultiBench (its own code)"
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
 PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
 RECIPES = {
@@ -212,6 +265,11 @@ RECIPES = {
     "speaker-normalised": {"audio": {"normalise": "group", "group": "speaker"}},
     "speaker-normalised+specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
                                                "audio": {"normalise": "group", "group": "speaker"}},
+    # of the epochs tied on validation accuracy (1.000 after each on the training speakers), keep the
+    # first, as MultiBench's trainer does, rather than the one of lowest validation loss
+    "plain-first": {"train": {"tie_break": "first"}},
+    "sgd-first": {"train": {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "warmup_steps": 0, "min_lr_ratio": 1.0,
+                            "tie_break": "first"}},
     # the model kept and scored is a moving average of the weights (train.ema; flatter minima carry
     # better to new domains: SWA, SWAD); no augmentation, so it still counts as the identical model
     "plain-ema": {"train": {"ema": 0.999}},
@@ -298,68 +356,124 @@ def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Pat
             "evaluate_rss_gb": evaluated["peak_rss_gb"], "epochs": metrics}
 
 
-def leave_one_speaker_out(data: Path, recipe: dict, epochs: int, threads: int, train_rows: int,
-                          validation_rows: int, seed: int = 0) -> dict[str, float]:
-    """Validation accuracy on each training speaker in turn, trained on the other two (test speaker unseen).
+FOLD_VALIDATION = ("held-out", "training")  # what picks each fold's kept epoch: see leave_one_speaker_out
 
-    The training rows of each fold are a seeded sample of `train_rows` pairs (the whole set would
-    take the full run's time per fold and recipe); the same rows for every recipe.
+
+def folds(data: Path, train_rows: int, validation_rows: int, fold_validation: str,
+          seed: int = 0) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """Each training speaker with its fold's rows: `fit` (a seeded sample of train_rows pairs of the
+    other training speakers), `held` (validation_rows pairs of that speaker, scored) and, with
+    fold_validation "training", `check` (pairs of the fitted speakers, one per 11 fitted, as
+    MultiBench's 5,000 of 60,000, which pick the kept epoch). The "held-out" draws are the ones
+    every earlier selection used."""
+    speakers = np.load(data / "train_speakers.npy")
+    rng = np.random.default_rng(seed)
+    result = []
+    for held in sorted(set(speakers.tolist())):
+        if fold_validation == "held-out":
+            fit = rng.choice(np.flatnonzero(speakers != held), train_rows, replace=False)
+            rows = {"fit": fit, "held": rng.choice(np.flatnonzero(speakers == held), validation_rows, replace=False)}
+        else:
+            others = rng.permutation(np.flatnonzero(speakers != held))
+            rows = {"fit": others[:train_rows], "check": others[train_rows:train_rows + round(train_rows / 11)],
+                    "held": rng.choice(np.flatnonzero(speakers == held), validation_rows, replace=False)}
+        result.append((held, rows))
+    return result
+
+
+def leave_one_speaker_out(data: Path, recipe: dict, epochs: int, threads: int, train_rows: int,
+                          validation_rows: int, fold_validation: str = "held-out", seed: int = 0) -> dict[str, float]:
+    """Accuracy on each training speaker in turn, trained on the other two (test speaker unseen).
+
+    fold_validation "held-out": the held-out speaker's pairs also validate, so they pick the kept
+    epoch (optimistic, the same for every recipe). "training": as in the real run, pairs of the two
+    fitted speakers validate and pick the kept epoch (train.metric, train.tie_break), and only the
+    kept model is scored on the held-out speaker, so rules that choose an epoch can be compared.
+    The fitted rows are a seeded sample of `train_rows` pairs; the same rows for every recipe.
     """
     import tomllib
 
     import torch
 
+    from sensorium.training.checkpoint import load_weights
     from sensorium.training.config import config_from_dict
     from sensorium.training.data import Collate, open_dataset
+    from sensorium.training.evaluate import predict
     from sensorium.training.model import build_model
-    from sensorium.training.trainer import Trainer, seed_everything
+    from sensorium.training.trainer import BEST_DIR, Trainer, seed_everything
 
     config = config_from_dict(tomllib.loads(config_text(data, epochs, threads, recipe)))
     torch.set_num_threads(threads)
     dataset = open_dataset(config.data.train, config)
-    speakers = np.load(data / "train_speakers.npy")
-    rng = np.random.default_rng(seed)
+    collate = Collate.for_specs(config.data.modalities)
+    classes = {task: len(names) for task, names in dataset.classes.items()}
     scores = {}
-    for held in sorted(set(speakers.tolist())):
-        fit_rows = rng.choice(np.flatnonzero(speakers != held), train_rows, replace=False)
-        check_rows = rng.choice(np.flatnonzero(speakers == held), validation_rows, replace=False)
+    for held, rows in folds(data, train_rows, validation_rows, fold_validation, seed):
+        held_data = dataset.subset(rows["held"].tolist())
         seed_everything(config.train.seed)
-        model = build_model(config, {task: len(names) for task, names in dataset.classes.items()}, {})
-        trainer = Trainer(config, model, dataset.subset(fit_rows.tolist()), dataset.subset(check_rows.tolist()),
-                          Collate.for_specs(config.data.modalities), out=None)
-        trainer.fit()
-        scores[SPEAKERS[held]] = trainer.validate()["accuracy"]
+        model = build_model(config, classes, {})
+        fit_data = dataset.subset(rows["fit"].tolist())
+        if fold_validation == "held-out":
+            trainer = Trainer(config, model, fit_data, held_data, collate, out=None)
+            trainer.fit()
+            scores[SPEAKERS[held]] = trainer.validate()["accuracy"]
+            continue
+        with tempfile.TemporaryDirectory(prefix="fold-") as out:
+            Trainer(config, model, fit_data, dataset.subset(rows["check"].tolist()), collate, out=Path(out)).fit()
+            kept = build_model(config, classes, {})
+            load_weights(kept, Path(out) / BEST_DIR / "model.safetensors")
+        loader = torch.utils.data.DataLoader(held_data, batch_size=config.train.batch_size, collate_fn=collate)
+        logits, labels = predict(kept, loader, bf16=config.train.bf16)
+        task = next(iter(logits))
+        scores[SPEAKERS[held]] = float((logits[task].argmax(1) == labels[task]).float().mean())
     return scores
 
 
 def select(data: Path, epochs: int, threads: int, train_rows: int, validation_rows: int,
-           candidates: list[str] | None = None) -> tuple[list[str], list[str]]:
+           candidates: list[str] | None = None, fold_validation: str = "held-out",
+           multibench: Path | None = None) -> tuple[list[str], list[str]]:
     """Every recipe (or every one of `candidates`) scored by leave-one-speaker-out over the training
     speakers: the best mean among the IDENTICAL recipes (the first target's comparison) and the best
     mean of all are chosen.
 
-    Scores are kept in the cache folder per (recipe, epochs, rows), so a rerun scores only new recipes.
+    With fold_validation "training" and a MultiBench checkout, its own code is scored on the same
+    folds too (a row for comparison, never chosen). Scores are kept in the cache folder per (recipe,
+    epochs, rows, protocol), so a rerun scores only new recipes.
     """
-    store = data / f"leave-one-speaker-out-{epochs}-epochs-{train_rows}-rows.json"
+    protocol = "" if fold_validation == "held-out" else f"-{fold_validation}-validation"
+    store = data / f"leave-one-speaker-out-{epochs}-epochs-{train_rows}-rows{protocol}.json"
     known = json.loads(store.read_text()) if store.is_file() else {}
     results = {}
+    if multibench is not None and fold_validation == "training":
+        if MULTIBENCH_KEY not in known:
+            began = time.perf_counter()
+            known[MULTIBENCH_KEY] = multibench_leave_one_speaker_out(multibench, data, epochs, threads, train_rows,
+                                                                     validation_rows)
+            store.write_text(json.dumps(known, indent=1))
+            print(f"  {MULTIBENCH_KEY}: {known[MULTIBENCH_KEY]} ({time.perf_counter() - began:.0f} s)", flush=True)
+        results[MULTIBENCH_KEY] = known[MULTIBENCH_KEY]
     for name, recipe in RECIPES.items():
         if candidates is not None and name not in candidates:
             continue
         key = json.dumps(recipe, sort_keys=True)
         if key not in known:
             began = time.perf_counter()
-            known[key] = leave_one_speaker_out(data, recipe, epochs, threads, train_rows, validation_rows)
+            known[key] = leave_one_speaker_out(data, recipe, epochs, threads, train_rows, validation_rows,
+                                               fold_validation)
             store.write_text(json.dumps(known, indent=1))
             print(f"  {name}: {known[key]} ({time.perf_counter() - began:.0f} s)", flush=True)
         results[name] = known[key]
     def mean(name: str) -> float:
         return float(np.mean(list(results[name].values())))
 
-    chosen = [max([r for r in IDENTICAL if r in results], key=mean), max(results, key=mean)]
+    ours = [name for name in results if name != MULTIBENCH_KEY]
+    chosen = [max([r for r in IDENTICAL if r in ours], key=mean), max(ours, key=mean)]
     held = [s for s in SPEAKERS if s != TEST_SPEAKER]
+    picks = ("the kept epoch picked on the held-out speaker's pairs too" if fold_validation == "held-out" else
+             f"the kept epoch picked on {round(train_rows / 11)} pairs of the fitted speakers")
     lines = [f"Recipes by leave-one-speaker-out over the training speakers ({train_rows} training pairs per fold, "
-             f"{validation_rows} validation pairs of the held-out speaker, {epochs} epochs; {TEST_SPEAKER} never used):", "",
+             f"{validation_rows} pairs of the held-out speaker scored, {picks}; {epochs} epochs; "
+             f"{TEST_SPEAKER} never used):", "",
              "| recipe | " + " | ".join(f"held out: {s}" for s in held) + " | mean |", "|---|" + "---:|" * (len(held) + 1)]
     for name, scores in results.items():
         mark = " (chosen)" if name in chosen else ""
@@ -378,6 +492,10 @@ def main() -> None:
                         "training speakers first, then run it after --recipes")
     parser.add_argument("--candidates", help="comma-separated: score only these recipes in --select (default: all)")
     parser.add_argument("--fold-rows", type=int, default=8000, help="training pairs per fold in --select")
+    parser.add_argument("--fold-validation", choices=FOLD_VALIDATION, default="held-out",
+                        help="in --select, what picks each fold's kept epoch: the held-out speaker's own pairs "
+                        "(optimistic) or, as in the real run, pairs of the fitted speakers (then MultiBench's own "
+                        "code, given --multibench, is scored on the same folds)")
     parser.add_argument("--seeds", default="0", help="comma-separated: each code runs once per seed (both codes "
                         "seed torch, and so their initial weights and batch order, with it)")
     parser.add_argument("--report", type=Path)
@@ -397,7 +515,8 @@ def main() -> None:
     data = build()
     rows, preface, seed_of = {}, [], {}
     if args.select:
-        chosen, preface = select(data, args.epochs, args.threads, args.fold_rows, 2000, candidates)
+        chosen, preface = select(data, args.epochs, args.threads, args.fold_rows, 2000, candidates,
+                                 args.fold_validation, args.multibench and args.multibench.resolve())
         print("\n".join(preface), flush=True)
         recipes += [name for name in chosen if name not in recipes]
     tag = (lambda seed: f", seed {seed}") if seeds != [0] else (lambda seed: "")
