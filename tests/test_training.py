@@ -457,6 +457,19 @@ def test_label_smoothing_caps_the_confidence_training_reaches_and_leaves_validat
     assert confidence[0.0] > 0.95 and 0.7 < confidence[0.3] < 0.88, confidence
 
 
+def test_a_run_begun_without_ema_resumes_with_it_and_averages_from_the_resumed_weights(tmp_path):
+    """Turning train.ema on when resuming a run that had none: a warning, then an average that starts
+    at the resumed weights and counts only the steps taken after the resume."""
+    stopped = make_trainer(small_config("late"), tmp_path)
+    assert stopped.fit(stop_after_steps=5)["interrupted"]
+    resumed = make_trainer(small_config("late", ema=0.9), tmp_path)
+    with pytest.warns(UserWarning, match="no weight average"):
+        resumed.fit(resume=True)
+    assert int(resumed.averaged.n_averaged) == resumed.progress["step"] - 5 > 0
+    average, last = weights(resumed.averaged.module), weights(resumed.model)
+    assert not torch.equal(average["heads.label.weight"], last["heads.label.weight"])
+
+
 def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path):
     """train.ema: the weights in RUN/best and those validation scores are the average, not the last
     step's; off by default (no copy kept)."""

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,22 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     averaged: nn.Module | None = None) -> dict[str, Any]:
-    """Restore everything `save_checkpoint` wrote; returns the saved progress dict."""
+    """Restore everything `save_checkpoint` wrote; returns the saved progress dict.
+
+    A run that began without a weight average and resumes with one (train.ema turned on for the
+    rest of the run) starts the average from the resumed weights, with a warning."""
     folder = Path(folder)
-    for name in (MODEL_FILE, STATE_FILE, STATE_JSON) + ((AVERAGED_FILE,) if averaged is not None else ()):
+    for name in (MODEL_FILE, STATE_FILE, STATE_JSON):
         if not (folder / name).is_file():
             raise ReadError(folder / name, "checkpoint file missing; cannot resume")
     load_weights(model, folder / MODEL_FILE)
-    if averaged is not None:
+    if averaged is not None and (folder / AVERAGED_FILE).is_file():
         load_weights(averaged, folder / AVERAGED_FILE)
+    elif averaged is not None:
+        warnings.warn(f"{folder}: the checkpoint holds no weight average (the run began without train.ema); "
+                      "the average starts from the resumed weights", stacklevel=2)
+        averaged.module.load_state_dict(model.state_dict())
+        averaged.n_averaged.zero_()
     try:
         meta = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / STATE_FILE))
