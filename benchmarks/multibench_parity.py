@@ -249,6 +249,8 @@ IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing", "plain-first", "sgd
 MULTIBENCH_KEY = "MultiBench (its own code)"
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
 PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
+STRONG_AUGMENT = {"freq_masks": 3, "freq_mask_width": 16, "time_masks": 2, "time_mask_width": 20,
+                  "time_stretch": 0.25, "freq_warp": 0.2}
 RECIPES = {
     # the identical model and no augmentation: the comparison the first target asks for
     "plain": {},
@@ -284,6 +286,21 @@ RECIPES = {
     "speaker-normalised+specaugment+perturb+dropout": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
                                                        "audio": {"normalise": "group", "group": "speaker"},
                                                        "train": {"modality_dropout": 0.3}},
+    # decision-level fusion (the same LeNet encoders; per-modality heads whose votes are averaged) with
+    # modality dropout, so the image head learns to answer alone and can outvote a doubtful new voice
+    "speaker-normalised+specaugment+perturb+late": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                                    "audio": {"normalise": "group", "group": "speaker"},
+                                                    "fusion": {"method": "late", "hidden": 100},
+                                                    "train": {"modality_dropout": 0.3}},
+    "speaker-normalised+specaugment+perturb+late-dropout-0.5": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
+                                                                "audio": {"normalise": "group", "group": "speaker"},
+                                                                "fusion": {"method": "late", "hidden": 100},
+                                                                "train": {"modality_dropout": 0.5}},
+    # stronger masking and perturbation: three voices are few, so a wider vocal-tract warp and speed range
+    # stand in for voices not heard
+    "speaker-normalised+strong-augment+dropout": {"augment": {"audio": STRONG_AUGMENT},
+                                                  "audio": {"normalise": "group", "group": "speaker"},
+                                                  "train": {"modality_dropout": 0.3}},
     "speaker-normalised+specaugment+perturb+ema": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}},
                                                    "audio": {"normalise": "group", "group": "speaker"},
                                                    "train": {"ema": 0.999}},
@@ -297,6 +314,8 @@ def config_text(data: Path, epochs: int, threads: int, recipe: dict, seed: int =
              "grad_clip": 8.0, "seed": seed, "threads": threads, "progress": False, **recipe.get("train", {})}
     train_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in train.items())
     audio_extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in recipe.get("audio", {}).items())
+    fusion = {"method": "benchmarks.common.lenet:ConcatMLP", "output_dim": 100, **recipe.get("fusion", {})}
+    fusion_text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fusion.items())
     augment = "".join(f"[train.augment.{m}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
                       for m, table in recipe.get("augment", {}).items())
     return textwrap.dedent(f'''
@@ -332,11 +351,10 @@ def config_text(data: Path, epochs: int, threads: int, recipe: dict, seed: int =
         name = "benchmarks.common.lenet:LeNet"
         layers = 5
         [model.fusion]
-        method = "benchmarks.common.lenet:ConcatMLP"
-        output_dim = 100
+        FUSION
 
         [train]
-        ''').replace("AUDIO_EXTRA\n", audio_extra) + train_extra + augment
+        ''').replace("AUDIO_EXTRA\n", audio_extra).replace("FUSION", fusion_text) + train_extra + augment
 
 
 def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Path, seed: int = 0) -> dict:
