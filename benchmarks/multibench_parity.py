@@ -243,8 +243,8 @@ def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: 
 
 # ---- Sensorium ---------------------------------------------------------------------------------
 
-# the identical model with no augmentation or normalisation (optimizer, loss and weight averaging may
-# differ): the first target's comparison
+# the identical model with no augmentation or normalisation (optimizer, loss, weight averaging and the
+# rule that keeps an epoch may differ): the first target's comparison
 IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing", "plain-first", "sgd-first")
 MULTIBENCH_KEY = "MultiBench (its own code)"
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from ..errors import ReadError
 
@@ -108,7 +109,7 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    averaged: nn.Module | None = None) -> dict[str, Any]:
+                    averaged: AveragedModel | None = None) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; returns the saved progress dict.
 
     A run that began without a weight average and resumes with one (train.ema turned on for the
