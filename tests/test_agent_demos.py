@@ -49,9 +49,10 @@ def test_generation_resumes_after_a_crash_and_extends_to_the_same_episodes(tmp_p
     record = json.loads((crashed / MANIFEST).read_text())
     record["shards"].pop()  # the last shard was written but the manifest never listed it
     (crashed / MANIFEST).write_text(json.dumps(record))
-    again = make_demos(crashed, "GoToLocal", 10, shard_episodes=3)
+    again = make_demos(crashed, "GoToLocal", 10, shard_episodes=3, workers=2)  # resumed by two processes
     assert again["made_now"] == 4 and again["episodes"] == 10  # the short shard (1) redrawn whole, then 3 more
     assert arrays_of(crashed) == arrays_of(straight)
+    assert json.loads((crashed / MANIFEST).read_text())["shards"] == json.loads((straight / MANIFEST).read_text())["shards"]
 
     with pytest.raises(AgentError, match="seed"):
         make_demos(crashed, "GoToLocal", 12, seed=5, shard_episodes=3)
@@ -64,6 +65,16 @@ def test_generation_resumes_after_a_crash_and_extends_to_the_same_episodes(tmp_p
         arrays_of(crashed)
     with pytest.raises(ReadError, match=MANIFEST):
         Demos(tmp_path / "notes")
+
+
+def test_workers_play_seeds_side_by_side_and_store_the_same_folder_as_one_process(tmp_path):
+    alone = make_demos(tmp_path / "alone", "PutNextLocal", 9, seed=100, shard_episodes=4)
+    together = make_demos(tmp_path / "together", "PutNextLocal", 9, seed=100, shard_episodes=4, workers=3)
+    assert arrays_of(tmp_path / "together") == arrays_of(tmp_path / "alone")
+    assert Demos(tmp_path / "together").shards == Demos(tmp_path / "alone").shards  # seeds, failures, steps
+    assert together["next_seed"] == alone["next_seed"] and together["made_now"] == 9
+    with pytest.raises(AgentError, match="--workers"):
+        make_demos(tmp_path / "negative", "PutNextLocal", 9, workers=-1)
 
 
 def test_cli_writes_demonstrations_and_names_a_close_level_for_a_typo(tmp_path):

@@ -17,19 +17,27 @@ is recorded as failed and skipped, so a folder holds exactly the episodes asked 
 range (`first_seed` to `next_seed`) is known: evaluation must use seeds outside it. Generation is
 resumable: each shard is written whole, then listed in the manifest, and a rerun with the same
 level and seed carries on after the last listed shard (or extends the folder to more episodes).
+
+The bot is pure Python, so `workers` processes play seeds side by side (each with its own level);
+their episodes are taken back in seed order, so a folder is the same, byte for byte in its arrays,
+whatever the number of workers.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 import zipfile
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from ..cpu import cpu_threads
 from ..errors import ReadError
 from .levels import AgentError, level_id, make_level, quiet_reset
 
@@ -70,6 +78,45 @@ def bot_episode(env, seed: int) -> Episode | None:
                    np.asarray(directions, np.uint8), np.asarray(actions, np.uint8))
 
 
+_worker_level = None  # each worker process's own environment (made once, by `_open_level`)
+AHEAD = 8  # seeds handed out per worker before the first is taken back: keeps every worker busy
+
+
+def _open_level(name: str) -> None:
+    global _worker_level
+    _worker_level = make_level(name)
+
+
+def _bot_episode_in_worker(seed: int) -> Episode | None:
+    return bot_episode(_worker_level, seed)
+
+
+def bot_episodes(name: str, first: int, workers: int = 1) -> Iterator[tuple[int, Episode | None]]:
+    """(seed, the bot's episode or None) for seeds first, first + 1, ... without end, in seed order, played
+    by `workers` processes (1: here). A reset with a seed fixes the level, so which process plays a seed
+    does not change its episode."""
+    if workers <= 1:
+        env = make_level(name)
+        try:
+            for seed in itertools.count(first):
+                yield seed, bot_episode(env, seed)
+        finally:
+            env.close()
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_open_level, initargs=(name,))
+    try:
+        seeds = itertools.count(first)
+        pending = deque((seed, pool.submit(_bot_episode_in_worker, seed))
+                        for seed in itertools.islice(seeds, workers * AHEAD))
+        while True:
+            seed, future = pending.popleft()
+            next_seed = next(seeds)
+            pending.append((next_seed, pool.submit(_bot_episode_in_worker, next_seed)))
+            yield seed, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def write_shard(path: Path, episodes: list[Episode]) -> int:
     """One shard, written whole (a temporary file renamed into place); returns its size in bytes."""
     temporary = path.with_name(path.name + ".tmp")
@@ -107,13 +154,16 @@ def _write_manifest(folder: Path, record: dict) -> None:
 
 
 def make_demos(out: str | Path, level: str, episodes: int, seed: int = 0, shard_episodes: int = 1000,
-               progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write (resume, or extend to) `episodes` successful bot episodes of `level` in `out`; a summary."""
+               progress: Callable[[int, int], None] | None = None, workers: int = 1) -> dict:
+    """Write (resume, or extend to) `episodes` successful bot episodes of `level` in `out`, played by
+    `workers` processes (0: one per core); a summary."""
     out, name = Path(out), level_id(level)  # first: without minigrid, an AgentError says how to install it
     import minigrid
 
-    if episodes < 1 or shard_episodes < 1:
-        raise AgentError(f"--episodes and --shard-episodes: at least 1, got {episodes} and {shard_episodes}")
+    if episodes < 1 or shard_episodes < 1 or workers < 0:
+        raise AgentError(f"--episodes and --shard-episodes: at least 1, --workers: at least 0; got {episodes}, "
+                         f"{shard_episodes} and {workers}")
+    workers = workers or cpu_threads()
     record = _read_manifest(out)
     settings = {"level": name, "seed": seed, "shard_episodes": shard_episodes}
     if record is None:
@@ -127,34 +177,43 @@ def make_demos(out: str | Path, level: str, episodes: int, seed: int = 0, shard_
     shards = record["shards"]
     if shards and shards[-1]["episodes"] < shard_episodes and _total(shards) < episodes:
         shards.pop()  # a short last shard is drawn again, whole, from its first seed (the same episodes, then more)
-    env = make_level(name)
     started, made = time.perf_counter(), 0
     if progress:
         progress(min(_total(shards), episodes), episodes)
-    while _total(shards) < episodes:
-        first = shards[-1]["next_seed"] if shards else seed
-        wanted = min(shard_episodes, episodes - _total(shards))
-        kept, failed, next_seed = [], [], first
-        while len(kept) < wanted:
-            episode = bot_episode(env, next_seed)
-            (kept.append(episode) if episode is not None else failed.append(next_seed))
-            next_seed += 1
-            if progress and episode is not None:
-                progress(_total(shards) + len(kept), episodes)
-        file = f"shard-{len(shards):05d}.npz"
-        size = write_shard(out / file, kept)
-        shard_steps = sum(len(e.actions) for e in kept)
-        shards.append({"file": file, "episodes": len(kept), "steps": shard_steps, "bytes": size,
-                       "first_seed": first, "next_seed": next_seed, "failed_seeds": failed})
-        _write_manifest(out, record)  # after every shard: an interruption loses at most the shard being drawn
-        made += len(kept)
-    env.close()
+    if _total(shards) < episodes:
+        played = bot_episodes(name, shards[-1]["next_seed"] if shards else seed, workers)
+        try:
+            while _total(shards) < episodes:
+                wanted = min(shard_episodes, episodes - _total(shards))
+                shards.append(_draw_shard(out / f"shard-{len(shards):05d}.npz", played, wanted,
+                                          lambda kept: progress and progress(_total(shards) + kept, episodes)))
+                _write_manifest(out, record)  # after every shard: an interruption loses at most the shard being drawn
+                made += shards[-1]["episodes"]
+        finally:
+            played.close()
     seconds = time.perf_counter() - started
     return {"folder": str(out), "level": name, "episodes": _total(shards), "made_now": made,
             "steps": sum(s["steps"] for s in shards), "bytes": sum(s["bytes"] for s in shards),
             "failed": sum(len(s["failed_seeds"]) for s in shards),
             "first_seed": shards[0]["first_seed"], "next_seed": shards[-1]["next_seed"],
             "seconds": round(seconds, 2), "episodes_per_second": round(made / seconds, 1) if made else None}
+
+
+def _draw_shard(path: Path, played: Iterator[tuple[int, Episode | None]], wanted: int,
+                progress: Callable[[int], object]) -> dict:
+    """Take episodes from `played` until `wanted` succeeded, write them to `path`; the shard's manifest entry."""
+    kept, failed, first = [], [], None
+    while len(kept) < wanted:
+        seed, episode = next(played)
+        first = seed if first is None else first
+        if episode is None:
+            failed.append(seed)
+            continue
+        kept.append(episode)
+        progress(len(kept))
+    size = write_shard(path, kept)
+    return {"file": path.name, "episodes": len(kept), "steps": sum(len(e.actions) for e in kept), "bytes": size,
+            "first_seed": first, "next_seed": seed + 1, "failed_seeds": failed}
 
 
 def _total(shards: list[dict]) -> int:

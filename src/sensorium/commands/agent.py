@@ -26,6 +26,8 @@ def demos(
     episodes: int = typer.Option(1000, "--episodes", "-n", min=1, help="Successful episodes the folder should hold."),
     seed: int = typer.Option(0, "--seed", help="The first reset seed; episodes use seed, seed + 1, ..."),
     shard_episodes: int = typer.Option(1000, "--shard-episodes", min=1, help="Episodes per npz shard."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes playing the bot; 0 = one per core. The "
+                                                            "folder is the same whatever the number."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Run the BabyAI bot on LEVEL and store what the agent saw, its mission and the bot's actions in OUT."""
@@ -33,7 +35,8 @@ def demos(
 
     update = None if json_out else progress_bar(f"bot demonstrations of {level}")
     with failing_cleanly():
-        summary = make_demos(out, level, episodes, seed=seed, shard_episodes=shard_episodes, progress=update)
+        summary = make_demos(out, level, episodes, seed=seed, shard_episodes=shard_episodes, progress=update,
+                             workers=workers)
     if json_out:
         print(json.dumps(summary, indent=2))
         return
