@@ -18,6 +18,7 @@ from sensorium.agent.demos import Demos, make_demos  # noqa: E402
 from sensorium.agent.imitation import ImitationTraining, train_policy  # noqa: E402
 from sensorium.agent.levels import AgentError  # noqa: E402
 from sensorium.agent.missions import MissionKind, mentions, mission_words, phrases, seeds_with_missions, wanted  # noqa: E402
+from sensorium.agent.policy import load_policy  # noqa: E402
 from sensorium.agent.rollout import run_episodes, seeds_after  # noqa: E402
 from sensorium.errors import ConfigError  # noqa: E402
 
@@ -97,15 +98,30 @@ def test_a_curriculum_starts_from_the_easier_policy_knowing_everything_it_knew(d
                                                                            epochs=1, progress=False))
 
 
+def test_a_view_with_places_and_deeper_convolutions_is_saved_and_kept_by_a_curriculum(demos, tmp_path):
+    placed = train_policy(demos / "easy", tmp_path / "placed", ImitationTraining(positions=True, conv_layers=3, **TINY))
+    loaded = load_policy(tmp_path / "placed")
+    assert (loaded.config.positions, loaded.config.conv_layers, len(loaded.convs)) == (True, 3, 3)
+    assert torch.equal(loaded.places, placed.places) and placed.places.shape == (16, 7, 7)
+    assert train_policy(demos / "easy", tmp_path / "plain", ImitationTraining(**TINY)).places is None
+    harder = train_policy(demos / "local", tmp_path / "next", ImitationTraining(init_from=str(tmp_path / "placed"),
+                                                                                epochs=1, progress=False))
+    assert (harder.config.positions, harder.config.conv_layers) == (True, 3)
+    assert (harder.config.trained["positions"], harder.config.trained["conv_layers"]) == (True, 3)
+    assert not torch.equal(harder.places.detach(), placed.places.detach())  # started from, then trained
+    with pytest.raises(ConfigError, match="conv_layers"):
+        train_policy(demos / "easy", tmp_path / "none", ImitationTraining(conv_layers=0, **TINY))
+
+
 def test_cli_trains_from_a_toml_config_with_options_winning_and_evaluates_held_out_missions(demos, phrase, tmp_path):
     config = tmp_path / "agent.toml"
     relative = os.path.relpath(demos / "local", tmp_path)
-    config.write_text(f'demos = "{relative}"\nepochs = 3\nwidth = 16\nepisodes = 30\nhold_out = ["{phrase}"]\n',
-                      encoding="utf-8")
+    config.write_text(f'demos = "{relative}"\nepochs = 3\nwidth = 16\nepisodes = 30\nhold_out = ["{phrase}"]\n'
+                      f'positions = true\n', encoding="utf-8")
     trained = sensorium("train", str(config), "--out", str(tmp_path / "run"), "--epochs", "1")
     assert trained.returncode == 0, trained.stderr
     record = json.loads((tmp_path / "run" / "policy" / "policy.json").read_text())["trained"]
-    assert (record["epochs"], record["width"], record["hold_out"]) == (1, 16, [phrase])
+    assert (record["epochs"], record["width"], record["hold_out"], record["positions"]) == (1, 16, [phrase], True)
     assert record["demonstrations"] + record["held_out_dropped"] == 30  # the first 30, less the held-out ones
     assert f"{record['demonstrations']} demonstrations" in trained.stdout and f"holding out {phrase}" in trained.stdout
     measured = sensorium("eval", str(tmp_path / "run"), "--missions", "held-out", "--episodes", "4", "--json")

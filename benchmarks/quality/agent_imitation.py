@@ -53,7 +53,7 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
     trained = None if retrain else _trained(folder, epochs)
     if trained is None:
         demos = CACHE / f"{level}-demos"
-        make_demos(demos, level, count, shard_episodes=1000)
+        make_demos(demos, level, count, shard_episodes=1000, workers=0)  # the bot on every core
         easier = {"init_from": str(CACHE / start)} if start else {}
         train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False,
                                                       **easier))

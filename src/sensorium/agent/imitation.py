@@ -34,6 +34,8 @@ class ImitationTraining:
     batch_size: int = 32  # episodes per optimizer step
     lr: float = 3e-3
     width: int = 64
+    conv_layers: int = 2  # FiLM-modulated 3x3 convolutions over the view
+    positions: bool = False  # where each view cell lies, learned (see policy.PolicyConfig)
     episodes: int = 0  # the first N demonstrations; 0 = all
     seed: int = 0
     threads: int = 0
@@ -109,8 +111,8 @@ def train_policy(demos: str | Path, out: str | Path, settings: ImitationTraining
                  resume: bool = False) -> InstructionPolicy:
     """A policy cloned from the bot's demonstrations in `demos`; saved to OUT/policy."""
     settings = settings or ImitationTraining()
-    if min(settings.epochs, settings.batch_size, settings.width) < 1:
-        raise ConfigError("epochs, batch_size and width: at least 1")
+    if min(settings.epochs, settings.batch_size, settings.width, settings.conv_layers) < 1:
+        raise ConfigError("epochs, batch_size, width and conv_layers: at least 1")
     source, out = Demos(demos), Path(out)
     episodes, held_out, dropped = _kept_episodes(source, settings)
     torch.set_num_threads(threads_for(settings.threads))
@@ -157,13 +159,16 @@ def _starting_policy(settings: ImitationTraining, words: list[str], record: dict
     """A fresh policy, or with `init_from` the earlier one widened by this level's words."""
     vocabulary = (PAD, UNK, *words)
     if not settings.init_from:
-        return InstructionPolicy(PolicyConfig(vocabulary=vocabulary, width=settings.width, trained=record))
+        return InstructionPolicy(PolicyConfig(vocabulary=vocabulary, width=settings.width,
+                                              conv_layers=settings.conv_layers, positions=settings.positions,
+                                              trained=record))
     earlier = load_policy(settings.init_from)
     if settings.width not in (earlier.config.width, ImitationTraining.width):
         raise ConfigError(f"width: {settings.width} asked, but the policy in init_from ({settings.init_from}) has "
                           f"width {earlier.config.width}; a curriculum keeps its width")
     before = earlier.config.trained
-    record["width"] = earlier.config.width
+    record.update(width=earlier.config.width, conv_layers=earlier.config.conv_layers,
+                  positions=earlier.config.positions)  # the earlier policy's architecture is kept
     record["curriculum"] = [*before.get("curriculum", []),
                             {"from": str(Path(settings.init_from).resolve()), "level": before.get("level"),
                              "demonstrations": before.get("demonstrations"), "epochs": before.get("epochs")}]

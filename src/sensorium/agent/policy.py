@@ -6,6 +6,10 @@ The architecture of BabyAI 1.1 (Hui et al. 2020), small enough for a CPU:
     a scale and a shift per channel computed from the instruction), max-pooled, plus the direction
     mission words -> embedding -> GRU -> the instruction vector
     per-step features -> LSTM (memory over the episode: the view is partial) -> action logits, value
+With `positions`, each of the 49 cells also adds a learned embedding of where it lies in the view. The
+view is egocentric (the agent always stands at the bottom middle, facing up), so that says where a thing is
+relative to the agent: the max-pool keeps what was seen but, without it, only the convolutions' small
+windows and the padding hint where (BabyAI's relational levels, "put the ball next to the key", need it).
 The value head is trained later by PPO fine-tuning; imitation (`sensorium.agent.imitation`) trains
 the rest. Weights are safetensors + JSON, like every model of ours.
 """
@@ -28,6 +32,7 @@ PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 ACTIONS = 7  # minigrid: left, right, forward, pickup, drop, toggle, done
 CELL_VALUES = 16  # each of a cell's three symbols is below this (objects 0-10, colours 0-5, states 0-2)
+VIEW = 7  # minigrid's default view: 7 x 7 cells
 DIRECTIONS = 4
 
 
@@ -36,6 +41,7 @@ class PolicyConfig:
     vocabulary: tuple[str, ...] = (PAD, UNK)
     width: int = 64
     conv_layers: int = 2
+    positions: bool = False  # a learned embedding per view cell (where a thing is, relative to the agent)
     max_words: int = 64
     trained: dict = field(default_factory=dict)
 
@@ -51,6 +57,7 @@ class InstructionPolicy(SavedModel, nn.Module):
         width = config.width
         self.cells = nn.Embedding(3 * CELL_VALUES, width)
         self.register_buffer("offsets", torch.arange(3) * CELL_VALUES, persistent=False)
+        self.places = nn.Parameter(torch.randn(width, VIEW, VIEW)) if config.positions else None
         self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(config.conv_layers))
         self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(config.conv_layers))
         self.films = nn.ModuleList(nn.Linear(width, 2 * width) for _ in range(config.conv_layers))
@@ -100,6 +107,8 @@ class InstructionPolicy(SavedModel, nn.Module):
     def see(self, images: Tensor, directions: Tensor, missions: Tensor) -> Tensor:
         """(N, 7, 7, 3) cell symbols, (N,) directions, (N, width) their missions -> (N, width)."""
         x = self.cells(images.long().clamp(0, CELL_VALUES - 1) + self.offsets).sum(dim=3).permute(0, 3, 1, 2)
+        if self.places is not None:
+            x = x + self.places
         for conv, norm, film in zip(self.convs, self.norms, self.films):
             scale, shift = film(missions).chunk(2, dim=1)
             x = F.relu(norm(conv(x)) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]) + x

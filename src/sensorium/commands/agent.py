@@ -68,6 +68,10 @@ def train(
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 0.003)."),
     width: int | None = typer.Option(None, "--width", min=8, help="Channels of the view encoder, mission and "
                                                                   "memory (default 64)."),
+    conv_layers: int | None = typer.Option(None, "--conv-layers", min=1, help="Mission-modulated 3x3 convolutions "
+                                                                             "over the view (default 2)."),
+    positions: bool | None = typer.Option(None, "--positions/--no-positions", help="Learn where each view cell "
+                                          "lies relative to the agent (default: no)."),
     episodes: int | None = typer.Option(None, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the initial weights and the order (default 0)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads; 0 = every core, -1 = the cores "
@@ -84,7 +88,8 @@ def train(
     from ..agent.imitation import ImitationTraining, load_settings, train_policy
     from ..agent.policy import POLICY_DIR
 
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width, "episodes": episodes,
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width, "conv_layers": conv_layers,
+             "positions": positions, "episodes": episodes,
              "seed": seed, "threads": threads, "hold_out": list(hold_out) if hold_out else None,
              "init_from": str(init_from) if init_from else None}
     with failing_cleanly():
