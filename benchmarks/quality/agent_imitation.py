@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.quality.agent_imitation [--levels GoToRedBall GoToLocal]
         [--demos 1000 5000] [--epochs 10] [--episodes 1000] [--figure docs/figures/agent-sample-efficiency.png]
-        [--start-from GoToLocal-10000-e10]
+        [--start-from GoToLocal-10000-e10] [--conv-layers 4] [--positions]
 
 For each level and demonstration count: `sensorium agent demos` (seeds from 0), `sensorium agent
 train`'s `train_policy` (defaults: width 64, batch 32 episodes, lr 3e-3) for `--epochs`, then
@@ -14,7 +14,8 @@ Prints a table. Runs are kept under .benchmarks-cache/agent, a finished one is r
 from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--start-from RUN`
 trains from RUN's policy instead of from scratch (a curriculum: the easier level's words are kept); `--figure` draws
 every evaluated run there as the sample-efficiency curve (success against demonstrations, one line per
-level and epoch count).
+level, epoch count and view encoder). `--conv-layers` and `--positions` set the policy's view encoder
+(runs other than the default's are cached under names ending "-c4", "-pos").
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _trained(folder: Path, epochs: int) -> dict | None:
     return record if record.get("epoch") == epochs else None
 
 
-def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool, start: str = "") -> dict:
+def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, retrain: bool, start: str = "",
+            conv_layers: int = 2, positions: bool = False) -> dict:
     """Train (unless cached) and measure LEVEL's policy cloned from COUNT demonstrations; START names a
     cached run of an easier level (e.g. "GoToLocal-10000-e10") whose policy training begins from."""
     from sensorium.agent.demos import make_demos
@@ -49,14 +51,15 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
     from sensorium.agent.policy import InstructionPolicy
     from sensorium.agent.rollout import Conditions, bot_steps, evaluation_seeds, run_episodes, summarise
 
-    folder = CACHE / (f"{level}-{count}-from-{start}-e{epochs}" if start else f"{level}-{count}-e{epochs}")
+    encoder = (f"-c{conv_layers}" if conv_layers != 2 else "") + ("-pos" if positions else "")
+    folder = CACHE / ((f"{level}-{count}-from-{start}-e{epochs}" if start else f"{level}-{count}-e{epochs}") + encoder)
     trained = None if retrain else _trained(folder, epochs)
     if trained is None:
         demos = CACHE / f"{level}-demos"
         make_demos(demos, level, count, shard_episodes=1000, workers=0)  # the bot on every core
         easier = {"init_from": str(CACHE / start)} if start else {}
         train_policy(demos, folder, ImitationTraining(epochs=epochs, episodes=count, threads=threads, progress=False,
-                                                      **easier))
+                                                      conv_layers=conv_layers, positions=positions, **easier))
         trained = _trained(folder, epochs)
     policy = InstructionPolicy.load(folder / POLICY_DIR)
     seeds = evaluation_seeds(episodes, tuple(policy.config.trained["seed_range"]), TEST_SEEDS)
@@ -65,6 +68,7 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
     evaluated = time.perf_counter() - started
     sampled = summarise(run_episodes(policy, level, seeds, conditions=Conditions(sample=True)))
     result = {"level": level, "demonstrations": count, "epochs": epochs, "start_from": start, "first_seed": seeds[0],
+              "conv_layers": policy.config.conv_layers, "positions": policy.config.positions,
               "training_minutes": (trained["data_seconds"] + trained["compute_seconds"]) / 60,
               "training_steps_per_s": trained["samples_per_s"], "evaluation_seconds": evaluated,
               **summary, "sampled_success_rate": sampled["success_rate"], "sampled_mean_steps": sampled["mean_steps"]}
@@ -84,7 +88,8 @@ def draw_curve(path: Path) -> Path:
     series: dict[str, list[tuple[int, float]]] = {}
     for r in results:
         start = f" from {r['start_from'].split('-')[0]}" if r.get("start_from") else ""
-        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}{start}, {r['epochs']} epochs"
+        encoder = f", {r.get('conv_layers', 2)} conv" + (" + places" if r.get("positions") else "")
+        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}{start}, {r['epochs']} epochs{encoder}"
         series.setdefault(f"{name}, greedy", []).append((r["demonstrations"], r["success_rate"]))
         series.setdefault(f"{name}, sampled", []).append((r["demonstrations"], r["sampled_success_rate"]))
     counts = [c for points in series.values() for c, _ in points]
@@ -135,6 +140,8 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="Draw the sample-efficiency curve of every evaluated run here.")
     parser.add_argument("--start-from", default="", help="a run under .benchmarks-cache/agent (e.g. "
                         "GoToLocal-10000-e10, trained by an earlier call) whose policy training starts from")
+    parser.add_argument("--conv-layers", type=int, default=2, help="the policy's mission-modulated convolutions")
+    parser.add_argument("--positions", action="store_true", help="the policy learns where each view cell lies")
     args = parser.parse_args()
     if args.start_from and not (CACHE / args.start_from).is_dir():
         parser.error(f"--start-from: no run {CACHE / args.start_from} (train it first, e.g. --levels "
@@ -144,8 +151,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for level in args.levels:
         for count in args.demos:
-            r = run_one(level, count, args.epochs, args.episodes, args.threads, args.retrain, args.start_from)
-            name = f"{level} from {args.start_from}" if args.start_from else level
+            r = run_one(level, count, args.epochs, args.episodes, args.threads, args.retrain, args.start_from,
+                        args.conv_layers, args.positions)
+            name = (f"{level} from {args.start_from}" if args.start_from else level) + \
+                (f" ({args.conv_layers} conv{', places' if args.positions else ''})" if args.conv_layers != 2 or
+                 args.positions else "")
             print(f"| {name} | {count:,} | {args.epochs} | {r['training_minutes']:.1f} min | "
                   f"{r['training_steps_per_s']:.0f} | {r['success_rate']:.3f} | {r['sampled_success_rate']:.3f} | "
                   f"{r['mean_steps']:.1f} | "
