@@ -81,7 +81,8 @@ def weak(tmp_path_factory):
     """A policy cloned briefly from 1,000 demonstrations: it often fails, so there is room to learn."""
     root = tmp_path_factory.mktemp("ppo")
     make_demos(root / "demos", LEVEL, 1000, shard_episodes=500)
-    train_policy(root / "demos", root / "cloned", ImitationTraining(epochs=3, width=32, progress=False))
+    train_policy(root / "demos", root / "cloned", ImitationTraining(epochs=3, width=32, conv_layers=2,
+                                                                                    progress=False))
     return root
 
 

@@ -34,7 +34,7 @@ class ImitationTraining:
     batch_size: int = 32  # episodes per optimizer step
     lr: float = 3e-3
     width: int = 64
-    conv_layers: int = 2  # FiLM-modulated 3x3 convolutions over the view
+    conv_layers: int = 4  # FiLM-modulated 3x3 convolutions over the view (4 span it whole; 2 were the default to 12-07)
     positions: bool = False  # where each view cell lies, learned (see policy.PolicyConfig)
     episodes: int = 0  # the first N demonstrations; 0 = all
     seed: int = 0

@@ -2,14 +2,17 @@
 
 The architecture of BabyAI 1.1 (Hui et al. 2020), small enough for a CPU:
     each cell of the 7x7 view (object, colour, state) -> the sum of three learned embeddings ("bag of
-    words" over cell symbols), a 3x3 convolution stack, each layer modulated by the mission (FiLM:
+    words" over cell symbols), a stack of 3x3 convolutions (four by default, so that each place's features
+    see the whole view: on dev seeds PutNextLocal went from 0.14 to 0.79 greedy with 10k demonstrations,
+    GoToLocal from 0.68 to 0.94 with 5k), each layer modulated by the mission (FiLM:
     a scale and a shift per channel computed from the instruction), max-pooled, plus the direction
     mission words -> embedding -> GRU -> the instruction vector
     per-step features -> LSTM (memory over the episode: the view is partial) -> action logits, value
 With `positions`, each of the 49 cells also adds a learned embedding of where it lies in the view. The
 view is egocentric (the agent always stands at the bottom middle, facing up), so that says where a thing is
-relative to the agent: the max-pool keeps what was seen but, without it, only the convolutions' small
-windows and the padding hint where (BabyAI's relational levels, "put the ball next to the key", need it).
+relative to the agent: the max-pool keeps what was seen but, without it, only the convolutions' windows and
+the padding hint where. On PutNextLocal's dev seeds it lifted two convolutions by 11 points; four without it
+did far better, so it is off by default.
 The value head is trained later by PPO fine-tuning; imitation (`sensorium.agent.imitation`) trains
 the rest. Weights are safetensors + JSON, like every model of ours.
 """
@@ -40,7 +43,7 @@ DIRECTIONS = 4
 class PolicyConfig:
     vocabulary: tuple[str, ...] = (PAD, UNK)
     width: int = 64
-    conv_layers: int = 2
+    conv_layers: int = 4  # 3x3 windows: four span the 7x7 view from any cell (two, the first default, do not)
     positions: bool = False  # a learned embedding per view cell (where a thing is, relative to the agent)
     max_words: int = 64
     trained: dict = field(default_factory=dict)

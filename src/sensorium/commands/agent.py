@@ -69,7 +69,7 @@ def train(
     width: int | None = typer.Option(None, "--width", min=8, help="Channels of the view encoder, mission and "
                                                                   "memory (default 64)."),
     conv_layers: int | None = typer.Option(None, "--conv-layers", min=1, help="Mission-modulated 3x3 convolutions "
-                                                                             "over the view (default 2)."),
+                                                                             "over the view (default 4)."),
     positions: bool | None = typer.Option(None, "--positions/--no-positions", help="Learn where each view cell "
                                           "lies relative to the agent (default: no)."),
     episodes: int | None = typer.Option(None, "--episodes", min=0, help="Use the first N demonstrations (0 = all)."),
