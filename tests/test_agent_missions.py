@@ -111,6 +111,9 @@ def test_a_view_with_places_and_deeper_convolutions_is_saved_and_kept_by_a_curri
     assert not torch.equal(harder.places.detach(), placed.places.detach())  # started from, then trained
     with pytest.raises(ConfigError, match="conv_layers"):
         train_policy(demos / "easy", tmp_path / "none", ImitationTraining(conv_layers=0, **TINY))
+    with pytest.raises(ConfigError, match="conv_layers: 2 asked.*has conv_layers 3"):
+        train_policy(demos / "local", tmp_path / "other", ImitationTraining(init_from=str(tmp_path / "placed"),
+                                                                            conv_layers=2, epochs=1, progress=False))
 
 
 def test_cli_trains_from_a_toml_config_with_options_winning_and_evaluates_held_out_missions(demos, phrase, tmp_path):

@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--start-from", default="", help="a run under .benchmarks-cache/agent (e.g. "
                         "GoToLocal-10000-e10, trained by an earlier call) whose policy training starts from")
     parser.add_argument("--conv-layers", type=int, default=2, help="the policy's mission-modulated convolutions "
-                        "(2, the first default, keeps the earlier runs' cache names; `sensorium agent train` now uses 4)")
+                        "(2, the first default, keeps the earlier runs' cache names; `sensorium agent train` "
+                        "now uses 4)")
     parser.add_argument("--positions", action="store_true", help="the policy learns where each view cell lies")
     args = parser.parse_args()
     if args.start_from and not (CACHE / args.start_from).is_dir():

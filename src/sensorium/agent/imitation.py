@@ -26,6 +26,7 @@ from .policy import PAD, PAD_ID, POLICY_DIR, UNK, InstructionPolicy, PolicyConfi
 
 RUNS_DIR = "runs"
 DEMOS_KEY = "demos"  # the one key of an agent's TOML config that is not an ImitationTraining field
+ARCHITECTURE = ("width", "conv_layers", "positions")  # a curriculum's next level keeps these from its start
 
 
 @dataclass
@@ -34,7 +35,7 @@ class ImitationTraining:
     batch_size: int = 32  # episodes per optimizer step
     lr: float = 3e-3
     width: int = 64
-    conv_layers: int = 4  # FiLM-modulated 3x3 convolutions over the view (4 span it whole; 2 were the default to 12-07)
+    conv_layers: int = 4  # FiLM-modulated 3x3 convolutions over the view (2 until 2026-12-07; see policy.PolicyConfig)
     positions: bool = False  # where each view cell lies, learned (see policy.PolicyConfig)
     episodes: int = 0  # the first N demonstrations; 0 = all
     seed: int = 0
@@ -163,12 +164,13 @@ def _starting_policy(settings: ImitationTraining, words: list[str], record: dict
                                               conv_layers=settings.conv_layers, positions=settings.positions,
                                               trained=record))
     earlier = load_policy(settings.init_from)
-    if settings.width not in (earlier.config.width, ImitationTraining.width):
-        raise ConfigError(f"width: {settings.width} asked, but the policy in init_from ({settings.init_from}) has "
-                          f"width {earlier.config.width}; a curriculum keeps its width")
+    for name in ARCHITECTURE:  # asked for explicitly (not the default) and unlike the earlier policy's
+        asked, kept = getattr(settings, name), getattr(earlier.config, name)
+        if asked not in (kept, getattr(ImitationTraining, name)):
+            raise ConfigError(f"{name}: {asked} asked, but the policy in init_from ({settings.init_from}) has "
+                              f"{name} {kept}; a curriculum keeps its architecture")
     before = earlier.config.trained
-    record.update(width=earlier.config.width, conv_layers=earlier.config.conv_layers,
-                  positions=earlier.config.positions)  # the earlier policy's architecture is kept
+    record.update({name: getattr(earlier.config, name) for name in ARCHITECTURE})
     record["curriculum"] = [*before.get("curriculum", []),
                             {"from": str(Path(settings.init_from).resolve()), "level": before.get("level"),
                              "demonstrations": before.get("demonstrations"), "epochs": before.get("epochs")}]
