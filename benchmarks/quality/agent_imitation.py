@@ -13,8 +13,8 @@ from the policy (sampled, BabyAI's evaluate.py default), each episode's draws fr
 Prints a table. Runs are kept under .benchmarks-cache/agent, a finished one is reused (its training time
 from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--start-from RUN`
 trains from RUN's policy instead of from scratch (a curriculum: the easier level's words are kept); `--figure` draws
-every evaluated run there as the sample-efficiency curve (success against demonstrations, one line per
-level, epoch count and view encoder). `--conv-layers` and `--positions` set the policy's view encoder
+every evaluated run with the view encoder asked there as the sample-efficiency curve (success against
+demonstrations, a colour per level, one line per level and epoch count). `--conv-layers` and `--positions` set the policy's view encoder
 (runs other than the default's are cached under names ending "-c4", "-pos").
 """
 from __future__ import annotations
@@ -77,19 +77,23 @@ def run_one(level: str, count: int, epochs: int, episodes: int, threads: int, re
 
 
 PLOT, MARGIN_X, MARGIN_Y = (560, 340), 64, 40
-COLOURS = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 178), (147, 120, 96)]
+COLOURS = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 178), (147, 120, 96),
+           (218, 139, 195)]
 
 
-def draw_curve(path: Path) -> Path:
-    """Success on unseen seeds against demonstrations (log scale), a line per level and epoch count."""
+def draw_curve(path: Path, conv_layers: int = 2, positions: bool = False) -> Path:
+    """Success on unseen seeds against demonstrations (log scale) of every evaluated run with this view encoder
+    (runs of different encoders are not one curve); a colour per level, a line per level and epoch count."""
     from PIL import Image, ImageDraw
 
-    results = [json.loads(p.read_text()) for p in sorted(CACHE.glob(f"*/{EVALUATION}"))]
+    results = [r for r in (json.loads(p.read_text()) for p in sorted(CACHE.glob(f"*/{EVALUATION}")))
+               if r.get("conv_layers", 2) == conv_layers and bool(r.get("positions")) == positions]
+    if not results:
+        raise SystemExit(f"--figure: no evaluated run with {conv_layers} convolutions under {CACHE}")
     series: dict[str, list[tuple[int, float]]] = {}
     for r in results:
         start = f" from {r['start_from'].split('-')[0]}" if r.get("start_from") else ""
-        encoder = f", {r.get('conv_layers', 2)} conv" + (" + places" if r.get("positions") else "")
-        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}{start}, {r['epochs']} epochs{encoder}"
+        name = f"{r['level'].removeprefix('BabyAI-').removesuffix('-v0')}{start}, {r['epochs']} epochs"
         series.setdefault(f"{name}, greedy", []).append((r["demonstrations"], r["success_rate"]))
         series.setdefault(f"{name}, sampled", []).append((r["demonstrations"], r["sampled_success_rate"]))
     counts = [c for points in series.values() for c, _ in points]
@@ -109,11 +113,12 @@ def draw_curve(path: Path) -> Path:
     for count in sorted(set(counts)):
         x = at(count, 0)[0]
         draw.text((x - 14, MARGIN_Y + PLOT[1] + 6), f"{count:,}", fill=(40, 40, 40))
-    draw.text((MARGIN_X, 12), "BabyAI behaviour cloning: success on 1,000 unseen seeds", fill=(40, 40, 40))
+    encoder = f"{conv_layers} convolutions" + (" + places" if positions else "")
+    draw.text((MARGIN_X, 12), f"BabyAI behaviour cloning ({encoder}): success on 1,000 unseen seeds", fill=(40, 40, 40))
     draw.text((MARGIN_X + PLOT[0] / 2 - 60, height - 18), "bot demonstrations (log)", fill=(40, 40, 40))
-    runs = sorted({name.rsplit(", ", 1)[0] for name in series})  # a colour per level and epochs
+    levels = sorted({name.split(", ", 1)[0] for name in series})  # a colour per level (and start)
     for number, (name, points) in enumerate(sorted(series.items())):
-        colour = COLOURS[runs.index(name.rsplit(", ", 1)[0]) % len(COLOURS)]
+        colour = COLOURS[levels.index(name.split(", ", 1)[0]) % len(COLOURS)]
         greedy = name.endswith("greedy")  # greedy: thick line, filled dots; sampled: thin line, rings
         xy = [at(c, s) for c, s in sorted(points)]
         if len(xy) > 1:
@@ -163,7 +168,7 @@ def main() -> None:
                   f"{r['mean_steps']:.1f} | "
                   f"{r['steps_over_bot_when_successful']} | {r['evaluation_seconds']:.0f} s |", flush=True)
     if args.figure:
-        print(f"curve: {draw_curve(args.figure)}")
+        print(f"curve: {draw_curve(args.figure, args.conv_layers, args.positions)}")
 
 
 if __name__ == "__main__":
