@@ -65,6 +65,28 @@ def test_the_loss_is_only_over_real_steps_and_the_policy_round_trips(cloned, tmp
     assert policy.unknown_words("go to the red dragon") == ["dragon"]
 
 
+def test_padding_after_the_episodes_changes_nothing_in_training(cloned):
+    """In training mode too: the view encoder's batch norms see real steps only, so a batch padded ten steps
+    further gives the same loss and gradients (blank padded views once moved the norms' statistics)."""
+    root, _ = cloned
+    from sensorium.agent.demos import Demos
+
+    policy = InstructionPolicy.load(root / "run" / POLICY_DIR).train()
+    episodes = list(Demos(root / "demos").episodes())[4:12]
+    batch = collate_episodes(list(zip(episodes, policy.mission_ids([e.mission for e in episodes]))))
+    longer = {**batch, **{key: torch.cat([batch[key], torch.zeros_like(batch[key][:, :10])], dim=1)
+                          for key in ("images", "directions", "actions", "mask")}}
+    losses, gradients = [], []
+    for each in (batch, longer):
+        policy.zero_grad()
+        loss = policy(each)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        gradients.append(policy.convs[0].weight.grad.clone())
+    assert abs(losses[0] - losses[1]) < 1e-5, losses
+    assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
+
+
 def test_cli_trains_and_evaluates_on_seeds_outside_the_demonstrations(cloned, tmp_path):
     root, _ = cloned
     trained = sensorium("train", str(root / "demos"), "--out", str(tmp_path / "run"), "--epochs", "1", "--width", "16",

@@ -119,12 +119,23 @@ class InstructionPolicy(SavedModel, nn.Module):
 
     # ---- training -------------------------------------------------------------------------
     def logits(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """batch: images (B, T, 7, 7, 3), directions (B, T), missions (B, L) -> action logits (B, T, 7), values."""
+        """batch: images (B, T, 7, 7, 3), directions (B, T), missions (B, L), and optionally `mask` (B, T), True
+        on real steps, padding only after each episode's last -> action logits (B, T, 7), values (B, T).
+
+        Only real steps are seen: the view encoder runs on them alone, so its batch norms' statistics are
+        those of real views, not of the blank padding (two thirds of a GoTo batch: its episodes run from 2 to
+        200 steps), and padding costs no convolutions. The memory reads zeros after an episode's end, which
+        cannot reach the steps before it."""
         images, directions = batch["images"], batch["directions"]
         b, t = directions.shape
         missions = self.encode_missions(batch["missions"])
-        seen = self.see(images.flatten(0, 1), directions.flatten(), missions.repeat_interleave(t, dim=0))
-        remembered, _ = self.memory(seen.view(b, t, -1))
+        mask = batch.get("mask")
+        if mask is None:
+            mask = torch.ones(b, t, dtype=torch.bool, device=directions.device)
+        rows, _ = mask.nonzero(as_tuple=True)
+        seen = self.see(images[mask], directions[mask], missions[rows])
+        steps = seen.new_zeros(b, t, seen.shape[-1]).index_put((mask,), seen)
+        remembered, _ = self.memory(steps)
         return self.policy(remembered), self.value(remembered)[..., 0]
 
     def forward(self, batch: dict) -> Tensor:
