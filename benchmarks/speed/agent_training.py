@@ -7,8 +7,8 @@ For each level: the first `--episodes` bot demonstrations (`.benchmarks-cache/ag
 every core when missing, as `agent_imitation` makes them), a fresh policy (width 64, `--conv-layers`), and
 `--batches` training steps (forward, loss, backward, AdamW at lr 3e-3) on batches of 32 episodes drawn with
 a fixed seed and padded to their longest, as `sensorium agent train` collates them; two steps more first,
-not timed. Prints real steps/s (what `agent_imitation`'s steps/s counts) and how many padded steps a
-batch carries per real one. To compare two versions of the code, point PYTHONPATH at each one's `src`.
+not timed. Prints real steps/s (what `agent_imitation`'s steps/s counts) and how many steps a batch
+carries (real and padding) per real one. To compare two versions of the code, point PYTHONPATH at each one's `src`.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print("| level | batches of 32 episodes | real steps | padded steps per real one | seconds | real steps/s |")
+    print("| level | batches of 32 episodes | real steps | steps carried (real and padding) per real one | seconds | "
+          "real steps/s |")
     print("|---|---|---|---|---|---|")
     for level in args.levels:
         r = measure(level, args.episodes, args.batches, args.conv_layers)
