@@ -14,8 +14,8 @@ Prints a table. Runs are kept under .benchmarks-cache/agent, a finished one is r
 from its summary) unless `--retrain`, and each run's figures go to its evaluation.json; `--start-from RUN`
 trains from RUN's policy instead of from scratch (a curriculum: the easier level's words are kept); `--figure` draws
 every evaluated run with the view encoder asked there as the sample-efficiency curve (success against
-demonstrations, a colour per level, one line per level and epoch count). `--conv-layers` and `--positions` set the policy's view encoder
-(runs other than the default's are cached under names ending "-c4", "-pos").
+demonstrations, a colour per level, one line per level and epoch count). `--conv-layers` and `--positions`
+set the policy's view encoder (runs other than the default's are cached under names ending "-c4", "-pos").
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from itertools import islice
 from pathlib import Path
 
 CACHE = Path(".benchmarks-cache") / "agent"
@@ -30,11 +31,7 @@ def measure(level: str, episodes: int, batches: int, conv_layers: int) -> dict:
 
     folder = CACHE / f"{level}-demos"
     make_demos(folder, level, episodes, shard_episodes=1000, workers=0)
-    kept = []
-    for episode in Demos(folder).episodes():
-        kept.append(episode)
-        if len(kept) == episodes:
-            break
+    kept = list(islice(Demos(folder).episodes(), episodes))
     words = sorted({w for e in kept for w in mission_words(e.mission)})
     torch.manual_seed(0)
     policy = InstructionPolicy(PolicyConfig(vocabulary=(PAD, UNK, *words), conv_layers=conv_layers)).train()

@@ -123,8 +123,8 @@ class InstructionPolicy(SavedModel, nn.Module):
         on real steps, padding only after each episode's last -> action logits (B, T, 7), values (B, T).
 
         Only real steps are seen: the view encoder runs on them alone, so its batch norms' statistics are
-        those of real views, not of the blank padding (two thirds of a GoTo batch: its episodes run from 2 to
-        200 steps), and padding costs no convolutions. The memory reads zeros after an episode's end, which
+        those of real views, not of the blank padding (two thirds of a GoTo batch: its first 10,000 episodes
+        average 52 steps, the longest 203), and padding costs no convolutions. The memory reads zeros after an episode's end, which
         cannot reach the steps before it."""
         images, directions = batch["images"], batch["directions"]
         b, t = directions.shape
