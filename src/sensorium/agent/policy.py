@@ -124,8 +124,8 @@ class InstructionPolicy(SavedModel, nn.Module):
 
         Only real steps are seen: the view encoder runs on them alone, so its batch norms' statistics are
         those of real views, not of the blank padding (two thirds of a GoTo batch: its first 10,000 episodes
-        average 52 steps, the longest 203), and padding costs no convolutions. The memory reads zeros after an episode's end, which
-        cannot reach the steps before it."""
+        average 52 steps, the longest 203), and padding costs no convolutions. The memory reads zeros after an
+        episode's end, which cannot reach the steps before it."""
         images, directions = batch["images"], batch["directions"]
         b, t = directions.shape
         missions = self.encode_missions(batch["missions"])
