@@ -7,6 +7,8 @@ baseline with the same clean accuracy would keep.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -15,6 +17,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch import Tensor, nn
+
+from ..cpu import native_bf16
 
 NOISE_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # MultiBench's 0, 0.1, ..., 1.0
 
@@ -31,6 +35,22 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int], cl
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                              "support": int(support[i])} for i, name in enumerate(class_names)},
     }
+
+
+EMULATED_BF16 = "SENSORIUM_EMULATED_BF16"  # "1": keep bfloat16 even where the CPU only emulates it
+
+
+def bf16_pays(asked: bool, setting: str) -> bool:
+    """Whether bf16 autocast runs when SETTING (e.g. "train.bf16") asks for it: only on CPUs with bfloat16
+    instructions (sensorium.cpu.native_bf16). Elsewhere it is emulated, 3.1x slower than float32 where we
+    measured it, so this warns and answers False (float32), unless SENSORIUM_EMULATED_BF16=1 keeps bfloat16
+    (to reproduce a bf16 run's numbers exactly)."""
+    if not asked or native_bf16() or os.environ.get(EMULATED_BF16) == "1":
+        return asked
+    warnings.warn(f"{setting}: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX), where bfloat16 "
+                  f"is emulated and slower than float32; running in float32 ({EMULATED_BF16}=1 keeps bfloat16)",
+                  RuntimeWarning, stacklevel=3)
+    return False
 
 
 def precision(bf16: bool):

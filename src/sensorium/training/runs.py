@@ -123,7 +123,7 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
 
     from torch.utils.data import DataLoader
 
-    from .evaluate import classification_metrics, predict, relative_robustness, robustness
+    from .evaluate import bf16_pays, classification_metrics, predict, relative_robustness, robustness
 
     from .trainer import threads_for
 
@@ -140,7 +140,7 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     began = time.perf_counter()
     batches = list(loader) if levels else loader  # the noise sweep walks the batches again; plain scoring streams
-    bf16 = config.train.bf16 if bf16 is None else bf16
+    bf16 = bf16_pays(config.train.bf16 if bf16 is None else bf16, "evaluate --bf16" if bf16 else "train.bf16")
     logits, labels = predict(model, batches, bf16=bf16)
     seconds = time.perf_counter() - began  # reading and decoding included
     report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "batch_size": batch_size,

@@ -29,7 +29,7 @@ from .averaging import weight_average
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
-from .evaluate import classification_metrics, precision
+from .evaluate import bf16_pays, classification_metrics, precision
 from .schedule import warmup_cosine
 
 CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
@@ -131,6 +131,7 @@ class Trainer:
     def __init__(self, config: Config, model: nn.Module, train_data: Dataset, val_data: Dataset | None,
                  collate: Callable, out: str | Path | None = None, context: DistContext | None = None):
         self.config, self.cfg = config, config.train
+        self.bf16 = bf16_pays(self.cfg.bf16, "train.bf16")  # float32 where the CPU only emulates bfloat16
         self.context = context or DistContext()
         self.model = model
         self.ddp = self.context.wrap(model)
@@ -164,7 +165,7 @@ class Trainer:
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
     def _autocast(self):
-        return precision(self.cfg.bf16)
+        return precision(self.bf16)
 
     def _loss(self, logits: dict[str, Tensor], labels: dict[str, Tensor], outputs=None, present=None,
               smoothing: float = 0.0) -> Tensor:
@@ -409,7 +410,7 @@ class Trainer:
 
     def _summary(self, timing: dict[str, float], interrupted: bool) -> dict[str, Any]:
         busy = timing["data"] + timing["compute"]
-        return {**self.progress, "interrupted": interrupted, "samples": timing["samples"],
+        return {**self.progress, "interrupted": interrupted, "bf16": self.bf16, "samples": timing["samples"],
                 "data_seconds": timing["data"], "compute_seconds": timing["compute"],
                 "samples_per_s": timing["samples"] / busy if busy else 0.0}
 
