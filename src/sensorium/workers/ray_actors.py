@@ -16,6 +16,16 @@ from ..experts import ExpertConfig
 from .process import embed_in_worker, start_worker
 
 INSTALL_HINT = "Ray is not installed: pip install 'sensorium[ray]'"
+OPENMP_THREADS = "OMP_NUM_THREADS"
+
+
+def openmp_environment() -> dict[str, str]:
+    """The OMP_NUM_THREADS an actor starts with: the caller's, or where it has none, what OpenMP takes then
+    (every core). Why: Ray sets it to an actor's CPUs (1), and Whisper's int8 kernels (CTranslate2) do not
+    compute the same with it: on an AVX2 EPYC the test memo became "buy bread, and mapels" with 1 and
+    "Bye Bred, and Bapples" with 2 or none (the caller and local workers alike). The actor's thread share
+    is SENSORIUM_THREADS's job (`start_worker`), as in a local worker."""
+    return {OPENMP_THREADS: os.environ.get(OPENMP_THREADS) or str(os.cpu_count() or 1)}
 
 
 def import_ray():
@@ -68,7 +78,8 @@ class RayPool:
         self.threads = max(1, threads)
         self.width = workers or max(1, cpus // self.threads)
         self._config_json = (config or ExpertConfig()).to_json()
-        self._actor_class = ray.remote(num_cpus=self.threads)(_Embedder)
+        self._actor_class = ray.remote(num_cpus=self.threads,
+                                       runtime_env={"env_vars": openmp_environment()})(_Embedder)
         self.actors = [self._new_actor() for _ in range(self.width)]
         self._free = list(self.actors)
         self._dead: list = []
