@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from pathlib import Path
 
 THREADS_VARIABLE = "SENSORIUM_THREADS"
 
@@ -54,7 +55,7 @@ def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux's /proc/cpuinfo names them ("flags" on x86, "Features" on ARM);
     empty where that file is absent (macOS, Windows), so callers fall back to the safe choice."""
     try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return frozenset()
     for line in text.splitlines():

@@ -20,8 +20,8 @@ OPENMP_THREADS = "OMP_NUM_THREADS"
 
 
 def openmp_environment() -> dict[str, str]:
-    """The OMP_NUM_THREADS an actor starts with: the caller's, or where it has none, what OpenMP takes then
-    (every core). Why: Ray sets it to an actor's CPUs (1), and Whisper's int8 kernels (CTranslate2) do not
+    """The OMP_NUM_THREADS an actor starts with: the caller's, or where it has none, what OpenMP would take in
+    the caller (its core count; on another node of a cluster that is only a default). Why: Ray sets it to an actor's CPUs (1), and Whisper's int8 kernels (CTranslate2) do not
     compute the same with it: on an AVX2 EPYC the test memo became "buy bread, and mapels" with 1 and
     "Bye Bred, and Bapples" with 2 or none (the caller and local workers alike). The actor's thread share
     is SENSORIUM_THREADS's job (`start_worker`), as in a local worker."""
