@@ -157,7 +157,9 @@ def test_multibench_layout_of_one_npy_per_column_trains_and_evaluates_from_data_
 
 
 def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, sources, monkeypatch):
-    monkeypatch.setenv("SENSORIUM_EMULATED_BF16", "1")  # scoring in bf16 is asked below, on any CPU
+    from sensorium.training.evaluate import EMULATED_BF16
+
+    monkeypatch.setenv(EMULATED_BF16, "1")  # scoring in bf16 is asked below, on any CPU
     import pyarrow as pa
     import pyarrow.parquet as pq
 

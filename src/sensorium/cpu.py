@@ -6,10 +6,11 @@ the cores). A worker sets SENSORIUM_THREADS to its share before it loads a model
 `cpu_threads()` instead of `os.cpu_count()`.
 
 Why formats: int8 and bfloat16 are speed options that pay only where the CPU has instructions for them.
-Without VNNI (x86 before Ice Lake / Zen 4), onnxruntime's u8 x s8 kernels add pairs of products in 16
-bits, which saturate: measured on an AVX2 EPYC (Zen 3), the int8 image expert agreed with fp32 on the
-top label of 0.61 of 200 COCO views (0.91 with VNNI). Without AVX-512 BF16 or AMX, bfloat16 autocast is
-emulated: 3.1x slower than float32 there (one epoch of the imagine test model, 31.9 s against 10.3 s).
+Without VNNI (Intel before Cascade Lake Xeons / Ice Lake laptops, AMD before Zen 4), onnxruntime's u8 x s8
+kernels add pairs of products in 16 bits, which saturate: measured on an AVX2 EPYC (Zen 3), the int8 image
+expert agreed with fp32 on the top label of 0.61 of 200 COCO views (0.91 with VNNI). Without AVX-512 BF16
+or AMX, bfloat16 autocast is emulated: 3.1x slower than float32 there (one epoch of the imagine test model,
+31.9 s against 10.3 s).
 """
 from __future__ import annotations
 
