@@ -30,6 +30,17 @@ def default_torch_threads():
     yield
 
 
+@pytest.fixture(autouse=True, scope="module")
+def released_default_experts():
+    """Every test module ends by releasing the process's shared experts: a Whisper model left loaded
+    keeps CTranslate2 threads that make torch's threads sleep between parallel regions, and the small
+    trainings later in the suite ran up to 1.8x slower (`release_default_experts`)."""
+    yield
+    from sensorium.experts import release_default_experts
+
+    release_default_experts()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for this module's tests (bit-for-bit comparisons with one-thread worker processes,

@@ -136,6 +136,21 @@ def default_experts() -> "Experts":
         return _SHARED[0]
 
 
+def release_default_experts() -> None:
+    """Forget the shared `default_experts`, so their models are freed once no caller holds them
+    (the next library call loads them again, about a second for Whisper).
+
+    Call it before heavy torch work in a process that has transcribed or classified sound. Whisper
+    (CTranslate2) keeps worker threads whose OpenMP calls land in torch's OpenMP runtime, the one
+    torch loads for the whole process; while they live, that runtime counts more threads than
+    cores and stops spinning between parallel regions, so every small torch step waits on a
+    wake-up. A small text-to-image training ran 55-66 s in a fresh process and 81-101 s after a
+    classification of spoken words in the same process (2 cores; docs/experiments/
+    2026-12-07-whisper-threads-slow-torch.md)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
 def default_config_path() -> Path:
     from ..paths import home
 
