@@ -19,9 +19,11 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD not found at {FSDD}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def recognizer() -> SpeechRecognizer:
-    """One model for the whole run, joined under the default home (joining costs ~145 MB)."""
+    """One model for this module, joined under the default home (joining costs ~145 MB). Not for the
+    whole run: while Whisper is loaded, torch's threads sleep between parallel regions and the
+    trainings in later modules ran slower (`sensorium.experts.release_default_experts`)."""
     return SpeechRecognizer()
 
 
