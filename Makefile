@@ -21,8 +21,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sensorium demo
 
+# Two pytest-xdist workers, each pinned to its share of the cores (tests/conftest.py); whole test files stay
+# together (their module fixtures are built once). TEST_WORKERS=0 runs one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Real data for some benchmarks, from Debian packages (not needed by demo or test):
 # Fashion-MNIST (benchmarks/quality/fashion_mnist_zeroshot.py) and 14 drum kits of recorded hits
