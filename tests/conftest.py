@@ -15,22 +15,7 @@ os.environ["SENSORIUM_CONFIG"] = tempfile.mkdtemp(prefix="sensorium-test-config-
 os.environ.pop("SENSORIUM_SIGNING_KEY", None)
 os.environ.pop("SENSORIUM_SIGNING_CHAIN", None)
 
-
-def share_the_cores_among_workers() -> None:
-    """Under pytest-xdist (`make test` runs two workers where there are two cores or more), pin this worker
-    to its own share of the cores, so torch, libgomp, onnxruntime, CTranslate2 and the CLI processes a test
-    starts all see that share: trainings with a thread per core in each worker would fight for the cores,
-    and a thread spinning at a barrier on a busy core costs more than it brings."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    if workers < 2 or not hasattr(os, "sched_setaffinity") or not worker.isdigit():
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    share = [core for index, core in enumerate(cores) if index % workers == int(worker) % workers]
-    if share and len(share) < len(cores):
-        os.sched_setaffinity(0, share)
-        os.environ["SENSORIUM_THREADS"] = str(len(share))
-
+from helpers.cores import share_the_cores_among_workers  # noqa: E402 - after the environment above
 
 share_the_cores_among_workers()
 

@@ -107,7 +107,7 @@ def test_fine_tuning_lifts_a_weakly_cloned_policys_success_on_unseen_seeds(weak)
 
     assert sampled(tuned) >= sampled(before) + 0.08
     [done] = tuned.config.trained["ppo"]
-    assert done["frames_done"] == 80_000 // 2560 * 2560 and done["seed_range"][0] == 5 * 10**8
+    assert done["frames_done"] == settings.frames // 2560 * 2560 and done["seed_range"][0] == 5 * 10**8
     assert done["level"] == before.config.trained["level"] and done["episodes"] > 1000
     assert load_policy(weak / "tuned").config.trained == tuned.config.trained
 
