@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sensorium demo
 
-# Two pytest-xdist workers, each pinned to its share of the cores (tests/conftest.py); whole test files stay
+# Two pytest-xdist workers, each pinned to its share of the cores (tests/helpers/cores.py); whole test files stay
 # together (their module fixtures are built once). TEST_WORKERS=0 runs one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)

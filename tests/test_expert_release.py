@@ -20,6 +20,7 @@ import pytest
 from helpers.cores import all_cores
 
 from sensorium.cpu import THREADS_VARIABLE
+from sensorium.workers.ray_actors import OPENMP_THREADS
 
 TASK_STATUS = Path("/proc/self/task")
 
@@ -58,7 +59,7 @@ MEASURE = textwrap.dedent("""
 @pytest.mark.skipif(not TASK_STATUS.is_dir(), reason="reads per-thread context switches from Linux's /proc")
 @pytest.mark.skipif(len(all_cores()) < 2, reason="one core: torch has no second thread to wait for")
 def test_releasing_the_shared_experts_lets_torch_threads_spin_again():
-    env = {key: value for key, value in os.environ.items() if key not in (THREADS_VARIABLE, "OMP_NUM_THREADS")}
+    env = {key: value for key, value in os.environ.items() if key not in (THREADS_VARIABLE, OPENMP_THREADS)}
     run = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(sorted(all_cores()))], capture_output=True,
                          text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

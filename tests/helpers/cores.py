@@ -28,4 +28,8 @@ def share_the_cores_among_workers() -> None:
 def all_cores() -> set[int]:
     """Every core this run may use: those before this worker was pinned, else this process's own."""
     recorded = os.environ.get(ALL_CORES)
-    return {int(core) for core in recorded.split(",")} if recorded else set(os.sched_getaffinity(0))
+    if recorded:
+        return {int(core) for core in recorded.split(",")}
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
