@@ -25,7 +25,7 @@ from sensorium.workers.ray_actors import OPENMP_THREADS
 TASK_STATUS = Path("/proc/self/task")
 
 MEASURE = textwrap.dedent("""
-    import json, os, sys, threading
+    import json, os, sys, threading, time
     os.sched_setaffinity(0, json.loads(sys.argv[1]))  # before torch and CTranslate2 count the cores
     import numpy as np
     import torch
@@ -49,20 +49,26 @@ MEASURE = textwrap.dedent("""
     whisper = default_experts().whisper
     encoded = whisper.encode([np.zeros(16000, np.float32)], window_seconds=30)  # Whisper's threads run
     held = sleeps_between_parallel_regions()
-    del whisper
-    release_default_experts()
+    if sys.argv[2] == "release":
+        release_default_experts()
+    else:  # left unused until it frees itself
+        whisper.idle_seconds = 0.5
+        deadline = time.monotonic() + 30
+        while whisper.loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
     print(json.dumps({"threads": torch.get_num_threads(), "encoded": encoded.shape[0], "held": held,
-                      "freed": sleeps_between_parallel_regions()}))
+                      "loaded": whisper.loaded, "freed": sleeps_between_parallel_regions()}))
 """)
 
 
 @pytest.mark.skipif(not TASK_STATUS.is_dir(), reason="reads per-thread context switches from Linux's /proc")
 @pytest.mark.skipif(len(all_cores()) < 2, reason="one core: torch has no second thread to wait for")
-def test_releasing_the_shared_experts_lets_torch_threads_spin_again():
+@pytest.mark.parametrize("how", ["release", "idle"])
+def test_releasing_the_shared_experts_lets_torch_threads_spin_again(how):
     env = {key: value for key, value in os.environ.items() if key not in (THREADS_VARIABLE, OPENMP_THREADS)}
-    run = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(sorted(all_cores()))], capture_output=True,
+    run = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(sorted(all_cores())), how], capture_output=True,
                          text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     measured = json.loads(run.stdout.strip().splitlines()[-1])
-    assert measured["threads"] >= 2 and measured["encoded"] == 1, measured
+    assert measured["threads"] >= 2 and measured["encoded"] == 1 and not measured["loaded"], measured
     assert measured["held"] >= 50 and measured["freed"] * 4 < measured["held"], measured

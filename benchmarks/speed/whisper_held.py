@@ -1,4 +1,4 @@
-"""Torch work in a process that holds a Whisper model: before it ran, while it is held, after release.
+"""Torch work in a process that holds a Whisper model: before it ran, while held, after release, after idling.
 
     .venv/bin/python -m benchmarks.speed.whisper_held [--repeats 3]
 
@@ -7,7 +7,8 @@ as the model; with their teams counted, libgomp has more threads than cores and 
 between parallel regions instead of spinning (docs/experiments/2026-12-07-whisper-threads-slow-torch.md).
 Two torch workloads are timed in each state, best of `--repeats`: drawing 8 pictures with the shipped MNIST
 text-to-image model (20 steps, what the service's imagine call does), and 50 small convolutions forward and
-backward (a training step's size), with the main thread's voluntary context switches over them.
+backward (a training step's size), with the main thread's voluntary context switches over them. The last
+row waits for the model to free itself after `SPEECH_IDLE_SECONDS` unused, what a service does on its own.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def main() -> None:
 
     import torch
 
-    from sensorium.experts import default_experts, release_default_experts
+    from sensorium.experts import SPEECH_IDLE_SECONDS, default_experts, release_default_experts
     from sensorium.generation.imagine import load_imaginer
 
     imaginer = load_imaginer("mnist")
@@ -62,6 +63,14 @@ def main() -> None:
     rows.append(("Whisper held", measure()))
     release_default_experts()
     rows.append(("after release_default_experts()", measure()))
+    whisper = default_experts().whisper  # used again, then left alone until it frees itself
+    whisper.encode([np.zeros(16000, np.float32)], window_seconds=30)
+    rows.append(("Whisper held again", measure()))
+    waited = time.perf_counter()
+    while whisper.loaded:
+        time.sleep(0.1)
+    waited = time.perf_counter() - waited
+    rows.append((f"freed itself ({SPEECH_IDLE_SECONDS:.0f} s unused; waited {waited:.1f} s more)", measure()))
 
     print(f"torch threads: {torch.get_num_threads()}; best of {args.repeats}\n")
     print("| state | draw 8 pictures (20 steps) | 50 small conv steps | voluntary switches over them |")

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from .base import ModelInfo
 
+# A loaded Whisper unused this long is freed (reloading took 0.44-0.47 s on 2 cores): while it lives, its
+# threads slow torch in the same process 1.2-1.7x (docs/experiments/2026-12-07-whisper-threads-slow-torch.md)
+SPEECH_IDLE_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class ExpertConfig:
@@ -95,6 +99,13 @@ class Experts:
 
         return ClipBackend(self.config.clip_dir)
 
+    def release(self) -> None:
+        """Free Whisper now if it is loaded (it loads again on next use): its threads slow torch work in
+        the process while it lives (`sensorium.experts.whisper.Whisper`). The other experts hold no
+        such threads and stay."""
+        if "whisper" in self.__dict__:  # built: cached_property keeps it there
+            self.whisper.release()
+
     def query_vectors(self, texts: list[str]):
         """Text queries in the shared space: the text side of the space is the plain text
         embedding (the bridge moves images to it), so a text-only search never loads an image model."""
@@ -140,7 +151,8 @@ def release_default_experts() -> None:
     """Forget the shared `default_experts`, so their models are freed once no caller holds them
     (the next library call loads them again: Whisper took 0.44-0.47 s to reload, 1.15 s cold, 2 cores).
 
-    Call it before heavy torch work in a process that has transcribed or classified sound. Whisper
+    Whisper frees itself after `SPEECH_IDLE_SECONDS` unused; call this to free it at once, before
+    heavy torch work in a process that has just transcribed or classified sound. Whisper
     (CTranslate2) keeps worker threads whose OpenMP calls land in torch's OpenMP runtime, the one
     torch loads for the whole process; while they live, that runtime counts more threads than
     cores and stops spinning between parallel regions, so every small torch step waits on a
@@ -148,7 +160,10 @@ def release_default_experts() -> None:
     classification of spoken words in the same process (2 cores; docs/experiments/
     2026-12-07-whisper-threads-slow-torch.md)."""
     with _SHARED_LOCK:
+        released = list(_SHARED)
         _SHARED.clear()
+    for experts in released:
+        experts.release()  # also when a caller still holds these `Experts`
 
 
 def default_config_path() -> Path:

@@ -57,7 +57,8 @@ class WhisperPooler:
         self.whisper = getattr(whisper, "whisper", whisper) or Whisper()
         self._last = None  # (key, vectors) of the last single clip embedded
         try:
-            self.model = self.whisper.model  # loads now: a missing model fails here, not mid-extraction
+            self.whisper.model  # loads now: a missing model fails here, not mid-extraction (held by `whisper`,
+            # not here, so an idle release frees it)
         except ModelError:
             raise
         except (ImportError, OSError) as exc:

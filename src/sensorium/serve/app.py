@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..experts import SPEECH_IDLE_SECONDS
+
 from .guard import GuardMiddleware
 from .metrics import MetricsMiddleware
 from .problems import install_problem_handlers
@@ -28,7 +30,8 @@ __all__ = ["create_app", "is_loopback", "run_server"]
 def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path | None = None,
                allowed_hosts: list[str] | None = None, thumbnail_mb: int = 256,
                allow_origins: list[str] | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               calibrations: list[Path] | None = None) -> FastAPI:
+               calibrations: list[Path] | None = None,
+               speech_idle_seconds: float | None = SPEECH_IDLE_SECONDS) -> FastAPI:
     """The service for one collection; clients may only reach files under `roots`, and browsers
     may make requests that change state or cost work only from its own page or `allow_origins`."""
     from .api import router
@@ -37,7 +40,8 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
 
     origins = OriginPolicy(allow_origins or ())  # a malformed origin is a ConfigError before any state
     state = ServeState(Path(collection_dir), roots, token_path, thumbnail_bytes=thumbnail_mb * 1024**2,
-                       max_upload_bytes=max_upload_bytes, calibrations=calibrations)
+                       max_upload_bytes=max_upload_bytes, calibrations=calibrations,
+                       speech_idle_seconds=speech_idle_seconds)
     state.thumbnails.prune()
 
     @asynccontextmanager
@@ -73,7 +77,8 @@ def create_app(collection_dir: str | Path, roots: list[Path], token_path: Path |
 
 def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1", port: int = 8765,
                allow_remote: bool = False, log_level: str = "info", thumbnail_mb: int = 256,
-               allow_origins: list[str] | None = None, calibrations: list[Path] | None = None) -> None:
+               allow_origins: list[str] | None = None, calibrations: list[Path] | None = None,
+               speech_idle_seconds: float | None = SPEECH_IDLE_SECONDS) -> None:
     """Serve until SIGINT/SIGTERM; on either, a running index job stops after its current file."""
     import uvicorn
 
@@ -82,7 +87,8 @@ def run_server(collection_dir: Path, roots: list[Path], host: str = "127.0.0.1",
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"--host {host}: listening beyond this machine needs --allow-remote")
     app = create_app(collection_dir, roots, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None,
-                     thumbnail_mb=thumbnail_mb, allow_origins=allow_origins, calibrations=calibrations)
+                     thumbnail_mb=thumbnail_mb, allow_origins=allow_origins, calibrations=calibrations,
+                     speech_idle_seconds=speech_idle_seconds)
     state: ServeState = app.state.serve
 
     class Server(uvicorn.Server):

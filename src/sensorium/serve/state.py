@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ..collection import CATALOG_FILE, Collection
+from ..experts import SPEECH_IDLE_SECONDS
 from ..index.catalog import Catalog
 from .jobs import JobManager
 from .media import THUMB_DIR, ThumbnailCache
@@ -44,7 +45,7 @@ class ServeState:
 
     def __init__(self, collection_dir: Path, roots: list[Path], token_path: Path | None,
                  thumbnail_bytes: int = 256 * 1024**2, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                 calibrations: list[Path] | None = None):
+                 calibrations: list[Path] | None = None, speech_idle_seconds: float | None = SPEECH_IDLE_SECONDS):
         self.collection_dir = Path(collection_dir).expanduser().resolve()
         self.max_upload_bytes = max_upload_bytes
         self.thumbnails = ThumbnailCache(self.collection_dir / THUMB_DIR, thumbnail_bytes)
@@ -54,6 +55,7 @@ class ServeState:
         for notice in first.root_notices():  # connection can open it; the operator hears of missing roots
             log.warning("%s", notice)
         self.experts = first.experts
+        self.experts.whisper.idle_seconds = speech_idle_seconds  # freed unused: its threads slow drawing
         self._view = first
         self._view_lock = threading.Lock()
         self.token = load_or_create_token(token_path or self.collection_dir / TOKEN_FILE)
