@@ -67,14 +67,24 @@ def test_the_service_frees_the_speech_model_after_a_spoken_query(tmp_path):
     from sensorium.experts.tts import save_wav, synthesize
     from sensorium.serve.app import LOOPBACK_HOSTS, create_app
 
+    from sensorium.collection import Collection
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "bicycle.txt").write_text("A red bicycle leaning on a fence by the river.")
+    (notes / "recipe.txt").write_text("Whisk two eggs with flour and milk, then fry the pancakes in butter.")
+    with Collection(tmp_path / "collection") as collection:
+        collection.index(notes)
     save_wav(synthesize("a red bicycle by the river"), tmp_path / "query.wav")
-    app = create_app(tmp_path / "collection", [tmp_path], allowed_hosts=LOOPBACK_HOSTS, speech_idle_seconds=3)
+    app = create_app(tmp_path / "collection", [notes], allowed_hosts=LOOPBACK_HOSTS, speech_idle_seconds=3)
     whisper = app.state.serve.experts.whisper
-    recording = {"file": ("query.wav", (tmp_path / "query.wav").read_bytes(), "audio/wav")}
+    spoken = (tmp_path / "query.wav").read_bytes()
     with TestClient(app, base_url="http://127.0.0.1:8765") as client:
-        reply = client.post("/api/v1/search", files=recording)
+        reply = client.post("/api/v1/search", files={"file": ("query.wav", spoken, "audio/wav")}, data={"k": "2"})
         assert reply.status_code == 200, reply.text
-        assert whisper.loaded and whisper.idle_seconds == 3
+        assert whisper.idle_seconds == 3  # (loaded by now, unless 3 s passed on a busy machine: not asserted)
         assert wait_until(lambda: not whisper.loaded, 20)
-        again = client.post("/api/v1/search", files={"file": ("q.wav", io.BytesIO(recording["file"][1]), "audio/wav")})
-        assert again.status_code == 200 and again.json() == reply.json()
+        again = client.post("/api/v1/search", files={"file": ("q.wav", io.BytesIO(spoken), "audio/wav")}, data={"k": "2"})
+        assert again.status_code == 200, again.text
+    found = [[hit["name"] for hit in answer.json()["results"]] for answer in (reply, again)]
+    assert found[0][0] == "bicycle.txt" and found[1] == found[0], found  # heard, freed, loaded, heard alike
