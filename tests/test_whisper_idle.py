@@ -64,10 +64,9 @@ def test_no_idle_time_keeps_it_and_release_frees_it_at_once():
 def test_the_service_frees_the_speech_model_after_a_spoken_query(tmp_path):
     from fastapi.testclient import TestClient
 
+    from sensorium.collection import Collection
     from sensorium.experts.tts import save_wav, synthesize
     from sensorium.serve.app import LOOPBACK_HOSTS, create_app
-
-    from sensorium.collection import Collection
 
     notes = tmp_path / "notes"
     notes.mkdir()

