@@ -101,8 +101,9 @@ class Experts:
 
     def release(self) -> None:
         """Free Whisper now if it is loaded (it loads again on next use): its threads slow torch work in
-        the process while it lives (`sensorium.experts.whisper.Whisper`). The other experts hold no
-        such threads and stay."""
+        the process while it lives (`sensorium.experts.whisper.Whisper`). The other experts stay: none
+        was found to slow torch (only Whisper did, in the search of docs/experiments/
+        2026-12-07-whisper-threads-slow-torch.md); onnxruntime's own thread pools were not measured."""
         if "whisper" in self.__dict__:  # built: cached_property keeps it there
             self.whisper.release()
 
