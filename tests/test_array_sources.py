@@ -177,6 +177,9 @@ def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, s
     assert report["tasks"]["label"]["accuracy"] >= 0.9 and report["bf16"] is False  # scored as trained
     trained_batch = config_from_dict(config(str(sources["parquet"]))).train.batch_size
     assert report["batch_size"] == trained_batch  # in the batches it trained in
+    as_trained = evaluate_run(tmp_path / "run", as_trained=True)  # no rewritten encoder: the same scores
+    assert as_trained["encoders"] == {} and set(report["encoders"]) == {"image", "signal"}
+    assert as_trained["tasks"]["label"] == report["tasks"]["label"]
     one_by_one = evaluate_run(tmp_path / "run", batch_size=1)
     assert one_by_one["batch_size"] == 1
     assert one_by_one["tasks"]["label"]["accuracy"] == report["tasks"]["label"]["accuracy"]

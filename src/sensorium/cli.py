@@ -387,6 +387,9 @@ def evaluate(
                                         "AVX-512 BF16) or float32 (default: the precision the run trained in)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Items scored at once (default: "
                                              "the run's train.batch_size)."),
+    as_trained: bool = typer.Option(False, "--as-trained", help="Score with each encoder exactly as trained "
+                                    "(default: its fastest form that gives the same outputs on the first batch: "
+                                    "batch norm folded into convolutions, channels-last memory)."),
 ):
     """Accuracy, macro-F1, per-class scores and calibration; with --noise, robustness (noise per modality,
     one modality missing)."""
@@ -397,7 +400,8 @@ def evaluate(
     except ValueError:
         fail(f"--noise: expected comma-separated numbers, got {noise!r}", EXIT_USAGE)
     try:
-        report = evaluate_run(run, data, levels=levels, batch_size=batch_size, diagram=diagram, bf16=bf16)
+        report = evaluate_run(run, data, levels=levels, batch_size=batch_size, diagram=diagram, bf16=bf16,
+                              as_trained=as_trained)
         if diagram is not None and "calibration" in report:
             from .provenance.record import input_hash
 

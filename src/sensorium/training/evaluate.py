@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,13 @@ def precision(bf16: bool):
     CPUs with AMX or AVX-512 BF16 are 1.5-2x faster) or plain float32. Training and scoring share it,
     so a model trained in bf16 is scored as it was trained."""
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+@contextmanager
+def inference_precision(bf16: bool):
+    """`precision(bf16)` with no autograd bookkeeping: how `predict` runs a model."""
+    with torch.inference_mode(), precision(bf16):
+        yield
 
 
 @torch.inference_mode()  # no autograd bookkeeping at all: scores are never differentiated

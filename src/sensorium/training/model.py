@@ -39,11 +39,12 @@ class MultimodalModel(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.encoders)
 
-    def encode(self, batch: Batch) -> tuple[dict[str, EncoderOutput], dict[str, Tensor]]:
-        """Run each modality the batch carries through its encoder; returns outputs and presence."""
+    def encoder_arguments(self, batch: Batch) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """Per modality the batch carries: (value, mask, presence), as its encoder is called. The mask is
+        the batch's own (padding) mask with absent samples cleared, or the presence when there is none."""
         inputs, masks = batch["inputs"], batch.get("masks", {})
-        outputs, present = {}, {}
-        for name, encoder in self.encoders.items():
+        arguments = {}
+        for name in self.encoders:
             if name not in inputs:
                 continue
             value = inputs[name]
@@ -52,7 +53,14 @@ class MultimodalModel(nn.Module):
                 here = torch.ones(value.shape[0], dtype=torch.bool, device=value.device)
             mask = masks.get(name)
             mask = here if mask is None else mask & here.view(-1, *([1] * (mask.dim() - 1)))
-            outputs[name] = encoder(value, mask)
+            arguments[name] = (value, mask, here)
+        return arguments
+
+    def encode(self, batch: Batch) -> tuple[dict[str, EncoderOutput], dict[str, Tensor]]:
+        """Run each modality the batch carries through its encoder; returns outputs and presence."""
+        outputs, present = {}, {}
+        for name, (value, mask, here) in self.encoder_arguments(batch).items():
+            outputs[name] = self.encoders[name](value, mask)
             present[name] = here
         if not outputs:
             raise ValueError(f"batch carries none of this model's modalities {self.modalities}")

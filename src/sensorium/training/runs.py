@@ -7,6 +7,7 @@ the temperature fitted on the validation set for the best weights (`sensorium.tr
 """
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def run_temperature(out: str | Path) -> dict[str, Any] | None:
 
 
 def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, batch_size: int | None = None,
-                 diagram: str | Path | None = None, bf16: bool | None = None) -> dict[str, Any]:
+                 diagram: str | Path | None = None, bf16: bool | None = None,
+                 as_trained: bool = False) -> dict[str, Any]:
     """Metrics, calibration and robustness of a trained run on labelled items: `data` (any source
     `sensorium train` reads), or the config's `data.test` when it is None.
     With a temperature stored by training, calibration is measured before and after it (and drawn as
@@ -118,12 +120,15 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     trained in (`train.bf16`); True or False overrides it. `batch_size` None scores in the batches the run
     trained in (`train.batch_size`): they are known to fit, and on a CPU a batch whose activations stay
     in the cache is what scores fastest (MultiBench's LeNet pair: 1,760 items/s in batches of 40,
-    990-1,230 in batches of 64; `benchmarks/multibench_parity.py`)."""
+    990-1,230 in batches of 64; `benchmarks/multibench_parity.py`). Unless `as_trained`, each encoder is
+    scored in its fastest form that gives the same outputs on the first batch (`training.inference`:
+    batch norm folded, channels-last); the report's `encoders` says which, and the time spent choosing
+    is part of `predict_seconds`."""
     import time
 
     from torch.utils.data import DataLoader
 
-    from .evaluate import bf16_pays, classification_metrics, predict, relative_robustness, robustness
+    from .evaluate import bf16_pays, classification_metrics, inference_precision, predict, relative_robustness, robustness
 
     from .trainer import threads_for
 
@@ -141,11 +146,20 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     began = time.perf_counter()
     batches = list(loader) if levels else loader  # the noise sweep walks the batches again; plain scoring streams
     bf16 = bf16_pays(config.train.bf16 if bf16 is None else bf16, "evaluate --bf16" if bf16 else "train.bf16")
+    forms = {}
+    if not as_trained and len(dataset):
+        from .inference import fastest_form
+
+        batches = iter(batches) if not levels else batches
+        first = batches[0] if levels else next(batches)
+        model, forms = fastest_form(model, first, lambda: inference_precision(bf16))
+        batches = batches if levels else itertools.chain([first], batches)
     logits, labels = predict(model, batches, bf16=bf16)
     seconds = time.perf_counter() - began  # reading and decoding included
     report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "batch_size": batch_size,
                               "predict_seconds": seconds,
-                              "items_per_s": len(dataset) / seconds if seconds else 0.0}
+                              "items_per_s": len(dataset) / seconds if seconds else 0.0,
+                              "encoders": {modality: form.as_dict() for modality, form in forms.items()}}
     for task, names in classes.items():
         report["tasks"][task] = classification_metrics(labels[task].tolist(), logits[task].argmax(1).tolist(), names)
     stored = run_temperature(out)
