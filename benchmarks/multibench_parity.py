@@ -30,7 +30,8 @@ samples/s: 55,000 training pairs per epoch over the time of the epochs with thei
 passes (MultiBench: its train() call; ours: the epochs' `seconds` + `val_seconds` in metrics.jsonl),
 so loading the files before training is left out of both. Inference items/s: 10,000 test pairs
 over MultiBench's single_test() (its arrays already in memory) and over `sensorium evaluate`'s
-scoring pass (reading the rows from disk included; process start and model loading not).
+scoring pass (reading the rows from disk, and choosing each encoder's faster form, included; process
+start and model loading not), and again with `--as-trained` (the encoders exactly as trained).
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ CACHE = ROOT / ".benchmarks-cache" / "multibench-avmnist"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 TEST_SPEAKER = "nicolas"
 TRAIN_PAIRS, TEST_PAIRS, VALIDATION_PAIRS = 60_000, 10_000, 5_000  # MultiBench's loader hard-codes these
+TEST_FILES = ("image/test_data.npy", "audio/test_data.npy", "test_labels.npy")
+CHUNK = 1 << 24
 SIDE, N_FFT, HOP, DYNAMIC_DB = 112, 222, 56, 80.0  # 112 bins (0-4 kHz) x 112 frames of 7 ms (0.78 s)
 
 
@@ -170,12 +173,14 @@ MULTIBENCH_DRIVER = textwrap.dedent('''
           weight_decay=0.0001, save=out + "/best.pt", track_complexity=False)
     trained = time.perf_counter()
     model = torch.load(out + "/best.pt", weights_only=False)  # the file its train() just wrote
-    tested_from = time.perf_counter()
-    result = single_test(model, testdata)
-    tested = time.perf_counter()
+    test_seconds = []
+    for _ in range(2):  # the faster of two passes, as for ours
+        tested_from = time.perf_counter()
+        result = single_test(model, testdata)
+        test_seconds.append(time.perf_counter() - tested_from)
     parameters = sum(p.numel() for p in model.parameters())
     print("RESULT " + json.dumps({"accuracy": float(result["Accuracy"]), "load_s": loaded - began,
-          "train_s": trained - loaded, "test_s": tested - tested_from, "parameters": parameters}))
+          "train_s": trained - loaded, "test_s": min(test_seconds), "parameters": parameters}))
 ''')
 
 
@@ -364,14 +369,29 @@ def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Pat
     env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     trained = measured([*cli, "train", str(config), "--out", str(temp / "run")], env=env, cwd=ROOT)
     metrics = [json.loads(x) for x in (temp / "run" / "metrics.jsonl").read_text().splitlines()]
-    evaluated = measured([*cli, "evaluate", str(temp / "run"), "--json"], env=env, cwd=ROOT)
-    report = json.loads(evaluated["output"][evaluated["output"].index("{"):])
+    for name in TEST_FILES:  # in the page cache, as MultiBench's arrays are in memory
+        with open(data / name, "rb") as file:  # in chunks: this process's high-water mark counts in every child's
+            while file.read(CHUNK):
+                pass
+    reports = {}
+    for flags in ([], ["--as-trained"]) * 2:  # alternated; the faster of two evaluations of each form
+        done = measured([*cli, "evaluate", str(temp / "run"), "--json", *flags], env=env, cwd=ROOT)
+        report = json.loads(done["output"][done["output"].index("{"):])
+        report["process_seconds"], report["process_rss_gb"] = done["seconds"], done["peak_rss_gb"]
+        key = " ".join(flags)
+        if key not in reports or report["items_per_s"] > reports[key]["items_per_s"]:
+            reports[key] = report
+    report, as_trained = reports[""], reports["--as-trained"]
+    if as_trained["tasks"]["label"]["accuracy"] != report["tasks"]["label"]["accuracy"]:
+        print(f"  note: as trained {as_trained['tasks']['label']['accuracy']:.4f}, "
+              f"in the faster form {report['tasks']['label']['accuracy']:.4f}", flush=True)
     train_seconds = sum(m["seconds"] + m.get("val_seconds", 0.0) for m in metrics)
     return {"accuracy": report["tasks"]["label"]["accuracy"], "seconds": trained["seconds"],
             "train_s": train_seconds, "peak_rss_gb": trained["peak_rss_gb"],
             "train_samples_per_s": (TRAIN_PAIRS - VALIDATION_PAIRS) * len(metrics) / train_seconds,
-            "test_items_per_s": report["items_per_s"], "evaluate_seconds": evaluated["seconds"],
-            "evaluate_rss_gb": evaluated["peak_rss_gb"], "epochs": metrics}
+            "test_items_per_s": report["items_per_s"], "evaluate_seconds": report["process_seconds"],
+            "as_trained_items_per_s": as_trained["items_per_s"], "encoder_forms": report.get("encoders", {}),
+            "evaluate_rss_gb": report["process_rss_gb"], "epochs": metrics}
 
 
 FOLD_VALIDATION = ("held-out", "training")  # what picks each fold's kept epoch: see leave_one_speaker_out
@@ -530,6 +550,11 @@ def main() -> None:
         unknown = [r for r in names if r not in RECIPES]
         if unknown:
             parser.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(RECIPES)})")
+    if not (CACHE / "train_labels.npy").is_file():
+        # built in a child: a child's peak RSS (os.wait4) counts its parent's high-water mark (a parent that
+        # once held 2 GiB gives `python -c pass` 2.03 GB), so arrays built here would count against every child
+        measured([sys.executable, "-c", "from benchmarks.multibench_parity import build; build()"],
+                 env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
     data = build()
     rows, preface, seed_of = {}, [], {}
     if args.select:
@@ -558,8 +583,9 @@ def main() -> None:
              "| | test accuracy (unseen speaker) | training samples/s | peak RSS, training (GB) | inference items/s | wall (s) |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
+        slow = f" (as trained {r['as_trained_items_per_s']:.0f})" if "as_trained_items_per_s" in r else ""
         lines.append(f"| {name} | {r['accuracy']:.4f} | {r['train_samples_per_s']:.0f} | {r['peak_rss_gb']:.2f} | "
-                     f"{r['test_items_per_s']:.0f} | {r['seconds']:.0f} |")
+                     f"{r['test_items_per_s']:.0f}{slow} | {r['seconds']:.0f} |")
     if args.multibench is not None:
         lines += ["", "against MultiBench (ours / theirs):"]
         for name, ours in rows.items():
@@ -568,7 +594,10 @@ def main() -> None:
                 lines.append(f"- {name}: accuracy {100 * (ours['accuracy'] - mb['accuracy']):+.2f} points, training "
                              f"speed {ours['train_samples_per_s'] / mb['train_samples_per_s']:.2f}x, peak RSS "
                              f"{ours['peak_rss_gb'] / mb['peak_rss_gb']:.2f}x, inference "
-                             f"{ours['test_items_per_s'] / mb['test_items_per_s']:.2f}x")
+                             f"{ours['test_items_per_s'] / mb['test_items_per_s']:.2f}x (as trained "
+                             f"{ours['as_trained_items_per_s'] / mb['test_items_per_s']:.2f}x; encoders: " +
+                             ", ".join(f"{m} {' + '.join(f['rewrites']) or 'as trained'}"
+                                       for m, f in ours["encoder_forms"].items()) + ")")
     if len(seeds) > 1:
         lines += ["", f"over seeds {', '.join(map(str, seeds))} (mean +- standard deviation of test accuracy):"]
         codes = (["MultiBench (its own code)"] if args.multibench is not None else []) + \

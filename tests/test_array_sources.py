@@ -199,6 +199,19 @@ def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, s
         evaluate_run(tmp_path / "run")
 
 
+@pytest.mark.parametrize("indices", [[0, 1, 2, 3], [5, 9, 10, 11, 3, 40], []])
+def test_a_batch_read_at_once_holds_the_tensors_read_row_by_row(sources, tmp_path, indices):
+    columns = write_columns(tmp_path, bars())
+    for source, extra in ((str(sources["npz stored"]), {}), (columns, {"image_kind": "array",
+                                                                 "extra_image": '{"shape": [1, 12, 12], "divide": 255}'})):
+        dataset = open_dataset(source, config_from_dict(config(source, **extra)))
+        together, one_by_one = dataset.__getitems__(indices), [dataset[i] for i in indices]
+        assert len(together) == len(one_by_one)
+        for a, b in zip(together, one_by_one):
+            assert a["labels"] == b["labels"] and set(a["inputs"]) == set(b["inputs"])
+            assert all(torch.equal(a["inputs"][m], b["inputs"][m]) for m in a["inputs"])
+
+
 def test_rows_read_inside_dataloader_workers(sources):
     from torch.utils.data import DataLoader
 
@@ -224,6 +237,8 @@ def test_broken_sources_name_the_file_column_and_row(tmp_path, sources):
     np.savez(tmp_path / "nan.npz", image=arrays["image"], signal=bad, shape=arrays["shape"])
     with pytest.raises(ReadError, match=r"nan\.npz row 5, column 'signal'.*NaN"):
         open_dataset(tmp_path / "nan.npz", parsed)[5]
+    with pytest.raises(ReadError, match=r"nan\.npz row 5, column 'signal'.*NaN"):  # a batch names its bad row too
+        open_dataset(tmp_path / "nan.npz", parsed).__getitems__([3, 4, 5, 6])
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
     with pytest.raises(ReadError, match="pickled"):
         open_dataset({"image": tmp_path / "objects.npy", "signal": tmp_path / "objects.npy",
@@ -235,6 +250,8 @@ def test_broken_sources_name_the_file_column_and_row(tmp_path, sources):
                        config_from_dict(config(columns, image_kind="array", extra_image='{"shape": [1, 12, 12]}')))
     with pytest.raises(ReadError, match="truncated"):
         cut[COUNT - 1]
+    with pytest.raises(ReadError, match=f"row {COUNT - 2}: the file ends early"):
+        cut.__getitems__(list(range(COUNT - 4, COUNT)))
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(ReadError, match=r"junk\.parquet.*not a readable table"):
         open_dataset(tmp_path / "junk.parquet", parsed)

@@ -46,16 +46,18 @@ def image_tensor(pixels: np.ndarray, spec: ModalitySpec) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels).copy())
 
 
-def array_tensor(values: np.ndarray, spec: ModalitySpec, where: Any) -> Tensor:
-    """float32 tensor of one item's numbers, reshaped to `spec.shape` and divided by `spec.divide`."""
+def array_tensor(values: np.ndarray, spec: ModalitySpec, where: Any, batched: bool = False) -> Tensor:
+    """float32 tensor of one item's numbers, reshaped to `spec.shape` and divided by `spec.divide`;
+    `batched`: `values` holds several items along its first axis, and so does the tensor."""
     if not np.issubdtype(values.dtype, np.number):
         raise ReadError(where, f"array of {values.dtype}, expected numbers")
     values = np.array(values, dtype=np.float32)  # a copy: rows read from a file are read-only views
     if spec.shape:
-        if int(np.prod(spec.shape)) != values.size:
-            raise ReadError(where, f"{values.size} values cannot take the shape {list(spec.shape)} "
+        size = values[0].size if batched and len(values) else values.size
+        if int(np.prod(spec.shape)) != size:
+            raise ReadError(where, f"{size} values cannot take the shape {list(spec.shape)} "
                                    f"(data.modalities.{spec.name}.shape)")
-        values = values.reshape(spec.shape)
+        values = values.reshape((len(values), *spec.shape) if batched else spec.shape)
     if spec.divide != 1.0:
         values = values / np.float32(spec.divide)
     if not np.isfinite(values).all():
@@ -63,7 +65,7 @@ def array_tensor(values: np.ndarray, spec: ModalitySpec, where: Any) -> Tensor:
     if spec.normalise == "item" and values.ndim >= 1:
         centred = values - values.mean(axis=-1, keepdims=True)
         values = centred / np.maximum(centred.std(axis=-1, keepdims=True), np.float32(1e-5))
-    if spec.kind == "series":
+    if spec.kind == "series" and not batched:
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2 or values.shape[0] == 0:
@@ -228,6 +230,25 @@ class TableDataset(Dataset):
         row = self.rows[i]
         inputs = {name: self._decode(name, row) for name in self.specs}
         return {"inputs": inputs, "labels": {task: int(t[i]) for task, t in self.targets.items()}}
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The samples of one batch (a DataLoader asks for them together): `array` columns of .npy files
+        are read (one read per run of consecutive rows) and converted for the whole batch at once, the
+        same tensors `__getitem__` gives row by row; a batch with a bad row is redone row by row, so the
+        error names that row."""
+        rows = [self.rows[i] for i in indices]
+        inputs: dict[str, list] = {}
+        for name, spec in self.specs.items():
+            column = self.columns[name]
+            if spec.kind == "array" and hasattr(column, "take") and name not in self.groups and rows:
+                try:
+                    inputs[name] = list(array_tensor(column.take(rows), spec, self.origin, batched=True).unbind(0))
+                    continue
+                except ReadError:
+                    pass
+            inputs[name] = [self._decode(name, row) for row in rows]
+        return [{"inputs": {name: values[j] for name, values in inputs.items()},
+                 "labels": {task: int(t[i]) for task, t in self.targets.items()}} for j, i in enumerate(indices)]
 
     def _decode(self, modality: str, row: int) -> Tensor | str | None:
         spec = self.specs[modality]
