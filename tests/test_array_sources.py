@@ -202,8 +202,8 @@ def test_a_parquet_table_trains_and_its_nulls_are_missing_modalities(tmp_path, s
 @pytest.mark.parametrize("indices", [[0, 1, 2, 3], [5, 9, 10, 11, 3, 40], []])
 def test_a_batch_read_at_once_holds_the_tensors_read_row_by_row(sources, tmp_path, indices):
     columns = write_columns(tmp_path, bars())
-    for source, extra in ((str(sources["npz stored"]), {}), (columns, {"image_kind": "array",
-                                                                 "extra_image": '{"shape": [1, 12, 12], "divide": 255}'})):
+    flat_pixels = {"image_kind": "array", "extra_image": '{"shape": [1, 12, 12], "divide": 255}'}
+    for source, extra in ((str(sources["npz stored"]), {}), (columns, flat_pixels)):
         dataset = open_dataset(source, config_from_dict(config(source, **extra)))
         together, one_by_one = dataset.__getitems__(indices), [dataset[i] for i in indices]
         assert len(together) == len(one_by_one)

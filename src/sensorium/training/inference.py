@@ -129,7 +129,7 @@ def fastest_encoder(encoder: nn.Module, value: Tensor, mask: Tensor | None,
     encoder.eval()
     has_conv2d = any(isinstance(m, nn.Conv2d) for m in encoder.modules())
     if not has_conv2d and not batch_norms(encoder):
-        return encoder, EncoderForm((), 1.0, "no convolution or batch norm")
+        return encoder, EncoderForm((), 1.0, "no 2-D convolution or batch norm")
     folded, count = fold_batch_norms(encoder) if batch_norms(encoder) else (encoder, 0)
     four_dimensional = has_conv2d and isinstance(value, Tensor) and value.dim() == 4
     candidates: list[tuple[tuple[str, ...], Callable[[], nn.Module]]] = []

@@ -128,7 +128,8 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
 
     from torch.utils.data import DataLoader
 
-    from .evaluate import bf16_pays, classification_metrics, inference_precision, predict, relative_robustness, robustness
+    from .evaluate import (bf16_pays, classification_metrics, inference_precision, predict, relative_robustness,
+                           robustness)
 
     from .trainer import threads_for
 
@@ -150,10 +151,13 @@ def evaluate_run(out: str | Path, data: str | Path | None = None, levels=None, b
     if not as_trained and len(dataset):
         from .inference import fastest_form
 
-        batches = iter(batches) if not levels else batches
-        first = batches[0] if levels else next(batches)
+        if levels:  # a list, walked again by the noise sweep
+            first = batches[0]
+        else:  # a stream: its first batch is scored after choosing on it
+            stream = iter(batches)
+            first = next(stream)
+            batches = itertools.chain([first], stream)
         model, forms = fastest_form(model, first, lambda: inference_precision(bf16))
-        batches = batches if levels else itertools.chain([first], batches)
     logits, labels = predict(model, batches, bf16=bf16)
     seconds = time.perf_counter() - began  # reading and decoding included
     report: dict[str, Any] = {"items": len(dataset), "tasks": {}, "bf16": bf16, "batch_size": batch_size,
