@@ -29,9 +29,11 @@ Every child runs with the same thread count; peak RSS is each child's own (os.wa
 samples/s: 55,000 training pairs per epoch over the time of the epochs with their validation
 passes (MultiBench: its train() call; ours: the epochs' `seconds` + `val_seconds` in metrics.jsonl),
 so loading the files before training is left out of both. Inference items/s: 10,000 test pairs
-over MultiBench's single_test() (its arrays already in memory) and over `sensorium evaluate`'s
-scoring pass (reading the rows from disk, and choosing each encoder's faster form, included; process
-start and model loading not), and again with `--as-trained` (the encoders exactly as trained).
+over MultiBench's single_test() (its arrays already in memory; the faster of two passes) and over
+`sensorium evaluate`'s scoring pass (reading the rows, and choosing each encoder's faster form,
+included; process start and model loading not; the test files are read once first, so the rows come
+from the page cache), the faster of two evaluations alternated with two `--as-trained` ones (the
+encoders exactly as trained).
 """
 from __future__ import annotations
 
