@@ -252,7 +252,7 @@ def run_multibench(checkout: Path, data: Path, epochs: int, threads: int, temp: 
 
 # the identical model with no augmentation or normalisation (optimizer, loss, weight averaging and the
 # rule that keeps an epoch may differ): the first target's comparison
-IDENTICAL = ("plain", "sgd", "plain-ema", "plain-smoothing", "plain-first", "sgd-first")
+IDENTICAL = ("plain", "plain-as-is", "sgd", "plain-ema", "plain-smoothing", "plain-first", "sgd-first")
 MULTIBENCH_KEY = "MultiBench (its own code)"
 SPEC_AUGMENT = {"freq_masks": 2, "freq_mask_width": 12, "time_masks": 2, "time_mask_width": 16}
 PERTURB = {"time_stretch": 0.15, "freq_warp": 0.12}
@@ -263,6 +263,8 @@ RECIPES = {
     "plain": {},
     # the same, trained and scored in bfloat16 autocast (fast where the CPU has AMX or AVX-512 BF16)
     "plain-bf16": {"train": {"bf16": True}},
+    # the same, every encoder kept in its own memory layout (before `train.layout`: the speed baseline)
+    "plain-as-is": {"train": {"layout": "as-is"}},
     "specaugment": {"augment": {"audio": SPEC_AUGMENT}},
     "perturb": {"augment": {"audio": PERTURB}},
     "specaugment+perturb": {"augment": {"audio": {**SPEC_AUGMENT, **PERTURB}}},

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..imported import is_import_path
 from .augment import AugmentConfig
+from .layout import LAYOUTS
 
 KINDS = ("image", "audio", "text", "series", "array")
 NORMALISE = ("none", "item", "group")
@@ -105,6 +106,8 @@ class TrainConfig:
     max_steps: int = 0  # 0 = epochs decide
     num_workers: int = 0
     threads: int = 0  # torch threads per process; 0 = every core, split over replicas; -1 = the cores idle now
+    layout: str = "auto"  # conv encoders' memory while training: "auto" (channels-last where measured faster),
+    #                       "channels-last" (wherever it works) or "as-is" (training.layout)
     aux_loss_weight: float = 0.01  # weight of a fusion's own auxiliary loss (mixture-of-experts balance)
     modality_dropout: float = 0.0  # per sample, chance of hiding one modality while training (never the last)
     unimodal_loss_weight: float = 0.0  # weight of per-modality heads' losses (Gradient-Blending); 0 = no such heads
@@ -336,6 +339,8 @@ def _train(raw: dict, modalities: list[str]) -> TrainConfig:
         raise ConfigError(f"train.modality_dropout: must be in [0, 1], got {train.modality_dropout}")
     if train.lr == 0:
         raise ConfigError("train.lr: must be positive, got 0")
+    if train.layout not in LAYOUTS:
+        raise ConfigError(f"train.layout: unknown layout {train.layout!r} (choose from {', '.join(LAYOUTS)})")
     if train.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: unknown optimizer {train.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
     if not 0.0 <= train.momentum < 1.0:

@@ -88,14 +88,15 @@ class ChannelsLast(nn.Module):
         return self.encoder(value, mask)
 
 
-def _outputs(result: Any) -> list[Tensor]:
+def outputs_of(result: Any) -> list[Tensor]:
     """The tensors an encoder returned (an EncoderOutput's fields, or a tensor)."""
     if isinstance(result, Tensor):
         return [result]
     return [v for v in vars(result).values() if isinstance(v, Tensor)]
 
 
-def _agree(reference: list[Tensor], candidate: list[Tensor]) -> bool:
+def outputs_agree(reference: list[Tensor], candidate: list[Tensor]) -> bool:
+    """Whether a rewritten module's outputs are the original's, up to float32 re-association."""
     if len(reference) != len(candidate):
         return False
     for a, b in zip(reference, candidate):
@@ -110,7 +111,7 @@ def _agree(reference: list[Tensor], candidate: list[Tensor]) -> bool:
     return True
 
 
-def _best_time(run: Callable[[], Any]) -> float:
+def best_time(run: Callable[[], Any]) -> float:
     """The fastest of a few passes; the caller has run it once already (allocation, kernel selection)."""
     times = []
     for _ in range(TIMED_PASSES):
@@ -140,17 +141,17 @@ def fastest_encoder(encoder: nn.Module, value: Tensor, mask: Tensor | None,
     if four_dimensional:
         candidates.append(((CHANNELS_LAST,), lambda: ChannelsLast(copy.deepcopy(encoder))))
     with context():
-        reference = _outputs(encoder(value, mask))
-        trained_time = _best_time(lambda: encoder(value, mask))
+        reference = outputs_of(encoder(value, mask))
+        trained_time = best_time(lambda: encoder(value, mask))
     reasons = []
     for rewrites, build in candidates:
         try:
             candidate = build().eval()
             with context():
-                if not _agree(reference, _outputs(candidate(value, mask))):
+                if not outputs_agree(reference, outputs_of(candidate(value, mask))):
                     reasons.append(f"{' + '.join(rewrites)}: outputs differ")
                     continue
-                seconds = _best_time(lambda: candidate(value, mask))
+                seconds = best_time(lambda: candidate(value, mask))
         except Exception as exc:  # noqa: BLE001 - a rewrite the encoder's code does not survive is just not used
             reasons.append(f"{' + '.join(rewrites)}: {type(exc).__name__}")
             continue

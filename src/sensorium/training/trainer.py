@@ -30,6 +30,8 @@ from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
 from .evaluate import bf16_pays, classification_metrics, precision
+from .inference import KEEP_RATIO
+from .layout import AS_IS, AUTO, EncoderLayout, LaidOut, choose_layouts, lay_out, restore_all
 from .schedule import warmup_cosine
 
 CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
@@ -154,6 +156,7 @@ class Trainer:
         # train.ema: validation, RUN/best and the checkpoint use this average of the weights
         self.averaged = weight_average(model, self.cfg.ema) if self.cfg.ema > 0 else None
         self.last_validation: tuple[Tensor, Tensor] | None = None  # main-task logits and labels, last validation
+        self.laid_out: list[LaidOut] | None = None  # encoders in a training memory layout; None: not chosen yet
         self.progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": -1,
                                          "best_loss": None, "bad_epochs": 0, "done": False}
 
@@ -232,6 +235,22 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
+    def _lay_out(self, batch: dict[str, Any]) -> None:
+        """Put the convolutional encoders in the memory layout they train fastest in (`train.layout`,
+        `training.layout`), chosen once on the first batch and recorded in the progress, so a resumed
+        run lays them out as the run it continues did. Not for replicas (each would time its own)."""
+        self.laid_out = []
+        model = unwrap(self.model)
+        if self.cfg.layout == AS_IS or self.context.enabled or not hasattr(model, "encoder_arguments"):
+            return
+        recorded = self.progress.get("layouts")
+        if recorded is None:
+            keep_ratio = KEEP_RATIO if self.cfg.layout == AUTO else float("inf")
+            chosen = choose_layouts(model.encoders, model.encoder_arguments(batch), self._autocast, keep_ratio)
+            recorded = self.progress["layouts"] = {modality: layout.as_dict() for modality, layout in chosen.items()}
+        self.laid_out = [lay_out(model.encoders[modality], EncoderLayout.from_dict(record))
+                         for modality, record in recorded.items() if modality in model.encoders]
+
     def _save(self) -> None:
         if self.out is not None and self.context.is_main:
             save_checkpoint(self.out / CHECKPOINT_DIR, unwrap(self.model), self.optimizer, self.scheduler, self.progress,
@@ -293,13 +312,17 @@ class Trainer:
         self.model.train()
         timing = {"data": 0.0, "compute": 0.0, "samples": 0}
         progress_bar = self._progress_bar()
-        with progress_bar:
-            task = progress_bar.add_task("training", total=self.total_steps, completed=self.progress["step"])
-            while not self.progress["done"] and self.progress["epoch"] < self.cfg.epochs:
-                stopped = self._epoch(timing, progress_bar, task, stop_after_steps)
-                if stopped:
-                    return self._summary(timing, interrupted=True)
-        return self._summary(timing, interrupted=False)
+        try:
+            with progress_bar:
+                task = progress_bar.add_task("training", total=self.total_steps, completed=self.progress["step"])
+                while not self.progress["done"] and self.progress["epoch"] < self.cfg.epochs:
+                    stopped = self._epoch(timing, progress_bar, task, stop_after_steps)
+                    if stopped:
+                        return self._summary(timing, interrupted=True)
+            return self._summary(timing, interrupted=False)
+        finally:  # the model leaves as it came: contiguous weights, no layout hooks
+            restore_all(self.laid_out or [])
+            self.laid_out = None
 
     def _epoch(self, timing, progress_bar, task, stop_after_steps) -> bool:
         cfg, progress = self.cfg, self.progress
@@ -316,6 +339,8 @@ class Trainer:
         for batch in loader:
             fetched = time.perf_counter()
             timing["data"] += fetched - waited
+            if self.laid_out is None:
+                self._lay_out(batch)  # choosing counts as compute: it is part of what training costs
             progress["batch"] += 1
             last_of_group = progress["batch"] % cfg.accumulate == 0 or progress["batch"] == batches
             sync = nullcontext() if last_of_group or not self.context.enabled else self.ddp.no_sync()
