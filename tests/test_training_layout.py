@@ -2,6 +2,8 @@
 same weights file, the encoder put back as it came, and a resumed run laid out as the one it continues."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -65,13 +67,21 @@ def test_a_laid_out_encoder_computes_the_same_and_is_put_back_as_it_came():
     seen = {}
 
     def note(key, check):
-        return lambda module, args: seen.setdefault(key, check(args[0])) and None  # a pre-hook returning None
+        def hook(module, args):
+            seen.setdefault(key, check(args[0]))  # returns nothing: the input goes on unchanged
+        return hook
 
     encoder.body[1].register_forward_pre_hook(note("narrow", lambda x: x.is_contiguous()))
     encoder.body[9].register_forward_pre_hook(
         note("wide", lambda x: x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()))
     torch.testing.assert_close(encoder(value), expected, rtol=1e-4, atol=1e-5)
     assert seen == {"narrow": True, "wide": True}  # the named norm ran channels-first, the others channels-last
+    seen.clear()
+    encoder.eval()  # scoring: a norm is a scale and shift, fastest on the NHWC map it is given
+    torch.testing.assert_close(encoder(value), copy.deepcopy(encoder).to(memory_format=torch.contiguous_format)(value),
+                               rtol=1e-4, atol=1e-5)
+    assert seen == {"narrow": False, "wide": True}
+    encoder.train()
     loss = encoder(value).square().sum()
     loss.backward()  # gradients flow through the conversions
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in encoder.parameters())

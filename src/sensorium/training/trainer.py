@@ -30,8 +30,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .distributed import DistContext, unwrap
 from .evaluate import bf16_pays, classification_metrics, precision
-from .inference import KEEP_RATIO
-from .layout import AS_IS, AUTO, EncoderLayout, LaidOut, choose_layouts, lay_out, restore_all
+from .layout import AS_IS, AUTO, KEEP_RATIO, EncoderLayout, LaidOut, choose_layouts, lay_out, restore_all
 from .schedule import warmup_cosine
 
 CHECKPOINT_DIR, BEST_DIR, METRICS_FILE = "checkpoint", "best", "metrics.jsonl"
