@@ -12,7 +12,8 @@ not guessed from the channel count, because the crossover depends on the CPU.
 The layout is kept only when the encoder's outputs agree with the as-is form and its forward and
 backward pass takes at most `KEEP_RATIO` of the as-is time (medians of alternated passes). Nothing
 about the weights changes: the same parameters, the same state dict keys (hooks, not wrappers),
-saved contiguous as before; `restore` puts the encoder back as it was. The numbers differ from an NCHW run only by float re-association.
+saved contiguous as before; `restore` puts the encoder back as it was. The numbers differ from an
+NCHW run only by float re-association.
 """
 from __future__ import annotations
 
