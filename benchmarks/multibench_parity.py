@@ -54,6 +54,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".benchmarks-cache" / "multibench-avmnist"
+# the trainer's CHECKPOINT_DIR / checkpoint.STATE_JSON, named here rather than imported: importing torch
+# would raise this process's high-water mark, which counts in every child's peak RSS
+RUN_STATE = Path("checkpoint") / "state.json"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 TEST_SPEAKER = "nicolas"
 TRAIN_PAIRS, TEST_PAIRS, VALIDATION_PAIRS = 60_000, 10_000, 5_000  # MultiBench's loader hard-codes these
@@ -373,6 +376,7 @@ def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Pat
     env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     trained = measured([*cli, "train", str(config), "--out", str(temp / "run")], env=env, cwd=ROOT)
     metrics = [json.loads(x) for x in (temp / "run" / "metrics.jsonl").read_text().splitlines()]
+    progress = json.loads((temp / "run" / RUN_STATE).read_text())["progress"]
     for name in TEST_FILES:  # in the page cache, as MultiBench's arrays are in memory
         with open(data / name, "rb") as file:  # in chunks: this process's high-water mark counts in every child's
             while file.read(CHUNK):
@@ -395,6 +399,7 @@ def run_sensorium(data: Path, epochs: int, threads: int, recipe: dict, temp: Pat
             "train_samples_per_s": (TRAIN_PAIRS - VALIDATION_PAIRS) * len(metrics) / train_seconds,
             "test_items_per_s": report["items_per_s"], "evaluate_seconds": report["process_seconds"],
             "as_trained_items_per_s": as_trained["items_per_s"], "encoder_forms": report.get("encoders", {}),
+            "training_layouts": progress.get("layouts", {}),
             "evaluate_rss_gb": report["process_rss_gb"], "epochs": metrics}
 
 
@@ -601,7 +606,9 @@ def main() -> None:
                              f"{ours['test_items_per_s'] / mb['test_items_per_s']:.2f}x (as trained "
                              f"{ours['as_trained_items_per_s'] / mb['test_items_per_s']:.2f}x; encoders: " +
                              ", ".join(f"{m} {' + '.join(f['rewrites']) or 'as trained'}"
-                                       for m, f in ours["encoder_forms"].items()) + ")")
+                                       for m, f in ours["encoder_forms"].items()) + "; trained " +
+                             (", ".join(f"{m} {'channels-last' if f['channels_last'] else 'as is'}"
+                                        for m, f in ours.get("training_layouts", {}).items()) or "as is") + ")")
     if len(seeds) > 1:
         lines += ["", f"over seeds {', '.join(map(str, seeds))} (mean +- standard deviation of test accuracy):"]
         codes = (["MultiBench (its own code)"] if args.multibench is not None else []) + \
