@@ -4,7 +4,7 @@
 oneDNN's CPU convolutions and PyTorch's max pooling are written for channels-last (NHWC) tensors; on
 MultiBench's LeNet pair a training step's convolution backward and pooling take about half the time
 there. PyTorch's CPU batch norm is the exception: on NHWC maps with few channels (6 or 12) its
-forward and backward run 2-5x slower than on NCHW ones, so those batch norms are run channels-first,
+forward and backward run 4-5x slower than on NCHW ones, so those batch norms are run channels-first,
 their input and output converted around them, while wide ones stay channels-last. Which batch norms
 go which way is measured per layer on the first real batch (its forward and backward, both ways),
 not guessed from the channel count, because the crossover depends on the CPU.
