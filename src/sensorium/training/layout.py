@@ -102,8 +102,8 @@ def _channels_last_output(module: nn.Module, args: tuple[Any, ...], output: Tens
 
 
 def lay_out(encoder: nn.Module, layout: EncoderLayout) -> LaidOut:
-    """Put `encoder` (in place) in `layout`: 4-D weights channels-last, the named batch norms run
-    channels-first. A layout that is not channels-last changes nothing."""
+    """Put `encoder` (in place) in `layout`: 4-D weights channels-last, the named normalisation layers
+    run channels-first while training. A layout that is not channels-last changes nothing."""
     laid = LaidOut(encoder)
     if not layout.channels_last:
         return laid

@@ -2,7 +2,8 @@
 
 Data order is a pure function of (seed, epoch) and every RNG is checkpointed at optimizer-step
 boundaries, so a run stopped at step N and resumed follows the uninterrupted run exactly. Options:
-bf16 autocast on CPU, OGM-GE modality-imbalance modulation, several tasks with weighted losses,
+bf16 autocast on CPU, convolutional encoders channels-last where measured faster (`training.layout`),
+OGM-GE modality-imbalance modulation, several tasks with weighted losses,
 augmentation and mixup (`training.augment`), a moving average of the weights (`training.averaging`),
 and DDP replicas under torchrun.
 """
